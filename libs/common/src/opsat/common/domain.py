@@ -1,0 +1,102 @@
+"""Building blocks every service's pure domain uses: events, errors, actors.
+
+Nothing here does I/O or knows about HTTP; `opsat.common.errors` maps the errors to
+problem+json once for every service.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+
+class DomainEvent(BaseModel):
+    """A fact that happened. Subclasses set `event_type` (dotted, past tense) and `schema_version`.
+
+    The CloudEvents type on the wire is f"{event_type}.v{schema_version}".
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    event_type: ClassVar[str]
+    schema_version: ClassVar[int] = 1
+
+
+class DomainError(Exception):
+    """A command that the domain refuses. `field` names the offending input where there is one."""
+
+    def __init__(self, detail: str, *, field: str | None = None, code: str | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.field = field
+        self.code = code or type(self).__name__
+
+
+class InvalidInput(DomainError):
+    """The command's values break a rule (HTTP 422)."""
+
+
+class NotFound(DomainError):
+    """The aggregate does not exist (HTTP 404)."""
+
+
+class Conflict(DomainError):
+    """The command does not fit the aggregate's current state (HTTP 409)."""
+
+
+class InvalidTransition(Conflict):
+    """The life cycle does not allow this step from the current status (HTTP 409)."""
+
+
+class AlreadyExists(Conflict):
+    """Creating an aggregate whose id is taken (HTTP 409)."""
+
+
+class Forbidden(DomainError):
+    """The actor may not do this (HTTP 403)."""
+
+
+class Role(str, enum.Enum):
+    requester = "requester"
+    agent = "agent"
+    team_lead = "team_lead"
+    manager = "manager"
+    risk_officer = "risk_officer"
+    auditor = "auditor"
+    admin = "admin"
+    service = "service"  # service accounts: monitoring, other enterprise systems, schedulers
+
+
+STAFF_ROLES = frozenset({Role.agent, Role.team_lead, Role.manager, Role.risk_officer, Role.admin, Role.service})
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who issues a command: from the JWT on the API side, or a service account for policies."""
+
+    id: str
+    organisation: str
+    roles: frozenset[Role] = field(default_factory=frozenset)
+    name: str | None = None
+
+    def has(self, *roles: Role) -> bool:
+        return any(r in self.roles for r in roles)
+
+    @property
+    def is_staff(self) -> bool:
+        return bool(self.roles & STAFF_ROLES)
+
+
+SYSTEM_ACTOR = Actor(id="system", organisation="*", roles=frozenset({Role.service}), name="opsat scheduler")
+
+
+@dataclass(frozen=True)
+class CommandContext:
+    """What a decision may know besides state and command: who asks, and when (never read a clock in domain code)."""
+
+    actor: Actor
+    now: datetime
