@@ -90,6 +90,11 @@ class Actor:
     def is_staff(self) -> bool:
         return bool(self.roles & STAFF_ROLES)
 
+    @property
+    def reads_everything(self) -> bool:
+        """Staff and auditors read across organisations (and internal notes); requesters do not."""
+        return self.is_staff or Role.auditor in self.roles
+
 
 SYSTEM_ACTOR = Actor(id="system", organisation="*", roles=frozenset({Role.service}), name="opsat scheduler")
 

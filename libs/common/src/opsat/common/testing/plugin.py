@@ -1,1 +1,83 @@
-"""pytest plugin: real Kafka and PostgreSQL fixtures."""
+"""pytest plugin: real Kafka and PostgreSQL fixtures.
+
+Nothing is started unless a test requests one of these fixtures, so pure unit tests need no
+infrastructure. The first request runs `deploy/local/infra.sh up` (a fast no-op when it is
+already running) unless external infrastructure is configured (see opsat.common.testing.infra).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+from aiokafka.admin import AIOKafkaAdminClient
+
+from opsat.common.testing.infra import LocalInfra, consume_all, new_topic_namespace, provide
+
+__all__ = ["LocalInfra", "consume_all"]
+
+
+@pytest.fixture(scope="session")
+def local_infra(pytestconfig: pytest.Config) -> LocalInfra:
+    return provide(pytestconfig.rootpath, Path(__file__).resolve().parent)
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(local_infra: LocalInfra) -> str:
+    return local_infra.kafka_bootstrap
+
+
+@pytest.fixture
+def topic_namespace() -> str:
+    """A unique prefix per test, so that each test has its own `{namespace}.<service>.events` topics."""
+    return new_topic_namespace()
+
+
+# The databases outlive no loop-bound object, so they work whatever loop scope a test uses.
+@pytest_asyncio.fixture(loop_scope="session")
+async def database_factory(local_infra: LocalInfra) -> AsyncIterator[Callable[[], Awaitable[str]]]:
+    """Call to create a fresh, empty database; returns its SQLAlchemy (asyncpg) URL. Dropped afterwards."""
+    import asyncpg
+    from sqlalchemy.engine import make_url
+
+    admin = make_url(local_infra.database_admin_url).set(drivername="postgresql")
+    admin_dsn = admin.render_as_string(hide_password=False)
+    created: list[str] = []
+
+    async def create() -> str:
+        name = f"opsat_test_{uuid.uuid4().hex[:12]}"
+        conn = await asyncpg.connect(admin_dsn)
+        try:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+        created.append(name)
+        return admin.set(drivername="postgresql+asyncpg", database=name).render_as_string(hide_password=False)
+
+    yield create
+    if created:
+        conn = await asyncpg.connect(admin_dsn)
+        try:
+            for name in created:  # FORCE: connections a test left open must not keep the database alive
+                await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def database_url(database_factory: Callable[[], Awaitable[str]]) -> str:
+    """A fresh database for this test: `postgresql+asyncpg://opsat@127.0.0.1:<port>/opsat_test_<id>`."""
+    return await database_factory()
+
+
+@pytest_asyncio.fixture
+async def kafka_admin(kafka_bootstrap: str) -> AsyncIterator[AIOKafkaAdminClient]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    await admin.start()
+    try:
+        yield admin
+    finally:
+        await admin.close()

@@ -1,0 +1,104 @@
+"""Database engines and the platform tables every service's database holds.
+
+The platform tables (event store, outbox, idempotency keys, deadlines) are created by each
+service's first alembic migration through `create_platform_tables`, written out as plain DDL so
+that later changes to this module never rewrite history. Read models live in their own schema
+(`read_model` by default) so that a projection can be rebuilt into a fresh schema and swapped in.
+"""
+
+from __future__ import annotations
+
+import asyncpg
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+READ_MODEL_SCHEMA = "read_model"
+OUTBOX_CHANNEL = "opsat_outbox"
+
+PLATFORM_DDL_V1 = [
+    """
+    create table events (
+        position       bigint generated always as identity primary key,
+        stream_id      text        not null,
+        stream_type    text        not null,
+        version        integer     not null check (version >= 1),
+        event_id       uuid        not null unique,
+        event_type     text        not null,
+        schema_version integer     not null,
+        data           jsonb       not null,
+        metadata       jsonb       not null,
+        recorded_at    timestamptz not null default now(),
+        constraint events_stream_version_key unique (stream_id, version)
+    )
+    """,
+    # Events are never updated or deleted: enforce it in the database, not only in code.
+    """
+    create function events_are_immutable() returns trigger language plpgsql as $$
+    begin
+        raise exception 'events are append-only (% on events)', tg_op;
+    end $$
+    """,
+    """
+    create trigger events_no_update_delete before update or delete or truncate on events
+        for each statement execute function events_are_immutable()
+    """,
+    # The outbox holds the positions not yet acknowledged by Kafka; the relay deletes them after.
+    "create table outbox (position bigint primary key references events (position))",
+    f"""
+    create function outbox_notify() returns trigger language plpgsql as $$
+    begin
+        perform pg_notify('{OUTBOX_CHANNEL}', '');
+        return null;
+    end $$
+    """,
+    """
+    create trigger outbox_notify after insert on outbox
+        for each statement execute function outbox_notify()
+    """,
+    """
+    create table idempotency_keys (
+        key          text        not null,
+        actor        text        not null,
+        request_hash text        not null,
+        result       jsonb       not null,
+        created_at   timestamptz not null default now(),
+        primary key (actor, key)
+    )
+    """,
+    """
+    create table deadlines (
+        id          bigint generated always as identity primary key,
+        kind        text        not null,
+        stream_id   text        not null,
+        due_at      timestamptz not null,
+        payload     jsonb       not null default '{}',
+        attempts    integer     not null default 0,
+        last_error  text,
+        constraint deadlines_kind_stream_key unique (kind, stream_id)
+    )
+    """,
+    "create index deadlines_due_idx on deadlines (due_at)",
+    f"create schema if not exists {READ_MODEL_SCHEMA}",
+]
+
+PLATFORM_DROP_V1 = [
+    "drop table if exists deadlines",
+    "drop table if exists idempotency_keys",
+    "drop table if exists outbox",
+    "drop function if exists outbox_notify() cascade",
+    "drop table if exists events",
+    "drop function if exists events_are_immutable() cascade",
+]
+
+
+def create_engine(database_url: str, *, pool_size: int = 10) -> AsyncEngine:
+    return create_async_engine(database_url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+
+
+def asyncpg_dsn(database_url: str) -> str:
+    """SQLAlchemy's 'postgresql+asyncpg://' URL as a plain libpq DSN for asyncpg."""
+    return database_url.replace("postgresql+asyncpg://", "postgresql://", 1)
+
+
+async def connect_raw(database_url: str) -> asyncpg.Connection:
+    """A dedicated asyncpg connection (LISTEN and advisory locks need one outside the pool)."""
+    return await asyncpg.connect(asyncpg_dsn(database_url))

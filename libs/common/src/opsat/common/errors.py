@@ -1,0 +1,117 @@
+"""RFC 9457 problem+json for every service: domain errors, validation errors, everything else.
+
+The domain raises `opsat.common.domain` errors without knowing HTTP; this module maps them once.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from opsat.common.auth import NotAllowed, Unauthenticated
+from opsat.common.domain import AlreadyExists, Conflict, DomainError, Forbidden, InvalidInput, NotFound
+
+log = logging.getLogger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+
+STATUS_BY_ERROR: list[tuple[type[DomainError], int]] = [
+    (NotFound, 404),
+    (Forbidden, 403),
+    (AlreadyExists, 409),
+    (Conflict, 409),
+    (InvalidInput, 422),
+    (DomainError, 422),
+]
+
+TITLES = {
+    400: "Bad request",
+    401: "Authentication required",
+    403: "Forbidden",
+    404: "Not found",
+    405: "Method not allowed",
+    409: "Conflict",
+    413: "Request body too large",
+    415: "Unsupported media type",
+    422: "Invalid input",
+    429: "Too many requests",
+    500: "Internal error",
+    503: "Service unavailable",
+}
+
+
+def _slug(code: str) -> str:
+    out = []
+    for ch in code:
+        if ch.isupper() and out:
+            out.append("-")
+        out.append(ch.lower() if ch != "_" else "-")
+    return "".join(out)
+
+
+def problem(status: int, detail: str, *, code: str | None = None, instance: str | None = None,
+            errors: list[dict[str, Any]] | None = None, headers: dict[str, str] | None = None) -> JSONResponse:
+    body: dict[str, Any] = {
+        "type": f"/problems/{_slug(code)}" if code else "about:blank",
+        "title": TITLES.get(status, "Error"),
+        "status": status,
+        "detail": detail,
+    }
+    if instance:
+        body["instance"] = instance
+    if errors:
+        body["errors"] = errors
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def status_for(exc: DomainError) -> int:
+    return next(status for cls, status in STATUS_BY_ERROR if isinstance(exc, cls))
+
+
+def _field_path(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc]
+    if parts and parts[0] in {"body", "query", "path", "header"}:
+        where, rest = parts[0], parts[1:]
+        return ".".join(rest) if where == "body" else f"{where}.{'.'.join(rest)}" if rest else where
+    return ".".join(parts)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(DomainError)
+    async def _domain(request: Request, exc: DomainError) -> JSONResponse:
+        errors = [{"field": exc.field, "reason": exc.detail}] if exc.field else None
+        return problem(status_for(exc), exc.detail, code=exc.code, instance=request.url.path, errors=errors)
+
+    @app.exception_handler(Unauthenticated)
+    async def _unauthenticated(request: Request, exc: Unauthenticated) -> JSONResponse:
+        return problem(401, str(exc), code="unauthenticated", instance=request.url.path,
+                       headers={"WWW-Authenticate": 'Bearer realm="opsat"'})
+
+    @app.exception_handler(NotAllowed)
+    async def _not_allowed(request: Request, exc: NotAllowed) -> JSONResponse:
+        return problem(403, str(exc), code="forbidden", instance=request.url.path)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [{"field": _field_path(tuple(e.get("loc", ()))), "reason": e.get("msg", "invalid")}
+                  for e in exc.errors()]
+        if any(e.get("type") == "json_invalid" for e in exc.errors()):
+            return problem(400, "The request body is not valid JSON.", code="malformed-json",
+                           instance=request.url.path, errors=errors)
+        summary = "; ".join(f"{e['field'] or 'body'}: {e['reason']}" for e in errors[:5])
+        return problem(422, summary, code="validation-error", instance=request.url.path, errors=errors)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return problem(exc.status_code, str(exc.detail), instance=request.url.path,
+                       headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return problem(500, "An unexpected error occurred; it has been logged.", instance=request.url.path)

@@ -1,0 +1,236 @@
+"""The append-only event store in PostgreSQL, and the one way commands run against it.
+
+`append` writes all events of one command in one transaction together with their outbox rows
+(and the idempotency key, if any); `unique (stream_id, version)` turns a concurrent write into
+`ConcurrencyConflict`. `run_command` is load -> decide -> append, shared by every service.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import text
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from opsat.common.domain import Conflict, DomainEvent, InvalidInput
+from opsat.common.envelope import EventMetadata, EventRegistry
+
+S = TypeVar("S")
+
+
+class ConcurrencyConflict(Conflict):
+    """Someone else appended to the stream since it was read (HTTP 409; retry with the new version)."""
+
+
+class IdempotencyKeyReused(InvalidInput):
+    """The same Idempotency-Key came with a different request (HTTP 422)."""
+
+
+@dataclass(frozen=True)
+class RecordedEvent:
+    position: int
+    stream_id: str
+    stream_type: str
+    version: int
+    event_id: str
+    event: DomainEvent
+    metadata: dict[str, Any]
+    recorded_at: datetime
+
+
+@dataclass(frozen=True)
+class AppendResult:
+    stream_id: str
+    version: int  # the stream's version after the append
+    position: int  # the last appended event's position
+    event_ids: tuple[str, ...]
+    replayed: bool = False  # true when an Idempotency-Key repeat returned the first result
+
+    def as_json(self) -> dict[str, Any]:
+        return {**asdict(self), "event_ids": list(self.event_ids)}
+
+
+@dataclass(frozen=True)
+class Idempotency:
+    key: str
+    actor: str
+    request_hash: str
+
+    @classmethod
+    def for_request(cls, key: str, actor: str, *parts: Any) -> Idempotency:
+        digest = hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+        return cls(key=key, actor=actor, request_hash=digest)
+
+
+_INSERT_EVENTS = text(
+    """
+    with appended as (
+        insert into events (stream_id, stream_type, version, event_id, event_type, schema_version, data, metadata)
+        select :stream_id, :stream_type, t.version, t.event_id, t.event_type, t.schema_version, t.data, :metadata
+        from unnest(cast(:versions as integer[]), cast(:event_ids as uuid[]), cast(:event_types as text[]),
+                    cast(:schema_versions as integer[]), cast(:datas as jsonb[]))
+             as t(version, event_id, event_type, schema_version, data)
+        order by t.version
+        returning position
+    ), queued as (
+        insert into outbox (position) select position from appended returning position
+    )
+    select max(position) from queued
+    """
+)
+
+
+class EventStore:
+    def __init__(self, engine: AsyncEngine, registry: EventRegistry) -> None:
+        self.engine = engine
+        self.registry = registry
+
+    async def load(self, stream_id: str) -> list[RecordedEvent]:
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                text(
+                    "select position, stream_id, stream_type, version, event_id, event_type, schema_version,"
+                    " data, metadata, recorded_at from events where stream_id = :s order by version"
+                ).columns(data=JSONB, metadata=JSONB),
+                {"s": stream_id},
+            )
+            return [self._recorded(r) for r in rows]
+
+    def _recorded(self, r: Any) -> RecordedEvent:
+        return RecordedEvent(
+            position=r.position,
+            stream_id=r.stream_id,
+            stream_type=r.stream_type,
+            version=r.version,
+            event_id=str(r.event_id),
+            event=self.registry.decode(r.event_type, r.schema_version, r.data),
+            metadata=r.metadata,
+            recorded_at=r.recorded_at,
+        )
+
+    async def append(
+        self,
+        stream_id: str,
+        stream_type: str,
+        expected_version: int,
+        events: Sequence[DomainEvent],
+        metadata: EventMetadata,
+        idempotency: Idempotency | None = None,
+    ) -> AppendResult:
+        if not events:
+            raise ValueError("a command must produce at least one event")
+        event_ids = [str(uuid.uuid4()) for _ in events]
+        params = {
+            "stream_id": stream_id,
+            "stream_type": stream_type,
+            "metadata": json.dumps(metadata.as_dict()),
+            "versions": list(range(expected_version + 1, expected_version + 1 + len(events))),
+            "event_ids": event_ids,
+            "event_types": [e.event_type for e in events],
+            "schema_versions": [e.schema_version for e in events],
+            "datas": [e.model_dump_json() for e in events],
+        }
+        result_version = expected_version + len(events)
+        try:
+            async with self.engine.begin() as conn:
+                position = (await conn.execute(_INSERT_EVENTS, params)).scalar_one()
+                result = AppendResult(stream_id, result_version, position, tuple(event_ids))
+                if idempotency is not None:
+                    await conn.execute(
+                        text(
+                            "insert into idempotency_keys (key, actor, request_hash, result)"
+                            " values (:k, :a, :h, :r)"
+                        ),
+                        {"k": idempotency.key, "a": idempotency.actor, "h": idempotency.request_hash,
+                         "r": json.dumps(result.as_json())},
+                    )
+        except IntegrityError as exc:
+            constraint = getattr(getattr(exc.orig, "__cause__", None), "constraint_name", None)
+            if constraint == "idempotency_keys_pkey" and idempotency is not None:
+                stored = await self.idempotent_result(idempotency)
+                if stored is not None:
+                    return stored
+            if constraint == "events_stream_version_key":
+                raise ConcurrencyConflict(
+                    f"stream {stream_id} changed since version {expected_version}; reload and retry",
+                    code="version_conflict",
+                ) from None
+            raise
+        return result
+
+    async def idempotent_result(self, idempotency: Idempotency) -> AppendResult | None:
+        """The first result of a repeated Idempotency-Key, or None for a new key."""
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    text("select request_hash, result from idempotency_keys where actor = :a and key = :k").columns(
+                        result=JSONB
+                    ),
+                    {"a": idempotency.actor, "k": idempotency.key},
+                )
+            ).first()
+        if row is None:
+            return None
+        if row.request_hash != idempotency.request_hash:
+            raise IdempotencyKeyReused(
+                "this Idempotency-Key was already used for a different request", field="Idempotency-Key"
+            )
+        stored = dict(row.result)
+        stored["event_ids"] = tuple(stored["event_ids"])
+        stored["replayed"] = True
+        return AppendResult(**stored)
+
+    async def stream_version(self, stream_id: str) -> int:
+        async with self.engine.connect() as conn:
+            v = (await conn.execute(text("select max(version) from events where stream_id = :s"), {"s": stream_id})).scalar()
+        return v or 0
+
+
+def fold(evolve: Callable[[S | None, DomainEvent], S], events: Sequence[RecordedEvent]) -> S | None:
+    state: S | None = None
+    for recorded in events:
+        state = evolve(state, recorded.event)
+    return state
+
+
+async def run_command(
+    store: EventStore,
+    *,
+    stream_id: str,
+    stream_type: str,
+    decide: Callable[[Any], Sequence[DomainEvent]],
+    evolve: Callable[[Any, DomainEvent], Any],
+    metadata: EventMetadata | Callable[[Any], EventMetadata],
+    idempotency: Idempotency | None = None,
+    expected_version: int | None = None,
+    new_stream: bool = False,
+) -> AppendResult:
+    """Load the stream, let the pure `decide(state)` produce events, append them atomically.
+
+    `expected_version` (from If-Match) makes the client's view of the stream part of the check;
+    without it the version just read is expected, so a concurrent writer still gets a 409.
+    `metadata` may be a function of the state (e.g. the tenant is the aggregate's organisation).
+    `new_stream=True` skips the read for a freshly generated id (the insert still guards uniqueness).
+    """
+    if idempotency is not None:
+        stored = await store.idempotent_result(idempotency)
+        if stored is not None:
+            return stored
+    history = [] if new_stream else await store.load(stream_id)
+    current = history[-1].version if history else 0
+    if expected_version is not None and expected_version != current:
+        raise ConcurrencyConflict(
+            f"stream {stream_id} is at version {current}, not {expected_version}", code="version_conflict"
+        )
+    state = fold(evolve, history)
+    new_events = decide(state)
+    meta = metadata(state) if callable(metadata) else metadata
+    return await store.append(stream_id, stream_type, current, new_events, meta, idempotency)

@@ -1,0 +1,71 @@
+"""Metrics (Prometheus), JSON logs and the correlation id that ties a request to its events."""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+import sys
+import time
+from datetime import datetime, timezone
+
+from prometheus_client import Counter, Gauge, Histogram
+
+correlation_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("correlation_id", default=None)
+trace_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("trace_id", default=None)
+
+HTTP_REQUESTS = Counter("opsat_http_requests_total", "HTTP requests", ["service", "method", "route", "status"])
+HTTP_LATENCY = Histogram(
+    "opsat_http_request_seconds", "HTTP request latency", ["service", "method", "route"],
+    buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+EVENTS_APPENDED = Counter("opsat_events_appended_total", "Events appended to the event store", ["service"])
+EVENTS_PUBLISHED = Counter("opsat_events_published_total", "Events acknowledged by Kafka", ["topic"])
+OUTBOX_BACKLOG = Gauge("opsat_outbox_backlog", "Events waiting in the outbox", ["topic"])
+RELAY_ERRORS = Counter("opsat_relay_errors_total", "Outbox relay rounds that failed", ["topic"])
+EVENTS_APPLIED = Counter("opsat_projection_events_total", "Events applied by a projection", ["projection", "outcome"])
+CONSUMER_LAG = Gauge("opsat_consumer_lag", "Records behind the end of the partition", ["projection", "partition"])
+DLQ_PARKED = Counter("opsat_dlq_parked_total", "Events parked on a dead-letter topic", ["projection"])
+DEADLINES_FIRED = Counter("opsat_deadlines_fired_total", "Due deadlines turned into commands", ["kind", "outcome"])
+
+
+class JsonFormatter(logging.Formatter):
+    def __init__(self, service: str) -> None:
+        super().__init__()
+        self.service = service
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "ts": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "service": self.service,
+            "logger": record.name,
+            "msg": record.getMessage(),
+            "correlation_id": correlation_id.get(),
+            "trace_id": trace_id.get(),
+        }
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return json.dumps({k: v for k, v in entry.items() if v is not None}, ensure_ascii=False)
+
+
+def configure_logging(service: str, level: str = "INFO", json_logs: bool = True) -> None:
+    handler = logging.StreamHandler(sys.stdout)
+    if json_logs:
+        handler.setFormatter(JsonFormatter(service))
+    else:
+        handler.setFormatter(logging.Formatter(f"%(asctime)s {service} %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    logging.getLogger("aiokafka").setLevel(max(logging.WARNING, root.level))
+    logging.getLogger("uvicorn.access").setLevel(logging.WARNING)  # our middleware measures requests
+
+
+class Stopwatch:
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+
+    @property
+    def seconds(self) -> float:
+        return time.perf_counter() - self.start

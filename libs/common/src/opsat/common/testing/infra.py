@@ -1,0 +1,133 @@
+"""Real Kafka and PostgreSQL for tests: the local ones from deploy/local/infra.sh, or external ones.
+
+External infrastructure is chosen by setting both OPSAT_TEST_DATABASE_ADMIN_URL and
+OPSAT_TEST_KAFKA_BOOTSTRAP; it is used as is and cannot be stopped or started by tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer
+from aiokafka.structs import ConsumerRecord
+
+EXTERNAL_DATABASE_ENV = "OPSAT_TEST_DATABASE_ADMIN_URL"
+EXTERNAL_KAFKA_ENV = "OPSAT_TEST_KAFKA_BOOTSTRAP"
+SCRIPT_ENV = "OPSAT_INFRA_SCRIPT"
+SCRIPT_PATH = Path("deploy/local/infra.sh")
+
+
+@dataclass(frozen=True)
+class LocalInfra:
+    database_admin_url: str  # postgresql://user@host:port/postgres, superuser
+    kafka_bootstrap: str  # host:port
+    script: Path | None = None  # None: external infrastructure, not under our control
+
+    @property
+    def can_restart(self) -> bool:
+        return self.script is not None
+
+    def stop_kafka(self) -> None:
+        self._kafka("stop")
+
+    def start_kafka(self) -> None:
+        """Start the broker and return once it serves metadata requests."""
+        self._kafka("start")
+
+    def restart_kafka(self) -> None:
+        self._kafka("restart")
+
+    async def stop_kafka_async(self) -> None:
+        """As stop_kafka, without blocking the event loop (clients keep running meanwhile)."""
+        await asyncio.to_thread(self.stop_kafka)
+
+    async def start_kafka_async(self) -> None:
+        await asyncio.to_thread(self.start_kafka)
+
+    def _kafka(self, action: str) -> None:
+        if self.script is None:
+            raise RuntimeError(
+                f"Kafka at {self.kafka_bootstrap} is external ({EXTERNAL_KAFKA_ENV} is set) and cannot be "
+                f"stopped or started by tests; unset {EXTERNAL_DATABASE_ENV} and {EXTERNAL_KAFKA_ENV} "
+                "to use the local infrastructure"
+            )
+        run_script(self.script, "kafka", action)
+
+
+def run_script(script: Path, *args: str) -> str:
+    """Run infra.sh; on failure raise with its output (it names the log file to read)."""
+    done = subprocess.run([str(script), *args], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(
+            f"{script} {' '.join(args)} failed (exit {done.returncode}):\n{done.stderr}{done.stdout}"
+        )
+    return done.stdout
+
+
+def find_script(*start_dirs: Path) -> Path:
+    """$OPSAT_INFRA_SCRIPT, else deploy/local/infra.sh in one of start_dirs or their parents."""
+    if os.environ.get(SCRIPT_ENV):
+        return Path(os.environ[SCRIPT_ENV])
+    for start in start_dirs:
+        for folder in (start, *start.parents):
+            if (folder / SCRIPT_PATH).is_file():
+                return folder / SCRIPT_PATH
+    raise RuntimeError(f"{SCRIPT_PATH} not found above {', '.join(map(str, start_dirs))}; set {SCRIPT_ENV}")
+
+
+def parse_env(text: str) -> dict[str, str]:
+    """`export NAME=value` lines, as printed by `infra.sh env`."""
+    pairs = (line.removeprefix("export ").split("=", 1) for line in text.splitlines() if "=" in line)
+    return {name.strip(): value.strip() for name, value in pairs}
+
+
+def provide(*start_dirs: Path) -> LocalInfra:
+    """External infrastructure if configured, else the local one, started (idempotently) if needed."""
+    database, kafka = os.environ.get(EXTERNAL_DATABASE_ENV), os.environ.get(EXTERNAL_KAFKA_ENV)
+    if database and kafka:
+        return LocalInfra(database_admin_url=database, kafka_bootstrap=kafka)
+    if database or kafka:
+        raise RuntimeError(f"set both {EXTERNAL_DATABASE_ENV} and {EXTERNAL_KAFKA_ENV}, or neither")
+    script = find_script(*start_dirs)
+    run_script(script, "up")
+    env = parse_env(run_script(script, "env"))
+    return LocalInfra(env["OPSAT_DATABASE_ADMIN_URL"], env["OPSAT_KAFKA_BOOTSTRAP"], script)
+
+
+def new_topic_namespace() -> str:
+    return f"t{uuid.uuid4().hex[:8]}"
+
+
+async def consume_all(
+    bootstrap: str, topic: str, *, min_count: int, timeout: float = 20.0
+) -> list[ConsumerRecord]:
+    """Read `topic` from the beginning until at least `min_count` records arrived or `timeout` expired.
+
+    No consumer group: nothing is committed, and every call sees the whole topic. The topic may
+    appear only after the call starts (metadata is refreshed every 0.5 s).
+    """
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        metadata_max_age_ms=500,
+    )
+    records: list[ConsumerRecord] = []
+    deadline = time.monotonic() + timeout
+    await consumer.start()
+    try:
+        while len(records) < min_count and (left := deadline - time.monotonic()) > 0:
+            batches = await consumer.getmany(timeout_ms=int(min(left, 1.0) * 1000))
+            for batch in batches.values():
+                records.extend(batch)
+    finally:
+        await consumer.stop()
+    return records

@@ -1,0 +1,62 @@
+"""The background process every service runs beside its API: relay, projections, deadlines.
+
+It serves /healthz, /readyz and /metrics on OPSAT_WORKER_PORT so that Kubernetes can probe it and
+scale it apart from the API. SIGTERM stops every loop cleanly (in-flight batches finish first).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Awaitable, Callable, Sequence
+
+import uvicorn
+from fastapi import FastAPI
+
+from opsat.common.api import health_router
+from opsat.common.db import create_engine
+from opsat.common.settings import ServiceSettings
+
+log = logging.getLogger(__name__)
+
+Loop = Callable[[asyncio.Event], Awaitable[object]]
+
+
+async def run_loops(loops: Sequence[tuple[str, Loop]], stop: asyncio.Event) -> None:
+    """Run named loops until `stop`; a loop that crashes is logged and restarted after a pause."""
+
+    async def supervised(name: str, loop: Loop) -> None:
+        while not stop.is_set():
+            try:
+                await loop(stop)
+            except Exception:
+                log.exception("worker loop %s crashed; restarting", name)
+                try:
+                    await asyncio.wait_for(stop.wait(), timeout=2.0)
+                except asyncio.TimeoutError:
+                    pass
+
+    await asyncio.gather(*(supervised(name, loop) for name, loop in loops))
+
+
+async def serve_worker(settings: ServiceSettings, loops: Sequence[tuple[str, Loop]]) -> None:
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+    health = FastAPI(title=f"{settings.service_name} worker")
+    health.state.settings = settings
+    health.state.engine = create_engine(settings.database_url, pool_size=2)
+    health.include_router(health_router(kafka_required=True))
+    server = uvicorn.Server(uvicorn.Config(health, host=settings.http_host, port=settings.worker_port,
+                                           log_config=None, access_log=False))
+    server.install_signal_handlers = lambda: None  # signals are ours (see above)
+    health_task = asyncio.create_task(server.serve())
+    log.info("worker started: %s", ", ".join(name for name, _ in loops))
+    try:
+        await run_loops(loops, stop)
+    finally:
+        server.should_exit = True
+        await health_task
+        await health.state.engine.dispose()
+        log.info("worker stopped")

@@ -1,0 +1,189 @@
+"""HTTP bodies of the intake API (never the domain events). Unknown fields are refused."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from opsat.intake.domain.values import Channel, LinkType, Priority, RequestKind
+
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=20_000)]
+Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2_000)]
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Level = Annotated[int, Field(ge=1, le=3)]
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class SubmitBody(Body):
+    kind: RequestKind
+    channel: Channel = Channel.portal
+    title: Name
+    description: Annotated[str, StringConstraints(max_length=20_000)] = ""
+    impact: Level = Field(description="1 enterprise-wide, 2 department, 3 individual")
+    urgency: Level = Field(description="1 high, 2 medium, 3 low")
+    service: Name | None = Field(default=None, description="the business service concerned")
+    customer_tier: Name = "standard"
+    requires_approval: bool | None = Field(default=None, description="ask for approval; null follows the catalogue")
+    team: Name | None = None
+    watchers: Annotated[list[Name], Field(max_length=50)] = []
+    requester_id: Name | None = Field(default=None, description="staff submitting on behalf of a requester")
+    organisation_id: Name | None = Field(default=None, description="staff submitting for another organisation")
+
+
+class AcceptBody(Body):
+    team: Name | None = None
+    assignee: Name | None = None
+
+
+class ReasonBody(Body):
+    reason: Reason
+
+
+class QuestionBody(Body):
+    question: Text
+
+
+class AnswerBody(Body):
+    answer: Text
+
+
+class ResolveBody(Body):
+    solution: Text
+
+
+class CommentBody(Body):
+    comment: Reason | None = None
+
+
+class PriorityBody(Body):
+    priority: Priority
+    reason: Reason
+
+
+class RequirementBody(Body):
+    scope: Text
+    acceptance_criteria: Text
+
+
+ChangeId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64,
+                                            pattern=r"^[A-Za-z0-9_.:-]+$")]
+
+
+class RequirementChangeBody(Body):
+    change_id: ChangeId | None = Field(default=None, description="client-chosen id; generated when absent")
+    scope: Text
+    acceptance_criteria: Text
+    reason: Reason
+
+
+class ChangeRef(Body):
+    change_id: ChangeId
+
+
+class ChangeRejection(Body):
+    change_id: ChangeId
+    reason: Reason
+
+
+class AssessmentBody(Body):
+    change_id: ChangeId
+    effort_hours: Annotated[float, Field(gt=0, le=100_000)]
+    impact_summary: Text
+
+
+class AssignBody(Body):
+    team: Name
+    assignee: Name | None = None
+    reason: Reason | None = None
+
+
+class WatcherBody(Body):
+    user_id: Name
+
+
+class MessageBody(Body):
+    body: Text
+
+
+class LinkBody(Body):
+    target_id: Name
+    link_type: LinkType
+
+
+class TimeBody(Body):
+    minutes: Annotated[int, Field(ge=1, le=1440)]
+    note: Reason | None = None
+    work_date: date | None = None
+
+
+class CommandAccepted(BaseModel):
+    """What every command answers: the stream's new version (send it back as If-Match or min_version)."""
+
+    request_id: str
+    version: int
+    position: int
+    event_ids: list[str]
+    replayed: bool = Field(description="true when an Idempotency-Key repeat returned the first result")
+
+
+class RequestView(BaseModel):
+    id: str
+    organisation_id: str
+    requester_id: str
+    kind: str
+    channel: str
+    title: str
+    description: str
+    service: str | None
+    customer_tier: str
+    impact: int
+    urgency: int
+    priority: str
+    priority_overridden: bool
+    status: str
+    team: str | None
+    assignee: str | None
+    watchers: list[str]
+    approval: str
+    requirement: dict[str, Any] | None
+    reopen_count: int
+    submitted_at: datetime
+    accepted_at: datetime | None
+    resolved_at: datetime | None
+    closed_at: datetime | None
+    updated_at: datetime
+    version: int
+
+
+class RequestDetail(RequestView):
+    links: list[dict[str, Any]] = []
+    time_spent_minutes: int | None = Field(default=None, description="staff only")
+    time_by_agent: dict[str, int] | None = Field(default=None, description="staff only")
+
+
+class RequestPage(BaseModel):
+    items: list[RequestView]
+    next_cursor: str | None = Field(description="pass as `cursor` for the next page; null on the last page")
+
+
+class TimelineEntry(BaseModel):
+    sequence: int
+    event_id: str
+    event_type: str
+    at: datetime
+    actor: str | None
+    visibility: str
+    summary: str
+    data: dict[str, Any]
+
+
+class Backlog(BaseModel):
+    total: int
+    by_status_priority: dict[str, dict[str, int]]
+    ageing: dict[str, int]
+    as_of: datetime

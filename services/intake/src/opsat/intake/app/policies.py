@@ -1,0 +1,32 @@
+"""Reactions to intake's own events that are not read models: scheduling the auto-close deadline.
+
+Runs as its own consumer group, so its offsets and duplicates are tracked apart from the views.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from opsat.common import deadlines
+from opsat.common.consumer import ReceivedEvent
+from opsat.intake.domain import events as ev
+from opsat.intake.projections.tables import metadata
+
+AUTO_CLOSE = "auto_close"
+
+
+class AutoCloseScheduler:
+    """RequestResolved sets the auto-close deadline; anything that ends or reopens it removes it."""
+
+    name = "auto_close_scheduler"
+    metadata = metadata
+
+    def __init__(self, topic: str) -> None:
+        self.topics = [topic]
+
+    async def apply(self, conn: AsyncConnection, received: ReceivedEvent) -> None:
+        event = received.event
+        if isinstance(event, ev.RequestResolved):
+            await deadlines.schedule(conn, AUTO_CLOSE, event.request_id, event.auto_close_due_at)
+        elif isinstance(event, (ev.RequestClosed, ev.RequestReopened, ev.RequestCancelled)):
+            await deadlines.cancel(conn, AUTO_CLOSE, event.request_id)

@@ -1,0 +1,81 @@
+"""`opsat-intake api | worker | migrate | rebuild`: the process entry points (containers run these)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+from pathlib import Path
+
+import uvicorn
+
+from opsat.common.observability import configure_logging
+from opsat.intake.settings import IntakeSettings
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+log = logging.getLogger("opsat.intake")
+
+
+def migrate(settings: IntakeSettings) -> None:
+    from opsat.common.migrations import upgrade
+
+    upgrade(settings.database_url, MIGRATIONS)
+    log.info("intake database migrated")
+
+
+def api(settings: IntakeSettings) -> None:
+    from opsat.intake.main import create_app
+
+    log.info("intake API listening on http://%s:%d (docs at /docs)", settings.http_host, settings.http_port)
+    uvicorn.run(create_app(settings), host=settings.http_host, port=settings.http_port, log_config=None,
+                access_log=False, proxy_headers=True)
+
+
+async def _worker(settings: IntakeSettings) -> None:
+    from opsat.common.worker import serve_worker
+    from opsat.intake.worker import build_loops, ensure_intake_topics
+
+    delay = 1.0
+    while True:  # the broker may start after us (compose, Kubernetes): wait for it
+        try:
+            await ensure_intake_topics(settings)
+            break
+        except Exception as exc:
+            log.warning("Kafka not ready (%s); retrying in %.0fs", exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 15)
+    await serve_worker(settings, build_loops(settings))
+
+
+async def _rebuild(settings: IntakeSettings, schema: str) -> None:
+    from opsat.common.db import create_engine
+    from opsat.common.projections import rebuild
+    from opsat.intake.projections.requests import RequestsProjection
+    from opsat.intake.worker import runner_config
+
+    engine = create_engine(settings.database_url)
+    projection = RequestsProjection(settings.topic("intake"))
+    stats = await rebuild(engine, projection, runner_config(settings, projection.name), schema)
+    await engine.dispose()
+    log.info("rebuilt %s into schema %s: %d events applied", projection.name, schema, stats.applied)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="opsat-intake", description="opsat intake service")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("api", help="serve the HTTP API")
+    sub.add_parser("worker", help="run the outbox relay, projections and deadlines")
+    sub.add_parser("migrate", help="apply database migrations and exit")
+    rebuild_cmd = sub.add_parser("rebuild", help="replay the topic into a fresh read-model schema")
+    rebuild_cmd.add_argument("--schema", default="read_model_rebuild")
+    args = parser.parse_args()
+    settings = IntakeSettings()
+    configure_logging("intake", settings.log_level, settings.log_json)
+    if args.command == "migrate":
+        migrate(settings)
+    elif args.command == "api":
+        api(settings)
+    elif args.command == "worker":
+        asyncio.run(_worker(settings))
+    elif args.command == "rebuild":
+        asyncio.run(_rebuild(settings, args.schema))

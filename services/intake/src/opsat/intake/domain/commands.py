@@ -1,0 +1,268 @@
+"""Commands: what an actor asks the intake domain to do with one service request.
+
+The API turns HTTP bodies into these, and `aggregate.decide` turns them into events or refuses them.
+Enum fields also accept their plain string values (decide converts and validates them).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from typing import Union, get_args
+
+from opsat.intake.domain.values import Channel, LinkType, Priority, RequestKind
+
+
+@dataclass(frozen=True)
+class SubmitRequest:
+    request_id: str
+    kind: RequestKind
+    channel: Channel
+    title: str
+    description: str
+    impact: int  # 1 enterprise-wide, 2 department, 3 individual
+    urgency: int  # 1 high, 2 medium, 3 low
+    requester_id: str
+    organisation_id: str
+    service: str | None = None  # the business service concerned
+    customer_tier: str = "standard"
+    requires_approval: bool | None = None  # True asks for approval; None follows the policy's catalogue
+    team: str | None = None
+    watchers: tuple[str, ...] = ()
+
+
+# --- life cycle -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AcceptRequest:
+    request_id: str
+    team: str | None = None  # defaults to the team chosen at submit; one of the two is required
+    assignee: str | None = None
+
+
+@dataclass(frozen=True)
+class RejectRequest:
+    request_id: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class StartWork:
+    request_id: str
+
+
+@dataclass(frozen=True)
+class RequestCustomerInfo:
+    request_id: str
+    question: str
+
+
+@dataclass(frozen=True)
+class ProvideCustomerInfo:
+    request_id: str
+    answer: str
+
+
+@dataclass(frozen=True)
+class ResolveRequest:
+    request_id: str
+    solution: str
+
+
+@dataclass(frozen=True)
+class AcceptDelivery:
+    request_id: str
+    comment: str | None = None
+
+
+@dataclass(frozen=True)
+class RejectDelivery:
+    request_id: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class ReopenRequest:
+    request_id: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class AutoCloseRequest:
+    """Issued by the deadline scheduler (a service account) when auto_close_due_at has come."""
+
+    request_id: str
+
+
+@dataclass(frozen=True)
+class CancelRequest:
+    request_id: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class OverridePriority:
+    request_id: str
+    priority: Priority
+    reason: str
+
+
+# --- requirement (需求确认 / 需求变更) ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RecordRequirement:
+    request_id: str
+    scope: str
+    acceptance_criteria: str
+
+
+@dataclass(frozen=True)
+class ConfirmRequirement:
+    request_id: str
+
+
+@dataclass(frozen=True)
+class ProposeRequirementChange:
+    request_id: str
+    change_id: str
+    scope: str
+    acceptance_criteria: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class AssessRequirementChange:
+    request_id: str
+    change_id: str
+    effort_hours: float
+    impact_summary: str
+
+
+@dataclass(frozen=True)
+class ApproveRequirementChange:
+    request_id: str
+    change_id: str
+
+
+@dataclass(frozen=True)
+class RejectRequirementChange:
+    request_id: str
+    change_id: str
+    reason: str
+
+
+# --- approval ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ApproveRequest:
+    request_id: str
+    comment: str | None = None
+
+
+@dataclass(frozen=True)
+class DeclineRequest:
+    request_id: str
+    reason: str
+
+
+# --- assignment and collaboration ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AssignRequest:
+    request_id: str
+    team: str
+    assignee: str | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class AddWatcher:
+    request_id: str
+    user_id: str
+
+
+@dataclass(frozen=True)
+class RemoveWatcher:
+    request_id: str
+    user_id: str
+
+
+@dataclass(frozen=True)
+class AddReply:
+    """A public reply, visible to the requester's side."""
+
+    request_id: str
+    reply_id: str
+    body: str
+
+
+@dataclass(frozen=True)
+class AddInternalNote:
+    """Visible to staff only."""
+
+    request_id: str
+    note_id: str
+    body: str
+
+
+@dataclass(frozen=True)
+class LinkRequest:
+    request_id: str
+    target_id: str
+    link_type: LinkType
+
+
+@dataclass(frozen=True)
+class UnlinkRequest:
+    request_id: str
+    target_id: str
+    link_type: LinkType
+
+
+@dataclass(frozen=True)
+class LogTime:
+    request_id: str
+    entry_id: str
+    minutes: int  # 1..1440
+    note: str | None = None
+    work_date: date | None = None  # defaults to today in the policy calendar's time zone
+
+
+IntakeCommand = Union[
+    SubmitRequest,
+    AcceptRequest,
+    RejectRequest,
+    StartWork,
+    RequestCustomerInfo,
+    ProvideCustomerInfo,
+    ResolveRequest,
+    AcceptDelivery,
+    RejectDelivery,
+    ReopenRequest,
+    AutoCloseRequest,
+    CancelRequest,
+    OverridePriority,
+    RecordRequirement,
+    ConfirmRequirement,
+    ProposeRequirementChange,
+    AssessRequirementChange,
+    ApproveRequirementChange,
+    RejectRequirementChange,
+    ApproveRequest,
+    DeclineRequest,
+    AssignRequest,
+    AddWatcher,
+    RemoveWatcher,
+    AddReply,
+    AddInternalNote,
+    LinkRequest,
+    UnlinkRequest,
+    LogTime,
+]
+
+# Every command class, e.g. for an API that maps routes to commands.
+INTAKE_COMMANDS: tuple[type, ...] = get_args(IntakeCommand)

@@ -1,0 +1,3 @@
+from opsat.common.migrations import run_env
+
+run_env()

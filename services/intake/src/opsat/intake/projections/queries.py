@@ -1,0 +1,155 @@
+"""Queries over the intake read model. Visibility rules (organisation, internal entries) live here,
+so every route that reads goes through the same filters."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, case, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from opsat.common.domain import Actor, InvalidInput, NotFound
+from opsat.intake.projections.tables import links, requests, time_entries, timeline
+
+OPEN_STATUSES = ("submitted", "accepted", "in_progress", "awaiting_customer", "reopened")
+PRIORITY_ORDER = case({"P1": 1, "P2": 2, "P3": 3, "P4": 4}, value=requests.c.priority, else_=5)
+AGEING_BUCKETS = (("0-1d", 1), ("1-3d", 3), ("3-7d", 7), ("7-30d", 30), (">30d", None))
+
+
+@dataclass(frozen=True)
+class RequestFilters:
+    status: list[str] | None = None
+    priority: list[str] | None = None
+    kind: list[str] | None = None
+    team: str | None = None
+    assignee: str | None = None
+    requester: str | None = None
+    organisation: str | None = None
+    service: str | None = None
+    submitted_from: datetime | None = None
+    submitted_to: datetime | None = None
+    open_only: bool = False
+
+
+def encode_cursor(submitted_at: datetime, request_id: str) -> str:
+    raw = json.dumps({"t": submitted_at.isoformat(), "id": request_id}).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        return datetime.fromisoformat(raw["t"]), str(raw["id"])
+    except Exception:
+        raise InvalidInput("cursor is not one this API returned", field="cursor") from None
+
+
+def _visible_to(actor: Actor) -> Any:
+    """Requesters (and anyone without a staff role) see their organisation only."""
+    if actor.reads_everything:
+        return True
+    return requests.c.organisation_id == actor.organisation
+
+
+def _where(f: RequestFilters) -> list[Any]:
+    conditions: list[Any] = []
+    for column, values in ((requests.c.status, f.status), (requests.c.priority, f.priority),
+                           (requests.c.kind, f.kind)):
+        if values:
+            conditions.append(column.in_(values))
+    for column, value in ((requests.c.team, f.team), (requests.c.assignee, f.assignee),
+                          (requests.c.requester_id, f.requester), (requests.c.organisation_id, f.organisation),
+                          (requests.c.service, f.service)):
+        if value is not None:
+            conditions.append(column == value)
+    if f.submitted_from is not None:
+        conditions.append(requests.c.submitted_at >= f.submitted_from)
+    if f.submitted_to is not None:
+        conditions.append(requests.c.submitted_at < f.submitted_to)
+    if f.open_only:
+        conditions.append(requests.c.status.in_(OPEN_STATUSES))
+    return conditions
+
+
+class IntakeQueries:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    async def get(self, actor: Actor, request_id: str, *, min_version: int | None = None,
+                  wait_s: float = 0.0) -> tuple[dict[str, Any], bool]:
+        """The request, and whether it is at least `min_version` (waits up to `wait_s` for the projection)."""
+        deadline = asyncio.get_running_loop().time() + wait_s
+        while True:
+            async with self.engine.connect() as conn:
+                row = (await conn.execute(select(requests).where(requests.c.id == request_id,
+                                                                 _visible_to(actor)))).mappings().first()
+                fresh = row is not None and (min_version is None or row["version"] >= min_version)
+                if fresh or asyncio.get_running_loop().time() >= deadline:
+                    if row is None:
+                        raise NotFound(f"request {request_id} not found")
+                    detail = dict(row)
+                    detail["links"] = [dict(r) for r in (await conn.execute(
+                        select(links.c.link_type, links.c.target_id, links.c.linked_at)
+                        .where(links.c.request_id == request_id).order_by(links.c.linked_at))).mappings()]
+                    if actor.reads_everything:
+                        detail["time_by_agent"] = {r.agent_id: r.minutes for r in await conn.execute(
+                            select(time_entries.c.agent_id, func.sum(time_entries.c.minutes).label("minutes"))
+                            .where(time_entries.c.request_id == request_id).group_by(time_entries.c.agent_id))}
+                    else:
+                        detail.pop("time_spent_minutes", None)
+                    return detail, fresh
+            await asyncio.sleep(0.02)
+
+    async def timeline(self, actor: Actor, request_id: str) -> list[dict[str, Any]]:
+        await self.get(actor, request_id)  # 404 unless visible
+        query = select(timeline).where(timeline.c.request_id == request_id).order_by(timeline.c.sequence)
+        if not (actor.reads_everything):
+            query = query.where(timeline.c.visibility == "public")
+        async with self.engine.connect() as conn:
+            return [dict(r) for r in (await conn.execute(query)).mappings()]
+
+    async def list(self, actor: Actor, filters: RequestFilters, *, limit: int, cursor: str | None
+                   ) -> tuple[list[dict[str, Any]], str | None]:
+        query = select(requests).where(_visible_to(actor), *_where(filters))
+        if cursor:
+            at, last_id = decode_cursor(cursor)
+            query = query.where(or_(requests.c.submitted_at < at,
+                                    and_(requests.c.submitted_at == at, requests.c.id < last_id)))
+        query = query.order_by(requests.c.submitted_at.desc(), requests.c.id.desc()).limit(limit + 1)
+        async with self.engine.connect() as conn:
+            rows = [dict(r) for r in (await conn.execute(query)).mappings()]
+        next_cursor = encode_cursor(rows[limit - 1]["submitted_at"], rows[limit - 1]["id"]) if len(rows) > limit else None
+        return rows[:limit], next_cursor
+
+    async def team_queue(self, actor: Actor, team: str, *, limit: int) -> list[dict[str, Any]]:
+        """Open requests of a team, most urgent first, oldest first within a priority."""
+        query = (select(requests).where(_visible_to(actor), requests.c.team == team,
+                                        requests.c.status.in_(OPEN_STATUSES))
+                 .order_by(PRIORITY_ORDER, requests.c.submitted_at, requests.c.id).limit(limit))
+        async with self.engine.connect() as conn:
+            return [dict(r) for r in (await conn.execute(query)).mappings()]
+
+    async def backlog(self, actor: Actor, filters: RequestFilters, now: datetime) -> dict[str, Any]:
+        """Open requests counted by status x priority, and by age since submit."""
+        base = [_visible_to(actor), requests.c.status.in_(OPEN_STATUSES), *_where(filters)]
+        age = now - requests.c.submitted_at
+        bucket = case(*[(age < timedelta(days=days), name) for name, days in AGEING_BUCKETS if days],
+                      else_=AGEING_BUCKETS[-1][0])
+        async with self.engine.connect() as conn:
+            by_status = (await conn.execute(
+                select(requests.c.status, requests.c.priority, func.count()).where(*base)
+                .group_by(requests.c.status, requests.c.priority))).all()
+            by_age = (await conn.execute(
+                select(bucket.label("bucket"), func.count()).where(*base).group_by("bucket"))).all()
+        matrix: dict[str, dict[str, int]] = {}
+        for status, priority, count in by_status:
+            matrix.setdefault(status, {})[priority] = count
+        ageing = {name: 0 for name, _ in AGEING_BUCKETS}
+        ageing.update({name: count for name, count in by_age})
+        return {"total": sum(c for *_, c in by_status), "by_status_priority": matrix, "ageing": ageing,
+                "as_of": now}

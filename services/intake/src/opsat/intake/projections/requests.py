@@ -1,0 +1,161 @@
+"""The `requests` projection: intake's own events -> requests, timeline, links, time entries.
+
+Each event updates the request row (and bumps its `version`, which read-your-writes waits on) and
+adds one timeline entry. Internal notes and time entries are staff-only on the timeline.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from opsat.common.consumer import ReceivedEvent
+from opsat.intake.domain import events as ev
+from opsat.intake.projections.tables import links, metadata, requests, time_entries, timeline
+
+INTERNAL_EVENTS = (ev.InternalNoteAdded, ev.TimeLogged)  # staff-only on the timeline
+
+
+def _status_changes(event: ev.IntakeEvent) -> dict[str, Any]:
+    """Row changes per event type; the timeline gets every event whatever this returns."""
+    match event:
+        case ev.RequestAccepted():
+            return {"status": "accepted", "team": event.team, "assignee": event.assignee, "accepted_at": event.at}
+        case ev.RequestRejected() | ev.RequestDeclined():
+            return {"status": "rejected", **({"approval": "declined"} if isinstance(event, ev.RequestDeclined) else {})}
+        case ev.WorkStarted() | ev.CustomerInfoProvided():
+            return {"status": "in_progress"}
+        case ev.CustomerInfoRequested():
+            return {"status": "awaiting_customer"}
+        case ev.RequestResolved():
+            return {"status": "resolved", "resolved_at": event.at}
+        case ev.RequestClosed():
+            return {"status": "closed", "closed_at": event.at}
+        case ev.RequestReopened():
+            return {"status": "reopened", "reopen_count": event.reopen_count, "closed_at": None}
+        case ev.RequestCancelled():
+            return {"status": "cancelled", "closed_at": event.at}
+        case ev.RequestApproved():
+            return {"approval": "approved"}
+        case ev.PriorityOverridden():
+            return {"priority": event.priority.value, "priority_overridden": True}
+        case ev.RequestAssigned():
+            return {"team": event.team, "assignee": event.assignee}
+    return {}
+
+
+def _summary(event: ev.IntakeEvent) -> str:
+    name = event.event_type.rsplit(".", 1)[-1].replace("_", " ")
+    detail = next((getattr(event, f) for f in ("reason", "question", "answer", "solution", "body", "comment")
+                   if getattr(event, f, None)), None)
+    return f"{name}: {detail}"[:500] if detail else name
+
+
+class RequestsProjection:
+    name = "requests"
+    metadata = metadata
+
+    def __init__(self, topic: str) -> None:
+        self.topics = [topic]
+
+    async def apply(self, conn: AsyncConnection, received: ReceivedEvent) -> None:
+        event = received.event
+        if not isinstance(event, ev.IntakeEvent):
+            return  # another service's event or a newer type this build does not know
+        await conn.execute(
+            insert(timeline).values(
+                request_id=event.request_id,
+                sequence=received.sequence,
+                event_id=received.id,
+                event_type=received.type,
+                at=event.at,
+                actor=event.by,
+                visibility="internal" if isinstance(event, INTERNAL_EVENTS) else "public",
+                summary=_summary(event),
+                data=event.model_dump(mode="json"),
+            ).on_conflict_do_nothing()
+        )
+        if isinstance(event, ev.RequestSubmitted):
+            await self._submitted(conn, event, received.sequence)
+            return
+        changes = _status_changes(event) | await self._many_sides(conn, event)
+        await conn.execute(
+            update(requests)
+            .where(requests.c.id == event.request_id)
+            .values(**changes, updated_at=event.at, version=received.sequence)
+        )
+
+    async def _submitted(self, conn: AsyncConnection, e: ev.RequestSubmitted, version: int) -> None:
+        await conn.execute(
+            insert(requests).values(
+                id=e.request_id, organisation_id=e.organisation_id, requester_id=e.requester_id, kind=e.kind.value,
+                channel=e.channel.value, title=e.title, description=e.description, service=e.service,
+                customer_tier=e.customer_tier, impact=e.impact, urgency=e.urgency, priority=e.priority.value,
+                priority_overridden=False, status="submitted", team=e.team, assignee=None,
+                watchers=sorted(e.watchers), approval="pending" if e.requires_approval else "not_required",
+                requirement=None, reopen_count=0, time_spent_minutes=0, submitted_at=e.at, updated_at=e.at,
+                version=version,
+            ).on_conflict_do_nothing()
+        )
+
+    async def _many_sides(self, conn: AsyncConnection, event: ev.IntakeEvent) -> dict[str, Any]:
+        """Events that touch the link, time or JSON columns; returns row changes."""
+        match event:
+            case ev.RequestLinked():
+                await conn.execute(insert(links).values(
+                    request_id=event.request_id, link_type=event.link_type.value, target_id=event.target_id,
+                    linked_at=event.at, linked_by=event.by).on_conflict_do_nothing())
+            case ev.RequestUnlinked():
+                await conn.execute(links.delete().where(
+                    links.c.request_id == event.request_id, links.c.link_type == event.link_type.value,
+                    links.c.target_id == event.target_id))
+            case ev.TimeLogged():
+                await conn.execute(insert(time_entries).values(
+                    request_id=event.request_id, entry_id=event.entry_id, agent_id=event.by, minutes=event.minutes,
+                    work_date=event.work_date.isoformat(), note=event.note, logged_at=event.at))
+                return {"time_spent_minutes": requests.c.time_spent_minutes + event.minutes}
+            case ev.WatcherAdded() | ev.WatcherRemoved():
+                current = await self._column(conn, event.request_id, requests.c.watchers) or []
+                watchers = set(current) | {event.user_id} if isinstance(event, ev.WatcherAdded) \
+                    else set(current) - {event.user_id}
+                return {"watchers": sorted(watchers)}
+            case (ev.RequirementRecorded() | ev.RequirementConfirmed() | ev.RequirementChangeProposed()
+                  | ev.RequirementChangeAssessed() | ev.RequirementChangeApproved() | ev.RequirementChangeRejected()):
+                current = await self._column(conn, event.request_id, requests.c.requirement)
+                return {"requirement": _requirement(current, event)}
+        return {}
+
+    @staticmethod
+    async def _column(conn: AsyncConnection, request_id: str, column: Any) -> Any:
+        return await conn.scalar(requests.select().with_only_columns(column).where(requests.c.id == request_id))
+
+
+def _requirement(current: dict[str, Any] | None, event: ev.IntakeEvent) -> dict[str, Any]:
+    req = dict(current or {"scope": None, "acceptance_criteria": None, "version": 0, "confirmed": False,
+                           "changes": {}})
+    changes = dict(req.get("changes") or {})
+    match event:
+        case ev.RequirementRecorded():
+            req.update(scope=event.scope, acceptance_criteria=event.acceptance_criteria, version=event.version,
+                       confirmed=False)
+        case ev.RequirementConfirmed():
+            req.update(confirmed=True, version=event.version)
+        case ev.RequirementChangeProposed():
+            changes[event.change_id] = {"state": "proposed", "scope": event.scope,
+                                        "acceptance_criteria": event.acceptance_criteria, "reason": event.reason,
+                                        "base_version": event.base_version, "proposed_by": event.by}
+        case ev.RequirementChangeAssessed():
+            changes[event.change_id] = {**changes.get(event.change_id, {}), "state": "assessed",
+                                        "effort_hours": event.effort_hours, "impact_summary": event.impact_summary}
+        case ev.RequirementChangeApproved():
+            changes[event.change_id] = {**changes.get(event.change_id, {}), "state": "approved",
+                                        "decided_by": event.by}
+            req.update(scope=event.scope, acceptance_criteria=event.acceptance_criteria, version=event.version)
+        case ev.RequirementChangeRejected():
+            changes[event.change_id] = {**changes.get(event.change_id, {}), "state": "rejected",
+                                        "decided_by": event.by, "rejection_reason": event.reason}
+    req["changes"] = changes
+    return req

@@ -1,0 +1,104 @@
+"""Read-model tables of intake (schema `read_model`; rebuilt, never migrated in place).
+
+`requests` is one row per request with its current state; `timeline` one row per event, with its
+visibility (internal notes never reach requesters); `links` and `time_entries` are the many-sides.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+from opsat.common.consumer import processed_events_table
+from opsat.common.db import READ_MODEL_SCHEMA
+
+metadata = MetaData(schema=READ_MODEL_SCHEMA)
+processed_events = processed_events_table(metadata)
+
+requests = Table(
+    "requests",
+    metadata,
+    Column("id", String, primary_key=True),
+    Column("organisation_id", String, nullable=False),
+    Column("requester_id", String, nullable=False),
+    Column("kind", String, nullable=False),
+    Column("channel", String, nullable=False),
+    Column("title", String, nullable=False),
+    Column("description", Text, nullable=False),
+    Column("service", String),
+    Column("customer_tier", String, nullable=False),
+    Column("impact", Integer, nullable=False),
+    Column("urgency", Integer, nullable=False),
+    Column("priority", String, nullable=False),
+    Column("priority_overridden", Boolean, nullable=False, default=False),
+    Column("status", String, nullable=False),
+    Column("team", String),
+    Column("assignee", String),
+    Column("watchers", JSONB, nullable=False, default=list),
+    Column("approval", String, nullable=False),
+    Column("requirement", JSONB),  # {scope, acceptance_criteria, version, confirmed, changes: {id: {...}}}
+    Column("reopen_count", Integer, nullable=False, default=0),
+    Column("time_spent_minutes", Integer, nullable=False, default=0),
+    Column("submitted_at", DateTime(timezone=True), nullable=False),
+    Column("accepted_at", DateTime(timezone=True)),
+    Column("resolved_at", DateTime(timezone=True)),
+    Column("closed_at", DateTime(timezone=True)),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("version", Integer, nullable=False),  # stream version applied: read-your-writes waits on it
+    Index("requests_org_submitted_idx", "organisation_id", "submitted_at", "id"),
+    Index("requests_submitted_idx", "submitted_at", "id"),
+    Index("requests_team_status_idx", "team", "status"),
+    Index("requests_assignee_status_idx", "assignee", "status"),
+    Index("requests_status_priority_idx", "status", "priority"),
+)
+
+timeline = Table(
+    "timeline",
+    metadata,
+    Column("request_id", String, nullable=False),
+    Column("sequence", Integer, nullable=False),
+    Column("event_id", String, nullable=False),
+    Column("event_type", String, nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("actor", String),
+    Column("visibility", String, nullable=False),  # "public" | "internal"
+    Column("summary", Text, nullable=False),
+    Column("data", JSONB, nullable=False),
+    PrimaryKeyConstraint("request_id", "sequence"),
+)
+
+links = Table(
+    "links",
+    metadata,
+    Column("request_id", String, nullable=False),
+    Column("link_type", String, nullable=False),
+    Column("target_id", String, nullable=False),
+    Column("linked_at", DateTime(timezone=True), nullable=False),
+    Column("linked_by", String),
+    PrimaryKeyConstraint("request_id", "link_type", "target_id"),
+    Index("links_target_idx", "target_id"),
+)
+
+time_entries = Table(
+    "time_entries",
+    metadata,
+    Column("request_id", String, nullable=False),
+    Column("entry_id", String, nullable=False),
+    Column("agent_id", String, nullable=False),
+    Column("minutes", Integer, nullable=False),
+    Column("work_date", String),
+    Column("note", Text),
+    Column("logged_at", DateTime(timezone=True), nullable=False),
+    PrimaryKeyConstraint("request_id", "entry_id"),
+)
