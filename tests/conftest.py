@@ -81,3 +81,4 @@ async def intake(database_url: str, kafka_bootstrap: str, topic_namespace: str) 
     async with app.router.lifespan_context(app):
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://intake") as client:
             yield Intake(settings=settings, client=client)
+

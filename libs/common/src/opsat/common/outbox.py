@@ -140,6 +140,10 @@ class OutboxRelay:
             except Exception:  # a broken producer may fail to close; a fresh one replaces it anyway
                 log.debug("producer stop failed", exc_info=True)
 
+    async def close(self) -> None:
+        """Close the Kafka producer (the loop in `run` does this itself when stopped)."""
+        await self._reset_producer()
+
     async def drain(self, conn: asyncpg.Connection) -> int:
         """Publish until the outbox is empty."""
         total = 0
@@ -159,7 +163,7 @@ class OutboxRelay:
                 obs.RELAY_ERRORS.labels(topic=self.config.topic).inc()
                 await _sleep_or_stop(stop, backoff)
                 backoff = min(backoff * 2, 10.0)
-        await self._reset_producer()
+        await self.close()
 
     async def _lead(self, stop: asyncio.Event) -> None:
         conn = await connect_raw(self.config.database_url)

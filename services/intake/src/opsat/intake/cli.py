@@ -79,3 +79,7 @@ def main() -> None:
         asyncio.run(_worker(settings))
     elif args.command == "rebuild":
         asyncio.run(_rebuild(settings, args.schema))
+
+
+if __name__ == "__main__":
+    main()

@@ -127,7 +127,7 @@ def decide(
     if not as_staff and not (rule.requester != "none" and ctx.actor.has(Role.requester)):
         raise Forbidden(f"{name} is not allowed for your role")
     if isinstance(command, c.SubmitRequest):
-        return _submit(state, command, ctx, policy, as_staff)
+        return _submit(state, command, ctx, policy)
     if state is not None and state.id != command.request_id:
         raise ValueError(f"state {state.id} does not belong to command for {command.request_id}")
     # A requester never learns whether another organisation's request exists.
@@ -144,8 +144,9 @@ def decide(
 
 
 def _submit(
-    state: ServiceRequest | None, cmd: c.SubmitRequest, ctx: CommandContext, policy: IntakePolicy, as_staff: bool
+    state: ServiceRequest | None, cmd: c.SubmitRequest, ctx: CommandContext, policy: IntakePolicy
 ) -> list[DomainEvent]:
+    as_staff = ctx.actor.has(*(STAFF | SYSTEM))  # staff and monitoring submit on a requester's behalf
     if state is not None:
         raise AlreadyExists(f"service request {cmd.request_id!r} already exists", field="request_id")
     if not as_staff and cmd.requester_id != ctx.actor.id:

@@ -1,0 +1,454 @@
+"""Shared bench plumbing: infra, throwaway databases, service processes, /proc accounting, results.
+
+Everything runs on 127.0.0.1 against deploy/local/infra.sh's Kafka and PostgreSQL. Each run has
+its own id: databases `opsat_bench_<id>_<what>`, topic namespace `bench<id>`, free ports chosen by the
+kernel (never 8000/8001, which `make run` may hold). `Bench.cleanup()` stops every process this run
+started (by pid / its own process group) and drops its databases and topics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import platform
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+RESULTS = BENCH / "results"
+BIN = Path(sys.executable).parent  # the venv's bin (run.py is started with .venv/bin/python)
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+# ------------------------------------------------------------------------------------------- machine
+
+def machine() -> dict[str, Any]:
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "nproc": len(os.sched_getaffinity(0)),
+        "python": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "platform": platform.platform(),
+        "cpu": model,
+        "mem_total_mb": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20,
+    }
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+# ------------------------------------------------------------------------------------------- results
+
+@dataclass
+class Result:
+    name: str
+    value: float | None
+    unit: str
+    target: str | None  # e.g. ">= 1000" / "<= 250"; None for a reference limit
+    met: bool
+    details: dict[str, Any] = field(default_factory=dict)
+    timestamp: str = field(default_factory=now_iso)
+    machine: dict[str, Any] = field(default_factory=machine)
+
+    @classmethod
+    def measured(cls, name: str, value: float | None, unit: str, target: tuple[str, float] | None,
+                 details: dict[str, Any]) -> Result:
+        """`target` is (">=" | "<=", bound); None marks a reference limit (met is then vacuously true)."""
+        if target is None:
+            return cls(name, value, unit, None, True, {"kind": "limit (no target)", **details})
+        op, bound = target
+        met = value is not None and (value >= bound if op == ">=" else value <= bound)
+        return cls(name, value, unit, f"{op} {bound:g}", met, details)
+
+    def write(self) -> Path:
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        path = RESULTS / f"{self.name}.json"
+        path.write_text(json.dumps(asdict(self), indent=2, default=str) + "\n")
+        return path
+
+
+def pct(values: list[float], q: float) -> float | None:
+    """Nearest-rank percentile (q in 0..100)."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    k = max(0, min(len(ordered) - 1, int(round(q / 100 * len(ordered) + 0.5)) - 1))
+    return ordered[k]
+
+
+def summary_ms(values_s: list[float]) -> dict[str, float | None]:
+    ms = [v * 1000 for v in values_s]
+    return {
+        "count": len(ms),
+        "p50_ms": r(pct(ms, 50)),
+        "p90_ms": r(pct(ms, 90)),
+        "p99_ms": r(pct(ms, 99)),
+        "max_ms": r(max(ms)) if ms else None,
+        "mean_ms": r(statistics.fmean(ms)) if ms else None,
+    }
+
+
+def r(x: float | None, digits: int = 2) -> float | None:
+    return None if x is None else round(x, digits)
+
+
+# ------------------------------------------------------------------------------------------- /proc
+
+def children(pid: int) -> list[int]:
+    out = []
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        try:
+            out += [int(p) for p in task.read_text().split()]
+        except OSError:
+            pass
+    return out
+
+
+def tree(pid: int) -> list[int]:
+    pids, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        if Path(f"/proc/{p}").exists():
+            pids.append(p)
+            todo += children(p)
+    return pids
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+        except (OSError, IndexError):
+            pass
+    return total / CLK_TCK
+
+
+def status_kb(pid: int, key: str) -> int | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def postgres_pids() -> list[int]:
+    """Every PostgreSQL server process on the machine (the local cluster: postmaster + backends)."""
+    out = []
+    for p in Path("/proc").iterdir():
+        if p.name.isdigit():
+            try:
+                if (p / "comm").read_text().strip() == "postgres":
+                    out.append(int(p.name))
+            except OSError:
+                pass
+    return out
+
+
+def kafka_pid() -> int | None:
+    try:
+        pid = int((ROOT / ".local/run/kafka.pid").read_text().strip())
+        return pid if b"kafka.Kafka" in Path(f"/proc/{pid}/cmdline").read_bytes() else None
+    except (OSError, ValueError):
+        return None
+
+
+class CpuMeter:
+    """CPU seconds spent by named groups of processes between start() and stop()."""
+
+    def __init__(self, groups: dict[str, Any]) -> None:
+        self.groups = groups  # name -> callable returning pids
+        self._start: dict[str, float] = {}
+        self.wall = 0.0
+
+    def _sample(self) -> dict[str, float]:
+        return {name: cpu_seconds(pids()) for name, pids in self.groups.items()}
+
+    def start(self) -> None:
+        self._t0 = time.perf_counter()
+        self._start = self._sample()
+
+    def stop(self) -> dict[str, Any]:
+        end = self._sample()
+        self.wall = time.perf_counter() - self._t0
+        used = {name: end[name] - self._start.get(name, 0.0) for name in end}
+        return {
+            "wall_s": r(self.wall),
+            "cpu_s": {k: r(v) for k, v in used.items()},
+            "cores_busy": {k: r(v / self.wall) for k, v in used.items()} if self.wall else {},
+        }
+
+
+# ------------------------------------------------------------------------------------------- infra
+
+@dataclass
+class Infra:
+    admin_url: str  # postgresql://opsat@127.0.0.1:<port>/postgres
+    bootstrap: str
+
+    @property
+    def pg_base(self) -> str:
+        return self.admin_url.rsplit("/", 1)[0]
+
+    def dsn(self, db: str) -> str:
+        return f"{self.pg_base}/{db}"
+
+    def sqlalchemy_url(self, db: str) -> str:
+        return self.dsn(db).replace("postgresql://", "postgresql+asyncpg://", 1)
+
+
+def infra_up() -> Infra:
+    """deploy/local/infra.sh up is idempotent: it returns at once when both are already running."""
+    subprocess.run([str(ROOT / "deploy/local/infra.sh"), "up"], check=True, cwd=ROOT,
+                   stdout=subprocess.DEVNULL)
+    env = {}
+    for line in (ROOT / ".local/env").read_text().splitlines():
+        if line.startswith("export "):
+            key, _, value = line[len("export "):].partition("=")
+            env[key] = value.strip().strip("'\"")
+    return Infra(env["OPSAT_DATABASE_ADMIN_URL"], env["OPSAT_KAFKA_BOOTSTRAP"])
+
+
+def free_port() -> int:
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in (8000, 8001):
+            return port
+
+
+# ------------------------------------------------------------------------------------------- processes
+
+class Proc:
+    """A service process in its own session/process group, so that it and its children (uvicorn
+    workers) are stopped together by this run, and only they."""
+
+    def __init__(self, name: str, args: list[str], env: dict[str, str], log: Path) -> None:
+        self.name = name
+        self.log = log
+        self._fh = open(log, "ab")
+        self.popen = subprocess.Popen(args, env=env, cwd=ROOT, stdout=self._fh, stderr=subprocess.STDOUT,
+                                      stdin=subprocess.DEVNULL, start_new_session=True)
+        self.pid = self.popen.pid
+
+    def pids(self) -> list[int]:
+        return tree(self.pid) if self.popen.poll() is None else []
+
+    def workers(self) -> list[int]:
+        """The processes that serve: the uvicorn workers when there is a supervisor, else itself."""
+        kids = children(self.pid)
+        return kids or [self.pid]
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.popen.poll() is None:
+            try:
+                os.killpg(self.pid, signal.SIGTERM)  # the group this Proc created (start_new_session)
+            except ProcessLookupError:
+                pass
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                try:
+                    os.killpg(self.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                self.popen.wait(5)
+        self._fh.close()
+
+    def tail(self, n: int = 20) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return ""
+
+
+async def wait_http(url: str, proc: Proc, timeout: float = 30.0) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    async with httpx.AsyncClient(timeout=2.0) as client:
+        while time.monotonic() < deadline:
+            if not proc.alive():
+                raise RuntimeError(f"{proc.name} exited during start-up:\n{proc.tail()}")
+            try:
+                if (await client.get(url)).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            await asyncio.sleep(0.1)
+    raise RuntimeError(f"{url} not ready after {timeout}s:\n{proc.tail()}")
+
+
+# ------------------------------------------------------------------------------------------- one run
+
+class Bench:
+    """One bench run's resources: its databases, topic namespace, processes and log folder."""
+
+    def __init__(self, infra: Infra) -> None:
+        self.infra = infra
+        self.id = uuid.uuid4().hex[:8]
+        self.namespace = f"bench{self.id}"
+        self.logs = ROOT / ".local/logs" / f"bench-{self.id}"
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self.databases: list[str] = []
+        self.procs: list[Proc] = []
+        self.peak_rss_kb: dict[str, int] = {}  # role -> highest VmHWM seen of one process of that role
+
+    # --- databases -----------------------------------------------------------------------
+    async def create_database(self, what: str, migrate: bool = True) -> str:
+        name = f"opsat_bench_{self.id}_{what}"
+        conn = await asyncpg.connect(self.infra.admin_url)
+        try:
+            await conn.execute(f'create database "{name}"')
+        finally:
+            await conn.close()
+        self.databases.append(name)
+        if migrate:
+            env = self.service_env(name)
+            out = subprocess.run([str(BIN / "opsat-intake"), "migrate"], env=env, cwd=ROOT, capture_output=True,
+                                 text=True)
+            if out.returncode:
+                raise RuntimeError(f"opsat-intake migrate failed:\n{out.stdout}\n{out.stderr}")
+        return name
+
+    async def drop_databases(self) -> None:
+        if not self.databases:
+            return
+        conn = await asyncpg.connect(self.infra.admin_url)
+        try:
+            for name in self.databases:
+                await conn.execute(f'drop database if exists "{name}" with (force)')
+        finally:
+            await conn.close()
+        self.databases.clear()
+
+    # --- processes -----------------------------------------------------------------------
+    def service_env(self, database: str, http_port: int | None = None, worker_port: int | None = None,
+                    **extra: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("OPSAT_") or k.startswith("OPSAT_AUTH_")}
+        env.update({
+            "OPSAT_DATABASE_URL": self.infra.sqlalchemy_url(database),
+            "OPSAT_KAFKA_BOOTSTRAP": self.infra.bootstrap,
+            "OPSAT_TOPIC_NAMESPACE": self.namespace,
+            "OPSAT_HTTP_HOST": "127.0.0.1",
+            "OPSAT_HTTP_PORT": str(http_port or free_port()),
+            "OPSAT_WORKER_PORT": str(worker_port or free_port()),
+            "OPSAT_LOG_JSON": "true",
+            "OPSAT_LOG_LEVEL": "WARNING",
+            **extra,
+        })
+        return env
+
+    async def start_api(self, database: str, workers: int, tag: str) -> tuple[Proc, str]:
+        """uvicorn with the app factory (create_app() reads OPSAT_* settings), `workers` processes."""
+        port = free_port()
+        env = self.service_env(database, http_port=port)
+        args = [str(BIN / "uvicorn"), "opsat.intake.main:create_app", "--factory", "--host", "127.0.0.1",
+                "--port", str(port), "--workers", str(workers), "--no-access-log", "--log-level", "warning"]
+        proc = Proc(f"api-{tag}", args, env, self.logs / f"api-{tag}.log")
+        self.procs.append(proc)
+        url = f"http://127.0.0.1:{port}"
+        await wait_http(url + "/readyz", proc)
+        if workers > 1:  # every worker process must be up, not only the first to answer
+            deadline = time.monotonic() + 20
+            while len(children(proc.pid)) < workers and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+            await asyncio.sleep(1.0)
+        return proc, url
+
+    async def start_worker(self, database: str, tag: str) -> Proc:
+        port = free_port()
+        env = self.service_env(database, worker_port=port)
+        proc = Proc(f"worker-{tag}", [str(BIN / "opsat-intake"), "worker"], env, self.logs / f"worker-{tag}.log")
+        self.procs.append(proc)
+        await wait_http(f"http://127.0.0.1:{port}/readyz", proc, timeout=60)
+        return proc
+
+    def record_rss(self, role: str, proc: Proc) -> dict[str, Any]:
+        """VmHWM (peak RSS) of each serving process; must be read before the process exits."""
+        per = {}
+        for pid in proc.workers():
+            hwm = status_kb(pid, "VmHWM")
+            if hwm is not None:
+                per[pid] = hwm
+                self.peak_rss_kb[role] = max(self.peak_rss_kb.get(role, 0), hwm)
+        return {"vmhwm_mb_per_process": {str(k): r(v / 1024, 1) for k, v in per.items()}}
+
+    def stop(self, proc: Proc) -> None:
+        proc.stop()
+        if proc in self.procs:
+            self.procs.remove(proc)
+
+    # --- topics --------------------------------------------------------------------------
+    async def delete_topics(self) -> list[str]:
+        from aiokafka.admin import AIOKafkaAdminClient
+
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.infra.bootstrap)
+        await admin.start()
+        try:
+            ours = [t for t in await admin.list_topics() if t.startswith(self.namespace + ".")]
+            if ours:
+                await admin.delete_topics(ours)
+            return ours
+        finally:
+            await admin.close()
+
+    async def cleanup(self) -> None:
+        for proc in list(self.procs):
+            proc.stop()
+        self.procs.clear()
+        errors = []
+        for step in (self.drop_databases, self.delete_topics):
+            try:
+                await step()
+            except Exception as exc:  # keep cleaning
+                errors.append(f"{step.__name__}: {exc}")
+        if errors:
+            print("cleanup problems: " + "; ".join(errors), file=sys.stderr)
+
+
+def token(role: str = "requester", sub: str = "bench-user", org: str = "bench-org") -> str:
+    from opsat.common.auth import mint_token
+    from opsat.intake.settings import IntakeSettings
+
+    # The services inherit this process's OPSAT_AUTH_* (see Bench.service_env), so the keys agree.
+    return mint_token(IntakeSettings(), sub=sub, org=org, roles=[role], ttl_s=3600)
+
+
+SUBMIT_BODY = {
+    "kind": "incident",
+    "channel": "portal",
+    "title": "Mail server unreachable from the branch office",
+    "description": "Since this morning nobody at the branch can reach the mail server; webmail works. " * 3,
+    "impact": 2,
+    "urgency": 2,
+    "service": "mail",
+}

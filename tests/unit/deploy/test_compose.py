@@ -1,0 +1,288 @@
+"""Offline checks of docker-compose.yml, the Dockerfile and .dockerignore (no Docker engine needed).
+
+They catch what `docker compose up` would only reveal at run time: a dependency on a service that does
+not exist, a one-shot migration restarted forever, an OPSAT_* typo, a port published twice, a database
+the init script never creates, a build context that leaves out the sources, a root container.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from unittest import mock
+from urllib.parse import urlparse
+
+import pytest
+import yaml
+
+from opsat.common.settings import ServiceSettings
+
+REPO = Path(__file__).resolve().parents[3]
+COMPOSE = REPO / "docker-compose.yml"
+KNOWN_SETTINGS = {f"OPSAT_{name.upper()}" for name in ServiceSettings.model_fields}
+COMMANDS = {"api", "worker", "migrate"}
+
+
+def interpolate(value):
+    """Compose's ${VAR:-default} / ${VAR-default} / ${VAR} / $$, resolved with an empty environment,
+    so the checks see the defaults everybody gets."""
+    if isinstance(value, dict):
+        return {k: interpolate(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [interpolate(v) for v in value]
+    if not isinstance(value, str):
+        return value
+    value = value.replace("$$", "\0")
+    value = re.sub(r"\$\{(\w+)(?::?-([^}]*))?\}", lambda m: m.group(2) or "", value)
+    assert "$" not in value, f"unsupported interpolation in {value!r}"
+    return value.replace("\0", "$")
+
+
+@pytest.fixture(scope="module")
+def raw() -> dict:
+    return yaml.safe_load(COMPOSE.read_text())  # safe_load resolves anchors and `<<:` merges
+
+
+@pytest.fixture(scope="module")
+def services(raw) -> dict[str, dict]:
+    return interpolate(raw["services"])
+
+
+def opsat_services(services: dict) -> dict[str, dict]:
+    """The services built from our Dockerfile."""
+    return {name: svc for name, svc in services.items() if "build" in svc}
+
+
+def environment(svc: dict) -> dict[str, str]:
+    env = svc.get("environment", {})
+    if isinstance(env, list):  # the KEY=value list form
+        env = dict(item.split("=", 1) for item in env)
+    return {k: "" if v is None else str(v).lower() if isinstance(v, bool) else str(v) for k, v in env.items()}
+
+
+def settings_from(values: dict[str, str]) -> ServiceSettings:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OPSAT_")} | values
+    with mock.patch.dict(os.environ, env, clear=True):
+        return ServiceSettings()
+
+
+def published(svc: dict) -> list[tuple[int, int]]:
+    """(host port, container port) pairs of the short "host:container" syntax."""
+    pairs = []
+    for port in svc.get("ports", []):
+        parts = str(port).split("/")[0].split(":")
+        assert len(parts) >= 2, f"{port}: publish with an explicit host port"
+        pairs.append((int(parts[-2]), int(parts[-1])))
+    return pairs
+
+
+def depends_on(svc: dict) -> dict[str, str]:
+    deps = svc.get("depends_on", {})
+    if isinstance(deps, list):
+        return {name: "service_started" for name in deps}
+    return {name: (spec or {}).get("condition", "service_started") for name, spec in deps.items()}
+
+
+# --- compose ---------------------------------------------------------------------------------------------
+
+def test_depends_on_targets_exist_and_conditions_can_be_met(services):
+    for name, svc in services.items():
+        for target, condition in depends_on(svc).items():
+            assert target in services, f"{name} depends on unknown service {target}"
+            assert target != name
+            assert condition in {"service_started", "service_healthy", "service_completed_successfully"}
+            if condition == "service_healthy":
+                assert "healthcheck" in services[target], f"{name} waits for {target} to be healthy: no healthcheck"
+            if condition == "service_completed_successfully":
+                # A one-shot that compose restarts after exit 0 never "completes": the dependants hang.
+                assert services[target].get("restart", "no") in {"no", "on-failure"}, target
+
+
+def test_no_dependency_cycles(services):
+    def visit(name: str, path: tuple[str, ...]) -> None:
+        assert name not in path, f"dependency cycle: {' -> '.join(path + (name,))}"
+        for target in depends_on(services[name]):
+            visit(target, path + (name,))
+
+    for name in services:
+        visit(name, ())
+
+
+def test_opsat_env_keys_are_known_settings_with_valid_values(services):
+    for name, svc in services.items():
+        env = environment(svc)
+        opsat = {k: v for k, v in env.items() if k.startswith("OPSAT_")}
+        unknown = set(opsat) - KNOWN_SETTINGS
+        assert not unknown, f"{name}: not fields of ServiceSettings (typo?): {sorted(unknown)}"
+        if "build" in svc:
+            settings = settings_from(opsat)  # raises on a value the service would reject
+            assert settings.http_host == "0.0.0.0", f"{name}: must listen on all interfaces in a container"
+
+
+def test_image_build_arg_matches_service_and_command(services):
+    dockerfile = (REPO / "Dockerfile").read_text()
+    assert re.search(r"^ARG SERVICE\b", dockerfile, re.M), "the Dockerfile must take the SERVICE build argument"
+    seen: dict[str, set[str]] = {}
+    for name, svc in opsat_services(services).items():
+        service = svc["build"]["args"]["SERVICE"]
+        (command,) = svc["command"]
+        assert name == f"{service}-{command}", f"{name}: expected <service>-<command> naming"
+        assert command in COMMANDS, name
+        assert settings_from(environment(svc)).service_name == service, name
+        assert (REPO / "services" / service / "pyproject.toml").exists(), f"{name}: no service {service!r}"
+        seen.setdefault(service, set()).add(command)
+    assert seen and all(commands == COMMANDS for commands in seen.values()), seen
+
+
+def test_migrations_run_before_api_and_worker(services):
+    for name, svc in opsat_services(services).items():
+        service, _, command = name.rpartition("-")
+        deps = depends_on(svc)
+        if command == "migrate":
+            assert deps.get("postgres") == "service_healthy", name
+        else:
+            assert deps.get(f"{service}-migrate") == "service_completed_successfully", name
+            assert deps.get("kafka") == "service_healthy" and deps.get("postgres") == "service_healthy", name
+
+
+def test_host_ports_do_not_collide(services):
+    host_ports = [host for svc in services.values() for host, _ in published(svc)]
+    assert len(host_ports) == len(set(host_ports)), f"host port published twice: {sorted(host_ports)}"
+
+
+def test_api_and_worker_publish_and_probe_their_configured_port(services):
+    for name, svc in opsat_services(services).items():
+        settings = settings_from(environment(svc))
+        command = svc["command"][0]
+        if command == "migrate":
+            continue
+        port = settings.http_port if command == "api" else settings.worker_port
+        assert port in [container for _, container in published(svc)], name
+        probe = " ".join(svc["healthcheck"]["test"])
+        assert f"127.0.0.1:{port}/readyz" in probe, f"{name}: healthcheck not on the service's /readyz"
+
+
+def test_databases_exist_and_urls_point_at_compose_services(services):
+    postgres = services["postgres"]
+    mounts = [v.split(":") for v in postgres["volumes"]]
+    (init,) = [REPO / src for src, dst, *_ in mounts if dst.startswith("/docker-entrypoint-initdb.d/")]
+    created = set(re.findall(r"CREATE DATABASE\s+(\w+)", init.read_text(), re.I))
+    user = environment(postgres)["POSTGRES_USER"]
+    password = environment(postgres)["POSTGRES_PASSWORD"]
+    for name, svc in opsat_services(services).items():
+        settings = settings_from(environment(svc))
+        url = urlparse(settings.database_url)
+        service = svc["build"]["args"]["SERVICE"]
+        assert url.scheme == "postgresql+asyncpg", name
+        assert (url.hostname, url.port) == ("postgres", 5432), name
+        assert (url.username, url.password) == (user, password), f"{name}: credentials differ from postgres'"
+        assert url.path.lstrip("/") == service, f"{name}: one database per service, named after it"
+        assert service in created, f"{init.name} does not create database {service}"
+
+
+def test_kafka_bootstrap_is_an_advertised_listener(services):
+    advertised = environment(services["kafka"])["KAFKA_ADVERTISED_LISTENERS"]
+    addresses = {entry.split("://", 1)[1] for entry in advertised.split(",")}
+    for name, svc in opsat_services(services).items():
+        assert settings_from(environment(svc)).kafka_bootstrap in addresses, name
+
+
+def test_opsat_containers_are_read_only_with_a_tmpfs(services):
+    for name, svc in opsat_services(services).items():
+        assert svc.get("read_only") is True, name
+        assert "/tmp" in svc.get("tmpfs", []), name
+
+
+def test_images_are_pinned(services):
+    for name, svc in services.items():
+        image = svc["image"]
+        tag = image.rpartition(":")[2] if ":" in image.rsplit("/", 1)[-1] else ""
+        assert tag and tag != "latest", f"{name}: pin {image}"
+
+
+def test_dev_signing_key_is_overridable(raw):
+    for name, svc in raw["services"].items():
+        key = environment(svc).get("OPSAT_AUTH_DEV_KEY")
+        if key is not None:
+            assert key.startswith("${OPSAT_AUTH_DEV_KEY:-dev-only"), f"{name}: set from the environment, dev-only default"
+
+
+# --- Dockerfile ------------------------------------------------------------------------------------------
+
+def dockerfile_instructions() -> list[tuple[str, str]]:
+    text = re.sub(r"\\\n", " ", (REPO / "Dockerfile").read_text())
+    lines = [line.strip() for line in text.splitlines()]
+    return [(line.split(None, 1)[0].upper(), line.split(None, 1)[1]) for line in lines
+            if line and not line.startswith("#")]
+
+
+def final_stage() -> list[tuple[str, str]]:
+    instructions = dockerfile_instructions()
+    last_from = max(i for i, (op, _) in enumerate(instructions) if op == "FROM")
+    return instructions[last_from:]
+
+
+def test_dockerfile_is_multi_stage_on_python_311_slim():
+    instructions = dockerfile_instructions()
+    bases = [args.split()[0] for op, args in instructions if op == "FROM"]
+    assert len(bases) >= 2
+    args = dict(a.split("=", 1) for op, a in instructions if op == "ARG" and "=" in a)
+    resolved = {re.sub(r"\$\{(\w+)\}", lambda m: args.get(m.group(1), ""), b) for b in bases}
+    assert resolved == {"python:3.11-slim"}
+    installs = " ".join(a for op, a in instructions if op == "RUN")
+    assert "-c constraints.txt" in installs, "install with the pinned constraints"
+
+
+def test_dockerfile_runs_as_numeric_non_root_user():
+    users = [args for op, args in final_stage() if op == "USER"]
+    assert users, "the runtime stage must set USER"
+    uid = users[-1].split(":")[0]
+    assert uid.isdigit() and int(uid) != 0, f"USER {users[-1]}: numeric, so runAsNonRoot can verify it"
+    assert not [a for op, a in final_stage() if op == "RUN" and "useradd" not in a and "groupadd" not in a], \
+        "nothing should run in the runtime stage beyond creating the user"
+
+
+def test_dockerfile_entrypoint_runs_the_selected_service():
+    stage = dict(final_stage())
+    env = " ".join(args for op, args in final_stage() if op == "ENV")
+    assert re.search(r"\bOPSAT_SERVICE=\$\{?SERVICE\}?(\s|$)", env), "ARG SERVICE must reach ENV OPSAT_SERVICE"
+    entrypoint = " ".join(yaml.safe_load(stage["ENTRYPOINT"]))  # JSON exec form is valid YAML
+    assert "exec" in entrypoint and "opsat-${OPSAT_SERVICE" in entrypoint and '"$@"' in entrypoint
+    assert yaml.safe_load(stage["CMD"]) == ["api"]
+
+
+def dockerignore_excludes(path: str) -> bool:
+    """Docker's rules: patterns match the path or one of its parents; the last matching pattern wins."""
+    excluded = False
+    for line in (REPO / ".dockerignore").read_text().splitlines():
+        pattern = line.strip()
+        if not pattern or pattern.startswith("#"):
+            continue
+        negate = pattern.startswith("!")
+        pattern = pattern.lstrip("!").strip("/")
+        regex = re.escape(pattern).replace(r"\*\*/", "(.*/)?").replace(r"\*\*", ".*").replace(r"\*", "[^/]*")
+        parts = path.split("/")
+        if any(re.fullmatch(regex, "/".join(parts[:i])) for i in range(1, len(parts) + 1)):
+            excluded = not negate
+    return excluded
+
+
+def test_dockerignore_keeps_what_the_build_copies_and_nothing_heavy():
+    sources = []
+    for op, args in dockerfile_instructions():
+        if op == "COPY" and "--from" not in args:
+            sources += args.split()[:-1]
+    needed = []
+    for source in sources:
+        path = REPO / source
+        assert path.exists(), f"COPY {source}: not in the repo"
+        files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()
+                                                and "__pycache__" not in p.parts and p.suffix != ".pyc"]
+        needed += [str(p.relative_to(REPO)) for p in files]
+    assert any(p.endswith("pyproject.toml") for p in needed)
+    missing = [p for p in needed if dockerignore_excludes(p)]
+    assert not missing, f".dockerignore drops files the build copies: {missing[:5]}"
+    for heavy in (".venv/bin/python", ".git/HEAD", "tests/unit/deploy/test_compose.py",
+                  "libs/common/src/opsat/common/__pycache__/settings.cpython-311.pyc"):
+        assert dockerignore_excludes(heavy), f"{heavy} would be sent to the build context"
