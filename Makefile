@@ -7,7 +7,7 @@ INFRA := deploy/local/infra.sh
 LOCAL := deploy/local/services.sh
 PYTHON ?= python3
 
-.PHONY: install infra run stop status test test-unit test-integration bench clean help
+.PHONY: install infra run stop status test test-unit test-integration bench docs clean help
 
 help:
 	@echo "make run    install, start Kafka + PostgreSQL + every service, print where they listen"
@@ -50,6 +50,10 @@ test-integration: install infra
 
 bench: install infra
 	$(PY) bench/run.py
+
+# The event contracts other systems consume, committed so they can be read without running anything.
+docs: install
+	$(foreach s,$(SERVICES),$(VENV)/bin/opsat-$(s) asyncapi > docs/events/$(s).asyncapi.json;)
 
 clean: stop
 	rm -rf .local $(VENV)

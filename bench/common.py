@@ -156,17 +156,33 @@ def status_kb(pid: int, key: str) -> int | None:
     return None
 
 
-def postgres_pids() -> list[int]:
-    """Every PostgreSQL server process on the machine (the local cluster: postmaster + backends)."""
-    out = []
-    for p in Path("/proc").iterdir():
-        if p.name.isdigit():
-            try:
-                if (p / "comm").read_text().strip() == "postgres":
-                    out.append(int(p.name))
-            except OSError:
-                pass
-    return out
+def postmaster_pid() -> int | None:
+    try:
+        return int((ROOT / ".local/pg/data/postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def postgres_cpu_seconds() -> float:
+    """CPU of our PostgreSQL cluster: live server processes plus the reaped ones (the postmaster's
+    cutime/cstime), so backends that exit during a measurement still count."""
+    pm = postmaster_pid()
+    if pm is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{pm}/stat").read_text().rsplit(")", 1)[1].split()
+        reaped = (int(fields[13]) + int(fields[14])) / CLK_TCK
+    except (OSError, IndexError):
+        reaped = 0.0
+    return cpu_seconds(tree(pm)) + reaped
+
+
+def machine_cpu_seconds() -> dict[str, float]:
+    """Machine-wide busy and steal seconds from /proc/stat (all cores)."""
+    f = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    user, nice, system, idle, iowait, irq, softirq, steal = (f + [0] * 8)[:8]
+    return {"busy": (user + nice + system + irq + softirq) / CLK_TCK, "iowait": iowait / CLK_TCK,
+            "steal": steal / CLK_TCK}
 
 
 def kafka_pid() -> int | None:
@@ -178,27 +194,40 @@ def kafka_pid() -> int | None:
 
 
 class CpuMeter:
-    """CPU seconds spent by named groups of processes between start() and stop()."""
+    """CPU seconds spent by named process groups between start() and stop(), beside the machine's
+    total (so that what other programs on a shared machine took is visible as "other").
+
+    `groups` maps a name to a callable returning pids, or to a callable returning CPU seconds
+    directly when named with a leading "=" (e.g. PostgreSQL, whose backends come and go)."""
 
     def __init__(self, groups: dict[str, Any]) -> None:
-        self.groups = groups  # name -> callable returning pids
+        self.groups = groups
         self._start: dict[str, float] = {}
         self.wall = 0.0
 
     def _sample(self) -> dict[str, float]:
-        return {name: cpu_seconds(pids()) for name, pids in self.groups.items()}
+        out = {}
+        for name, fn in self.groups.items():
+            out[name.lstrip("=")] = fn() if name.startswith("=") else cpu_seconds(fn())
+        m = machine_cpu_seconds()
+        out["machine_busy"], out["machine_iowait"], out["machine_steal"] = m["busy"], m["iowait"], m["steal"]
+        return out
 
     def start(self) -> None:
         self._t0 = time.perf_counter()
         self._start = self._sample()
 
-    def stop(self) -> dict[str, Any]:
+    def stop(self, extra_cpu: dict[str, float] | None = None) -> dict[str, Any]:
+        """`extra_cpu`: CPU seconds measured elsewhere in the same window (e.g. the load generators')."""
         end = self._sample()
         self.wall = time.perf_counter() - self._t0
         used = {name: end[name] - self._start.get(name, 0.0) for name in end}
+        used.update(extra_cpu or {})
+        ours = sum(v for k, v in used.items() if not k.startswith("machine_"))
+        used["other_programs"] = max(0.0, used["machine_busy"] - ours)
         return {
             "wall_s": r(self.wall),
-            "cpu_s": {k: r(v) for k, v in used.items()},
+            "cores_available": len(os.sched_getaffinity(0)),
             "cores_busy": {k: r(v / self.wall) for k, v in used.items()} if self.wall else {},
         }
 

@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 import httpx
+import pytest
 import pytest_asyncio
 
 from opsat.common.auth import mint_token
@@ -72,10 +73,15 @@ def intake_settings(database_url: str, kafka_bootstrap: str, namespace: str) -> 
 
 
 @pytest_asyncio.fixture(loop_scope="session")
-async def intake(database_url: str, kafka_bootstrap: str, topic_namespace: str) -> AsyncIterator[Intake]:
+async def intake(request: pytest.FixtureRequest, database_url: str, kafka_bootstrap: str,
+                 topic_namespace: str) -> AsyncIterator[Intake]:
+    """Overrides: `@pytest.mark.intake_settings(intake_policy={...})`."""
     from opsat.common.migrations import upgrade
 
     settings = intake_settings(database_url, kafka_bootstrap, topic_namespace)
+    marker = request.node.get_closest_marker("intake_settings")
+    if marker is not None:
+        settings = settings.model_copy(update=marker.kwargs)
     await asyncio.to_thread(upgrade, database_url, MIGRATIONS)
     app = create_app(settings)
     async with app.router.lifespan_context(app):

@@ -7,6 +7,7 @@ the init script never creates, a build context that leaves out the sources, a ro
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 from pathlib import Path
@@ -20,7 +21,6 @@ from opsat.common.settings import ServiceSettings
 
 REPO = Path(__file__).resolve().parents[3]
 COMPOSE = REPO / "docker-compose.yml"
-KNOWN_SETTINGS = {f"OPSAT_{name.upper()}" for name in ServiceSettings.model_fields}
 COMMANDS = {"api", "worker", "migrate"}
 
 
@@ -61,10 +61,23 @@ def environment(svc: dict) -> dict[str, str]:
     return {k: "" if v is None else str(v).lower() if isinstance(v, bool) else str(v) for k, v in env.items()}
 
 
-def settings_from(values: dict[str, str]) -> ServiceSettings:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OPSAT_")} | values
+def settings_class(service: str | None) -> type[ServiceSettings]:
+    """The service's own subclass (opsat.<service>.settings) when it has one: it may add OPSAT_* fields."""
+    try:
+        module = importlib.import_module(f"opsat.{service}.settings")
+    except ModuleNotFoundError:
+        return ServiceSettings
+    subclasses = [c for c in vars(module).values()
+                  if isinstance(c, type) and issubclass(c, ServiceSettings) and c is not ServiceSettings]
+    return subclasses[0] if len(subclasses) == 1 else ServiceSettings
+
+
+def settings_from(svc: dict) -> ServiceSettings:
+    """The settings the service builds from this container's environment (no other OPSAT_* leaks in)."""
+    service = svc.get("build", {}).get("args", {}).get("SERVICE")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OPSAT_")} | environment(svc)
     with mock.patch.dict(os.environ, env, clear=True):
-        return ServiceSettings()
+        return settings_class(service)()
 
 
 def published(svc: dict) -> list[tuple[int, int]]:
@@ -111,12 +124,12 @@ def test_no_dependency_cycles(services):
 
 def test_opsat_env_keys_are_known_settings_with_valid_values(services):
     for name, svc in services.items():
-        env = environment(svc)
-        opsat = {k: v for k, v in env.items() if k.startswith("OPSAT_")}
-        unknown = set(opsat) - KNOWN_SETTINGS
-        assert not unknown, f"{name}: not fields of ServiceSettings (typo?): {sorted(unknown)}"
+        service = svc.get("build", {}).get("args", {}).get("SERVICE")
+        known = {f"OPSAT_{field.upper()}" for field in settings_class(service).model_fields}
+        unknown = {k for k in environment(svc) if k.startswith("OPSAT_")} - known
+        assert not unknown, f"{name}: not fields of the service's settings (typo?): {sorted(unknown)}"
         if "build" in svc:
-            settings = settings_from(opsat)  # raises on a value the service would reject
+            settings = settings_from(svc)  # raises on a value the service would reject
             assert settings.http_host == "0.0.0.0", f"{name}: must listen on all interfaces in a container"
 
 
@@ -129,7 +142,7 @@ def test_image_build_arg_matches_service_and_command(services):
         (command,) = svc["command"]
         assert name == f"{service}-{command}", f"{name}: expected <service>-<command> naming"
         assert command in COMMANDS, name
-        assert settings_from(environment(svc)).service_name == service, name
+        assert settings_from(svc).service_name == service, name
         assert (REPO / "services" / service / "pyproject.toml").exists(), f"{name}: no service {service!r}"
         seen.setdefault(service, set()).add(command)
     assert seen and all(commands == COMMANDS for commands in seen.values()), seen
@@ -153,7 +166,7 @@ def test_host_ports_do_not_collide(services):
 
 def test_api_and_worker_publish_and_probe_their_configured_port(services):
     for name, svc in opsat_services(services).items():
-        settings = settings_from(environment(svc))
+        settings = settings_from(svc)
         command = svc["command"][0]
         if command == "migrate":
             continue
@@ -171,7 +184,7 @@ def test_databases_exist_and_urls_point_at_compose_services(services):
     user = environment(postgres)["POSTGRES_USER"]
     password = environment(postgres)["POSTGRES_PASSWORD"]
     for name, svc in opsat_services(services).items():
-        settings = settings_from(environment(svc))
+        settings = settings_from(svc)
         url = urlparse(settings.database_url)
         service = svc["build"]["args"]["SERVICE"]
         assert url.scheme == "postgresql+asyncpg", name
@@ -185,7 +198,7 @@ def test_kafka_bootstrap_is_an_advertised_listener(services):
     advertised = environment(services["kafka"])["KAFKA_ADVERTISED_LISTENERS"]
     addresses = {entry.split("://", 1)[1] for entry in advertised.split(",")}
     for name, svc in opsat_services(services).items():
-        assert settings_from(environment(svc)).kafka_bootstrap in addresses, name
+        assert settings_from(svc).kafka_bootstrap in addresses, name
 
 
 def test_opsat_containers_are_read_only_with_a_tmpfs(services):
@@ -205,7 +218,7 @@ def test_dev_signing_key_is_overridable(raw):
     for name, svc in raw["services"].items():
         key = environment(svc).get("OPSAT_AUTH_DEV_KEY")
         if key is not None:
-            assert key.startswith("${OPSAT_AUTH_DEV_KEY:-dev-only"), f"{name}: set from the environment, dev-only default"
+            assert key.startswith("${OPSAT_AUTH_DEV_KEY:-dev-only"), f"{name}: overridable, dev-only default"
 
 
 # --- Dockerfile ------------------------------------------------------------------------------------------

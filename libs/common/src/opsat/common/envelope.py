@@ -134,8 +134,9 @@ class EventRegistry:
 
 
 def cloudevent_schema(ce_type: str, data_schema: dict[str, Any]) -> dict[str, Any]:
-    """JSON Schema of a whole CloudEvent carrying `data_schema` as its data."""
-    defs = data_schema.pop("$defs", None)
+    """JSON Schema of a whole CloudEvent carrying `data_schema` as its data.
+
+    `data_schema` keeps its `$id` and `$defs`, so its internal references resolve inside it."""
     schema: dict[str, Any] = {
         "type": "object",
         "required": ["specversion", "id", "source", "type", "subject", "time", "data", "sequence"],
@@ -158,8 +159,6 @@ def cloudevent_schema(ce_type: str, data_schema: dict[str, Any]) -> dict[str, An
             "data": data_schema,
         },
     }
-    if defs:
-        schema["$defs"] = defs
     return schema
 
 

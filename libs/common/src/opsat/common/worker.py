@@ -7,9 +7,10 @@ scale it apart from the API. SIGTERM stops every loop cleanly (in-flight batches
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 
 import uvicorn
 from fastapi import FastAPI
@@ -40,6 +41,14 @@ async def run_loops(loops: Sequence[tuple[str, Loop]], stop: asyncio.Event) -> N
     await asyncio.gather(*(supervised(name, loop) for name, loop in loops))
 
 
+class _HealthServer(uvicorn.Server):
+    """uvicorn without its own signal handling: SIGTERM belongs to the worker, which stops its loops first."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
 async def serve_worker(settings: ServiceSettings, loops: Sequence[tuple[str, Loop]]) -> None:
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -48,9 +57,8 @@ async def serve_worker(settings: ServiceSettings, loops: Sequence[tuple[str, Loo
     health.state.settings = settings
     health.state.engine = create_engine(settings.database_url, pool_size=2)
     health.include_router(health_router(kafka_required=True))
-    server = uvicorn.Server(uvicorn.Config(health, host=settings.http_host, port=settings.worker_port,
-                                           log_config=None, access_log=False))
-    server.install_signal_handlers = lambda: None  # signals are ours (see above)
+    server = _HealthServer(uvicorn.Config(health, host=settings.http_host, port=settings.worker_port,
+                                          log_config=None, access_log=False))
     health_task = asyncio.create_task(server.serve())
     log.info("worker started: %s", ", ".join(name for name, _ in loops))
     try:

@@ -66,10 +66,17 @@ def main() -> None:
     sub.add_parser("api", help="serve the HTTP API")
     sub.add_parser("worker", help="run the outbox relay, projections and deadlines")
     sub.add_parser("migrate", help="apply database migrations and exit")
+    sub.add_parser("asyncapi", help="print the AsyncAPI document of intake's events (JSON)")
     rebuild_cmd = sub.add_parser("rebuild", help="replay the topic into a fresh read-model schema")
     rebuild_cmd.add_argument("--schema", default="read_model_rebuild")
     args = parser.parse_args()
     settings = IntakeSettings()
+    if args.command == "asyncapi":
+        from opsat.common.api import dump_json
+        from opsat.intake.main import registry
+
+        print(dump_json(registry().asyncapi(settings.topic("intake"))))
+        return
     configure_logging("intake", settings.log_level, settings.log_json)
     if args.command == "migrate":
         migrate(settings)
