@@ -437,6 +437,26 @@ class Bench:
             self.procs.remove(proc)
 
     # --- topics --------------------------------------------------------------------------
+    async def create_topics(self, topics: dict[str, int]) -> None:
+        """Create topics ({name: partitions}, one replica) in this run's namespace if missing. The bench
+        creates the topics itself (as the worker would), so it depends on nothing but the broker."""
+        from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+        from aiokafka.errors import TopicAlreadyExistsError
+
+        assert all(t.startswith(self.namespace + ".") for t in topics)
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.infra.bootstrap)
+        await admin.start()
+        try:
+            existing = set(await admin.list_topics())
+            missing = [NewTopic(t, p, 1) for t, p in topics.items() if t not in existing]
+            if missing:
+                try:
+                    await admin.create_topics(missing)
+                except TopicAlreadyExistsError:
+                    pass
+        finally:
+            await admin.close()
+
     async def delete_topics(self) -> list[str]:
         from aiokafka.admin import AIOKafkaAdminClient
 

@@ -1,10 +1,10 @@
 """Closed-loop HTTP load: `concurrency` tasks each POST the submit body back to back over keep-alive
-connections (one httpx.AsyncClient, uvloop), from `--start-at` (wall clock, so that several of these
+connections (`--client httpx`: one httpx.AsyncClient; `--client raw`: bench/httpraw.py; uvloop), from `--start-at` (wall clock, so that several of these
 processes start together) for `--warmup` + `--duration` seconds. Only requests that complete inside
 the measured window count. Prints one JSON object: counts, latencies and this process's own CPU time
 (to tell whether the load generator, not the server, is the bottleneck).
 
-    python bench/loadgen.py --url http://127.0.0.1:PORT --token JWT --concurrency 32 --duration 10
+    python bench/loadgen.py --url http://127.0.0.1:PORT --token JWT --concurrency 32 --duration 10 [--client raw]
 """
 
 from __future__ import annotations
@@ -22,18 +22,49 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import httpx  # noqa: E402
 
 from common import SUBMIT_BODY  # noqa: E402
+from httpraw import RawClient  # noqa: E402
+
+
+class _Httpx:
+    def __init__(self, args: argparse.Namespace, body: bytes) -> None:
+        headers = {"Authorization": f"Bearer {args.token}", "Content-Type": "application/json"}
+        limits = httpx.Limits(max_connections=args.concurrency, max_keepalive_connections=args.concurrency)
+        self.client = httpx.AsyncClient(limits=limits, timeout=30.0, headers=headers)
+        self.base, self.url, self.body, self.n = args.url, args.url + "/api/v1/requests", body, args.concurrency
+
+    async def open(self) -> None:  # open the connections before the clock starts
+        await asyncio.gather(*(self.client.get(self.base + "/healthz") for _ in range(self.n)))
+
+    async def submit(self) -> int:
+        return (await self.client.post(self.url, content=self.body)).status_code
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+
+class _Raw:
+    def __init__(self, args: argparse.Namespace, body: bytes) -> None:
+        host, _, port = args.url.removeprefix("http://").partition(":")
+        self.client = RawClient(host, int(port), {"Authorization": f"Bearer {args.token}"}, args.concurrency)
+        self.payload = self.client.build("POST", "/api/v1/requests", body)
+
+    async def open(self) -> None:
+        await self.client.open()
+
+    async def submit(self) -> int:
+        return (await self.client.send(self.payload))[0]
+
+    async def close(self) -> None:
+        await self.client.close()
 
 
 async def main(args: argparse.Namespace) -> dict:
     body = json.dumps(SUBMIT_BODY).encode()
-    headers = {"Authorization": f"Bearer {args.token}", "Content-Type": "application/json"}
-    limits = httpx.Limits(max_connections=args.concurrency, max_keepalive_connections=args.concurrency)
     latencies: list[float] = []
     errors: Counter[str] = Counter()
-    url = args.url + "/api/v1/requests"
-    async with httpx.AsyncClient(limits=limits, timeout=30.0, headers=headers) as client:
-        # Open the connections before the clock starts.
-        await asyncio.gather(*(client.get(args.url + "/healthz") for _ in range(args.concurrency)))
+    client = _Raw(args, body) if args.client == "raw" else _Httpx(args, body)
+    await client.open()
+    try:
         delay = args.start_at - time.time()
         if delay > 0:
             await asyncio.sleep(delay)
@@ -49,9 +80,8 @@ async def main(args: argparse.Namespace) -> dict:
                 if start >= end:
                     return
                 try:
-                    response = await client.post(url, content=body)
-                    status = response.status_code
-                except httpx.HTTPError as exc:
+                    status = await client.submit()
+                except (httpx.HTTPError, OSError) as exc:
                     status = type(exc).__name__
                 done = time.perf_counter()
                 if measure_from <= done <= end:  # completed inside the window (start may be in warm-up)
@@ -69,8 +99,10 @@ async def main(args: argparse.Namespace) -> dict:
         await asyncio.gather(*(one_client() for _ in range(args.concurrency)))
         await marker
         cpu = time.process_time() - (cpu0 or 0.0)
+    finally:
+        await client.close()
     return {"ok": len(latencies), "errors": dict(errors), "latencies_s": latencies, "window_s": args.duration,
-            "cpu_s": cpu, "concurrency": args.concurrency}
+            "cpu_s": cpu, "concurrency": args.concurrency, "client": args.client}
 
 
 if __name__ == "__main__":
@@ -81,6 +113,7 @@ if __name__ == "__main__":
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--warmup", type=float, default=1.5)
     parser.add_argument("--start-at", type=float, default=0.0)
+    parser.add_argument("--client", choices=["raw", "httpx"], default="raw")
     args = parser.parse_args()
     try:
         import uvloop

@@ -83,7 +83,10 @@ async def test_walkthrough_over_real_http_and_kafka(running_intake):
             r = await http.post(f"/api/v1/requests/{rid}/{path}", headers=who, json=body)
             assert r.status_code == 200, r.text
         version = r.json()["version"]
-        view = await http.get(f"/api/v1/requests/{rid}", params={"min_version": version}, headers=requester)
+        for _ in range(20):  # each call waits up to 2 s for the read model (read-your-writes)
+            view = await http.get(f"/api/v1/requests/{rid}", params={"min_version": version}, headers=requester)
+            if view.status_code == 200 and "x-opsat-stale" not in view.headers:
+                break
         assert view.status_code == 200 and "x-opsat-stale" not in view.headers
         assert view.json()["status"] == "closed" and view.json()["priority"] == "P3"
         timeline = (await http.get(f"/api/v1/requests/{rid}/timeline", headers=requester)).json()

@@ -16,6 +16,7 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -52,7 +53,7 @@ class BodyLimitMiddleware:
             message = await receive()
             seen += len(message.get("body", b""))
             if seen > self.max_bytes:
-                raise _TooLarge
+                raise _TooLarge(self.max_bytes)
             return message
 
         try:
@@ -65,8 +66,11 @@ class BodyLimitMiddleware:
         await response(scope, receive, send)
 
 
-class _TooLarge(Exception):
-    pass
+class _TooLarge(StarletteHTTPException):
+    """An HTTPException, so FastAPI's body parsing lets it through instead of turning it into a 400."""
+
+    def __init__(self, max_bytes: int) -> None:
+        super().__init__(413, f"request body exceeds {max_bytes} bytes")
 
 
 class ObservabilityMiddleware:
@@ -142,8 +146,9 @@ def health_router(*, kafka_required: bool) -> APIRouter:
         kafka_ok = await kafka_reachable(settings.kafka_bootstrap)
         # The API keeps taking commands while Kafka is away (events wait in the outbox), so only
         # the worker's readiness depends on Kafka.
-        ready = db_ok and (kafka_ok or not kafka_required)
-        body = {"status": "ready" if ready else "not ready",
+        started = getattr(request.app.state, "started", True)  # a worker is ready once its loops run
+        ready = db_ok and (kafka_ok or not kafka_required) and started
+        body = {"status": "ready" if ready else "not ready", "started": started,
                 "database": db_detail, "kafka": "reachable" if kafka_ok else "unreachable"}
         return JSONResponse(body, status_code=200 if ready else 503)
 

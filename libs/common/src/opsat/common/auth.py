@@ -54,8 +54,13 @@ class Authenticator:
 
 
 def actor_from_claims(claims: dict[str, Any]) -> Actor:
+    claimed = claims.get("roles") or []
+    if isinstance(claimed, str):
+        claimed = [claimed]
+    if not isinstance(claimed, (list, tuple)):
+        raise Unauthenticated("token claim 'roles' must be a list")
     roles = set()
-    for name in claims.get("roles", []) or []:
+    for name in claimed:
         try:
             roles.add(Role(name))
         except ValueError:

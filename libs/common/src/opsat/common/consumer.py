@@ -71,6 +71,8 @@ class UndecodableRecord(ValueError):
 def decode_record(record: ConsumerRecord, registries: Iterable[EventRegistry] = ()) -> ReceivedEvent:
     try:
         ce = json.loads(record.value)
+        if not isinstance(ce.get("id"), str) or not ce["id"] or not isinstance(ce.get("data"), dict):
+            raise ValueError("a CloudEvent needs a string id and an object as data")
         event_type, schema_version = split_type(ce["type"])
         received = ReceivedEvent(
             id=ce["id"],

@@ -78,6 +78,8 @@ class EventRegistry:
         cls = self._by_type.get(event_type)
         if cls is None:
             raise UnknownEventType(event_type)
+        if schema_version > cls.schema_version:
+            raise UnknownEventType(f"{event_type}.v{schema_version} is newer than this build knows")
         version = schema_version
         while version < cls.schema_version:
             data = self._upcasters[(event_type, version)](data)

@@ -108,7 +108,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return problem(exc.status_code, str(exc.detail), instance=request.url.path,
+        code = "body-too-large" if exc.status_code == 413 else None
+        return problem(exc.status_code, str(exc.detail), code=code, instance=request.url.path,
                        headers=getattr(exc, "headers", None))
 
     @app.exception_handler(Exception)

@@ -7,7 +7,9 @@ from aiokafka.errors import TopicAlreadyExistsError
 
 
 async def ensure_topics(bootstrap: str, topics: dict[str, int], *, replication: int = 1) -> None:
-    """Create missing topics ({name: partitions}); existing ones are left as they are."""
+    """Create missing topics ({name: partitions}); existing ones are left as they are.
+
+    Production sets OPSAT_KAFKA_REPLICATION_FACTOR (e.g. 3): a topic created with 1 replica stays so."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:

@@ -25,6 +25,7 @@ class ServiceSettings(BaseSettings):
     # Kafka: topics are named f"{topic_namespace}.{service}.events".
     kafka_bootstrap: str = "127.0.0.1:9092"
     topic_namespace: str = "opsat"
+    kafka_replication_factor: int = Field(default=1, ge=1, le=16)  # for topics the worker creates
     kafka_request_timeout_ms: int = Field(default=10_000, ge=1_000)
 
     # HTTP
@@ -36,7 +37,7 @@ class ServiceSettings(BaseSettings):
     # Auth: "dev" verifies HS256 tokens signed with auth_dev_key (minted by `opsat-token`);
     # "oidc" verifies RS256/ES256 tokens against the issuer's JWKS.
     auth_mode: Literal["dev", "oidc"] = "dev"
-    auth_dev_key: SecretStr = SecretStr("opsat-dev-signing-key-change-me-0123456789")
+    auth_dev_key: SecretStr = SecretStr("opsat-dev-only-signing-key-never-use-in-production-0123456789abcdef")
     auth_issuer: str = "opsat-dev"
     auth_audience: str = "opsat"
     auth_jwks_url: str | None = None

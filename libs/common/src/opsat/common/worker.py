@@ -49,19 +49,25 @@ class _HealthServer(uvicorn.Server):
         yield
 
 
-async def serve_worker(settings: ServiceSettings, loops: Sequence[tuple[str, Loop]]) -> None:
+async def serve_worker(settings: ServiceSettings, loops: Sequence[tuple[str, Loop]],
+                       prepare: Callable[[asyncio.Event], Awaitable[object]] | None = None) -> None:
+    """Serve health at once, then `prepare` (e.g. wait for Kafka and create topics), then run the loops."""
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         asyncio.get_running_loop().add_signal_handler(sig, stop.set)
     health = FastAPI(title=f"{settings.service_name} worker")
     health.state.settings = settings
     health.state.engine = create_engine(settings.database_url, pool_size=2)
+    health.state.started = False
     health.include_router(health_router(kafka_required=True))
     server = _HealthServer(uvicorn.Config(health, host=settings.http_host, port=settings.worker_port,
                                           log_config=None, access_log=False))
     health_task = asyncio.create_task(server.serve())
-    log.info("worker started: %s", ", ".join(name for name, _ in loops))
     try:
+        if prepare is not None:
+            await prepare(stop)
+        health.state.started = True
+        log.info("worker started: %s", ", ".join(name for name, _ in loops))
         await run_loops(loops, stop)
     finally:
         server.should_exit = True

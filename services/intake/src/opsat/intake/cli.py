@@ -35,16 +35,18 @@ async def _worker(settings: IntakeSettings) -> None:
     from opsat.common.worker import serve_worker
     from opsat.intake.worker import build_loops, ensure_intake_topics
 
-    delay = 1.0
-    while True:  # the broker may start after us (compose, Kubernetes): wait for it
-        try:
-            await ensure_intake_topics(settings)
-            break
-        except Exception as exc:
-            log.warning("Kafka not ready (%s); retrying in %.0fs", exc, delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 15)
-    await serve_worker(settings, build_loops(settings))
+    async def wait_for_kafka(stop: asyncio.Event) -> None:
+        delay = 1.0
+        while not stop.is_set():  # the broker may start after us (compose, Kubernetes)
+            try:
+                await ensure_intake_topics(settings)
+                return
+            except Exception as exc:
+                log.warning("Kafka not ready (%s); retrying in %.0fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 15)
+
+    await serve_worker(settings, build_loops(settings), prepare=wait_for_kafka)
 
 
 async def _rebuild(settings: IntakeSettings, schema: str) -> None:

@@ -36,7 +36,7 @@ async def ensure_intake_topics(settings: IntakeSettings) -> None:
         settings.topic("intake"): TOPIC_PARTITIONS,
         dlq_topic(settings, RequestsProjection.name): 1,
         dlq_topic(settings, AutoCloseScheduler.name): 1,
-    })
+    }, replication=settings.kafka_replication_factor)
 
 
 def build_loops(settings: IntakeSettings) -> list[tuple[str, Loop]]:

@@ -1,0 +1,203 @@
+"""Where a submit's time goes: the same work measured layer by layer inside one process (uvloop),
+each layer for a few seconds at the same concurrency, reporting rate and this process's CPU per op.
+
+    raw_sql      the append's SQL (events + outbox CTE, one transaction) on a raw asyncpg pool
+    event_store  EventStore.append (SQLAlchemy async engine, as configured by the product)
+    handler      IntakeHandlers.execute(SubmitRequest): domain decide + append
+    asgi         the whole FastAPI app called as ASGI (middleware, routing, dependencies, auth, body
+                 validation, handler, response) -- everything but the HTTP server and the socket
+    sync_deps    a what-if: a bare FastAPI route with the 4 plain `def` dependencies the submit route
+                 has (run in the thread pool) vs the same 4 as `async def` (run inline)
+
+Differences between layers are the cost of each layer; the HTTP run (submit_throughput) minus
+`asgi` is uvicorn + sockets + the client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from datetime import datetime, timezone
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import asyncpg
+
+from common import SUBMIT_BODY, r, summary_ms
+
+
+async def _drive(op: Callable[[], Awaitable[Any]], concurrency: int, seconds: float) -> dict[str, Any]:
+    """Closed loop: `concurrency` tasks call op() until the time is up; returns rate, latency, CPU/op."""
+    lat: list[float] = []
+    end = time.perf_counter() + seconds
+    for _ in range(concurrency):  # warm: connections, prepared statements, caches
+        await op()
+
+    async def loop() -> None:
+        while (t := time.perf_counter()) < end:
+            await op()
+            lat.append(time.perf_counter() - t)
+
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    await asyncio.gather(*(loop() for _ in range(concurrency)))
+    wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    n = len(lat)
+    return {"ops_per_s": r(n / wall, 1), "process_cpu_ms_per_op": r(cpu / n * 1000, 3) if n else None,
+            "process_cores_busy": r(cpu / wall), **{k: v for k, v in summary_ms(lat).items() if k != "count"},
+            "ops": n}
+
+
+async def run(database_url: str, dsn: str, token: str, concurrency: int = 32, seconds: float = 3.0,
+              pool_size: int | None = None) -> dict[str, Any]:
+    from opsat.common.db import create_engine
+    from opsat.common.domain import Actor, Role
+    from opsat.common.envelope import EventMetadata
+    from opsat.common.domain import CommandContext
+    from opsat.common.eventstore import EventStore
+    from opsat.intake.domain import aggregate
+    from opsat.intake.app.handlers import IntakeHandlers, PolicyBook
+    from opsat.intake.domain.commands import SubmitRequest
+    from opsat.intake.main import create_app, registry
+    from opsat.intake.settings import IntakeSettings
+
+    settings = IntakeSettings(database_url=database_url)
+    pool_size = pool_size or settings.database_pool_size
+    out: dict[str, Any] = {"concurrency": concurrency, "seconds_per_layer": seconds, "pool_size": pool_size}
+    actor = Actor(id="bench-user", organisation="bench-org", roles=frozenset({Role.requester}))
+
+    def command() -> SubmitRequest:
+        return SubmitRequest(request_id=str(uuid.uuid4()), kind="incident", channel="portal",
+                             title=SUBMIT_BODY["title"], description=SUBMIT_BODY["description"],
+                             impact=2, urgency=2, requester_id=actor.id, organisation_id=actor.organisation,
+                             service="mail")
+
+    engine = create_engine(database_url, pool_size=pool_size)
+    store = EventStore(engine, registry())
+    handlers = IntakeHandlers(store, PolicyBook(settings.intake_policy, settings.intake_policy_by_org))
+    try:
+        # raw_sql: the statement EventStore.append sends (eventstore._INSERT_EVENTS), in asyncpg's syntax.
+        ctx = CommandContext(actor=actor, now=datetime.now(timezone.utc))
+        event = aggregate.decide(None, command(), ctx, handlers.policies.default)[0]
+        data = event.model_dump_json()
+        meta = json.dumps(EventMetadata(actor=actor.id, tenant=actor.organisation, correlation_id="x").as_dict())
+        raw_sql = """
+            with appended as (
+                insert into events (stream_id, stream_type, version, event_id, event_type, schema_version, data,
+                                    metadata)
+                select $1, 'request', t.version, t.event_id, t.event_type, t.schema_version, t.data, $2::jsonb
+                from unnest($3::integer[], $4::uuid[], $5::text[], $6::integer[], $7::jsonb[])
+                     as t(version, event_id, event_type, schema_version, data)
+                order by t.version
+                returning position
+            ), queued as (insert into outbox (position) select position from appended returning position)
+            select max(position) from queued"""
+        pool = await asyncpg.create_pool(dsn, min_size=pool_size, max_size=pool_size)
+
+        async def raw_op() -> None:
+            async with pool.acquire() as conn, conn.transaction():
+                await conn.fetchval(raw_sql, str(uuid.uuid4()), meta, [1], [str(uuid.uuid4())],
+                                    [event.event_type], [1], [data])
+
+        out["raw_sql"] = await _drive(raw_op, concurrency, seconds)
+        await pool.close()
+
+        async def store_op() -> None:
+            await store.append(str(uuid.uuid4()), "request", 0, [event],
+                               EventMetadata(actor=actor.id, tenant=actor.organisation, correlation_id="x"))
+
+        out["event_store"] = await _drive(store_op, concurrency, seconds)
+
+        async def handler_op() -> None:
+            await handlers.execute(command(), actor, correlation_id="x")
+
+        out["handler"] = await _drive(handler_op, concurrency, seconds)
+    finally:
+        await engine.dispose()
+
+    # asgi: the real app (its own engine, from settings), called without a server.
+    app = create_app(settings)
+    body = json.dumps(SUBMIT_BODY).encode()
+    scope_base = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+        "path": "/api/v1/requests", "raw_path": b"/api/v1/requests", "query_string": b"", "root_path": "",
+        "headers": [(b"host", b"bench"), (b"authorization", f"Bearer {token}".encode()),
+                    (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 80),
+    }
+    statuses: dict[int, int] = {}
+
+    async def asgi_call(a: Any, scope: dict[str, Any], payload: bytes) -> int:
+        sent = False
+        status = 0
+
+        async def receive() -> dict[str, Any]:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": payload, "more_body": False}
+            await asyncio.sleep(3600)
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict[str, Any]) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+
+        await a(dict(scope), receive, send)
+        return status
+
+    async with app.router.lifespan_context(app):
+        async def asgi_op() -> None:
+            s = await asgi_call(app, scope_base, body)
+            statuses[s] = statuses.get(s, 0) + 1
+
+        out["asgi"] = await _drive(asgi_op, concurrency, seconds)
+        out["asgi"]["statuses"] = statuses
+
+    out["sync_deps"] = await _sync_deps_whatif(asgi_call, concurrency, min(seconds, 2.0))
+    return out
+
+
+async def _sync_deps_whatif(asgi_call: Callable[..., Awaitable[int]], concurrency: int,
+                            seconds: float) -> dict[str, Any]:
+    from typing import Annotated
+
+    from fastapi import Depends, FastAPI, Request
+
+    def s1(request: Request) -> Any: return request.app.state  # noqa: E704
+    def s2() -> str: return "x"  # noqa: E704
+    def s3(request: Request) -> Any: return request.scope.get("state")  # noqa: E704
+    def s4() -> None: return None  # noqa: E704
+    async def a1(request: Request) -> Any: return request.app.state  # noqa: E704
+    async def a2() -> str: return "x"  # noqa: E704
+    async def a3(request: Request) -> Any: return request.scope.get("state")  # noqa: E704
+    async def a4() -> None: return None  # noqa: E704
+
+    app = FastAPI()
+
+    @app.post("/sync")
+    async def with_sync(d1: Annotated[Any, Depends(s1)], d2: Annotated[str, Depends(s2)],
+                        d3: Annotated[Any, Depends(s3)], d4: Annotated[None, Depends(s4)]) -> dict[str, int]:
+        return {"ok": 1}
+
+    @app.post("/async")
+    async def with_async(d1: Annotated[Any, Depends(a1)], d2: Annotated[str, Depends(a2)],
+                         d3: Annotated[Any, Depends(a3)], d4: Annotated[None, Depends(a4)]) -> dict[str, int]:
+        return {"ok": 1}
+
+    out = {}
+    for path in ("/sync", "/async"):
+        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+                 "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
+                 "headers": [(b"host", b"bench"), (b"content-length", b"0")], "client": ("127.0.0.1", 1),
+                 "server": ("127.0.0.1", 80)}
+
+        async def op(scope: dict[str, Any] = scope) -> None:
+            await asgi_call(app, scope, b"")
+
+        res = await _drive(op, concurrency, seconds)
+        out["four_def_dependencies" if path == "/sync" else "four_async_def_dependencies"] = {
+            k: res[k] for k in ("ops_per_s", "process_cpu_ms_per_op", "p50_ms")}
+    return out
