@@ -7,7 +7,7 @@ INFRA := deploy/local/infra.sh
 LOCAL := deploy/local/services.sh
 PYTHON ?= python3
 
-.PHONY: install infra run stop status test test-unit test-integration bench docs clean help
+.PHONY: install lint infra run stop status test test-unit test-integration bench docs clean help
 
 help:
 	@echo "make run    install, start Kafka + PostgreSQL + every service, print where they listen"
@@ -39,8 +39,11 @@ status:
 	@-$(INFRA) status
 	@-$(LOCAL) status $(SERVICES)
 
-test: install infra
+test: install lint infra
 	$(VENV)/bin/pytest
+
+lint: install
+	$(VENV)/bin/ruff check libs services tests bench
 
 test-unit: install
 	$(VENV)/bin/pytest tests/unit

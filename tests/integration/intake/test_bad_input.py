@@ -24,7 +24,6 @@ from typing import Any
 import httpx
 import jwt
 import pytest
-
 from opsat.common.testing.helpers import scalar
 
 PROBLEM_JSON = "application/problem+json"

@@ -11,7 +11,6 @@ import sys
 from collections import defaultdict
 
 from aiokafka import AIOKafkaProducer
-
 from opsat.common.testing.helpers import scalar
 from opsat.common.testing.infra import consume_all
 

@@ -19,7 +19,6 @@ from typing import Any
 
 import httpx
 import pytest
-
 from opsat.common.testing.helpers import scalar
 
 PROBLEM_JSON = "application/problem+json"

@@ -1,10 +1,9 @@
 """BusinessCalendar: working days, business-day and business-hour arithmetic."""
 
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-
 from opsat.common.calendar import BusinessCalendar
 from opsat.common.domain import InvalidInput
 
@@ -54,7 +53,7 @@ def test_defaults_are_shanghai_monday_to_friday_nine_to_six() -> None:
 
 def test_a_datetime_counts_on_its_local_date() -> None:
     # 20:00 UTC on Friday is already Saturday 04:00 in Shanghai.
-    friday_evening_utc = datetime(2025, 9, 26, 20, 0, tzinfo=timezone.utc)
+    friday_evening_utc = datetime(2025, 9, 26, 20, 0, tzinfo=UTC)
     assert PLAIN.is_working_day(friday_evening_utc) is False
     assert PLAIN.local_date(friday_evening_utc) == date(2025, 9, 27)
 
@@ -99,14 +98,14 @@ def test_zone_with_dst_keeps_the_local_time_of_day() -> None:
     assert due.replace(tzinfo=None) == datetime(2025, 3, 31, 10, 0)  # CEST, +02:00
     assert due.utcoffset() == hours(2)
     # Python subtracts same-zone datetimes by wall clock; the elapsed time is one hour shorter.
-    assert due.astimezone(timezone.utc) - start.astimezone(timezone.utc) == timedelta(days=3) - hours(1)
+    assert due.astimezone(UTC) - start.astimezone(UTC) == timedelta(days=3) - hours(1)
 
 
 def test_results_come_back_in_the_time_zone_of_the_input() -> None:
-    start = datetime(2025, 9, 22, 1, 0, tzinfo=timezone.utc)  # 09:00 in Shanghai
+    start = datetime(2025, 9, 22, 1, 0, tzinfo=UTC)  # 09:00 in Shanghai
     due = PLAIN.add_business_time(start, hours(2))
-    assert due == datetime(2025, 9, 22, 3, 0, tzinfo=timezone.utc)
-    assert due.tzinfo is timezone.utc
+    assert due == datetime(2025, 9, 22, 3, 0, tzinfo=UTC)
+    assert due.tzinfo is UTC
 
 
 # --- add_business_time / business_time_between ----------------------------------------------------------------
@@ -179,7 +178,7 @@ def test_always_open_adds_elapsed_time_across_a_dst_change() -> None:
     calendar = BusinessCalendar(time_zone="Europe/Berlin", always_open=True)
     start = datetime(2025, 3, 30, 1, 0, tzinfo=BERLIN)
     due = calendar.add_business_time(start, hours(2))
-    assert due.astimezone(timezone.utc) - start.astimezone(timezone.utc) == hours(2)
+    assert due.astimezone(UTC) - start.astimezone(UTC) == hours(2)
     assert due.replace(tzinfo=None) == datetime(2025, 3, 30, 4, 0)  # 02:00 → 03:00 was skipped
     assert calendar.business_time_between(start, due) == hours(2)
 

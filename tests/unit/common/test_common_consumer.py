@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from aiokafka.structs import ConsumerRecord
-
 from opsat.common.consumer import ReceivedEvent, UndecodableRecord, decode_record
 from opsat.common.domain import DomainEvent
 from opsat.common.envelope import EventRegistry, encode, to_cloudevent
@@ -36,7 +35,7 @@ def widget_registry() -> EventRegistry:
     return registry
 
 
-AT = datetime(2026, 1, 5, 9, 30, tzinfo=timezone.utc)
+AT = datetime(2026, 1, 5, 9, 30, tzinfo=UTC)
 
 
 def envelope(ce_type: str = "opsat.test.widget.made.v2", data: dict[str, Any] | None = None,

@@ -5,8 +5,6 @@ from __future__ import annotations
 from dataclasses import FrozenInstanceError
 
 import pytest
-from pydantic import ValidationError
-
 from opsat.common.domain import (
     STAFF_ROLES,
     SYSTEM_ACTOR,
@@ -18,6 +16,7 @@ from opsat.common.domain import (
     InvalidTransition,
     Role,
 )
+from pydantic import ValidationError
 
 
 def actor(*roles: Role) -> Actor:

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
-from pydantic import ValidationError
-
 from opsat.common.domain import DomainEvent
 from opsat.common.envelope import (
     EventMetadata,
@@ -18,6 +16,7 @@ from opsat.common.envelope import (
     split_type,
     to_cloudevent,
 )
+from pydantic import ValidationError
 
 
 class ThingCreated(DomainEvent):
@@ -231,7 +230,7 @@ def test_split_type_round_trips_cloudevent_type():
 
 # --- to_cloudevent / metadata ------------------------------------------------------------
 
-AT = datetime(2026, 1, 5, 9, 30, tzinfo=timezone.utc)
+AT = datetime(2026, 1, 5, 9, 30, tzinfo=UTC)
 
 
 def cloudevent(metadata: dict[str, Any]) -> dict[str, Any]:

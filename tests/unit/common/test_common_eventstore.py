@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 import pytest
-
 from opsat.common.domain import Conflict, DomainEvent, InvalidInput
 from opsat.common.errors import status_for
 from opsat.common.eventstore import (
@@ -18,7 +17,6 @@ from opsat.common.eventstore import (
     RecordedEvent,
     fold,
 )
-
 
 # --- Idempotency.for_request -------------------------------------------------------------
 
@@ -59,7 +57,7 @@ def test_a_different_request_hashes_differently(left: tuple, right: tuple):
 
 
 def test_non_json_values_hash_by_their_string():
-    at = datetime(2026, 1, 5, 9, tzinfo=timezone.utc)
+    at = datetime(2026, 1, 5, 9, tzinfo=UTC)
     a = Idempotency.for_request("k", "u", {"at": at, "day": date(2026, 1, 5)})
     b = Idempotency.for_request("k", "u", {"at": at, "day": date(2026, 1, 5)})
     c = Idempotency.for_request("k", "u", {"at": at.replace(hour=10), "day": date(2026, 1, 5)})

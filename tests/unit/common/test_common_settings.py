@@ -5,9 +5,8 @@ from __future__ import annotations
 import os
 
 import pytest
-from pydantic import ValidationError
-
 from opsat.common.settings import ServiceSettings
+from pydantic import ValidationError
 
 
 @pytest.fixture(autouse=True)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC
 from pathlib import Path
 
 import jsonschema
-
 from opsat.common.envelope import cloudevent_schema, to_cloudevent
 from opsat.intake.domain.events import INTAKE_EVENTS
 from opsat.intake.main import registry
@@ -29,11 +29,11 @@ def test_asyncapi_lists_every_event_type_once():
 
 
 def test_a_published_cloudevent_validates_against_its_schema():
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from opsat.intake.domain.events import RequestSubmitted
 
-    event = RequestSubmitted(request_id="r1", at=datetime(2026, 1, 5, 9, tzinfo=timezone.utc), by="u1", kind="incident",
+    event = RequestSubmitted(request_id="r1", at=datetime(2026, 1, 5, 9, tzinfo=UTC), by="u1", kind="incident",
                              channel="portal", title="t", description="d", impact=1, urgency=1, priority="P1",
                              requester_id="u1", organisation_id="acme")
     ce_type = "opsat.intake.request.submitted.v1"

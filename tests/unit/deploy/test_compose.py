@@ -16,7 +16,6 @@ from urllib.parse import urlparse
 
 import pytest
 import yaml
-
 from opsat.common.settings import ServiceSettings
 
 REPO = Path(__file__).resolve().parents[3]

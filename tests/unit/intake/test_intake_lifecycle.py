@@ -6,10 +6,19 @@ import json
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import date, datetime, timedelta
-from zoneinfo import ZoneInfo
 
 import pytest
-
+from intake_story import (
+    AGENT,
+    MANAGER,
+    POLICY,
+    REQUESTER,
+    RID,
+    T0,
+    TZ,
+    Story,
+    submit_command,
+)
 from opsat.common.calendar import BusinessCalendar
 from opsat.common.domain import (
     SYSTEM_ACTOR,
@@ -19,7 +28,6 @@ from opsat.common.domain import (
     DomainEvent,
     Forbidden,
     InvalidTransition,
-    Role,
 )
 from opsat.intake.domain import INTAKE_EVENTS, ServiceRequest, decide, evolve, replay
 from opsat.intake.domain import commands as c
@@ -28,7 +36,6 @@ from opsat.intake.domain.policy import IntakePolicy
 from opsat.intake.domain.values import (
     ApprovalState,
     ChangeState,
-    Channel,
     CloseReason,
     Link,
     LinkType,
@@ -39,46 +46,9 @@ from opsat.intake.domain.values import (
     Status,
 )
 
-TZ = ZoneInfo("Asia/Shanghai")
-T0 = datetime(2025, 9, 1, 10, 0, tzinfo=TZ)  # a Monday
-RID = "REQ-1"
-POLICY = IntakePolicy()
-
-REQUESTER = Actor("u-alice", "org-acme", frozenset({Role.requester}))
-AGENT = Actor("u-bob", "provider", frozenset({Role.agent}))
-MANAGER = Actor("u-carol", "provider", frozenset({Role.manager}))
-
 
 def submit(**changes) -> c.SubmitRequest:
-    fields = dict(
-        request_id=RID,
-        kind=RequestKind.incident,
-        channel=Channel.portal,
-        title="Printer jams",
-        description="The printer on floor 3 jams on every page.",
-        impact=3,
-        urgency=3,
-        requester_id=REQUESTER.id,
-        organisation_id=REQUESTER.organisation,
-    )
-    return c.SubmitRequest(**{**fields, **changes})
-
-
-class Story:
-    """Runs commands one after another as a handler does: decide, then evolve the new events."""
-
-    def __init__(self, policy: IntakePolicy = POLICY) -> None:
-        self.policy = policy
-        self.state: ServiceRequest | None = None
-        self.events: list[DomainEvent] = []
-        self.now = T0
-
-    def do(self, command, actor: Actor, at: datetime | None = None) -> list[DomainEvent]:
-        self.now = at or self.now + timedelta(minutes=5)
-        new = decide(self.state, command, CommandContext(actor, self.now), self.policy)
-        self.state = replay(new, self.state)
-        self.events.extend(new)
-        return new
+    return submit_command(dict(title="Printer jams", description="The printer on floor 3 jams on every page.", impact=3, urgency=3), changes)
 
 
 ACCEPT = (c.AcceptRequest(RID, team="desk"), AGENT)

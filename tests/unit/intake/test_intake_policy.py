@@ -3,7 +3,6 @@
 from datetime import date
 
 import pytest
-
 from opsat.common.calendar import BusinessCalendar
 from opsat.common.domain import InvalidInput
 from opsat.intake.domain.policy import IntakePolicy

@@ -2,73 +2,45 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
-from zoneinfo import ZoneInfo
+from datetime import date, datetime
 
 import pytest
-
+from intake_story import (
+    ADMIN,
+    AGENT,
+    AUDITOR,
+    COLLEAGUE,
+    LEAD,
+    MANAGER,
+    POLICY,
+    REQUESTER,
+    RID,
+    RISK_OFFICER,
+    STRANGER,
+    T0,
+    Story,
+    submit_command,
+)
 from opsat.common.domain import (
     Actor,
     AlreadyExists,
     CommandContext,
     Conflict,
-    DomainEvent,
     Forbidden,
     InvalidInput,
     InvalidTransition,
     NotFound,
     Role,
 )
-from opsat.intake.domain import ServiceRequest, decide, replay
 from opsat.intake.domain import commands as c
+from opsat.intake.domain import decide
 from opsat.intake.domain import events as e
 from opsat.intake.domain.policy import IntakePolicy
 from opsat.intake.domain.values import ApprovalState, ChangeState, Channel, LinkType, Priority, RequestKind, Status
 
-TZ = ZoneInfo("Asia/Shanghai")
-T0 = datetime(2025, 9, 1, 10, 0, tzinfo=TZ)  # a Monday
-RID = "REQ-1"
-POLICY = IntakePolicy()
-
-REQUESTER = Actor("u-alice", "org-acme", frozenset({Role.requester}))
-COLLEAGUE = Actor("u-amy", "org-acme", frozenset({Role.requester}))
-STRANGER = Actor("u-zed", "org-other", frozenset({Role.requester}))
-AGENT = Actor("u-bob", "provider", frozenset({Role.agent}))
-LEAD = Actor("u-lee", "provider", frozenset({Role.team_lead}))
-MANAGER = Actor("u-carol", "provider", frozenset({Role.manager}))
-ADMIN = Actor("u-root", "provider", frozenset({Role.admin}))
-AUDITOR = Actor("u-audrey", "provider", frozenset({Role.auditor}))
-RISK_OFFICER = Actor("u-rita", "provider", frozenset({Role.risk_officer}))
-
 
 def submit(**changes) -> c.SubmitRequest:
-    fields = dict(
-        request_id=RID,
-        kind=RequestKind.incident,
-        channel=Channel.portal,
-        title="VPN drops",
-        description="The VPN disconnects every ten minutes.",
-        impact=2,
-        urgency=2,
-        requester_id=REQUESTER.id,
-        organisation_id=REQUESTER.organisation,
-    )
-    return c.SubmitRequest(**{**fields, **changes})
-
-
-class Story:
-    """Runs commands one after another as a handler does: decide, then evolve the new events."""
-
-    def __init__(self, policy: IntakePolicy = POLICY) -> None:
-        self.policy = policy
-        self.state: ServiceRequest | None = None
-        self.now = T0
-
-    def do(self, command, actor: Actor) -> list[DomainEvent]:
-        self.now += timedelta(minutes=5)
-        new = decide(self.state, command, CommandContext(actor, self.now), self.policy)
-        self.state = replay(new, self.state)
-        return new
+    return submit_command(dict(title="VPN drops", description="The VPN disconnects every ten minutes.", impact=2, urgency=2), changes)
 
 
 def submitted(**changes) -> Story:

@@ -16,11 +16,6 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
-from starlette.exceptions import HTTPException as StarletteHTTPException
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from opsat.common import observability as obs
 from opsat.common.auth import Authenticator
 from opsat.common.db import create_engine
@@ -28,6 +23,10 @@ from opsat.common.envelope import EventRegistry
 from opsat.common.errors import install_error_handlers, problem
 from opsat.common.eventstore import EventStore
 from opsat.common.settings import ServiceSettings
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 ASGIApp = Callable[[dict, Callable, Callable], Awaitable[None]]
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")
@@ -116,7 +115,7 @@ async def kafka_reachable(bootstrap: str, timeout: float = 1.0) -> bool:
     host, _, port = bootstrap.split(",")[0].strip().rpartition(":")
     try:
         _, writer = await asyncio.wait_for(asyncio.open_connection(host or "127.0.0.1", int(port)), timeout)
-    except (OSError, asyncio.TimeoutError, ValueError):
+    except (TimeoutError, OSError, ValueError):
         return False
     writer.close()
     return True

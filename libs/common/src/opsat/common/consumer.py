@@ -18,14 +18,13 @@ from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.structs import ConsumerRecord
-from sqlalchemy import Column, MetaData, PrimaryKeyConstraint, String, Table, text
-from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
-
 from opsat.common import observability as obs
 from opsat.common.db import READ_MODEL_SCHEMA
 from opsat.common.domain import DomainEvent
 from opsat.common.envelope import EventRegistry, split_type
+from sqlalchemy import Column, MetaData, PrimaryKeyConstraint, String, Table, text
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 log = logging.getLogger(__name__)
 

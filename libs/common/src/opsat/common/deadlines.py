@@ -14,11 +14,10 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
-
 from opsat.common import observability as obs
 from opsat.common.domain import DomainError
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 log = logging.getLogger(__name__)
 
@@ -89,5 +88,5 @@ async def run_scheduler(engine: AsyncEngine, handlers: dict[str, DeadlineHandler
             log.warning("deadline scheduler round failed", exc_info=True)
         try:
             await asyncio.wait_for(stop.wait(), timeout=poll_interval_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass

@@ -13,15 +13,14 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
+from opsat.common.domain import Conflict, DomainEvent, InvalidInput
+from opsat.common.envelope import EventMetadata, EventRegistry
 from sqlalchemy import text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
-
-from opsat.common.domain import Conflict, DomainEvent, InvalidInput
-from opsat.common.envelope import EventMetadata, EventRegistry
 
 S = TypeVar("S")
 

@@ -17,7 +17,6 @@ from typing import Any
 import asyncpg
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
-
 from opsat.common import observability as obs
 from opsat.common.db import OUTBOX_CHANNEL, connect_raw
 from opsat.common.envelope import encode, to_cloudevent
@@ -196,6 +195,6 @@ async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> bool:
     """Sleep, waking early on stop; returns whether stop is set."""
     try:
         await asyncio.wait_for(stop.wait(), timeout=seconds)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         pass
     return stop.is_set()

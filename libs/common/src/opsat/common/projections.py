@@ -9,15 +9,20 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
+from opsat.common.consumer import (
+    Projection,
+    ProjectionRunner,
+    RunnerConfig,
+    RunnerStats,
+    create_read_model,
+    read_model_engine,
+)
+from opsat.common.db import READ_MODEL_SCHEMA
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
-
-from opsat.common.consumer import Projection, ProjectionRunner, RunnerConfig, RunnerStats, create_read_model, \
-    read_model_engine
-from opsat.common.db import READ_MODEL_SCHEMA
 
 
 async def rebuild(engine: AsyncEngine, projection: Projection, config: RunnerConfig, schema: str) -> RunnerStats:
@@ -32,7 +37,7 @@ async def rebuild(engine: AsyncEngine, projection: Projection, config: RunnerCon
 
 async def swap(engine: AsyncEngine, rebuilt: str) -> str:
     """Make `rebuilt` the live read model; returns the name the old one was kept under."""
-    retired = f"{READ_MODEL_SCHEMA}_old_{datetime.now(timezone.utc):%Y%m%d%H%M%S}"
+    retired = f"{READ_MODEL_SCHEMA}_old_{datetime.now(UTC):%Y%m%d%H%M%S}"
     async with engine.begin() as conn:
         await conn.execute(text(f'alter schema "{READ_MODEL_SCHEMA}" rename to "{retired}"'))
         await conn.execute(text(f'alter schema "{rebuilt}" rename to "{READ_MODEL_SCHEMA}"'))

@@ -14,7 +14,6 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 
 import uvicorn
 from fastapi import FastAPI
-
 from opsat.common.api import health_router
 from opsat.common.db import create_engine
 from opsat.common.settings import ServiceSettings
@@ -35,7 +34,7 @@ async def run_loops(loops: Sequence[tuple[str, Loop]], stop: asyncio.Event) -> N
                 log.exception("worker loop %s crashed; restarting", name)
                 try:
                     await asyncio.wait_for(stop.wait(), timeout=2.0)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
 
     await asyncio.gather(*(supervised(name, loop) for name, loop in loops))

@@ -7,13 +7,11 @@ below relies on annotations being evaluated where the endpoint is defined.
 
 import uuid
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Response
-from pydantic import BaseModel
-
-from opsat.common.auth import current_actor, require
+from opsat.common.auth import require
 from opsat.common.domain import Actor, Role
 from opsat.common.eventstore import AppendResult
 from opsat.intake.api import schemas as s
@@ -21,6 +19,7 @@ from opsat.intake.api.deps import CorrelationId, Handlers, IdempotencyKey, IfMat
 from opsat.intake.domain import commands as c
 from opsat.intake.domain.values import Priority, RequestKind, Status
 from opsat.intake.projections.queries import RequestFilters
+from pydantic import BaseModel
 
 STAFF = (Role.agent, Role.team_lead, Role.manager, Role.admin)
 APPROVERS = (Role.manager, Role.admin)
@@ -215,7 +214,7 @@ async def backlog(queries: Queries, actor: Readers,
                   organisation: Annotated[str | None, Query(max_length=200)] = None,
                   kind: Annotated[list[RequestKind] | None, Query()] = None) -> s.Backlog:
     filters = RequestFilters(team=team, organisation=organisation, kind=[k.value for k in kind] if kind else None)
-    return s.Backlog(**await queries.backlog(actor, filters, datetime.now(timezone.utc)))
+    return s.Backlog(**await queries.backlog(actor, filters, datetime.now(UTC)))
 
 
 def _aware(value: datetime | None, field: str) -> datetime | None:

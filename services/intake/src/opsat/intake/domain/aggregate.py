@@ -26,7 +26,6 @@ from opsat.common.domain import (
     NotFound,
     Role,
 )
-
 from opsat.intake.domain import commands as c
 from opsat.intake.domain import events as e
 from opsat.intake.domain.policy import IntakePolicy
@@ -34,8 +33,8 @@ from opsat.intake.domain.values import (
     MAX_TEXT_LENGTH,
     MAX_TITLE_LENGTH,
     ApprovalState,
-    Channel,
     ChangeState,
+    Channel,
     CloseReason,
     Link,
     LinkType,

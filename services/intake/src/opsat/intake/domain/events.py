@@ -10,10 +10,7 @@ from __future__ import annotations
 from datetime import date
 from typing import ClassVar
 
-from pydantic import AwareDatetime
-
 from opsat.common.domain import DomainEvent
-
 from opsat.intake.domain.values import (
     Channel,
     CloseReason,
@@ -22,6 +19,7 @@ from opsat.intake.domain.values import (
     RequestKind,
     Status,
 )
+from pydantic import AwareDatetime
 
 
 class IntakeEvent(DomainEvent):

@@ -12,7 +12,6 @@ from typing import Any
 
 from opsat.common.calendar import BusinessCalendar
 from opsat.common.domain import InvalidInput
-
 from opsat.intake.domain.values import Priority, RequestKind
 
 LEVELS = (1, 2, 3)  # impact: 1 enterprise-wide, 2 department, 3 individual; urgency: 1 high .. 3 low

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import update
-from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from opsat.common.consumer import ReceivedEvent
 from opsat.intake.domain import events as ev
 from opsat.intake.projections.tables import links, metadata, requests, time_entries, timeline
+from sqlalchemy import update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 INTERNAL_EVENTS = (ev.InternalNoteAdded, ev.TimeLogged)  # staff-only on the timeline
 

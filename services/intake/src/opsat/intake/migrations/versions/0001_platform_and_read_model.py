@@ -5,7 +5,6 @@ Revises:
 """
 
 from alembic import op
-
 from opsat.common.db import PLATFORM_DDL_V1, PLATFORM_DROP_V1, READ_MODEL_SCHEMA
 from opsat.intake.projections.tables import metadata
 
