@@ -18,6 +18,16 @@ LOGS=$STATE/logs
 RUN=$STATE/run
 KAFKA_DIR=$STATE/kafka
 PG_DIR=$STATE/pg
+PG_LOG=$LOGS/postgres.log
+# As root the cluster runs as user postgres, which cannot enter a repo under a private home (/root):
+# then the cluster lives in a scratch folder of its own, named after the state dir, and logs/ links to its log.
+if ((EUID == 0)) && id -u postgres >/dev/null 2>&1; then
+  mkdir -p "$STATE"
+  if ! runuser -u postgres -- test -x "$STATE" 2>/dev/null; then
+    PG_DIR=/var/tmp/opsat-pg-$(printf %s "$STATE" | md5sum | cut -c1-12)
+    PG_LOG=$PG_DIR/postgres.log
+  fi
+fi
 PG_DATA=$PG_DIR/data
 JARS=${OPSAT_CACHE_DIR:-$HOME/.cache/opsat}/kafka-$KAFKA_VERSION
 KAFKA_HEAP=${OPSAT_KAFKA_HEAP:-512m}
@@ -178,7 +188,7 @@ kafka_stop() {
 # ------------------------------------------------------------------------------------------ PostgreSQL
 
 # As root, initdb and postgres must run as the postgres user (they refuse root); otherwise as ourselves.
-as_pg() { if ((EUID == 0)); then runuser -u postgres -- "$@"; else "$@"; fi; }
+as_pg() { if ((EUID == 0)); then (cd / && runuser -u postgres -- "$@"); else "$@"; fi; }
 
 # An existing cluster needs the major version that created it; a new one gets the highest installed.
 pg_bin() {
@@ -193,14 +203,15 @@ pg_running() { [[ -f $PG_DATA/PG_VERSION ]] && as_pg "$PG_BIN/pg_ctl" -D "$PG_DA
 
 pg_init() {
   [[ -f $PG_DATA/PG_VERSION ]] && return 0
-  mkdir -p "$PG_DIR"
-  touch "$LOGS/postgres.log"
+  mkdir -p "$PG_DIR" "$LOGS"
+  touch "$PG_LOG"
+  [[ $PG_LOG == "$LOGS/postgres.log" ]] || ln -sfn "$PG_LOG" "$LOGS/postgres.log"
   if ((EUID == 0)); then
     id -u postgres >/dev/null 2>&1 || {
       log "creating the system user postgres"
       useradd --system --user-group --no-create-home --shell /usr/sbin/nologin postgres
     }
-    chown postgres: "$PG_DIR" "$LOGS/postgres.log"
+    chown postgres: "$PG_DIR" "$PG_LOG"
     as_pg test -w "$PG_DIR" ||
       die "user postgres cannot reach $PG_DIR (a parent folder is private?); set OPSAT_LOCAL_DIR elsewhere"
   fi
@@ -217,7 +228,7 @@ pg_start() {
   ! port_in_use "$PG_PORT" || die "port $PG_PORT (PostgreSQL) is used by another process; stop it, or delete $RUN/ports to pick new ports"
   log "starting PostgreSQL on 127.0.0.1:$PG_PORT (log $LOGS/postgres.log)"
   # TCP only: no Unix socket to clash with a system cluster, and no socket path length limit.
-  as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" -l "$LOGS/postgres.log" -w -t "$START_TIMEOUT" \
+  as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" -l "$PG_LOG" -w -t "$START_TIMEOUT" \
     -o "-p $PG_PORT -c listen_addresses=127.0.0.1 -c unix_socket_directories='' -c max_connections=200" \
     start >/dev/null 9>&- || { log_tail "$LOGS/postgres.log"; die "PostgreSQL did not start; see $LOGS/postgres.log"; }
 }
