@@ -9,6 +9,7 @@ started (by pid / its own process group) and drops its databases and topics.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -19,6 +20,8 @@ import subprocess
 import sys
 import time
 import uuid
+from collections import Counter
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -396,10 +399,10 @@ class Bench:
         })
         return env
 
-    async def start_api(self, database: str, workers: int, tag: str) -> tuple[Proc, str]:
+    async def start_api(self, database: str, workers: int, tag: str, **env_extra: str) -> tuple[Proc, str]:
         """uvicorn with the app factory (create_app() reads OPSAT_* settings), `workers` processes."""
         port = free_port()
-        env = self.service_env(database, http_port=port)
+        env = self.service_env(database, http_port=port, **env_extra)
         args = [str(BIN / "uvicorn"), "opsat.intake.main:create_app", "--factory", "--host", "127.0.0.1",
                 "--port", str(port), "--workers", str(workers), "--no-access-log", "--log-level", "warning"]
         proc = Proc(f"api-{tag}", args, env, self.logs / f"api-{tag}.log")
@@ -482,6 +485,49 @@ class Bench:
                 errors.append(f"{step.__name__}: {exc}")
         if errors:
             print("cleanup problems: " + "; ".join(errors), file=sys.stderr)
+
+
+@contextlib.contextmanager
+def count_roundtrips() -> Iterator[Counter[str]]:
+    """Count this process's asyncpg calls that each make one round trip to PostgreSQL, by kind
+    ("prepare INSERT", "execute BEGIN", "bind+execute INSERT", ...). Wraps asyncpg's own methods for
+    the duration only (a bench instrument; the product code is untouched)."""
+    from asyncpg.connection import Connection
+    from asyncpg.prepared_stmt import PreparedStatement
+
+    counts: Counter[str] = Counter()
+
+    def kind(sql: str) -> str:
+        words = sql.split()
+        return " ".join(words[:2]) if words[:1] == ["with"] else (words[0].upper() if words else "?")
+
+    def wrap(cls: Any, name: str, label: str, sql_of: Any) -> Any:
+        original = getattr(cls, name)
+
+        async def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+            counts[f"{label} {kind(sql_of(self, args))}"] += 1
+            return await original(self, *args, **kwargs)
+
+        setattr(cls, name, wrapper)
+        return original
+
+    patched = []
+    for cls, name, label, sql_of in [
+        (Connection, "execute", "execute", lambda self, a: a[0] if a else ""),
+        (Connection, "prepare", "prepare", lambda self, a: a[0] if a else ""),
+        (Connection, "fetch", "fetch", lambda self, a: a[0] if a else ""),
+        (Connection, "fetchval", "fetch", lambda self, a: a[0] if a else ""),
+        (Connection, "fetchrow", "fetch", lambda self, a: a[0] if a else ""),
+        (PreparedStatement, "fetch", "bind+execute", lambda self, a: self.get_query()),
+        (PreparedStatement, "fetchval", "bind+execute", lambda self, a: self.get_query()),
+        (PreparedStatement, "fetchrow", "bind+execute", lambda self, a: self.get_query()),
+    ]:
+        patched.append((cls, name, wrap(cls, name, label, sql_of)))
+    try:
+        yield counts
+    finally:
+        for cls, name, original in reversed(patched):
+            setattr(cls, name, original)
 
 
 def token(role: str = "requester", sub: str = "bench-user", org: str = "bench-org") -> str:

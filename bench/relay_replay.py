@@ -23,7 +23,7 @@ from typing import Any
 
 import asyncpg
 
-from common import Bench, CpuMeter, Result, kafka_pid, postgres_cpu_seconds, r
+from common import Bench, CpuMeter, Result, count_roundtrips, kafka_pid, postgres_cpu_seconds, r
 
 EVENTS = 100_000
 
@@ -241,6 +241,8 @@ async def replay_bench(bench: Bench, relay_info: dict[str, Any], cap_s: float = 
     samples: list[tuple[float, int]] = []
     meter = CpuMeter({"bench_process_replay": lambda: [__import__("os").getpid()],
                       "=postgres": postgres_cpu_seconds, "kafka": lambda: [p for p in [kafka_pid()] if p]})
+    roundtrips = count_roundtrips()
+    counts = roundtrips.__enter__()
     meter.start()
     t0 = time.perf_counter()
     task = asyncio.ensure_future(rebuild(engine, RequestsProjection(topic), runner_config(settings, "requests"),
@@ -269,9 +271,11 @@ async def replay_bench(bench: Bench, relay_info: dict[str, Any], cap_s: float = 
                 break
         elapsed = time.perf_counter() - t0
         cpu = meter.stop()
+        roundtrips.__exit__(None, None, None)
         applied = stats.applied if stats else samples[-1][1]
         rows = await watcher.fetchval(f'select count(*) from "{schema}".requests')
     finally:
+        roundtrips.__exit__(None, None, None)  # idempotent: restores asyncpg's methods
         await watcher.execute(f'drop schema if exists "{schema}" cascade')
         await watcher.close()
         await engine.dispose()
@@ -291,5 +295,7 @@ async def replay_bench(bench: Bench, relay_info: dict[str, Any], cap_s: float = 
         "capped_at_s": cap_s if capped else None, "complete": not capped,
         "steady_rate_events_per_s (after the first commit)": r(steady, 0),
         "us_per_event": r(per_event_us, 1), "split_us_per_event": split, "cpu": cpu,
+        "postgres_round_trips_per_event": {k: r(v / applied, 2) for k, v in counts.most_common()
+                                           if not k.startswith("fetch ") and applied and v / applied >= 0.01},
         "how": "opsat.common.projections.rebuild(engine, RequestsProjection(topic), runner_config(settings, "
                "'requests'), schema) in this process; progress = count(*) of the rebuild schema's processed_events"})

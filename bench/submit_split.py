@@ -1,16 +1,23 @@
 """Where a submit's time goes: the same work measured layer by layer inside one process (uvloop),
 each layer for a few seconds at the same concurrency, reporting rate and this process's CPU per op.
 
-    raw_sql      the append's SQL (events + outbox CTE, one transaction) on a raw asyncpg pool
-    event_store  EventStore.append (SQLAlchemy async engine, as configured by the product)
-    handler      IntakeHandlers.execute(SubmitRequest): domain decide + append
-    asgi         the whole FastAPI app called as ASGI (middleware, routing, dependencies, auth, body
-                 validation, handler, response) -- everything but the HTTP server and the socket
-    sync_deps    a what-if: a bare FastAPI route with the 4 plain `def` dependencies the submit route
-                 has (run in the thread pool) vs the same 4 as `async def` (run inline)
+    raw_sql                 the append's SQL (events + outbox CTE, one transaction) on raw asyncpg
+                            connections (the database floor for this statement)
+    event_store             EventStore.append on the product's engine (opsat.common.db.create_engine:
+                            pool_size 10 + max_overflow 10, pool_pre_ping=True)
+    event_store[pool=N]     what-if: the same with pool_size = concurrency (no overflow churn)
+    event_store[pool=N,no pre-ping]   what-if: and without pool_pre_ping
+    handler                 IntakeHandlers.execute(SubmitRequest): domain decide + append
+    asgi_healthz            the FastAPI app called as ASGI: GET /healthz (middleware + routing floor)
+    asgi_submit_stub        POST /api/v1/requests with the handler replaced by a stub (route machinery:
+                            dependencies, auth, body validation, response model) -- no database
+    asgi                    the whole app, POST /api/v1/requests (everything but the HTTP server)
+    sync_deps               what-if: a bare FastAPI route with no dependency, with 4 plain `def`
+                            dependencies (thread pool) as the submit route has, and with 4 `async def`
 
-Differences between layers are the cost of each layer; the HTTP run (submit_throughput) minus
-`asgi` is uvicorn + sockets + the client.
+Round trips to PostgreSQL per op are counted (asyncpg calls) for the event store and the handler.
+Differences between layers are the cost of each layer; the HTTP run minus `asgi` is uvicorn, the
+sockets and the client.
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ from typing import Any
 
 import asyncpg
 
-from common import SUBMIT_BODY, r, summary_ms
+from common import SUBMIT_BODY, count_roundtrips, r, summary_ms
 
 
 async def _drive(op: Callable[[], Awaitable[Any]], concurrency: int, seconds: float) -> dict[str, Any]:
@@ -49,8 +56,19 @@ async def _drive(op: Callable[[], Awaitable[Any]], concurrency: int, seconds: fl
             "ops": n}
 
 
+async def _sessions(dsn: str) -> int:
+    """Sessions ever opened to this database (PostgreSQL 14+), to see connection churn."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        return await conn.fetchval("select sessions from pg_stat_database where datname = current_database()") or 0
+    finally:
+        await conn.close()
+
+
 async def run(database_url: str, dsn: str, token: str, concurrency: int = 32, seconds: float = 3.0,
               pool_size: int | None = None) -> dict[str, Any]:
+    from sqlalchemy.ext.asyncio import create_async_engine
+
     from opsat.common.db import create_engine
     from opsat.common.domain import Actor, Role
     from opsat.common.envelope import EventMetadata
@@ -93,26 +111,60 @@ async def run(database_url: str, dsn: str, token: str, concurrency: int = 32, se
                 returning position
             ), queued as (insert into outbox (position) select position from appended returning position)
             select max(position) from queued"""
-        pool = await asyncpg.create_pool(dsn, min_size=pool_size, max_size=pool_size)
+        conns: asyncio.Queue[asyncpg.Connection] = asyncio.Queue()
+        for _ in range(pool_size):
+            conns.put_nowait(await asyncpg.connect(dsn))
 
         async def raw_op() -> None:
-            async with pool.acquire() as conn, conn.transaction():
-                await conn.fetchval(raw_sql, str(uuid.uuid4()), meta, [1], [str(uuid.uuid4())],
-                                    [event.event_type], [1], [data])
+            conn = await conns.get()
+            try:
+                async with conn.transaction():
+                    await conn.fetchval(raw_sql, str(uuid.uuid4()), meta, [1], [str(uuid.uuid4())],
+                                        [event.event_type], [1], [data])
+            finally:
+                conns.put_nowait(conn)
 
         out["raw_sql"] = await _drive(raw_op, concurrency, seconds)
-        await pool.close()
+        out["raw_sql"]["connections"] = pool_size
+        while not conns.empty():
+            await conns.get_nowait().close()
 
-        async def store_op() -> None:
+        async def store_op(store: EventStore = store) -> None:
             await store.append(str(uuid.uuid4()), "request", 0, [event],
                                EventMetadata(actor=actor.id, tenant=actor.organisation, correlation_id="x"))
 
+        before = await _sessions(dsn)
         out["event_store"] = await _drive(store_op, concurrency, seconds)
+        out["event_store"]["new_sessions"] = await _sessions(dsn) - before - 1
+        with count_roundtrips() as counts:
+            for _ in range(50):
+                await store_op()
+        out["event_store"]["round_trips_per_op"] = {k: r(v / 50, 2) for k, v in counts.most_common()}
+
+        for label, pre_ping in ((f"event_store[pool={concurrency}]", True),
+                                (f"event_store[pool={concurrency},no pre-ping]", False)):
+            what_if = create_async_engine(database_url, pool_size=concurrency, max_overflow=0,
+                                          pool_pre_ping=pre_ping)
+            try:
+                alt = EventStore(what_if, registry())
+
+                async def alt_op(alt: EventStore = alt) -> None:
+                    await store_op(alt)
+
+                before = await _sessions(dsn)
+                out[label] = await _drive(alt_op, concurrency, seconds)
+                out[label]["new_sessions"] = await _sessions(dsn) - before - 1
+            finally:
+                await what_if.dispose()
 
         async def handler_op() -> None:
             await handlers.execute(command(), actor, correlation_id="x")
 
         out["handler"] = await _drive(handler_op, concurrency, seconds)
+        with count_roundtrips() as counts:
+            for _ in range(50):
+                await handler_op()
+        out["handler"]["round_trips_per_op"] = {k: r(v / 50, 2) for k, v in counts.most_common()}
     finally:
         await engine.dispose()
 
@@ -148,7 +200,36 @@ async def run(database_url: str, dsn: str, token: str, concurrency: int = 32, se
         await a(dict(scope), receive, send)
         return status
 
+    def scope_for(method: str, path: str, length: int) -> dict[str, Any]:
+        headers = [h for h in scope_base["headers"] if h[0] != b"content-length"]
+        return {**scope_base, "method": method, "path": path, "raw_path": path.encode(),
+                "headers": headers + [(b"content-length", str(length).encode())]}
+
+    class StubHandlers:
+        async def execute(self, command: Any, actor: Any, **_: Any) -> Any:
+            from opsat.common.eventstore import AppendResult
+
+            return AppendResult(command.request_id, 1, 1, (str(uuid.uuid4()),))
+
     async with app.router.lifespan_context(app):
+        healthz = scope_for("GET", "/healthz", 0)
+
+        async def healthz_op() -> None:
+            await asgi_call(app, healthz, b"")
+
+        out["asgi_healthz"] = await _drive(healthz_op, concurrency, min(seconds, 2.0))
+        real = app.state.handlers
+        app.state.handlers = StubHandlers()  # a test double in this process; the product is untouched
+        stub_statuses: dict[int, int] = {}
+
+        async def stub_op() -> None:
+            s = await asgi_call(app, scope_base, body)
+            stub_statuses[s] = stub_statuses.get(s, 0) + 1
+
+        out["asgi_submit_stub"] = await _drive(stub_op, concurrency, min(seconds, 2.0))
+        out["asgi_submit_stub"]["statuses"] = stub_statuses
+        app.state.handlers = real
+
         async def asgi_op() -> None:
             s = await asgi_call(app, scope_base, body)
             statuses[s] = statuses.get(s, 0) + 1
@@ -182,13 +263,18 @@ async def _sync_deps_whatif(asgi_call: Callable[..., Awaitable[int]], concurrenc
                         d3: Annotated[Any, Depends(s3)], d4: Annotated[None, Depends(s4)]) -> dict[str, int]:
         return {"ok": 1}
 
+    @app.post("/none")
+    async def without() -> dict[str, int]:
+        return {"ok": 1}
+
     @app.post("/async")
     async def with_async(d1: Annotated[Any, Depends(a1)], d2: Annotated[str, Depends(a2)],
                          d3: Annotated[Any, Depends(a3)], d4: Annotated[None, Depends(a4)]) -> dict[str, int]:
         return {"ok": 1}
 
     out = {}
-    for path in ("/sync", "/async"):
+    names = {"/none": "no_dependencies", "/sync": "four_def_dependencies", "/async": "four_async_def_dependencies"}
+    for path in names:
         scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
                  "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
                  "headers": [(b"host", b"bench"), (b"content-length", b"0")], "client": ("127.0.0.1", 1),
@@ -198,6 +284,6 @@ async def _sync_deps_whatif(asgi_call: Callable[..., Awaitable[int]], concurrenc
             await asgi_call(app, scope, b"")
 
         res = await _drive(op, concurrency, seconds)
-        out["four_def_dependencies" if path == "/sync" else "four_async_def_dependencies"] = {
+        out[names[path]] = {
             k: res[k] for k in ("ops_per_s", "process_cpu_ms_per_op", "p50_ms")}
     return out

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
-
 from opsat.common import deadlines
 from opsat.common.db import PLATFORM_DDL_V1, asyncpg_dsn, create_engine
 from opsat.common.domain import Conflict
@@ -20,7 +19,7 @@ async def test_replicas_share_due_deadlines_without_double_work(database_url):
         await conn.execute(statement)
     await conn.close()
     replicas = [create_engine(database_url, pool_size=2) for _ in range(3)]
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     async with replicas[0].begin() as tx:
         for i in range(60):
             await deadlines.schedule(tx, "close", f"s{i}", now - timedelta(seconds=1))

@@ -20,6 +20,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import jwt
@@ -153,7 +154,7 @@ class Operation:
         values = {}
         for p in self.parameters("path"):
             default = request_id if p["name"] == "request_id" else self.sample(p["schema"])
-            values[p["name"]] = path_values.get(p["name"], default)
+            values[p["name"]] = quote(path_values.get(p["name"], default), safe="")
         return self.path.format(**values)
 
     def valid_body(self, **known: Any) -> dict[str, Any] | None:
@@ -234,8 +235,8 @@ class Operation:
                 values += ["not-a-date", "2026-01-31T00:00:00"]  # the second one has no offset: naive
             if "maxLength" in s:
                 values.append("x" * (s["maxLength"] + 1))
-            if "pattern" in s:
-                values.append("not allowed!")
+            if "pattern" in s:  # a value the pattern refuses: NUL breaks every pattern here, "!" the id ones
+                values.append("bad\x00value" if "\\x00" in s["pattern"] else "not allowed!")
         return values
 
 
@@ -443,12 +444,13 @@ async def test_every_path_parameter_refuses_values_outside_its_schema(intake):
 
 
 async def test_every_request_route_answers_404_for_an_unknown_id(intake):
-    await submitted_request(intake)  # the store is not empty: the id is unknown, not the table
+    known = await submitted_request(intake)  # the store is not empty: the id is unknown, not the table
     failures: list[str] = []
     routes = [op for op in await operations(intake) if op.takes_request_id]
     assert len(routes) > 20
     for op in routes:
-        failures += await refusal(intake, op.method, op.url(UNKNOWN_ID), 404, json=op.valid_body(),
+        body = op.valid_body(target_id=known)  # a link target that exists: only the path id is unknown
+        failures += await refusal(intake, op.method, op.url(UNKNOWN_ID), 404, json=body,
                                   headers=intake.token(*SUPER))
     assert not failures, report(failures)
 
@@ -493,6 +495,16 @@ async def test_every_command_refuses_an_overlong_idempotency_key(intake):
 
 # --- explicit tables ----------------------------------------------------------------------------------
 
+
+def case_id(value: Any) -> str:
+    """Readable test ids: `impact=true`, `minutes=0`, raw bodies as text."""
+    if isinstance(value, dict):
+        return ",".join(f"{k}={json.dumps(v)[:24]}" for k, v in value.items())
+    if isinstance(value, bytes):
+        return value.decode()[:48]
+    return str(value)
+
+
 SUBMIT = {"kind": "incident", "channel": "portal", "title": "VPN down", "description": "cannot connect",
           "impact": 2, "urgency": 1}
 
@@ -520,7 +532,7 @@ SUBMIT = {"kind": "incident", "channel": "portal", "title": "VPN down", "descrip
     ({"kind": "change", "requires_approval": False}, "requires_approval"),  # domain rule: changes need approval
     ({"requester_id": ""}, "requester_id"),
     ({"severity": "sev1"}, "severity"),
-], ids=lambda v: json.dumps(v)[:60] if isinstance(v, dict) else v)
+], ids=case_id)
 async def test_submit_refuses_bad_fields(intake, change, field):
     await assert_refused(intake, "POST", "/api/v1/requests", 422, field, json={**SUBMIT, **change},
                          headers=intake.token(*REQUESTER))
@@ -539,6 +551,7 @@ async def test_submit_refuses_bad_fields(intake, change, field):
     ("requirement/changes/assess", {"change_id": "c-1", "effort_hours": "lots", "impact_summary": "x"}, "effort_hours"),
     ("requirement/changes/assess", {"change_id": "c-1", "effort_hours": 0, "impact_summary": "x"}, "effort_hours"),
     ("requirement/changes/assess", {"change_id": "c-1", "effort_hours": -3, "impact_summary": "x"}, "effort_hours"),
+    ("requirement/changes/assess", {"change_id": "c-1", "effort_hours": True, "impact_summary": "x"}, "effort_hours"),
     ("requirement/changes/assess", b'{"change_id": "c-1", "effort_hours": NaN, "impact_summary": "x"}', "effort_hours"),
     ("requirement/changes/assess", b'{"change_id": "c-1", "effort_hours": Infinity, "impact_summary": "x"}',
      "effort_hours"),
@@ -556,7 +569,7 @@ async def test_submit_refuses_bad_fields(intake, change, field):
     ("replies", {"body": "x" * 20_001}, "body"),
     ("reject", {"reason": "   "}, "reason"),
     ("watchers", {"user_id": None}, "user_id"),
-])
+], ids=case_id)
 async def test_commands_refuse_bad_fields(intake, path, body, field):
     rid = await submitted_request(intake)  # no team
     kwargs: dict[str, Any] = {"content": body} if isinstance(body, bytes) else {"json": body}
@@ -603,7 +616,7 @@ def _cursor(value: Any) -> str:
     ({"kind": "outage"}, "kind"),
     ({"open_only": "maybe"}, "open_only"),
     ({"team": "x" * 201}, "team"),
-], ids=lambda v: json.dumps(v)[:50] if isinstance(v, dict) else v)
+], ids=case_id)
 async def test_listing_refuses_bad_query_parameters(intake, params, field):
     await submitted_request(intake)
     await assert_refused(intake, "GET", "/api/v1/requests", 422, field, params=params,
@@ -616,7 +629,7 @@ async def test_listing_refuses_bad_query_parameters(intake, params, field):
     ("/api/v1/queues/network", {"limit": "0"}, "limit"),
     ("/api/v1/queues/network", {"limit": "501"}, "limit"),
     ("/api/v1/stats/backlog", {"kind": "outage"}, "kind"),
-])
+], ids=case_id)
 async def test_other_queries_refuse_bad_query_parameters(intake, url, params, field):
     rid = await submitted_request(intake)
     await assert_refused(intake, "GET", url.format(rid=rid), 422, field, params=params, headers=intake.token(*AGENT))
@@ -666,7 +679,8 @@ async def request_in(intake, status: str, **overrides: Any) -> str:
     return rid
 
 
-@pytest.mark.parametrize(("status", "path", "who", "body"), [
+ILLEGAL = [
+    # the request's status, the command, who issues it, its (valid) body
     ("submitted", "start", AGENT, None),
     ("submitted", "resolve", AGENT, {"solution": "rebooted"}),
     ("submitted", "request-info", AGENT, {"question": "which office?"}),
@@ -694,7 +708,10 @@ async def request_in(intake, status: str, **overrides: Any) -> str:
     ("closed", "priority", AGENT, {"priority": "P1", "reason": "late"}),
     ("cancelled", "accept", AGENT, {"team": "network"}),
     ("cancelled", "cancel", REQUESTER, {"reason": "twice"}),
-], ids=lambda v: v if isinstance(v, str) else "")
+]
+
+
+@pytest.mark.parametrize(("status", "path", "who", "body"), ILLEGAL, ids=[f"{s} -> {p}" for s, p, *_ in ILLEGAL])
 async def test_illegal_transitions_conflict(intake, status, path, who, body):
     rid = await request_in(intake, status)
     await assert_refused(intake, "POST", f"/api/v1/requests/{rid}/{path}", 409, json=body, headers=intake.token(*who))
@@ -718,7 +735,7 @@ async def test_work_cannot_start_while_approval_is_pending(intake):
     ("requirement/changes/assess", {"change_id": "no-such-change", "effort_hours": 4, "impact_summary": "small"}),
     ("requirement/changes/approve", {"change_id": "no-such-change"}),
     ("requirement/changes/reject", {"change_id": "no-such-change", "reason": "no"}),
-])
+], ids=case_id)
 async def test_an_unknown_requirement_change_is_404(intake, path, body):
     rid = await submitted_request(intake, kind="service_request", team="desk")
     for step, who, step_body in [("requirement", AGENT, {"scope": "new laptop", "acceptance_criteria": "boots"}),

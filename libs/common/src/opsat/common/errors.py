@@ -13,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from opsat.common.auth import NotAllowed, Unauthenticated
 from opsat.common.domain import AlreadyExists, Conflict, DomainError, Forbidden, InvalidInput, NotFound
+from sqlalchemy.exc import DataError, DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger(__name__)
@@ -76,7 +77,9 @@ def _field_path(loc: tuple[Any, ...]) -> str:
     parts = [str(p) for p in loc]
     if parts and parts[0] in {"body", "query", "path", "header"}:
         where, rest = parts[0], parts[1:]
-        return ".".join(rest) if where == "body" else f"{where}.{'.'.join(rest)}" if rest else where
+        if where == "body":
+            return ".".join(rest) or "body"  # the whole body (an array, a string, nothing) is at fault
+        return f"{where}.{'.'.join(rest)}" if rest else where
     return ".".join(parts)
 
 
@@ -99,9 +102,11 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = [{"field": _field_path(tuple(e.get("loc", ()))), "reason": e.get("msg", "invalid")}
                   for e in exc.errors()]
-        if any(e.get("type") == "json_invalid" for e in exc.errors()):
+        invalid_json = [e for e in exc.errors() if e.get("type") == "json_invalid"]
+        if invalid_json:
+            reason = invalid_json[0].get("ctx", {}).get("error", "invalid JSON")
             return problem(400, "The request body is not valid JSON.", code="malformed-json",
-                           instance=request.url.path, errors=errors)
+                           instance=request.url.path, errors=[{"field": "body", "reason": str(reason)}])
         summary = "; ".join(f"{e['field'] or 'body'}: {e['reason']}" for e in errors[:5])
         return problem(422, summary, code="validation-error", instance=request.url.path, errors=errors)
 
@@ -110,6 +115,16 @@ def install_error_handlers(app: FastAPI) -> None:
         code = "body-too-large" if exc.status_code == 413 else None
         return problem(exc.status_code, str(exc.detail), code=code, instance=request.url.path,
                        headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(DBAPIError)
+    async def _database(request: Request, exc: DBAPIError) -> JSONResponse:
+        if isinstance(exc, DataError):  # e.g. a value PostgreSQL cannot store or compare
+            log.warning("database refused a value on %s: %s", request.url.path, exc.orig)
+            return problem(422, "A value in the request cannot be stored or compared.", code="invalid-value",
+                           instance=request.url.path)
+        log.exception("database error on %s %s", request.method, request.url.path)
+        return problem(503, "The database is unavailable; retry later.", code="database-unavailable",
+                       instance=request.url.path, headers={"Retry-After": "2"})
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

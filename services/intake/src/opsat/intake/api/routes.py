@@ -12,10 +12,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Response
 from opsat.common.auth import require
-from opsat.common.domain import Actor, Role
+from opsat.common.domain import Actor, InvalidInput, Role
 from opsat.common.eventstore import AppendResult
 from opsat.intake.api import schemas as s
 from opsat.intake.api.deps import CorrelationId, Handlers, IdempotencyKey, IfMatch, Queries, TraceParent
+from opsat.intake.api.schemas import NO_NUL
 from opsat.intake.domain import commands as c
 from opsat.intake.domain.values import Priority, RequestKind, Status
 from opsat.intake.projections.queries import RequestFilters
@@ -23,7 +24,8 @@ from pydantic import BaseModel
 
 STAFF = (Role.agent, Role.team_lead, Role.manager, Role.admin)
 APPROVERS = (Role.manager, Role.admin)
-CUSTOMER_SIDE = (Role.requester, *STAFF)  # the domain narrows to the request's own requester where needed
+CUSTOMER_SIDE = (Role.requester, *STAFF)  # requesters of the request's organisation, and staff
+OWN_REQUESTER = (Role.requester,)  # the domain narrows this to the request's own requester
 SUBMITTERS = (*CUSTOMER_SIDE, Role.service)
 READERS = (*CUSTOMER_SIDE, Role.auditor, Role.risk_officer, Role.service)
 
@@ -97,13 +99,13 @@ action("provide-info", "Answer the question (-> in_progress)", CUSTOMER_SIDE,
        lambda rid, b: c.ProvideCustomerInfo(rid, b.answer), s.AnswerBody)
 action("resolve", "Deliver a solution (-> resolved; auto-closes if unanswered)", STAFF,
        lambda rid, b: c.ResolveRequest(rid, b.solution), s.ResolveBody)
-action("accept-delivery", "Accept the delivery (-> closed)", CUSTOMER_SIDE,
+action("accept-delivery", "Accept the delivery (-> closed)", OWN_REQUESTER,
        lambda rid, b: c.AcceptDelivery(rid, comment=b.comment), s.CommentBody)
-action("reject-delivery", "Reject the delivery with a reason (-> reopened)", CUSTOMER_SIDE,
+action("reject-delivery", "Reject the delivery with a reason (-> reopened)", OWN_REQUESTER,
        lambda rid, b: c.RejectDelivery(rid, b.reason), s.ReasonBody)
-action("reopen", "Reopen a closed request within the reopen window (-> reopened)", CUSTOMER_SIDE,
+action("reopen", "Reopen a closed request within the reopen window (-> reopened)", OWN_REQUESTER,
        lambda rid, b: c.ReopenRequest(rid, b.reason), s.ReasonBody)
-action("cancel", "Cancel a request before it is resolved", CUSTOMER_SIDE,
+action("cancel", "Cancel a request before it is resolved", OWN_REQUESTER,
        lambda rid, b: c.CancelRequest(rid, b.reason), s.ReasonBody)
 action("priority", "Override the computed priority, with a reason", STAFF,
        lambda rid, b: c.OverridePriority(rid, b.priority, b.reason), s.PriorityBody)
@@ -115,9 +117,9 @@ action("approval/decline", "Decline approval (-> rejected)", APPROVERS,
        lambda rid, b: c.DeclineRequest(rid, b.reason), s.ReasonBody)
 
 # --- requirement confirmation and change (需求确认 / 需求变更) -----------------------------------------
-action("requirement", "Record scope and acceptance criteria (to be confirmed by the requester)", CUSTOMER_SIDE,
+action("requirement", "Record scope and acceptance criteria (to be confirmed by the requester)", STAFF,
        lambda rid, b: c.RecordRequirement(rid, b.scope, b.acceptance_criteria), s.RequirementBody)
-action("requirement/confirm", "Confirm the recorded requirement", CUSTOMER_SIDE,
+action("requirement/confirm", "Confirm the recorded requirement", OWN_REQUESTER,
        lambda rid: c.ConfirmRequirement(rid))
 action("requirement/changes", "Propose a change to the confirmed requirement (returns its change id in the "
        "timeline)", CUSTOMER_SIDE,
@@ -160,11 +162,11 @@ async def list_requests(
     status: Annotated[list[Status] | None, Query()] = None,
     priority: Annotated[list[Priority] | None, Query()] = None,
     kind: Annotated[list[RequestKind] | None, Query()] = None,
-    team: Annotated[str | None, Query(max_length=200)] = None,
-    assignee: Annotated[str | None, Query(max_length=200)] = None,
-    requester: Annotated[str | None, Query(max_length=200)] = None,
-    organisation: Annotated[str | None, Query(max_length=200)] = None,
-    service: Annotated[str | None, Query(max_length=200)] = None,
+    team: Annotated[str | None, Query(max_length=200, pattern=NO_NUL)] = None,
+    assignee: Annotated[str | None, Query(max_length=200, pattern=NO_NUL)] = None,
+    requester: Annotated[str | None, Query(max_length=200, pattern=NO_NUL)] = None,
+    organisation: Annotated[str | None, Query(max_length=200, pattern=NO_NUL)] = None,
+    service: Annotated[str | None, Query(max_length=200, pattern=NO_NUL)] = None,
     submitted_from: Annotated[datetime | None, Query(description="inclusive, ISO 8601 with offset")] = None,
     submitted_to: Annotated[datetime | None, Query(description="exclusive")] = None,
     open_only: bool = False,
@@ -201,7 +203,7 @@ async def get_timeline(request_id: RequestId, queries: Queries, actor: Readers) 
 
 @router.get("/queues/{team}", response_model=list[s.RequestView], summary="A team's open requests, most urgent first",
             tags=["queues"])
-async def team_queue(team: Annotated[str, Path(min_length=1, max_length=200)], queries: Queries,
+async def team_queue(team: Annotated[str, Path(min_length=1, max_length=200, pattern=NO_NUL)], queries: Queries,
                      actor: Annotated[Actor, Depends(require(*STAFF, Role.auditor))],
                      limit: Annotated[int, Query(ge=1, le=500)] = 100) -> list[s.RequestView]:
     return [s.RequestView(**r) for r in await queries.team_queue(actor, team, limit=limit)]
@@ -210,16 +212,20 @@ async def team_queue(team: Annotated[str, Path(min_length=1, max_length=200)], q
 @router.get("/stats/backlog", response_model=s.Backlog, summary="Open requests by status x priority and by age",
             tags=["stats"])
 async def backlog(queries: Queries, actor: Readers,
-                  team: Annotated[str | None, Query(max_length=200)] = None,
-                  organisation: Annotated[str | None, Query(max_length=200)] = None,
+                  team: Annotated[str | None, Query(max_length=200, pattern=NO_NUL)] = None,
+                  organisation: Annotated[str | None, Query(max_length=200, pattern=NO_NUL)] = None,
                   kind: Annotated[list[RequestKind] | None, Query()] = None) -> s.Backlog:
     filters = RequestFilters(team=team, organisation=organisation, kind=[k.value for k in kind] if kind else None)
     return s.Backlog(**await queries.backlog(actor, filters, datetime.now(UTC)))
 
 
 def _aware(value: datetime | None, field: str) -> datetime | None:
-    from opsat.common.domain import InvalidInput
-
-    if value is not None and value.tzinfo is None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
         raise InvalidInput("give a time zone offset, e.g. 2026-01-31T00:00:00+08:00", field=field)
+    try:
+        value.astimezone(UTC)
+    except OverflowError:
+        raise InvalidInput("time is out of range", field=field) from None
     return value

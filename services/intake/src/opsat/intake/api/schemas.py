@@ -8,10 +8,13 @@ from typing import Annotated, Any
 from opsat.intake.domain.values import Channel, LinkType, Priority, RequestKind
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=20_000)]
-Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2_000)]
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-Level = Annotated[int, Field(ge=1, le=3)]
+# PostgreSQL text cannot hold NUL, so no string may carry one (a 422 here, not a 500 at the insert).
+NO_NUL = r"^[^\x00]*$"
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=20_000, pattern=NO_NUL)]
+Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2_000, pattern=NO_NUL)]
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=NO_NUL)]
+# strict: JSON `true` is not the number 1
+Level = Annotated[int, Field(ge=1, le=3, strict=True)]
 
 
 class Body(BaseModel):
@@ -22,7 +25,7 @@ class SubmitBody(Body):
     kind: RequestKind
     channel: Channel = Channel.portal
     title: Name
-    description: Annotated[str, StringConstraints(max_length=20_000)] = ""
+    description: Annotated[str, StringConstraints(max_length=20_000, pattern=NO_NUL)] = ""
     impact: Level = Field(description="1 enterprise-wide, 2 department, 3 individual")
     urgency: Level = Field(description="1 high, 2 medium, 3 low")
     service: Name | None = Field(default=None, description="the business service concerned")
@@ -91,7 +94,7 @@ class ChangeRejection(Body):
 
 class AssessmentBody(Body):
     change_id: ChangeId
-    effort_hours: Annotated[float, Field(gt=0, le=100_000)]
+    effort_hours: Annotated[float, Field(gt=0, le=100_000, strict=True)]
     impact_summary: Text
 
 
@@ -115,7 +118,7 @@ class LinkBody(Body):
 
 
 class TimeBody(Body):
-    minutes: Annotated[int, Field(ge=1, le=1440)]
+    minutes: Annotated[int, Field(ge=1, le=1440, strict=True)]
     note: Reason | None = None
     work_date: date | None = None
 

@@ -7,7 +7,7 @@ import asyncio
 import base64
 import json
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from opsat.common.domain import Actor, InvalidInput, NotFound
@@ -43,7 +43,11 @@ def encode_cursor(submitted_at: datetime, request_id: str) -> str:
 def decode_cursor(cursor: str) -> tuple[datetime, str]:
     try:
         raw = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        return datetime.fromisoformat(raw["t"]), str(raw["id"])
+        at, request_id = datetime.fromisoformat(raw["t"]), raw["id"]
+        if at.tzinfo is None or not isinstance(request_id, str) or "\x00" in request_id:
+            raise ValueError("not a cursor")
+        at.astimezone(UTC)  # out-of-range times fail here, not in the database
+        return at, request_id
     except Exception:
         raise InvalidInput("cursor is not one this API returned", field="cursor") from None
 
