@@ -122,6 +122,17 @@ async def test_poison_event_is_parked_and_the_projection_goes_on(intake, kafka_b
         assert view["title"] == "after the poison"
     parked = await consume_all(kafka_bootstrap, dlq, min_count=2)
     assert len(parked) == 2
+    # A re-drive applies parked events again; these two are still broken, so they are parked once more.
+    from opsat.common.consumer import redrive
+    from opsat.common.db import create_engine
+    from opsat.intake.projections.requests import RequestsProjection
+    from opsat.intake.worker import runner_config
+
+    engine = create_engine(intake.settings.database_url)
+    redriven = await redrive(engine, RequestsProjection(topic), runner_config(intake.settings, "requests"))
+    await engine.dispose()
+    assert redriven == 2
+    assert len(await consume_all(kafka_bootstrap, dlq, min_count=4)) == 4
     headers = [dict(r.headers) for r in parked]
     assert all(h["original-topic"].decode() == topic for h in headers)
     assert any(b"JSONDecodeError" in h["error"] for h in headers)

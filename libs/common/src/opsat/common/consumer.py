@@ -310,9 +310,12 @@ async def redrive(engine: AsyncEngine, projection: Projection, config: RunnerCon
         for tp, records in batch.items():
             async with runner.engine.begin() as conn:
                 for record in records:
-                    event = decode_record(record, config.registries)
-                    await conn.execute(runner.processed.delete().where(
-                        runner.processed.c.projection == projection.name, runner.processed.c.event_id == event.id))
+                    try:
+                        event_id = decode_record(record, config.registries).id
+                        await conn.execute(runner.processed.delete().where(
+                            runner.processed.c.projection == projection.name, runner.processed.c.event_id == event_id))
+                    except UndecodableRecord:
+                        pass  # still unreadable: _handle parks it again
                     await runner._handle(conn, record)  # noqa: SLF001 - same path as live records
                     done += 1
             await consumer.commit({tp: records[-1].offset + 1})

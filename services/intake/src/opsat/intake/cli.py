@@ -61,6 +61,21 @@ async def _rebuild(settings: IntakeSettings, schema: str) -> None:
     log.info("rebuilt %s into schema %s: %d events applied", projection.name, schema, stats.applied)
 
 
+async def _redrive(settings: IntakeSettings, projection_name: str) -> None:
+    from opsat.common.consumer import redrive
+    from opsat.common.db import create_engine
+    from opsat.intake.app.policies import AutoCloseScheduler
+    from opsat.intake.projections.requests import RequestsProjection
+    from opsat.intake.worker import runner_config
+
+    projections = {p.name: p for p in (RequestsProjection(settings.topic("intake")),
+                                       AutoCloseScheduler(settings.topic("intake")))}
+    engine = create_engine(settings.database_url)
+    done = await redrive(engine, projections[projection_name], runner_config(settings, projection_name))
+    await engine.dispose()
+    log.info("re-drove %d parked events of %s (those still failing are parked again)", done, projection_name)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="opsat-intake", description="opsat intake service")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -70,6 +85,8 @@ def main() -> None:
     sub.add_parser("asyncapi", help="print the AsyncAPI document of intake's events (JSON)")
     rebuild_cmd = sub.add_parser("rebuild", help="replay the topic into a fresh read-model schema")
     rebuild_cmd.add_argument("--schema", default="read_model_rebuild")
+    redrive_cmd = sub.add_parser("redrive", help="apply the events parked on a projection's dead-letter topic again")
+    redrive_cmd.add_argument("projection", choices=["requests", "auto_close_scheduler"])
     args = parser.parse_args()
     settings = IntakeSettings()
     if args.command == "asyncapi":
@@ -87,6 +104,8 @@ def main() -> None:
         asyncio.run(_worker(settings))
     elif args.command == "rebuild":
         asyncio.run(_rebuild(settings, args.schema))
+    elif args.command == "redrive":
+        asyncio.run(_redrive(settings, args.projection))
 
 
 if __name__ == "__main__":

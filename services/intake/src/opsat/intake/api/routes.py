@@ -184,7 +184,8 @@ async def list_requests(
 
 @router.get("/requests/{request_id}", response_model=s.RequestDetail, summary="One request with links and time",
             description="Pass `min_version` (the `version` a command returned) to wait briefly until the read model "
-                        "has it (read-your-writes); `X-Opsat-Stale: true` says it has not yet.")
+                        "has it (read-your-writes); `X-Opsat-Stale: true` says it has not yet. Callers: requester "
+                        "(own organisation), staff, auditor, risk_officer, service accounts.")
 async def get_request(request_id: RequestId, queries: Queries, actor: Readers, response: Response,
                       min_version: Annotated[int | None, Query(ge=1)] = None) -> s.RequestDetail:
     wait = 2.0 if min_version else 0.0
@@ -196,12 +197,15 @@ async def get_request(request_id: RequestId, queries: Queries, actor: Readers, r
 
 
 @router.get("/requests/{request_id}/timeline", response_model=list[s.TimelineEntry],
-            summary="Every event of a request in order (internal entries for staff only)")
+            summary="Every event of a request in order (internal entries for staff only)",
+            description="Callers: requester (own organisation; public entries only), staff, auditor, risk_officer, "
+                        "service accounts.")
 async def get_timeline(request_id: RequestId, queries: Queries, actor: Readers) -> list[s.TimelineEntry]:
     return [s.TimelineEntry(**e) for e in await queries.timeline(actor, request_id)]
 
 
 @router.get("/queues/{team}", response_model=list[s.RequestView], summary="A team's open requests, most urgent first",
+            description="Ordered by priority, then oldest first. Callers: agent, team_lead, manager, admin, auditor.",
             tags=["queues"])
 async def team_queue(team: Annotated[str, Path(min_length=1, max_length=200, pattern=NO_NUL)], queries: Queries,
                      actor: Annotated[Actor, Depends(require(*STAFF, Role.auditor))],
@@ -210,7 +214,8 @@ async def team_queue(team: Annotated[str, Path(min_length=1, max_length=200, pat
 
 
 @router.get("/stats/backlog", response_model=s.Backlog, summary="Open requests by status x priority and by age",
-            tags=["stats"])
+            description="Ageing buckets count time since submit. Callers: requester (own organisation), staff, "
+                        "auditor, risk_officer, service accounts.", tags=["stats"])
 async def backlog(queries: Queries, actor: Readers,
                   team: Annotated[str | None, Query(max_length=200, pattern=NO_NUL)] = None,
                   organisation: Annotated[str | None, Query(max_length=200, pattern=NO_NUL)] = None,
