@@ -202,7 +202,7 @@ def test_malformed_json_is_400(client: TestClient):
     [
         (("body", "count"), "count"),
         (("body", "tags", 1), "tags.1"),
-        (("body",), ""),
+        (("body",), "body"),  # the whole body is at fault
         (("query", "limit"), "query.limit"),
         (("path", "id"), "path.id"),
         (("header", "if-match"), "header.if-match"),
