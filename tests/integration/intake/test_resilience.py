@@ -65,7 +65,7 @@ async def _applied(db: str, count: int) -> bool:
 def _worker_process(settings) -> subprocess.Popen:
     env = {**os.environ, "OPSAT_DATABASE_URL": settings.database_url, "OPSAT_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
            "OPSAT_TOPIC_NAMESPACE": settings.topic_namespace, "OPSAT_WORKER_PORT": "0", "OPSAT_LOG_JSON": "false",
-           "OPSAT_RELAY_POLL_INTERVAL_S": "0.2"}
+           "OPSAT_RELAY_POLL_INTERVAL_S": "0.2", "OPSAT_KAFKA_SESSION_TIMEOUT_MS": "6000"}
     return subprocess.Popen([sys.executable, "-m", "opsat.intake.cli", "worker"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
 

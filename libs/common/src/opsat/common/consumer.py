@@ -133,6 +133,7 @@ class RunnerConfig:
     max_retries: int = 3
     retry_backoff_s: float = 0.1
     max_records: int = 500
+    session_timeout_ms: int = 10_000
     registries: tuple[EventRegistry, ...] = ()
     # Rebuild mode: read every partition from the beginning (no group) and stop at the end offsets.
     until_end: bool = False
@@ -165,6 +166,8 @@ class ProjectionRunner:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             isolation_level="read_committed",
+            session_timeout_ms=self.config.session_timeout_ms,
+            heartbeat_interval_ms=self.config.session_timeout_ms // 3,
         )
         await consumer.start()
         try:

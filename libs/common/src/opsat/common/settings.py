@@ -26,6 +26,8 @@ class ServiceSettings(BaseSettings):
     kafka_bootstrap: str = "127.0.0.1:9092"
     topic_namespace: str = "opsat"
     kafka_replication_factor: int = Field(default=1, ge=1, le=16)  # for topics the worker creates
+    # A crashed consumer's partitions move to the others after this long (broker minimum: 6 s).
+    kafka_session_timeout_ms: int = Field(default=10_000, ge=6_000, le=300_000)
     kafka_request_timeout_ms: int = Field(default=10_000, ge=1_000)
 
     # HTTP

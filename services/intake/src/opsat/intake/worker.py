@@ -27,6 +27,7 @@ def dlq_topic(settings: IntakeSettings, projection: str) -> str:
 def runner_config(settings: IntakeSettings, projection: str, **extra: object) -> RunnerConfig:
     return RunnerConfig(bootstrap=settings.kafka_bootstrap, group_id=f"{settings.topic_namespace}.intake.{projection}",
                         dlq_topic=dlq_topic(settings, projection), max_retries=settings.consumer_max_retries,
+                        session_timeout_ms=settings.kafka_session_timeout_ms,
                         registries=(registry(),), **extra)  # type: ignore[arg-type]
 
 
