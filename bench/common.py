@@ -1,7 +1,8 @@
 """Shared bench plumbing: infra, throwaway databases, service processes, /proc accounting, results.
 
 Everything runs on 127.0.0.1 against deploy/local/infra.sh's Kafka and PostgreSQL. Each run has
-its own id: databases `opsat_bench_<id>_<what>`, topic namespace `bench<id>`, free ports chosen by the
+its own id: databases `opsat_bench_<id>_<what>`, topic namespaces `bench<id>[<what>]` (every topic
+name of the run starts with `bench<id>`), free ports chosen by the
 kernel (never 8000/8001, which `make run` may hold). `Bench.cleanup()` stops every process this run
 started (by pid / its own process group) and drops its databases and topics.
 """
@@ -23,7 +24,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +59,7 @@ def machine() -> dict[str, Any]:
 
 
 def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 # ------------------------------------------------------------------------------------------- results
@@ -384,12 +385,12 @@ class Bench:
 
     # --- processes -----------------------------------------------------------------------
     def service_env(self, database: str, http_port: int | None = None, worker_port: int | None = None,
-                    **extra: str) -> dict[str, str]:
+                    namespace: str | None = None, **extra: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("OPSAT_") or k.startswith("OPSAT_AUTH_")}
         env.update({
             "OPSAT_DATABASE_URL": self.infra.sqlalchemy_url(database),
             "OPSAT_KAFKA_BOOTSTRAP": self.infra.bootstrap,
-            "OPSAT_TOPIC_NAMESPACE": self.namespace,
+            "OPSAT_TOPIC_NAMESPACE": namespace or self.namespace,
             "OPSAT_HTTP_HOST": "127.0.0.1",
             "OPSAT_HTTP_PORT": str(http_port or free_port()),
             "OPSAT_WORKER_PORT": str(worker_port or free_port()),
@@ -399,10 +400,11 @@ class Bench:
         })
         return env
 
-    async def start_api(self, database: str, workers: int, tag: str, **env_extra: str) -> tuple[Proc, str]:
+    async def start_api(self, database: str, workers: int, tag: str, namespace: str | None = None,
+                        **env_extra: str) -> tuple[Proc, str]:
         """uvicorn with the app factory (create_app() reads OPSAT_* settings), `workers` processes."""
         port = free_port()
-        env = self.service_env(database, http_port=port, **env_extra)
+        env = self.service_env(database, http_port=port, namespace=namespace, **env_extra)
         args = [str(BIN / "uvicorn"), "opsat.intake.main:create_app", "--factory", "--host", "127.0.0.1",
                 "--port", str(port), "--workers", str(workers), "--no-access-log", "--log-level", "warning"]
         proc = Proc(f"api-{tag}", args, env, self.logs / f"api-{tag}.log")
@@ -416,9 +418,9 @@ class Bench:
             await asyncio.sleep(1.0)
         return proc, url
 
-    async def start_worker(self, database: str, tag: str) -> Proc:
+    async def start_worker(self, database: str, tag: str, namespace: str | None = None) -> Proc:
         port = free_port()
-        env = self.service_env(database, worker_port=port)
+        env = self.service_env(database, worker_port=port, namespace=namespace)
         proc = Proc(f"worker-{tag}", [str(BIN / "opsat-intake"), "worker"], env, self.logs / f"worker-{tag}.log")
         self.procs.append(proc)
         await wait_http(f"http://127.0.0.1:{port}/readyz", proc, timeout=60)
@@ -446,7 +448,7 @@ class Bench:
         from aiokafka.admin import AIOKafkaAdminClient, NewTopic
         from aiokafka.errors import TopicAlreadyExistsError
 
-        assert all(t.startswith(self.namespace + ".") for t in topics)
+        assert all(t.startswith(self.namespace) for t in topics)  # only this run's topics
         admin = AIOKafkaAdminClient(bootstrap_servers=self.infra.bootstrap)
         await admin.start()
         try:
@@ -466,7 +468,7 @@ class Bench:
         admin = AIOKafkaAdminClient(bootstrap_servers=self.infra.bootstrap)
         await admin.start()
         try:
-            ours = [t for t in await admin.list_topics() if t.startswith(self.namespace + ".")]
+            ours = [t for t in await admin.list_topics() if t.startswith(self.namespace)]
             if ours:
                 await admin.delete_topics(ours)
             return ours

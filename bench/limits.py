@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-
 from common import Bench, Result, r
 
 KAFKA_JARS = Path.home() / ".cache/opsat/kafka-4.1.1"

@@ -20,7 +20,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import httpx  # noqa: E402
-
 from common import SUBMIT_BODY  # noqa: E402
 from httpraw import RawClient  # noqa: E402
 

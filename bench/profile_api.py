@@ -1,7 +1,9 @@
 """Serve the intake API in this process under cProfile for `--seconds`, then write the stats.
 
-Used by `run.py --profile` (and by hand) to find where a submit's CPU time goes; py-spy is not
-available here. Settings come from OPSAT_* like the real API process.
+A tool to run by hand when bench/run.py reports a slow submit and its layer split is not enough:
+py-spy is not available here. Settings come from OPSAT_* like the real API process; drive it with
+bench/loadgen.py and read the stats with `python -m pstats`. (cProfile counts every resumption of a
+coroutine as a call, and uvloop's C code shows up as time in asyncio's run: read tottime.)
 
     python bench/profile_api.py --port P --seconds 8 --out /tmp/api.prof
 """

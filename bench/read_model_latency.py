@@ -16,7 +16,6 @@ import time
 from typing import Any
 
 import asyncpg
-
 from common import SUBMIT_BODY, Bench, CpuMeter, Result, kafka_pid, postgres_cpu_seconds, r, summary_ms
 from httpraw import RawClient
 
@@ -58,13 +57,14 @@ async def run(bench: Bench, rate: float = 200.0, seconds: float = 10.0, poll_s: 
     from opsat.intake.worker import TOPIC_PARTITIONS
 
     db = await bench.create_database("latency")
-    topic = f"{bench.namespace}.intake.events"
+    ns = f"{bench.namespace}lat"  # its own topics: the replay bench reads bench<id>.intake.events
+    topic = f"{ns}.intake.events"
     # The worker creates these itself (ensure_intake_topics); creating them first keeps the bench
     # independent of that code path and gives the tap consumer its partitions at once.
-    await bench.create_topics({topic: TOPIC_PARTITIONS, f"{bench.namespace}.intake.requests.dlq": 1,
-                               f"{bench.namespace}.intake.auto_close.dlq": 1})
-    api, url = await bench.start_api(db, 1, "latency")
-    worker = await bench.start_worker(db, "latency")
+    await bench.create_topics({topic: TOPIC_PARTITIONS, f"{ns}.intake.requests.dlq": 1,
+                               f"{ns}.intake.auto_close.dlq": 1})
+    api, url = await bench.start_api(db, 1, "latency", namespace=ns)
+    worker = await bench.start_worker(db, "latency", namespace=ns)
     host, _, port = url.removeprefix("http://").partition(":")
     from common import token
 
@@ -126,7 +126,7 @@ async def run(bench: Bench, rate: float = 200.0, seconds: float = 10.0, poll_s: 
     warm_stop.set()
     try:
         await asyncio.wait_for(warm_poll, timeout=60)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         raise RuntimeError(f"the read model did not catch up within 60 s of warm-up:\n{worker.tail()}") from None
     warmup_s = time.perf_counter() - t_warm
     for d in (sent, answered, in_rm):
@@ -157,7 +157,7 @@ async def run(bench: Bench, rate: float = 200.0, seconds: float = 10.0, poll_s: 
     stop.set()
     try:
         await asyncio.wait_for(poll_task, timeout=drain_timeout_s)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         pass
     cpu = meter.stop()
     await asyncio.sleep(0.2)

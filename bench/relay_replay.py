@@ -19,23 +19,23 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from datetime import UTC
 from typing import Any
 
 import asyncpg
-
 from common import Bench, CpuMeter, Result, count_roundtrips, kafka_pid, postgres_cpu_seconds, r
 
 EVENTS = 100_000
 
 
 def _sample_event_json() -> str:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from opsat.intake.domain.events import RequestSubmitted
     from opsat.intake.domain.values import Channel, Priority, RequestKind
 
     return RequestSubmitted(
-        request_id="template", at=datetime.now(timezone.utc), by="bench-user", kind=RequestKind.incident,
+        request_id="template", at=datetime.now(UTC), by="bench-user", kind=RequestKind.incident,
         channel=Channel.portal, title="template", description="Backlog event for the relay benchmark. " * 4,
         impact=2, urgency=2, priority=Priority.P2, requester_id="bench-user", organisation_id="bench-org",
         service="mail").model_dump_json()
@@ -102,7 +102,6 @@ async def relay_split(relay: Any, conn: asyncpg.Connection, bootstrap: str, scra
                       batch: int) -> dict[str, Any]:
     """Per-event cost of the relay's three parts on one batch, with the outbox full (before draining)."""
     from aiokafka import AIOKafkaProducer
-
     from opsat.common.outbox import _PENDING, new_producer
 
     t = time.perf_counter()
@@ -184,7 +183,6 @@ async def consumer_limit(bootstrap: str, topic: str, events: int) -> tuple[Resul
     """aiokafka's own consume rate on the topic (getmany, nothing done with the records), and the
     cost of `decode_record` (JSON + pydantic) per record, measured on the records read."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
-
     from opsat.common.consumer import decode_record
     from opsat.intake.main import registry
 

@@ -159,6 +159,20 @@ async def main(args: argparse.Namespace) -> int:
                                                                     consumer_split=consumer_split))
             if out:
                 results.append(out)
+                if not out.met and not args.no_diagnose:
+                    step("   target missed: what-if, the same rows written per Kafka batch (bench prototype)")
+                    import projection_whatif
+                    from opsat.common.db import create_engine
+
+                    engine = create_engine(relay_info["url"])
+                    try:
+                        whatif = await guarded("projection_whatif", projection_whatif.run(
+                            engine, relay_info["dsn"], infra.bootstrap, relay_info["topic"],
+                            cap_s=8 if quick else 20))
+                    finally:
+                        await engine.dispose()
+                    if whatif:
+                        diagnosis["projection_batched_whatif"] = whatif
 
         # ---- 5. peak RSS --------------------------------------------------------------------------------
         for role, label in (("api", "API (each uvicorn worker process)"), ("worker", "worker process")):
@@ -242,11 +256,17 @@ def print_report(results: list[Result], ratios: dict[str, Any], notify: dict[str
         if deps:
             print("  what-if, 4 dependencies per route: " + ", ".join(
                 f"{k}: {v['process_cpu_ms_per_op']} ms CPU/op" for k, v in deps.items()))
+    batched = diagnosis.get("projection_batched_whatif")
+    if batched:
+        print(f"  what-if projection writing per Kafka batch (bench/projection_whatif.py): {batched['events_per_s']} "
+              f"events/s ({batched['applied']:,} events in {batched['seconds']} s) vs projection_replay "
+              f"{by['projection_replay'].value if 'projection_replay' in by else '-'} events/s")
     pool = diagnosis.get("pool_whatif")
     if pool:
         print(f"  what-if {pool['setting']}: " + "; ".join(
             f"{k} {v['submits_per_s']} submits/s, p99 {v['p99_ms']} ms, {v['new_postgres_sessions_during_run']} new "
-            f"PG sessions" for k, v in pool.items() if isinstance(v, dict)))
+            f"PG sessions, PostgreSQL {v['cpu']['cores_busy'].get('postgres')} cores, other programs "
+            f"{v['cpu']['cores_busy'].get('other_programs')} cores" for k, v in pool.items() if isinstance(v, dict)))
     check = diagnosis.get("load_generator_check")
     if check:
         print("  load generator: " + "; ".join(

@@ -26,12 +26,11 @@ import asyncio
 import json
 import time
 import uuid
-from datetime import datetime, timezone
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
-
 from common import SUBMIT_BODY, count_roundtrips, r, summary_ms
 
 
@@ -67,18 +66,16 @@ async def _sessions(dsn: str) -> int:
 
 async def run(database_url: str, dsn: str, token: str, concurrency: int = 32, seconds: float = 3.0,
               pool_size: int | None = None) -> dict[str, Any]:
-    from sqlalchemy.ext.asyncio import create_async_engine
-
     from opsat.common.db import create_engine
-    from opsat.common.domain import Actor, Role
+    from opsat.common.domain import Actor, CommandContext, Role
     from opsat.common.envelope import EventMetadata
-    from opsat.common.domain import CommandContext
     from opsat.common.eventstore import EventStore
-    from opsat.intake.domain import aggregate
     from opsat.intake.app.handlers import IntakeHandlers, PolicyBook
+    from opsat.intake.domain import aggregate
     from opsat.intake.domain.commands import SubmitRequest
     from opsat.intake.main import create_app, registry
     from opsat.intake.settings import IntakeSettings
+    from sqlalchemy.ext.asyncio import create_async_engine
 
     settings = IntakeSettings(database_url=database_url)
     pool_size = pool_size or settings.database_pool_size
@@ -96,7 +93,7 @@ async def run(database_url: str, dsn: str, token: str, concurrency: int = 32, se
     handlers = IntakeHandlers(store, PolicyBook(settings.intake_policy, settings.intake_policy_by_org))
     try:
         # raw_sql: the statement EventStore.append sends (eventstore._INSERT_EVENTS), in asyncpg's syntax.
-        ctx = CommandContext(actor=actor, now=datetime.now(timezone.utc))
+        ctx = CommandContext(actor=actor, now=datetime.now(UTC))
         event = aggregate.decide(None, command(), ctx, handlers.policies.default)[0]
         data = event.model_dump_json()
         meta = json.dumps(EventMetadata(actor=actor.id, tenant=actor.organisation, correlation_id="x").as_dict())
