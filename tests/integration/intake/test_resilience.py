@@ -115,13 +115,19 @@ async def test_poison_event_is_parked_and_the_projection_goes_on(intake, kafka_b
                         "type": "opsat.intake.request.submitted.v1", "subject": "x", "time": "2026-01-01T00:00:00+00:00",
                         "sequence": "1", "data": {"request_id": "x", "title": 42}}
             await producer.send_and_wait(topic, json.dumps(bad_data).encode(), key=b"x")
+            # decodes, but PostgreSQL refuses the NUL: the batch fails, one-by-one finds and parks it
+            unstorable = {**bad_data, "id": "00000000-0000-4000-8000-000000000002", "data": {
+                "request_id": "y", "at": "2026-01-01T00:00:00+00:00", "by": "u", "kind": "incident",
+                "channel": "portal", "title": "nul \u0000 here", "description": "", "impact": 1, "urgency": 1,
+                "priority": "P1", "requester_id": "u", "organisation_id": "acme"}}
+            await producer.send_and_wait(topic, json.dumps(unstorable).encode(), key=b"y")
         finally:
             await producer.stop()
         after = await intake.submit(title="after the poison")
         view = await intake.wait_for(after, 1)
         assert view["title"] == "after the poison"
-    parked = await consume_all(kafka_bootstrap, dlq, min_count=2)
-    assert len(parked) == 2
+    parked = await consume_all(kafka_bootstrap, dlq, min_count=3)
+    assert len(parked) == 3
     # A re-drive applies parked events again; these two are still broken, so they are parked once more.
     from opsat.common.consumer import redrive
     from opsat.common.db import create_engine
@@ -131,9 +137,10 @@ async def test_poison_event_is_parked_and_the_projection_goes_on(intake, kafka_b
     engine = create_engine(intake.settings.database_url)
     redriven = await redrive(engine, RequestsProjection(topic), runner_config(intake.settings, "requests"))
     await engine.dispose()
-    assert redriven == 2
-    assert len(await consume_all(kafka_bootstrap, dlq, min_count=4)) == 4
+    assert redriven == 3
+    assert len(await consume_all(kafka_bootstrap, dlq, min_count=6)) == 6
     headers = [dict(r.headers) for r in parked]
     assert all(h["original-topic"].decode() == topic for h in headers)
     assert any(b"JSONDecodeError" in h["error"] for h in headers)
     assert any(b"ValidationError" in h["error"] for h in headers)
+    assert any(b"unsupported Unicode escape sequence" in h["error"] for h in headers)

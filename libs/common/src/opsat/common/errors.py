@@ -118,7 +118,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(DBAPIError)
     async def _database(request: Request, exc: DBAPIError) -> JSONResponse:
-        if isinstance(exc, DataError):  # e.g. a value PostgreSQL cannot store or compare
+        sqlstate = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None) or ""
+        if isinstance(exc, DataError) or sqlstate.startswith("22"):  # class 22: data exception
             log.warning("database refused a value on %s: %s", request.url.path, exc.orig)
             return problem(422, "A value in the request cannot be stored or compared.", code="invalid-value",
                            instance=request.url.path)

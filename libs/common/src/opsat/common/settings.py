@@ -20,7 +20,7 @@ class ServiceSettings(BaseSettings):
 
     # PostgreSQL: one database per service (SQLAlchemy async URL).
     database_url: str = "postgresql+asyncpg://opsat@127.0.0.1:5432/opsat"
-    database_pool_size: int = Field(default=10, ge=1, le=200)
+    database_pool_size: int = Field(default=20, ge=1, le=200)  # about the requests in flight per process
 
     # Kafka: topics are named f"{topic_namespace}.{service}.events".
     kafka_bootstrap: str = "127.0.0.1:9092"
@@ -33,6 +33,7 @@ class ServiceSettings(BaseSettings):
     # HTTP
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8000, ge=0, le=65535)
+    http_workers: int = Field(default=1, ge=1, le=64)  # uvicorn processes; on Kubernetes scale pods instead
     worker_port: int = Field(default=8001, ge=0, le=65535)  # worker's /healthz, /readyz and /metrics
     max_body_bytes: int = Field(default=256 * 1024, ge=1024)
 

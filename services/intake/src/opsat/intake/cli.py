@@ -26,8 +26,10 @@ def api(settings: IntakeSettings) -> None:
     from opsat.intake.main import create_app
 
     log.info("intake API listening on http://%s:%d (docs at /docs)", settings.http_host, settings.http_port)
-    uvicorn.run(create_app(settings), host=settings.http_host, port=settings.http_port, log_config=None,
-                access_log=False, proxy_headers=True)
+    # Several processes need an import string; each builds its app from the same environment.
+    app = "opsat.intake.main:create_app" if settings.http_workers > 1 else create_app(settings)
+    uvicorn.run(app, factory=settings.http_workers > 1, workers=settings.http_workers, host=settings.http_host,
+                port=settings.http_port, log_config=None, access_log=False, proxy_headers=True)
 
 
 async def _worker(settings: IntakeSettings) -> None:

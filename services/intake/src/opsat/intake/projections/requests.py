@@ -61,44 +61,34 @@ class RequestsProjection:
         self.topics = [topic]
 
     async def apply(self, conn: AsyncConnection, received: ReceivedEvent) -> None:
-        event = received.event
-        if not isinstance(event, ev.IntakeEvent):
-            return  # another service's event or a newer type this build does not know
-        await conn.execute(
-            insert(timeline).values(
-                request_id=event.request_id,
-                sequence=received.sequence,
-                event_id=received.id,
-                event_type=received.type,
-                at=event.at,
-                actor=event.by,
-                visibility="internal" if isinstance(event, INTERNAL_EVENTS) else "public",
-                summary=_summary(event),
-                data=event.model_dump(mode="json"),
-            ).on_conflict_do_nothing()
-        )
-        if isinstance(event, ev.RequestSubmitted):
-            await self._submitted(conn, event, received.sequence)
-            return
-        changes = _status_changes(event) | await self._many_sides(conn, event)
-        await conn.execute(
-            update(requests)
-            .where(requests.c.id == event.request_id)
-            .values(**changes, updated_at=event.at, version=received.sequence)
-        )
+        await self.apply_batch(conn, [received])
 
-    async def _submitted(self, conn: AsyncConnection, e: ev.RequestSubmitted, version: int) -> None:
-        await conn.execute(
-            insert(requests).values(
-                id=e.request_id, organisation_id=e.organisation_id, requester_id=e.requester_id, kind=e.kind.value,
-                channel=e.channel.value, title=e.title, description=e.description, service=e.service,
-                customer_tier=e.customer_tier, impact=e.impact, urgency=e.urgency, priority=e.priority.value,
-                priority_overridden=False, status="submitted", team=e.team, assignee=None,
-                watchers=sorted(e.watchers), approval="pending" if e.requires_approval else "not_required",
-                requirement=None, reopen_count=0, time_spent_minutes=0, submitted_at=e.at, updated_at=e.at,
-                version=version,
-            ).on_conflict_do_nothing()
-        )
+    async def apply_batch(self, conn: AsyncConnection, batch: list[ReceivedEvent]) -> None:
+        """Timeline rows and new requests in one statement each; then one UPDATE per request touched.
+
+        Status-like columns are absolute values, so a request's changes within the batch merge in order;
+        the columns read-modify-written from the row (watchers, requirement, time) are written at once.
+        """
+        mine = [r for r in batch if isinstance(r.event, ev.IntakeEvent)]  # others: not ours, or too new
+        if not mine:
+            return
+        await conn.execute(insert(timeline).on_conflict_do_nothing(), [_timeline_row(r) for r in mine])
+        submitted = [_request_row(r.event, r.sequence) for r in mine if isinstance(r.event, ev.RequestSubmitted)]
+        if submitted:
+            await conn.execute(insert(requests).on_conflict_do_nothing(), submitted)
+        pending: dict[str, dict[str, Any]] = {}
+        for received in mine:
+            event = received.event
+            if isinstance(event, ev.RequestSubmitted):
+                continue
+            read_modify_write = await self._many_sides(conn, event)
+            if read_modify_write:
+                await conn.execute(update(requests).where(requests.c.id == event.request_id)
+                                   .values(**read_modify_write))
+            pending.setdefault(event.request_id, {}).update(
+                _status_changes(event), updated_at=event.at, version=received.sequence)
+        for request_id, changes in pending.items():
+            await conn.execute(update(requests).where(requests.c.id == request_id).values(**changes))
 
     async def _many_sides(self, conn: AsyncConnection, event: ev.IntakeEvent) -> dict[str, Any]:
         """Events that touch the link, time or JSON columns; returns row changes."""
@@ -130,6 +120,28 @@ class RequestsProjection:
     @staticmethod
     async def _column(conn: AsyncConnection, request_id: str, column: Any) -> Any:
         return await conn.scalar(requests.select().with_only_columns(column).where(requests.c.id == request_id))
+
+
+def _timeline_row(received: ReceivedEvent) -> dict[str, Any]:
+    event = received.event
+    return {
+        "request_id": event.request_id, "sequence": received.sequence, "event_id": received.id,
+        "event_type": received.type, "at": event.at, "actor": event.by,
+        "visibility": "internal" if isinstance(event, INTERNAL_EVENTS) else "public",
+        "summary": _summary(event), "data": event.model_dump(mode="json"),
+    }
+
+
+def _request_row(e: ev.RequestSubmitted, version: int) -> dict[str, Any]:
+    return {
+        "id": e.request_id, "organisation_id": e.organisation_id, "requester_id": e.requester_id,
+        "kind": e.kind.value, "channel": e.channel.value, "title": e.title, "description": e.description,
+        "service": e.service, "customer_tier": e.customer_tier, "impact": e.impact, "urgency": e.urgency,
+        "priority": e.priority.value, "priority_overridden": False, "status": "submitted", "team": e.team,
+        "assignee": None, "watchers": sorted(e.watchers),
+        "approval": "pending" if e.requires_approval else "not_required", "requirement": None,
+        "reopen_count": 0, "time_spent_minutes": 0, "submitted_at": e.at, "updated_at": e.at, "version": version,
+    }
 
 
 def _requirement(current: dict[str, Any] | None, event: ev.IntakeEvent) -> dict[str, Any]:
