@@ -25,6 +25,7 @@ from common import r
 async def run(engine: Any, dsn: str, bootstrap: str, topic: str, schema: str = "read_model_bench_whatif",
               cap_s: float = 15.0, max_records: int = 5_000) -> dict[str, Any]:
     from aiokafka import AIOKafkaConsumer, TopicPartition
+
     from opsat.common.consumer import create_read_model, decode_record
     from opsat.intake.domain import events as ev
     from opsat.intake.main import registry

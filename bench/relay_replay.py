@@ -102,6 +102,7 @@ async def relay_split(relay: Any, conn: asyncpg.Connection, bootstrap: str, scra
                       batch: int) -> dict[str, Any]:
     """Per-event cost of the relay's three parts on one batch, with the outbox full (before draining)."""
     from aiokafka import AIOKafkaProducer
+
     from opsat.common.outbox import _PENDING, new_producer
 
     t = time.perf_counter()
@@ -183,6 +184,7 @@ async def consumer_limit(bootstrap: str, topic: str, events: int) -> tuple[Resul
     """aiokafka's own consume rate on the topic (getmany, nothing done with the records), and the
     cost of `decode_record` (JSON + pydantic) per record, measured on the records read."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
+
     from opsat.common.consumer import decode_record
     from opsat.intake.main import registry
 

@@ -162,6 +162,7 @@ async def main(args: argparse.Namespace) -> int:
                 if not out.met and not args.no_diagnose:
                     step("   target missed: what-if, the same rows written per Kafka batch (bench prototype)")
                     import projection_whatif
+
                     from opsat.common.db import create_engine
 
                     engine = create_engine(relay_info["url"])

@@ -66,6 +66,8 @@ async def _sessions(dsn: str) -> int:
 
 async def run(database_url: str, dsn: str, token: str, concurrency: int = 32, seconds: float = 3.0,
               pool_size: int | None = None) -> dict[str, Any]:
+    from sqlalchemy.ext.asyncio import create_async_engine
+
     from opsat.common.db import create_engine
     from opsat.common.domain import Actor, CommandContext, Role
     from opsat.common.envelope import EventMetadata
@@ -75,7 +77,6 @@ async def run(database_url: str, dsn: str, token: str, concurrency: int = 32, se
     from opsat.intake.domain.commands import SubmitRequest
     from opsat.intake.main import create_app, registry
     from opsat.intake.settings import IntakeSettings
-    from sqlalchemy.ext.asyncio import create_async_engine
 
     settings = IntakeSettings(database_url=database_url)
     pool_size = pool_size or settings.database_pool_size

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import httpx
 import pytest
 import pytest_asyncio
+
 from opsat.common.auth import mint_token
 from opsat.common.worker import run_loops
 from opsat.intake.cli import MIGRATIONS

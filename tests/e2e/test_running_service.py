@@ -16,6 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+
 from opsat.common.auth import mint_token
 from opsat.intake.settings import IntakeSettings
 

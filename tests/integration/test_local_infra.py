@@ -5,9 +5,10 @@ import socket
 import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import NewTopic
-from opsat.common.testing.infra import LocalInfra, consume_all
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
+
+from opsat.common.testing.infra import LocalInfra, consume_all
 
 
 async def query(url: str, *statements: str):

@@ -7,6 +7,7 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
+
 from opsat.common import deadlines
 from opsat.common.db import PLATFORM_DDL_V1, asyncpg_dsn, create_engine
 from opsat.common.domain import Conflict

@@ -9,6 +9,7 @@ import random
 from collections import defaultdict
 
 import asyncpg
+
 from opsat.common.db import PLATFORM_DDL_V1, asyncpg_dsn, create_engine
 from opsat.common.domain import DomainEvent
 from opsat.common.envelope import EventMetadata, EventRegistry

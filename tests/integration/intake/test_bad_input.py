@@ -25,6 +25,7 @@ from urllib.parse import quote
 import httpx
 import jwt
 import pytest
+
 from opsat.common.testing.helpers import scalar
 
 PROBLEM_JSON = "application/problem+json"

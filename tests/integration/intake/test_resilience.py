@@ -11,6 +11,7 @@ import sys
 from collections import defaultdict
 
 from aiokafka import AIOKafkaProducer
+
 from opsat.common.testing.helpers import scalar
 from opsat.common.testing.infra import consume_all
 

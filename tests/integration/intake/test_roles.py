@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
+
 from opsat.common.testing.helpers import scalar
 
 PROBLEM_JSON = "application/problem+json"

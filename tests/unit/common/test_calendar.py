@@ -4,6 +4,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+
 from opsat.common.calendar import BusinessCalendar
 from opsat.common.domain import InvalidInput
 

@@ -8,9 +8,10 @@ from collections.abc import Iterator
 import pytest
 from fastapi import FastAPI, Request
 from fastapi.testclient import TestClient
+from pydantic import BaseModel
+
 from opsat.common.api import BodyLimitMiddleware
 from opsat.common.errors import PROBLEM_JSON, install_error_handlers
-from pydantic import BaseModel
 
 LIMIT = 1024
 

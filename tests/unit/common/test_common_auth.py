@@ -9,11 +9,12 @@ import jwt
 import pytest
 from fastapi import Depends, FastAPI
 from fastapi.testclient import TestClient
+from pydantic import SecretStr
+
 from opsat.common.auth import Authenticator, Unauthenticated, actor_from_claims, mint_token, require
 from opsat.common.domain import Actor, Role
 from opsat.common.errors import PROBLEM_JSON, install_error_handlers
 from opsat.common.settings import ServiceSettings
-from pydantic import SecretStr
 
 KEY = "unit-test-signing-key-0123456789abcdef"
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from aiokafka.structs import ConsumerRecord
+
 from opsat.common.consumer import ReceivedEvent, UndecodableRecord, decode_record
 from opsat.common.domain import DomainEvent
 from opsat.common.envelope import EventRegistry, encode, to_cloudevent

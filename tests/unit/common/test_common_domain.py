@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import FrozenInstanceError
 
 import pytest
+from pydantic import ValidationError
+
 from opsat.common.domain import (
     STAFF_ROLES,
     SYSTEM_ACTOR,
@@ -16,7 +18,6 @@ from opsat.common.domain import (
     InvalidTransition,
     Role,
 )
-from pydantic import ValidationError
 
 
 def actor(*roles: Role) -> Actor:

@@ -7,6 +7,8 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
+
 from opsat.common.domain import DomainEvent
 from opsat.common.envelope import (
     EventMetadata,
@@ -16,7 +18,6 @@ from opsat.common.envelope import (
     split_type,
     to_cloudevent,
 )
-from pydantic import ValidationError
 
 
 class ThingCreated(DomainEvent):

@@ -7,6 +7,8 @@ import logging
 import pytest
 from fastapi import FastAPI, HTTPException, Query
 from fastapi.testclient import TestClient
+from pydantic import BaseModel, Field
+
 from opsat.common.auth import NotAllowed, Unauthenticated
 from opsat.common.domain import (
     AlreadyExists,
@@ -18,7 +20,6 @@ from opsat.common.domain import (
     NotFound,
 )
 from opsat.common.errors import PROBLEM_JSON, _field_path, _slug, install_error_handlers, status_for
-from pydantic import BaseModel, Field
 
 SECRET = "db password is hunter2"
 

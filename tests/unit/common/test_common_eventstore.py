@@ -7,6 +7,7 @@ import json
 from datetime import UTC, date, datetime
 
 import pytest
+
 from opsat.common.domain import Conflict, DomainEvent, InvalidInput
 from opsat.common.errors import status_for
 from opsat.common.eventstore import (

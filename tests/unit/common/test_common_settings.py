@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 
 import pytest
-from opsat.common.settings import ServiceSettings
 from pydantic import ValidationError
+
+from opsat.common.settings import ServiceSettings
 
 
 @pytest.fixture(autouse=True)

@@ -7,6 +7,7 @@ from datetime import UTC
 from pathlib import Path
 
 import jsonschema
+
 from opsat.common.envelope import cloudevent_schema, to_cloudevent
 from opsat.intake.domain.events import INTAKE_EVENTS
 from opsat.intake.main import registry

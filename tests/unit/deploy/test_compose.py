@@ -16,6 +16,7 @@ from urllib.parse import urlparse
 
 import pytest
 import yaml
+
 from opsat.common.settings import ServiceSettings
 
 REPO = Path(__file__).resolve().parents[3]

@@ -19,6 +19,7 @@ from intake_story import (
     Story,
     submit_command,
 )
+
 from opsat.common.calendar import BusinessCalendar
 from opsat.common.domain import (
     SYSTEM_ACTOR,

@@ -3,6 +3,7 @@
 from datetime import date
 
 import pytest
+
 from opsat.common.calendar import BusinessCalendar
 from opsat.common.domain import InvalidInput
 from opsat.intake.domain.policy import IntakePolicy

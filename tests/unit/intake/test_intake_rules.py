@@ -21,6 +21,7 @@ from intake_story import (
     Story,
     submit_command,
 )
+
 from opsat.common.domain import (
     Actor,
     AlreadyExists,

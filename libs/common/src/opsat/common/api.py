@@ -16,6 +16,11 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
 from opsat.common import observability as obs
 from opsat.common.auth import Authenticator
 from opsat.common.db import create_engine
@@ -23,10 +28,6 @@ from opsat.common.envelope import EventRegistry
 from opsat.common.errors import install_error_handlers, problem
 from opsat.common.eventstore import EventStore
 from opsat.common.settings import ServiceSettings
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 ASGIApp = Callable[[dict, Callable, Callable], Awaitable[None]]
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")

@@ -16,6 +16,7 @@ from typing import Annotated, Any
 import jwt
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
 from opsat.common.domain import Actor, Role
 from opsat.common.settings import ServiceSettings
 

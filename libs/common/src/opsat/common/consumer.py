@@ -18,13 +18,14 @@ from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.structs import ConsumerRecord
+from sqlalchemy import Column, MetaData, PrimaryKeyConstraint, String, Table, text
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
 from opsat.common import observability as obs
 from opsat.common.db import READ_MODEL_SCHEMA
 from opsat.common.domain import DomainEvent
 from opsat.common.envelope import EventRegistry, split_type
-from sqlalchemy import Column, MetaData, PrimaryKeyConstraint, String, Table, text
-from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +140,7 @@ class RunnerConfig:
     schema: str = READ_MODEL_SCHEMA
     max_retries: int = 3
     retry_backoff_s: float = 0.1
-    max_records: int = 500
+    max_records: int = 1000
     session_timeout_ms: int = 10_000
     registries: tuple[EventRegistry, ...] = ()
     # Rebuild mode: read every partition from the beginning (no group) and stop at the end offsets.
@@ -186,8 +187,7 @@ class ProjectionRunner:
                 batch = await consumer.getmany(timeout_ms=200, max_records=self.config.max_records)
                 if batch:
                     async with self._batch_lock:
-                        for tp, records in batch.items():
-                            await self._process(consumer, tp, records)
+                        await self._process(consumer, batch)
                 self._record_lag(consumer)
         finally:
             await consumer.stop()
@@ -211,13 +211,15 @@ class ProjectionRunner:
         return all(self.stats.offsets.get(tp, 0) >= end for tp, end in end_offsets.items() if end > 0) and all(
             end == 0 or tp in self.stats.offsets for tp, end in end_offsets.items())
 
-    async def _process(self, consumer: AIOKafkaConsumer, tp: TopicPartition, records: list[ConsumerRecord]) -> None:
+    async def _process(self, consumer: AIOKafkaConsumer, batch: dict[TopicPartition, list[ConsumerRecord]]) -> None:
+        """Everything one poll returned: one transaction, then one commit of every partition's offset."""
         async with self.engine.begin() as conn:
-            await self._apply_records(conn, records)
+            await self._apply_records(conn, [record for records in batch.values() for record in records])
+        offsets = {tp: records[-1].offset + 1 for tp, records in batch.items()}
         # Only after the read model committed: a crash in between means a redelivery, which is a no-op.
         if not self.config.until_end:
-            await consumer.commit({tp: records[-1].offset + 1})
-        self.stats.offsets[tp] = records[-1].offset + 1
+            await consumer.commit(offsets)
+        self.stats.offsets.update(offsets)
 
     async def _apply_records(self, conn: AsyncConnection, records: list[ConsumerRecord]) -> None:
         """The fast path: one dedupe statement and one batch write; on any error, one by one."""

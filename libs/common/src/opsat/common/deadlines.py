@@ -14,10 +14,11 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from opsat.common import observability as obs
-from opsat.common.domain import DomainError
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from opsat.common import observability as obs
+from opsat.common.domain import DomainError
 
 log = logging.getLogger(__name__)
 

@@ -11,10 +11,11 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from opsat.common.auth import NotAllowed, Unauthenticated
-from opsat.common.domain import AlreadyExists, Conflict, DomainError, Forbidden, InvalidInput, NotFound
 from sqlalchemy.exc import DataError, DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from opsat.common.auth import NotAllowed, Unauthenticated
+from opsat.common.domain import AlreadyExists, Conflict, DomainError, Forbidden, InvalidInput, NotFound
 
 log = logging.getLogger(__name__)
 

@@ -17,6 +17,7 @@ from typing import Any
 import asyncpg
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
+
 from opsat.common import observability as obs
 from opsat.common.db import OUTBOX_CHANNEL, connect_raw
 from opsat.common.envelope import encode, to_cloudevent

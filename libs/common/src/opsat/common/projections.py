@@ -12,6 +12,9 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
 from opsat.common.consumer import (
     Projection,
     ProjectionRunner,
@@ -21,8 +24,6 @@ from opsat.common.consumer import (
     read_model_engine,
 )
 from opsat.common.db import READ_MODEL_SCHEMA
-from sqlalchemy import select, text
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 
 async def rebuild(engine: AsyncEngine, projection: Projection, config: RunnerConfig, schema: str) -> RunnerStats:

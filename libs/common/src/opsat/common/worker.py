@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 
 import uvicorn
 from fastapi import FastAPI
+
 from opsat.common.api import health_router
 from opsat.common.db import create_engine
 from opsat.common.settings import ServiceSettings

@@ -8,6 +8,7 @@ import logging
 from pathlib import Path
 
 import uvicorn
+
 from opsat.common.observability import configure_logging
 from opsat.intake.settings import IntakeSettings
 

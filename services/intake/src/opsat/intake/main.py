@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import FastAPI
+
 from opsat.common.api import create_service_app
 from opsat.common.envelope import EventRegistry
 from opsat.intake.api.routes import router

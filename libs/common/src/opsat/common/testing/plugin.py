@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 from aiokafka.admin import AIOKafkaAdminClient
+
 from opsat.common.testing.infra import LocalInfra, consume_all, new_topic_namespace, provide
 
 __all__ = ["LocalInfra", "consume_all"]

@@ -6,6 +6,7 @@ import re
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
+
 from opsat.common import observability as obs
 from opsat.common.domain import InvalidInput
 from opsat.intake.app.handlers import IntakeHandlers

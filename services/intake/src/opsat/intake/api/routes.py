@@ -11,6 +11,8 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Response
+from pydantic import BaseModel
+
 from opsat.common.auth import require
 from opsat.common.domain import Actor, InvalidInput, Role
 from opsat.common.eventstore import AppendResult
@@ -20,7 +22,6 @@ from opsat.intake.api.schemas import NO_NUL
 from opsat.intake.domain import commands as c
 from opsat.intake.domain.values import Priority, RequestKind, Status
 from opsat.intake.projections.queries import RequestFilters
-from pydantic import BaseModel
 
 STAFF = (Role.agent, Role.team_lead, Role.manager, Role.admin)
 APPROVERS = (Role.manager, Role.admin)

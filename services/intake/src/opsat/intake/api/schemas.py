@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Annotated, Any
 
-from opsat.intake.domain.values import Channel, LinkType, Priority, RequestKind
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from opsat.intake.domain.values import Channel, LinkType, Priority, RequestKind
 
 # PostgreSQL text cannot hold NUL, so no string may carry one (a 422 here, not a 500 at the insert).
 NO_NUL = r"^[^\x00]*$"

@@ -5,11 +5,12 @@ Runs as its own consumer group, so its offsets and duplicates are tracked apart 
 
 from __future__ import annotations
 
+from sqlalchemy.ext.asyncio import AsyncConnection
+
 from opsat.common import deadlines
 from opsat.common.consumer import ReceivedEvent
 from opsat.intake.domain import events as ev
 from opsat.intake.projections.tables import metadata
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 AUTO_CLOSE = "auto_close"
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 from datetime import date
 from typing import ClassVar
 
+from pydantic import AwareDatetime
+
 from opsat.common.domain import DomainEvent
 from opsat.intake.domain.values import (
     Channel,
@@ -19,7 +21,6 @@ from opsat.intake.domain.values import (
     RequestKind,
     Status,
 )
-from pydantic import AwareDatetime
 
 
 class IntakeEvent(DomainEvent):

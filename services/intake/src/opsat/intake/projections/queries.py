@@ -10,10 +10,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from opsat.common.domain import Actor, InvalidInput, NotFound
-from opsat.intake.projections.tables import links, requests, time_entries, timeline
 from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
+
+from opsat.common.domain import Actor, InvalidInput, NotFound
+from opsat.intake.projections.tables import links, requests, time_entries, timeline
 
 OPEN_STATUSES = ("submitted", "accepted", "in_progress", "awaiting_customer", "reopened")
 PRIORITY_ORDER = case({"P1": 1, "P2": 2, "P3": 3, "P4": 4}, value=requests.c.priority, else_=5)

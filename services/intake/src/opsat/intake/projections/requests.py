@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from opsat.common.consumer import ReceivedEvent
-from opsat.intake.domain import events as ev
-from opsat.intake.projections.tables import links, metadata, requests, time_entries, timeline
 from sqlalchemy import update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
+
+from opsat.common.consumer import ReceivedEvent
+from opsat.intake.domain import events as ev
+from opsat.intake.projections.tables import links, metadata, requests, time_entries, timeline
 
 INTERNAL_EVENTS = (ev.InternalNoteAdded, ev.TimeLogged)  # staff-only on the timeline
 
@@ -128,7 +129,9 @@ def _timeline_row(received: ReceivedEvent) -> dict[str, Any]:
         "request_id": event.request_id, "sequence": received.sequence, "event_id": received.id,
         "event_type": received.type, "at": event.at, "actor": event.by,
         "visibility": "internal" if isinstance(event, INTERNAL_EVENTS) else "public",
-        "summary": _summary(event), "data": event.model_dump(mode="json"),
+        "summary": _summary(event),
+        # the payload as published, unless an upcaster reshaped it (then the current shape)
+        "data": received.data if received.schema_version == event.schema_version else event.model_dump(mode="json"),
     }
 
 

@@ -6,8 +6,6 @@ visibility (internal notes never reach requesters); `links` and `time_entries` a
 
 from __future__ import annotations
 
-from opsat.common.consumer import processed_events_table
-from opsat.common.db import READ_MODEL_SCHEMA
 from sqlalchemy import (
     Boolean,
     Column,
@@ -21,6 +19,9 @@ from sqlalchemy import (
     Text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
+
+from opsat.common.consumer import processed_events_table
+from opsat.common.db import READ_MODEL_SCHEMA
 
 metadata = MetaData(schema=READ_MODEL_SCHEMA)
 processed_events = processed_events_table(metadata)

@@ -5,6 +5,7 @@ Revises:
 """
 
 from alembic import op
+
 from opsat.common.db import PLATFORM_DDL_V1, PLATFORM_DROP_V1, READ_MODEL_SCHEMA
 from opsat.intake.projections.tables import metadata
 
