@@ -18,8 +18,8 @@ from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.structs import ConsumerRecord
-from sqlalchemy import Column, MetaData, PrimaryKeyConstraint, String, Table, text
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import Column, MetaData, PrimaryKeyConstraint, String, Table, bindparam, func, literal, select, text
+from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from opsat.common import observability as obs
@@ -258,9 +258,11 @@ class ProjectionRunner:
 
     async def _first_seen(self, conn: AsyncConnection, event_ids: list[str]) -> set[str]:
         """Record the ids as processed; returns those not seen before."""
-        rows = [{"projection": self.projection.name, "event_id": event_id} for event_id in dict.fromkeys(event_ids)]
-        result = await conn.execute(
-            insert(self.processed).values(rows).on_conflict_do_nothing().returning(self.processed.c.event_id))
+        # One statement of constant shape (unnest of an array), so SQLAlchemy compiles it once.
+        ids = select(literal(self.projection.name), func.unnest(bindparam("ids", type_=ARRAY(String))))
+        statement = (insert(self.processed).from_select(["projection", "event_id"], ids)
+                     .on_conflict_do_nothing().returning(self.processed.c.event_id))
+        result = await conn.execute(statement, {"ids": list(dict.fromkeys(event_ids))})
         return set(result.scalars())
 
     async def _handle(self, conn: AsyncConnection, record: ConsumerRecord) -> None:

@@ -49,8 +49,9 @@ def _status_changes(event: ev.IntakeEvent) -> dict[str, Any]:
 
 def _summary(event: ev.IntakeEvent) -> str:
     name = event.event_type.rsplit(".", 1)[-1].replace("_", " ")
+    fields = type(event).model_fields  # (a missing attribute is slow to ask a pydantic model for)
     detail = next((getattr(event, f) for f in ("reason", "question", "answer", "solution", "body", "comment")
-                   if getattr(event, f, None)), None)
+                   if f in fields and getattr(event, f)), None)
     return f"{name}: {detail}"[:500] if detail else name
 
 
