@@ -111,7 +111,7 @@ async def run(bench: Bench, *, workers: tuple[int, ...] = (1, 2), concurrency: i
             bench.stop(api)
         base = next(x for x in results if x.name == f"submit_throughput_{n}worker").details
         diagnosis["pool_whatif"] = {
-            "setting": f"OPSAT_DATABASE_POOL_SIZE={pool} (default 20, overflow a quarter of it), {n} workers",
+            "setting": f"OPSAT_DATABASE_POOL_SIZE={pool} (default 32, no overflow), {n} workers",
             "default": {k: base[k] for k in ("submits_per_s", "new_postgres_sessions_during_run",
                                              "api_cpu_ms_per_request")} | {"p99_ms": base["latency"]["p99_ms"],
                                                                            "cpu": base["cpu"]},

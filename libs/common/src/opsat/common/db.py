@@ -93,9 +93,10 @@ PLATFORM_DROP_V1 = [
 def create_engine(database_url: str, *, pool_size: int = 10) -> AsyncEngine:
     """No pre-ping: it cost three of a submit's six round trips. A connection broken by a database
     restart fails one request (503, retry) and the pool replaces it; recycling bounds a connection's age.
-    A small overflow: overflow connections are closed on return, and reopening them cost more than waiting."""
-    return create_async_engine(database_url, pool_size=pool_size, max_overflow=max(2, pool_size // 4),
-                               pool_pre_ping=False, pool_recycle=1800)
+    No overflow: overflow connections are closed on return, and reopening them cost PostgreSQL more CPU
+    than waiting for a pooled one (bench: new sessions 205 -> 47, PostgreSQL CPU -40 %)."""
+    return create_async_engine(database_url, pool_size=pool_size, max_overflow=0, pool_pre_ping=False,
+                               pool_recycle=1800)
 
 
 def asyncpg_dsn(database_url: str) -> str:

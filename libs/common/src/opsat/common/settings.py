@@ -20,7 +20,8 @@ class ServiceSettings(BaseSettings):
 
     # PostgreSQL: one database per service (SQLAlchemy async URL).
     database_url: str = "postgresql+asyncpg://opsat@127.0.0.1:5432/opsat"
-    database_pool_size: int = Field(default=20, ge=1, le=200)  # about the requests in flight per process
+    # About the requests in flight per process (the bench keeps 48 in flight against one process).
+    database_pool_size: int = Field(default=32, ge=1, le=200)
 
     # Kafka: topics are named f"{topic_namespace}.{service}.events".
     kafka_bootstrap: str = "127.0.0.1:9092"
