@@ -28,6 +28,8 @@ async def test_submit_to_close_shows_timeline_and_cloudevents(intake, kafka_boot
         timeline = (await intake.client.get(f"/api/v1/requests/{rid}/timeline", headers=requester)).json()
         assert [e["event_type"].split(".")[-2] for e in timeline] == [
             "submitted", "accepted", "work_started", "resolved", "closed"]
+        assert timeline[-1]["summary"] == "closed: accepted"
+        assert timeline[-2]["summary"] == "resolved: restarted the VPN concentrator"
 
     records = await consume_all(kafka_bootstrap, intake.settings.topic("intake"), min_count=version)
     mine = [json.loads(r.value) for r in records if r.key.decode() == rid]

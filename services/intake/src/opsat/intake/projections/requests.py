@@ -6,6 +6,7 @@ adds one timeline entry. Internal notes and time entries are staff-only on the t
 
 from __future__ import annotations
 
+from enum import Enum
 from typing import Any
 
 from sqlalchemy import update
@@ -52,6 +53,8 @@ def _summary(event: ev.IntakeEvent) -> str:
     fields = type(event).model_fields  # (a missing attribute is slow to ask a pydantic model for)
     detail = next((getattr(event, f) for f in ("reason", "question", "answer", "solution", "body", "comment")
                    if f in fields and getattr(event, f)), None)
+    if isinstance(detail, Enum):
+        detail = detail.value  # "closed: accepted", not the enum's repr
     return f"{name}: {detail}"[:500] if detail else name
 
 
