@@ -93,22 +93,12 @@ async def run(database_url: str, dsn: str, token: str, concurrency: int = 32, se
     store = EventStore(engine, registry())
     handlers = IntakeHandlers(store, PolicyBook(settings.intake_policy, settings.intake_policy_by_org))
     try:
-        # raw_sql: the statement EventStore.append sends (eventstore._INSERT_EVENTS), in asyncpg's syntax.
+        # raw_sql: the very statement EventStore.append sends, on plain asyncpg connections.
         ctx = CommandContext(actor=actor, now=datetime.now(UTC))
         event = aggregate.decide(None, command(), ctx, handlers.policies.default)[0]
         data = event.model_dump_json()
         meta = json.dumps(EventMetadata(actor=actor.id, tenant=actor.organisation, correlation_id="x").as_dict())
-        raw_sql = """
-            with appended as (
-                insert into events (stream_id, stream_type, version, event_id, event_type, schema_version, data,
-                                    metadata)
-                select $1, 'request', t.version, t.event_id, t.event_type, t.schema_version, t.data, $2::jsonb
-                from unnest($3::integer[], $4::uuid[], $5::text[], $6::integer[], $7::jsonb[])
-                     as t(version, event_id, event_type, schema_version, data)
-                order by t.version
-                returning position
-            ), queued as (insert into outbox (position) select position from appended returning position)
-            select max(position) from queued"""
+        from opsat.common.eventstore import _INSERT_EVENTS as raw_sql
         conns: asyncio.Queue[asyncpg.Connection] = asyncio.Queue()
         for _ in range(pool_size):
             conns.put_nowait(await asyncpg.connect(dsn))
@@ -117,7 +107,7 @@ async def run(database_url: str, dsn: str, token: str, concurrency: int = 32, se
             conn = await conns.get()
             try:
                 async with conn.transaction():
-                    await conn.fetchval(raw_sql, str(uuid.uuid4()), meta, [1], [str(uuid.uuid4())],
+                    await conn.fetchval(raw_sql, str(uuid.uuid4()), "request", meta, [1], [str(uuid.uuid4())],
                                         [event.event_type], [1], [data])
             finally:
                 conns.put_nowait(conn)

@@ -110,11 +110,13 @@ class IntakeQueries:
             await asyncio.sleep(0.02)
 
     async def timeline(self, actor: Actor, request_id: str) -> list[dict[str, Any]]:
-        await self.get(actor, request_id)  # 404 unless visible
         query = select(timeline).where(timeline.c.request_id == request_id).order_by(timeline.c.sequence)
-        if not (actor.reads_everything):
+        if not actor.reads_everything:
             query = query.where(timeline.c.visibility == "public")
         async with self.engine.connect() as conn:
+            visible = await conn.scalar(select(requests.c.id).where(requests.c.id == request_id, _visible_to(actor)))
+            if visible is None:  # unknown and another organisation's look the same
+                raise NotFound(f"request {request_id} not found")
             return [dict(r) for r in (await conn.execute(query)).mappings()]
 
     async def list(self, actor: Actor, filters: RequestFilters, *, limit: int, cursor: str | None
