@@ -405,7 +405,7 @@ class Bench:
         """uvicorn with the app factory (create_app() reads OPSAT_* settings), `workers` processes."""
         port = free_port()
         env = self.service_env(database, http_port=port, namespace=namespace, **env_extra)
-        args = [str(BIN / "uvicorn"), "opsat.intake.main:create_app", "--factory", "--host", "127.0.0.1",
+        args = [str(BIN / "uvicorn"), "opsat.intake.service:create_app", "--factory", "--host", "127.0.0.1",
                 "--port", str(port), "--workers", str(workers), "--no-access-log", "--log-level", "warning"]
         proc = Proc(f"api-{tag}", args, env, self.logs / f"api-{tag}.log")
         self.procs.append(proc)

@@ -18,7 +18,7 @@ import uvicorn
 
 
 async def serve(port: int, seconds: float) -> None:
-    from opsat.intake.main import create_app
+    from opsat.intake.service import create_app
 
     server = uvicorn.Server(uvicorn.Config(create_app(), host="127.0.0.1", port=port, log_config=None,
                                            access_log=False, lifespan="on"))

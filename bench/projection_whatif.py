@@ -28,8 +28,10 @@ async def run(engine: Any, dsn: str, bootstrap: str, topic: str, schema: str = "
 
     from opsat.common.consumer import create_read_model, decode_record
     from opsat.intake.domain import events as ev
-    from opsat.intake.main import registry
     from opsat.intake.projections.requests import INTERNAL_EVENTS, RequestsProjection, _summary
+    from opsat.intake.service import SERVICE
+
+    registry = SERVICE.registry
 
     conn = await asyncpg.connect(dsn)
     await conn.execute(f'drop schema if exists "{schema}" cascade')

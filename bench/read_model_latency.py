@@ -54,12 +54,14 @@ async def _tap(bootstrap: str, topic: str, seen: dict[str, float], ready: asynci
 
 async def run(bench: Bench, rate: float = 200.0, seconds: float = 10.0, poll_s: float = 0.005,
               drain_timeout_s: float = 10.0) -> tuple[Result, dict[str, Any]]:
-    from opsat.intake.worker import TOPIC_PARTITIONS
+    from opsat.intake.service import SERVICE
+
+    TOPIC_PARTITIONS = SERVICE.partitions
 
     db = await bench.create_database("latency")
     ns = f"{bench.namespace}lat"  # its own topics: the replay bench reads bench<id>.intake.events
     topic = f"{ns}.intake.events"
-    # The worker creates these itself (ensure_intake_topics); creating them first keeps the bench
+    # The worker creates these itself (SERVICE.ensure_topics); creating them first keeps the bench
     # independent of that code path and gives the tap consumer its partitions at once.
     await bench.create_topics({topic: TOPIC_PARTITIONS, f"{ns}.intake.requests.dlq": 1,
                                f"{ns}.intake.auto_close.dlq": 1})

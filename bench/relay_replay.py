@@ -56,7 +56,9 @@ _FILL = """
 
 
 async def fill_backlog(dsn: str, n: int) -> dict[str, Any]:
-    from opsat.intake.main import registry
+    from opsat.intake.service import SERVICE
+
+    registry = SERVICE.registry
 
     conn = await asyncpg.connect(dsn)
     try:
@@ -140,8 +142,10 @@ async def relay_split(relay: Any, conn: asyncpg.Connection, bootstrap: str, scra
 async def relay_bench(bench: Bench, batch_sizes: tuple[int, ...] = (2_000, 10_000),
                       events: int = EVENTS) -> tuple[list[Result], dict[str, Any]]:
     from opsat.common.outbox import OutboxRelay, RelayConfig
-    from opsat.intake.main import registry
-    from opsat.intake.worker import TOPIC_PARTITIONS
+    from opsat.intake.service import SERVICE
+
+    registry = SERVICE.registry
+    TOPIC_PARTITIONS = SERVICE.partitions
 
     db = await bench.create_database("relay")
     dsn = bench.infra.dsn(db)
@@ -186,7 +190,9 @@ async def consumer_limit(bootstrap: str, topic: str, events: int) -> tuple[Resul
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     from opsat.common.consumer import decode_record
-    from opsat.intake.main import registry
+    from opsat.intake.service import SERVICE
+
+    registry = SERVICE.registry
 
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
                                 auto_offset_reset="earliest", isolation_level="read_committed")
@@ -228,8 +234,10 @@ async def replay_bench(bench: Bench, relay_info: dict[str, Any], cap_s: float = 
     from opsat.common.db import create_engine
     from opsat.common.projections import rebuild
     from opsat.intake.projections.requests import RequestsProjection
+    from opsat.intake.service import SERVICE
     from opsat.intake.settings import IntakeSettings
-    from opsat.intake.worker import runner_config
+
+    runner_config = SERVICE.runner_config
 
     settings = IntakeSettings(database_url=relay_info["url"], kafka_bootstrap=bench.infra.bootstrap,
                               topic_namespace=bench.namespace)

@@ -7,7 +7,7 @@ each layer for a few seconds at the same concurrency, reporting rate and this pr
                             pool_size 10 + max_overflow 10, pool_pre_ping=True)
     event_store[pool=N]     what-if: the same with pool_size = concurrency (no overflow churn)
     event_store[pool=N,no pre-ping]   what-if: and without pool_pre_ping
-    handler                 IntakeHandlers.execute(SubmitRequest): domain decide + append
+    handler                 CommandHandler.execute(SubmitRequest): domain decide + append
     asgi_healthz            the FastAPI app called as ASGI: GET /healthz (middleware + routing floor)
     asgi_submit_stub        POST /api/v1/requests with the handler replaced by a stub (route machinery:
                             dependencies, auth, body validation, response model) -- no database
@@ -68,14 +68,14 @@ async def run(database_url: str, dsn: str, token: str, concurrency: int = 32, se
               pool_size: int | None = None) -> dict[str, Any]:
     from sqlalchemy.ext.asyncio import create_async_engine
 
+    from opsat.common.commands import CommandMeta
     from opsat.common.db import create_engine
     from opsat.common.domain import Actor, CommandContext, Role
     from opsat.common.envelope import EventMetadata
     from opsat.common.eventstore import EventStore
-    from opsat.intake.app.handlers import IntakeHandlers, PolicyBook
     from opsat.intake.domain import aggregate
     from opsat.intake.domain.commands import SubmitRequest
-    from opsat.intake.main import create_app, registry
+    from opsat.intake.service import SERVICE, create_app
     from opsat.intake.settings import IntakeSettings
 
     settings = IntakeSettings(database_url=database_url)
@@ -90,12 +90,13 @@ async def run(database_url: str, dsn: str, token: str, concurrency: int = 32, se
                              service="mail")
 
     engine = create_engine(database_url, pool_size=pool_size)
+    registry = SERVICE.registry
     store = EventStore(engine, registry())
-    handlers = IntakeHandlers(store, PolicyBook(settings.intake_policy, settings.intake_policy_by_org))
+    handlers = SERVICE.command_handler(settings, store)
     try:
         # raw_sql: the very statement EventStore.append sends, on plain asyncpg connections.
         ctx = CommandContext(actor=actor, now=datetime.now(UTC))
-        event = aggregate.decide(None, command(), ctx, handlers.policies.default)[0]
+        event = aggregate.decide(None, command(), ctx, handlers.aggregate.policies.default)[0]
         data = event.model_dump_json()
         meta = json.dumps(EventMetadata(actor=actor.id, tenant=actor.organisation, correlation_id="x").as_dict())
         from opsat.common.eventstore import _INSERT_EVENTS as raw_sql
@@ -146,7 +147,7 @@ async def run(database_url: str, dsn: str, token: str, concurrency: int = 32, se
                 await what_if.dispose()
 
         async def handler_op() -> None:
-            await handlers.execute(command(), actor, correlation_id="x")
+            await handlers.execute(command(), actor, CommandMeta(correlation_id="x"))
 
         out["handler"] = await _drive(handler_op, concurrency, seconds)
         with count_roundtrips() as counts:

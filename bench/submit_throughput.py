@@ -1,7 +1,7 @@
 """(1) Command throughput over HTTP: POST /api/v1/requests against a real uvicorn intake API.
 
 Each variant gets its own freshly migrated database and a uvicorn process
-(`uvicorn opsat.intake.main:create_app --factory --workers N`, settings from OPSAT_*). Load comes
+(`uvicorn opsat.intake.service:create_app --factory --workers N`, settings from OPSAT_*). Load comes
 from bench/loadgen.py processes (closed loop, `concurrency` requests in flight, warm-up excluded).
 The main figure uses the lean raw-socket client; one extra run with httpx.AsyncClient shows what
 the client itself costs (its CPU per request), since on 2 cores the client competes with the server.
@@ -91,7 +91,7 @@ async def run(bench: Bench, *, workers: tuple[int, ...] = (1, 2), concurrency: i
                     | {"client_cores_busy": check["cpu"]["cores_busy"].get("load_generator")},
                 }
             main["rss"] = bench.record_rss("api", api)
-            main["uvicorn"] = f"uvicorn opsat.intake.main:create_app --factory --workers {n} (uvloop, httptools)"
+            main["uvicorn"] = f"uvicorn opsat.intake.service:create_app --factory --workers {n} (uvloop, httptools)"
         finally:
             bench.stop(api)
         results.append(Result.measured(f"submit_throughput_{n}worker", main["submits_per_s"], "submits/s",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from opsat.common.projections import rebuild, snapshot, swap
 from opsat.intake.projections.requests import RequestsProjection
-from opsat.intake.worker import runner_config
+from opsat.intake.service import SERVICE
 
 
 async def test_rebuilt_read_model_equals_live_and_swaps_in(intake):
@@ -35,7 +35,7 @@ async def test_rebuilt_read_model_equals_live_and_swaps_in(intake):
 
         engine = create_engine(intake.settings.database_url)
         projection = RequestsProjection(intake.settings.topic("intake"))
-        stats = await rebuild(engine, projection, runner_config(intake.settings, projection.name), "rm_rebuilt")
+        stats = await rebuild(engine, projection, SERVICE.runner_config(intake.settings, projection.name), "rm_rebuilt")
         total = sum(version.values())
         assert stats.applied == total and stats.parked == 0
         live = await snapshot(engine, projection)

@@ -67,7 +67,7 @@ def _worker_process(settings) -> subprocess.Popen:
     env = {**os.environ, "OPSAT_DATABASE_URL": settings.database_url, "OPSAT_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
            "OPSAT_TOPIC_NAMESPACE": settings.topic_namespace, "OPSAT_WORKER_PORT": "0", "OPSAT_LOG_JSON": "false",
            "OPSAT_RELAY_POLL_INTERVAL_S": "0.2", "OPSAT_KAFKA_SESSION_TIMEOUT_MS": "6000"}
-    return subprocess.Popen([sys.executable, "-m", "opsat.intake.cli", "worker"], env=env,
+    return subprocess.Popen([sys.executable, "-m", "opsat.intake", "worker"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
 
 
@@ -133,10 +133,10 @@ async def test_poison_event_is_parked_and_the_projection_goes_on(intake, kafka_b
     from opsat.common.consumer import redrive
     from opsat.common.db import create_engine
     from opsat.intake.projections.requests import RequestsProjection
-    from opsat.intake.worker import runner_config
+    from opsat.intake.service import SERVICE
 
     engine = create_engine(intake.settings.database_url)
-    redriven = await redrive(engine, RequestsProjection(topic), runner_config(intake.settings, "requests"))
+    redriven = await redrive(engine, RequestsProjection(topic), SERVICE.runner_config(intake.settings, "requests"))
     await engine.dispose()
     assert redriven == 3
     assert len(await consume_all(kafka_bootstrap, dlq, min_count=6)) == 6

@@ -10,8 +10,10 @@ import jsonschema
 
 from opsat.common.envelope import cloudevent_schema, to_cloudevent
 from opsat.intake.domain.events import INTAKE_EVENTS
-from opsat.intake.main import registry
+from opsat.intake.service import SERVICE
 from opsat.intake.settings import IntakeSettings
+
+registry = SERVICE.registry
 
 DOCS = Path(__file__).resolve().parents[3] / "docs" / "events"
 

@@ -9,7 +9,6 @@ When `kustomize` or `kubectl` is on PATH, a test also compares the loader with t
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import importlib
 import os
@@ -50,17 +49,8 @@ def known_settings(service: str) -> set[str]:
 
 
 def topics_the_worker_creates(service: str, settings: ServiceSettings) -> dict[str, int]:
-    """{topic: partitions} that `opsat-<service> worker` creates at start (ensure_<service>_topics)."""
-    worker = importlib.import_module(f"opsat.{service}.worker")
-    ensure = getattr(worker, f"ensure_{service}_topics")
-    created: dict[str, int] = {}
-
-    async def record(bootstrap: str, topics: dict[str, int], **_: object) -> None:
-        created.update(topics)
-
-    with mock.patch.object(worker, "ensure_topics", record):
-        asyncio.run(ensure(settings))
-    return created
+    """{topic: partitions} that `opsat-<service> worker` creates at start (from the service's description)."""
+    return importlib.import_module(f"opsat.{service}.service").SERVICE.topics(settings)
 
 
 # --- a small kustomize ---------------------------------------------------------------------------------

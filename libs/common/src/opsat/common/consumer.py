@@ -30,15 +30,16 @@ from opsat.common.envelope import EventRegistry, split_type
 log = logging.getLogger(__name__)
 
 
-def processed_events_table(metadata: MetaData) -> Table:
-    """Event ids a projection has applied; lives beside the read model so a rebuild starts empty."""
+def processed_events_table(metadata: MetaData, schema: str = READ_MODEL_SCHEMA) -> Table:
+    """Event ids a consumer has applied. A projection keeps them beside its read model (a rebuild starts
+    empty); a reaction keeps them in its own schema (a read-model swap must not make it act twice)."""
     return Table(
         "processed_events",
         metadata,
         Column("projection", String, nullable=False),
         Column("event_id", String, nullable=False),
         PrimaryKeyConstraint("projection", "event_id"),
-        schema=READ_MODEL_SCHEMA,
+        schema=schema,
     )
 
 
@@ -160,8 +161,8 @@ class ProjectionRunner:
         self.projection = projection
         self.config = config
         self.engine = read_model_engine(engine, config.schema)
-        # The projection's metadata must hold processed_events_table(metadata).
-        self.processed = projection.metadata.tables[f"{READ_MODEL_SCHEMA}.processed_events"]
+        # The projection's metadata must hold a processed_events_table.
+        self.processed = next(t for t in projection.metadata.tables.values() if t.name == "processed_events")
         self.stats = RunnerStats()
         self._batch_lock = asyncio.Lock()
         self._dlq: AIOKafkaProducer | None = None

@@ -12,6 +12,7 @@ import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 READ_MODEL_SCHEMA = "read_model"
+REACTIONS_SCHEMA = "reactions"  # what reactions remember; survives read-model rebuilds
 OUTBOX_CHANNEL = "opsat_outbox"
 
 PLATFORM_DDL_V1 = [
@@ -88,6 +89,19 @@ PLATFORM_DROP_V1 = [
     "drop table if exists events",
     "drop function if exists events_are_immutable() cascade",
 ]
+
+# Reactions (event -> command or deadline) keep their processed ids outside the disposable read model.
+PLATFORM_DDL_V2 = [
+    f"create schema if not exists {REACTIONS_SCHEMA}",
+    f"""
+    create table {REACTIONS_SCHEMA}.processed_events (
+        projection text not null,
+        event_id   text not null,
+        primary key (projection, event_id)
+    )
+    """,
+]
+PLATFORM_DROP_V2 = [f"drop schema if exists {REACTIONS_SCHEMA} cascade"]
 
 
 def create_engine(database_url: str, *, pool_size: int = 10) -> AsyncEngine:

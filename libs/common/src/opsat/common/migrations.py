@@ -1,7 +1,7 @@
-"""Alembic, driven from code: each service's `migrations/` folder holds its own versions.
+"""Alembic, driven from code: one environment here (`alembic/`), each service's versions in its own folder.
 
-`upgrade(database_url, script_location)` is what `opsat-<service> migrate` and the tests call;
-each service's `migrations/env.py` is one line, `run_env()`.
+`upgrade(database_url, versions)` is what `opsat-<service> migrate` and the tests call; a service
+ships only its `migrations/versions/` (inside the package, so images carry them).
 """
 
 from __future__ import annotations
@@ -14,17 +14,22 @@ from alembic.config import Config
 from sqlalchemy import pool
 from sqlalchemy.ext.asyncio import create_async_engine
 
+ENVIRONMENT = Path(__file__).parent / "alembic"
 
-def alembic_config(database_url: str, script_location: str | Path) -> Config:
+
+def alembic_config(database_url: str, versions: str | Path) -> Config:
     config = Config()
-    config.set_main_option("script_location", str(script_location))
+    config.set_main_option("script_location", str(ENVIRONMENT))
+    config.set_main_option("path_separator", "os")
+    config.set_main_option("version_locations", str(versions))
     config.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
     return config
 
 
-def upgrade(database_url: str, script_location: str | Path, revision: str = "head") -> None:
+def upgrade(database_url: str, versions: str | Path, revision: str = "head") -> None:
     """Blocking; from async code use `await asyncio.to_thread(upgrade, ...)`."""
-    command.upgrade(alembic_config(database_url, script_location), revision)
+    command.upgrade(alembic_config(database_url, versions), revision)
+
 
 
 def run_env() -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack
 from pathlib import Path
 
 import pytest
@@ -16,8 +17,9 @@ import pytest_asyncio
 from aiokafka.admin import AIOKafkaAdminClient
 
 from opsat.common.testing.infra import LocalInfra, consume_all, new_topic_namespace, provide
+from opsat.common.testing.service import ServiceHarness, running, settings_for_tests
 
-__all__ = ["LocalInfra", "consume_all"]
+__all__ = ["LocalInfra", "ServiceHarness", "consume_all"]
 
 
 @pytest.fixture(scope="session")
@@ -81,3 +83,17 @@ async def kafka_admin(kafka_bootstrap: str) -> AsyncIterator[AIOKafkaAdminClient
         yield admin
     finally:
         await admin.close()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def run_service(database_factory: Callable[[], Awaitable[str]], kafka_bootstrap: str,
+                      topic_namespace: str) -> AsyncIterator[Callable[..., Awaitable[ServiceHarness]]]:
+    """`await run_service(SERVICE, harness=MyHarness, **settings)`: the service migrated on a fresh database,
+    its app served in-process, sharing this test's topic namespace; stopped when the test ends."""
+    async with AsyncExitStack() as stack:
+        async def start(service, harness: type[ServiceHarness] = ServiceHarness, **overrides: object) -> ServiceHarness:  # type: ignore[no-untyped-def]
+            settings = settings_for_tests(service, await database_factory(), kafka_bootstrap, topic_namespace,
+                                          **overrides)
+            return await stack.enter_async_context(running(service, settings, harness))
+
+        yield start

@@ -1,154 +1,95 @@
-"""Intake HTTP API: commands (POST, one per domain command) and queries (GET, from the read model).
+"""Intake HTTP API: commands (POST, one line per domain command) and queries (GET, from the read model).
 
-Each command route names who may call it (`require(...)`); the domain checks the finer rules
-(own organisation, own request). No `from __future__ import annotations` here: the route factory
-below relies on annotations being evaluated where the endpoint is defined.
+A command route's body has the command's field names; the kit builds the command from path and body,
+and admits the roles the domain's rule names. No `from __future__ import annotations` here: FastAPI
+reads the annotations of the endpoints below.
 """
 
 import uuid
-from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Response
-from pydantic import BaseModel
+from fastapi import Depends, Path, Query, Response
 
 from opsat.common.auth import require
+from opsat.common.commands import CommandRouter, Commands, CreationMeta, queries
 from opsat.common.domain import Actor, InvalidInput, Role
-from opsat.common.eventstore import AppendResult
 from opsat.intake.api import schemas as s
-from opsat.intake.api.deps import CorrelationId, Handlers, IdempotencyKey, IfMatch, Queries, TraceParent
 from opsat.intake.api.schemas import NO_NUL
 from opsat.intake.domain import commands as c
+from opsat.intake.domain.aggregate import callers
 from opsat.intake.domain.values import Priority, RequestKind, Status
-from opsat.intake.projections.queries import RequestFilters
+from opsat.intake.projections.queries import IntakeQueries, RequestFilters
 
 STAFF = (Role.agent, Role.team_lead, Role.manager, Role.admin)
-APPROVERS = (Role.manager, Role.admin)
-CUSTOMER_SIDE = (Role.requester, *STAFF)  # requesters of the request's organisation, and staff
-OWN_REQUESTER = (Role.requester,)  # the domain narrows this to the request's own requester
-SUBMITTERS = (*CUSTOMER_SIDE, Role.service)
-READERS = (*CUSTOMER_SIDE, Role.auditor, Role.risk_officer, Role.service)
+READERS = (Role.requester, *STAFF, Role.auditor, Role.risk_officer, Role.service)
 
 RequestId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
+Queries = Annotated[IntakeQueries, Depends(queries)]
 
-router = APIRouter(prefix="/api/v1", tags=["requests"])
-
-
-def _accepted(result: AppendResult, response: Response) -> s.CommandAccepted:
-    response.headers["ETag"] = f'"{result.version}"'
-    return s.CommandAccepted(request_id=result.stream_id, version=result.version, position=result.position,
-                             event_ids=list(result.event_ids), replayed=result.replayed)
+# Command routes admit the roles the domain's rule names (aggregate.callers); the rule checks the rest.
+router = CommandRouter(prefix="/api/v1", tags=["requests"], item_path="/requests/{request_id}", id_param=RequestId,
+                       accepted=s.CommandAccepted, callers=callers)
+command = router.command
 
 
 @router.post("/requests", status_code=201, response_model=s.CommandAccepted, summary="Submit a service request",
              description="Opens a request (status `submitted`). Priority comes from the impact x urgency matrix "
                          "of the organisation's policy. Callers: requester, staff, service accounts.")
-async def submit(body: s.SubmitBody, response: Response, handlers: Handlers, correlation: CorrelationId,
-                 trace: TraceParent, key: IdempotencyKey,
-                 actor: Annotated[Actor, Depends(require(*SUBMITTERS))]) -> s.CommandAccepted:
+async def submit(body: s.SubmitBody, response: Response, commands: Commands, meta: CreationMeta,
+                 actor: Annotated[Actor, Depends(require(*callers(c.SubmitRequest)))]) -> s.CommandAccepted:
     command = c.SubmitRequest(
         request_id=str(uuid.uuid4()), kind=body.kind, channel=body.channel, title=body.title,
         description=body.description, impact=body.impact, urgency=body.urgency,
         requester_id=body.requester_id or actor.id, organisation_id=body.organisation_id or actor.organisation,
         service=body.service, customer_tier=body.customer_tier, requires_approval=body.requires_approval,
         team=body.team, watchers=tuple(body.watchers))
-    result = await handlers.execute(command, actor, correlation_id=correlation, idempotency_key=key,
-                                    traceparent=trace, request_fingerprint=body.model_dump(mode="json"))
+    result = await commands.execute(command, actor, replace(meta, fingerprint=body.model_dump(mode="json")))
     response.headers["Location"] = f"/api/v1/requests/{result.stream_id}"
-    return _accepted(result, response)
-
-
-def action(path: str, summary: str, roles: tuple[Role, ...], build: Callable[..., Any],
-           body_model: type[BaseModel] | None = None, description: str | None = None) -> None:
-    """Register POST /api/v1/requests/{request_id}/<path>: body -> command -> handler."""
-    callers = ", ".join(r.value for r in roles)
-    doc = f"{description or summary}. Callers: {callers}. Send If-Match to act only on the version you saw."
-
-    async def run(request_id: str, body: BaseModel | None, response: Response, handlers: Any, correlation: str,
-                  trace: str | None, key: str | None, expected: int | None, actor: Actor) -> s.CommandAccepted:
-        command = build(request_id, body) if body_model else build(request_id)
-        fingerprint = [request_id, body.model_dump(mode="json") if body is not None else None]
-        result = await handlers.execute(command, actor, correlation_id=correlation, idempotency_key=key,
-                                        expected_version=expected, traceparent=trace, request_fingerprint=fingerprint)
-        return _accepted(result, response)
-
-    if body_model is not None:
-        async def endpoint(request_id: RequestId, body: body_model, response: Response,  # type: ignore[valid-type]
-                           handlers: Handlers, correlation: CorrelationId, trace: TraceParent, key: IdempotencyKey,
-                           expected: IfMatch, actor: Annotated[Actor, Depends(require(*roles))]) -> s.CommandAccepted:
-            return await run(request_id, body, response, handlers, correlation, trace, key, expected, actor)
-    else:
-        async def endpoint(request_id: RequestId, response: Response, handlers: Handlers,  # type: ignore[misc]
-                           correlation: CorrelationId, trace: TraceParent, key: IdempotencyKey, expected: IfMatch,
-                           actor: Annotated[Actor, Depends(require(*roles))]) -> s.CommandAccepted:
-            return await run(request_id, None, response, handlers, correlation, trace, key, expected, actor)
-
-    endpoint.__name__ = path.replace("/", "_").replace("-", "_").replace("{", "").replace("}", "")
-    router.add_api_route(f"/requests/{{request_id}}/{path}", endpoint, methods=["POST"], summary=summary,
-                         description=doc, response_model=s.CommandAccepted)
+    return router.accepted(result, response)
 
 
 # --- life cycle (请求 → 受理 → 处理 → 验证 → 关闭) ---------------------------------------------------
-action("accept", "Accept (受理) a submitted request", STAFF,
-       lambda rid, b: c.AcceptRequest(rid, team=b.team, assignee=b.assignee), s.AcceptBody)
-action("reject", "Reject a submitted request", STAFF, lambda rid, b: c.RejectRequest(rid, b.reason), s.ReasonBody)
-action("start", "Start work (accepted or reopened -> in_progress)", STAFF, lambda rid: c.StartWork(rid))
-action("request-info", "Ask the requester for information (-> awaiting_customer; SLA clock pauses)", STAFF,
-       lambda rid, b: c.RequestCustomerInfo(rid, b.question), s.QuestionBody)
-action("provide-info", "Answer the question (-> in_progress)", CUSTOMER_SIDE,
-       lambda rid, b: c.ProvideCustomerInfo(rid, b.answer), s.AnswerBody)
-action("resolve", "Deliver a solution (-> resolved; auto-closes if unanswered)", STAFF,
-       lambda rid, b: c.ResolveRequest(rid, b.solution), s.ResolveBody)
-action("accept-delivery", "Accept the delivery (-> closed)", OWN_REQUESTER,
-       lambda rid, b: c.AcceptDelivery(rid, comment=b.comment), s.CommentBody)
-action("reject-delivery", "Reject the delivery with a reason (-> reopened)", OWN_REQUESTER,
-       lambda rid, b: c.RejectDelivery(rid, b.reason), s.ReasonBody)
-action("reopen", "Reopen a closed request within the reopen window (-> reopened)", OWN_REQUESTER,
-       lambda rid, b: c.ReopenRequest(rid, b.reason), s.ReasonBody)
-action("cancel", "Cancel a request before it is resolved", OWN_REQUESTER,
-       lambda rid, b: c.CancelRequest(rid, b.reason), s.ReasonBody)
-action("priority", "Override the computed priority, with a reason", STAFF,
-       lambda rid, b: c.OverridePriority(rid, b.priority, b.reason), s.PriorityBody)
+command("accept", c.AcceptRequest, s.AcceptBody, "Accept (受理) a submitted request")
+command("reject", c.RejectRequest, s.ReasonBody, "Reject a submitted request")
+command("start", c.StartWork, None, "Start work (accepted or reopened -> in_progress)")
+command("request-info", c.RequestCustomerInfo, s.QuestionBody,
+        "Ask the requester for information (-> awaiting_customer; SLA clock pauses)")
+command("provide-info", c.ProvideCustomerInfo, s.AnswerBody, "Answer the question (-> in_progress)")
+command("resolve", c.ResolveRequest, s.ResolveBody, "Deliver a solution (-> resolved; auto-closes if unanswered)")
+command("accept-delivery", c.AcceptDelivery, s.CommentBody, "Accept the delivery (-> closed)")
+command("reject-delivery", c.RejectDelivery, s.ReasonBody, "Reject the delivery with a reason (-> reopened)")
+command("reopen", c.ReopenRequest, s.ReasonBody, "Reopen a closed request within the reopen window (-> reopened)")
+command("cancel", c.CancelRequest, s.ReasonBody, "Cancel a request before it is resolved")
+command("priority", c.OverridePriority, s.PriorityBody, "Override the computed priority, with a reason")
 
 # --- approval of service requests and changes --------------------------------------------------------
-action("approval/approve", "Approve a request that the catalogue sends for approval", APPROVERS,
-       lambda rid, b: c.ApproveRequest(rid, comment=b.comment), s.CommentBody)
-action("approval/decline", "Decline approval (-> rejected)", APPROVERS,
-       lambda rid, b: c.DeclineRequest(rid, b.reason), s.ReasonBody)
+command("approval/approve", c.ApproveRequest, s.CommentBody, "Approve a request that the catalogue sends for approval")
+command("approval/decline", c.DeclineRequest, s.ReasonBody, "Decline approval (-> rejected)")
 
 # --- requirement confirmation and change (需求确认 / 需求变更) -----------------------------------------
-action("requirement", "Record scope and acceptance criteria (to be confirmed by the requester)", STAFF,
-       lambda rid, b: c.RecordRequirement(rid, b.scope, b.acceptance_criteria), s.RequirementBody)
-action("requirement/confirm", "Confirm the recorded requirement", OWN_REQUESTER,
-       lambda rid: c.ConfirmRequirement(rid))
-action("requirement/changes", "Propose a change to the confirmed requirement (returns its change id in the "
-       "timeline)", CUSTOMER_SIDE,
-       lambda rid, b: c.ProposeRequirementChange(rid, b.change_id or str(uuid.uuid4()), b.scope,
-                                                 b.acceptance_criteria, b.reason), s.RequirementChangeBody)
-action("requirement/changes/assess", "Assess a proposed change (effort, impact)", STAFF,
-       lambda rid, b: c.AssessRequirementChange(rid, b.change_id, b.effort_hours, b.impact_summary), s.AssessmentBody)
-action("requirement/changes/approve", "Approve a requirement change (requirement version + 1)", APPROVERS,
-       lambda rid, b: c.ApproveRequirementChange(rid, b.change_id), s.ChangeRef)
-action("requirement/changes/reject", "Reject a requirement change", APPROVERS,
-       lambda rid, b: c.RejectRequirementChange(rid, b.change_id, b.reason), s.ChangeRejection)
+command("requirement", c.RecordRequirement, s.RequirementBody,
+        "Record scope and acceptance criteria (to be confirmed by the requester)")
+command("requirement/confirm", c.ConfirmRequirement, None, "Confirm the recorded requirement")
+command("requirement/changes", c.ProposeRequirementChange, s.RequirementChangeBody,
+        "Propose a change to the confirmed requirement (returns its change id in the timeline)")
+command("requirement/changes/assess", c.AssessRequirementChange, s.AssessmentBody,
+        "Assess a proposed change (effort, impact)")
+command("requirement/changes/approve", c.ApproveRequirementChange, s.ChangeRef,
+        "Approve a requirement change (requirement version + 1)")
+command("requirement/changes/reject", c.RejectRequirementChange, s.ChangeRejection, "Reject a requirement change")
 
 # --- assignment, collaboration, communication -----------------------------------------------------------
-action("assign", "Assign or reassign to a team and assignee", STAFF,
-       lambda rid, b: c.AssignRequest(rid, b.team, assignee=b.assignee, reason=b.reason), s.AssignBody)
-action("watchers", "Add a watcher", CUSTOMER_SIDE, lambda rid, b: c.AddWatcher(rid, b.user_id), s.WatcherBody)
-action("watchers/remove", "Remove a watcher", CUSTOMER_SIDE,
-       lambda rid, b: c.RemoveWatcher(rid, b.user_id), s.WatcherBody)
-action("replies", "Public reply (visible to the requester); a requester's reply resumes awaiting work",
-       CUSTOMER_SIDE, lambda rid, b: c.AddReply(rid, str(uuid.uuid4()), b.body), s.MessageBody)
-action("notes", "Internal note (staff only, never shown to requesters)", STAFF,
-       lambda rid, b: c.AddInternalNote(rid, str(uuid.uuid4()), b.body), s.MessageBody)
-action("links", "Link to another request (parent/child, duplicate, caused-by)", STAFF,
-       lambda rid, b: c.LinkRequest(rid, b.target_id, b.link_type), s.LinkBody)
-action("links/remove", "Remove a link", STAFF, lambda rid, b: c.UnlinkRequest(rid, b.target_id, b.link_type),
-       s.LinkBody)
-action("time-entries", "Log time spent by the calling agent", STAFF,
-       lambda rid, b: c.LogTime(rid, str(uuid.uuid4()), b.minutes, note=b.note, work_date=b.work_date), s.TimeBody)
+command("assign", c.AssignRequest, s.AssignBody, "Assign or reassign to a team and assignee")
+command("watchers", c.AddWatcher, s.WatcherBody, "Add a watcher")
+command("watchers/remove", c.RemoveWatcher, s.WatcherBody, "Remove a watcher")
+command("replies", c.AddReply, s.MessageBody,
+        "Public reply (visible to the requester); a requester's reply resumes awaiting work")
+command("notes", c.AddInternalNote, s.MessageBody, "Internal note (staff only, never shown to requesters)")
+command("links", c.LinkRequest, s.LinkBody, "Link to another request (parent/child, duplicate, caused-by)")
+command("links/remove", c.UnlinkRequest, s.LinkBody, "Remove a link")
+command("time-entries", c.LogTime, s.TimeBody, "Log time spent by the calling agent")
 
 
 # --- queries ------------------------------------------------------------------------------------------

@@ -1,24 +1,13 @@
-"""Command handling for intake: load -> decide -> append, with the policy of the request's organisation."""
+"""Intake's aggregate as the generic command handler sees it: requests, decided under their organisation's policy."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
-from opsat.common.domain import Actor, CommandContext, NotFound
-from opsat.common.envelope import EventMetadata
-from opsat.common.eventstore import AppendResult, EventStore, Idempotency, run_command
-from opsat.common.observability import EVENTS_APPENDED
+from opsat.common.domain import Actor, CommandContext, DomainEvent
 from opsat.intake.domain import aggregate
-from opsat.intake.domain.commands import LinkRequest, SubmitRequest
 from opsat.intake.domain.policy import IntakePolicy
-
-STREAM_TYPE = "request"
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
+from opsat.intake.settings import IntakeSettings
 
 
 class PolicyBook:
@@ -33,53 +22,19 @@ class PolicyBook:
         return self._by_org.get(organisation_id or "", self.default)
 
 
-class IntakeHandlers:
-    def __init__(self, store: EventStore, policies: PolicyBook, clock: Callable[[], datetime] = utcnow) -> None:
-        self.store = store
-        self.policies = policies
-        self.clock = clock
+class RequestAggregate:
+    stream_type = "request"
+    id_field = "request_id"
+    commands = aggregate.COMMANDS
+    evolve = staticmethod(aggregate.evolve)
 
-    async def execute(
-        self,
-        command: Any,
-        actor: Actor,
-        *,
-        correlation_id: str,
-        idempotency_key: str | None = None,
-        expected_version: int | None = None,
-        traceparent: str | None = None,
-        request_fingerprint: Any = None,
-    ) -> AppendResult:
-        ctx = CommandContext(actor=actor, now=self.clock())
-        submit = isinstance(command, SubmitRequest)
-        if isinstance(command, LinkRequest) and await self.store.stream_version(command.target_id) == 0:
-            raise NotFound(f"request {command.target_id} not found", field="target_id")
+    def __init__(self, settings: IntakeSettings) -> None:
+        self.policies = PolicyBook(settings.intake_policy, settings.intake_policy_by_org)
 
-        def organisation(state: aggregate.ServiceRequest | None) -> str | None:
-            return command.organisation_id if submit else state.organisation_id if state else None
+    def tenant(self, state: aggregate.ServiceRequest | None, command: Any, actor: Actor) -> str:
+        if state is not None:
+            return state.organisation_id
+        return getattr(command, "organisation_id", None) or actor.organisation  # a submit names its organisation
 
-        def decide(state: aggregate.ServiceRequest | None) -> list:
-            return aggregate.decide(state, command, ctx, self.policies.for_org(organisation(state)))
-
-        def metadata(state: aggregate.ServiceRequest | None) -> EventMetadata:
-            return EventMetadata(actor=actor.id, tenant=organisation(state) or actor.organisation,
-                                 correlation_id=correlation_id, traceparent=traceparent)
-
-        idempotency = None
-        if idempotency_key:
-            idempotency = Idempotency.for_request(idempotency_key, actor.id, type(command).__name__,
-                                                  request_fingerprint)
-        result = await run_command(
-            self.store,
-            stream_id=command.request_id,
-            stream_type=STREAM_TYPE,
-            decide=decide,
-            evolve=aggregate.evolve,
-            metadata=metadata,
-            idempotency=idempotency,
-            expected_version=expected_version,
-            new_stream=submit,
-        )
-        if not result.replayed:
-            EVENTS_APPENDED.labels("intake").inc(len(result.event_ids))
-        return result
+    def decide(self, state: aggregate.ServiceRequest | None, command: Any, ctx: CommandContext) -> list[DomainEvent]:
+        return aggregate.decide(state, command, ctx, self.policies.for_org(self.tenant(state, command, ctx.actor)))

@@ -1,6 +1,7 @@
 """Reactions to intake's own events that are not read models: scheduling the auto-close deadline.
 
-Runs as its own consumer group, so its offsets and duplicates are tracked apart from the views.
+Runs as its own consumer group, with its processed ids in the `reactions` schema: a rebuild and swap
+of the read model must not make it schedule (or forget) anything twice.
 """
 
 from __future__ import annotations
@@ -9,8 +10,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from opsat.common import deadlines
 from opsat.common.consumer import ReceivedEvent
+from opsat.common.reactions import reaction_metadata
 from opsat.intake.domain import events as ev
-from opsat.intake.projections.tables import metadata
 
 AUTO_CLOSE = "auto_close"
 
@@ -19,7 +20,8 @@ class AutoCloseScheduler:
     """RequestResolved sets the auto-close deadline; anything that ends or reopens it removes it."""
 
     name = "auto_close_scheduler"
-    metadata = metadata
+    sources = ("intake",)
+    metadata = reaction_metadata()
 
     def __init__(self, topic: str) -> None:
         self.topics = [topic]

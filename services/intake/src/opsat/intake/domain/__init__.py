@@ -5,14 +5,13 @@ values and policy live in their own modules and are re-exported here for conveni
 """
 
 from opsat.intake.domain.aggregate import ServiceRequest, decide, evolve, replay
-from opsat.intake.domain.commands import INTAKE_COMMANDS, IntakeCommand
+from opsat.intake.domain.commands import INTAKE_COMMANDS
 from opsat.intake.domain.events import INTAKE_EVENTS, IntakeEvent
 from opsat.intake.domain.policy import IntakePolicy
 
 __all__ = [
     "INTAKE_COMMANDS",
     "INTAKE_EVENTS",
-    "IntakeCommand",
     "IntakeEvent",
     "IntakePolicy",
     "ServiceRequest",

@@ -113,7 +113,7 @@ class _Rule:
 
 
 def decide(
-    state: ServiceRequest | None, command: c.IntakeCommand, ctx: CommandContext, policy: IntakePolicy
+    state: ServiceRequest | None, command: Any, ctx: CommandContext, policy: IntakePolicy
 ) -> list[DomainEvent]:
     """The events that `command` causes, or a DomainError. `state` is None for a request not yet submitted."""
     rule = _RULES.get(type(command))
@@ -790,3 +790,12 @@ _RULES: dict[type, _Rule] = {
     c.UnlinkRequest: _Rule(_unlink, STAFF),
     c.LogTime: _Rule(_log_time, STAFF),
 }
+
+COMMANDS = frozenset(_RULES)
+
+
+def callers(command: type) -> tuple[Role, ...]:
+    """Roles that may issue `command` at all (the HTTP route's guard); its rule narrows further."""
+    rule = _RULES[command]
+    roles = rule.staff_roles | ({Role.requester} if rule.requester != "none" else set())
+    return tuple(r for r in Role if r in roles)

@@ -60,6 +60,7 @@ def _summary(event: ev.IntakeEvent) -> str:
 
 class RequestsProjection:
     name = "requests"
+    sources = ("intake",)
     metadata = metadata
 
     def __init__(self, topic: str) -> None:

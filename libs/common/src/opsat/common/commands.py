@@ -1,0 +1,213 @@
+"""Command plumbing every service shares: HTTP headers -> `CommandMeta`, load -> decide -> append, routes.
+
+A service supplies an `Aggregate` (its pure `decide`/`evolve` plus the stream's type, id field and
+tenant) and declares each command route in one line on a `CommandRouter`. Commands may say, as class
+attributes, that they start a stream (`creates_stream`), that some fields name other streams which
+must exist (`references`), or that some id fields are minted by the server when absent
+(`generated_ids`). No service-specific `isinstance` checks live here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import re
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Annotated, Any, Protocol
+
+from fastapi import APIRouter, Depends, Header, Request, Response
+from pydantic import BaseModel
+
+from opsat.common import observability as obs
+from opsat.common.auth import require
+from opsat.common.domain import Actor, CommandContext, DomainEvent, InvalidInput, NotFound, Role
+from opsat.common.envelope import EventMetadata
+from opsat.common.eventstore import AppendResult, ConcurrencyConflict, EventStore, Idempotency, fold
+
+
+@dataclass(frozen=True)
+class CommandMeta:
+    """Everything about a command that is not the command: tracing, retries, the version the client saw."""
+
+    correlation_id: str
+    traceparent: str | None = None
+    idempotency_key: str | None = None
+    expected_version: int | None = None  # If-Match
+    causation_id: str | None = None  # the event that caused it (reactions)
+    fingerprint: Any = None  # what makes a repeat under the same Idempotency-Key "the same request"
+
+
+class Aggregate(Protocol):
+    """One kind of stream: what the generic handler needs to know of a service's domain."""
+
+    stream_type: str
+    id_field: str  # the command field naming the stream, e.g. "request_id"
+    commands: frozenset[type]  # every command class `decide` has a rule for
+
+    def decide(self, state: Any, command: Any, ctx: CommandContext) -> Sequence[DomainEvent]: ...
+
+    def evolve(self, state: Any, event: DomainEvent) -> Any: ...
+
+    def tenant(self, state: Any, command: Any, actor: Actor) -> str:
+        """The organisation the stream belongs to (stored with every event)."""
+        ...
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class CommandHandler:
+    """load -> decide -> append, for any aggregate."""
+
+    def __init__(self, service: str, store: EventStore, aggregate: Aggregate,
+                 clock: Callable[[], datetime] = utcnow) -> None:
+        self.service = service
+        self.store = store
+        self.aggregate = aggregate
+        self.clock = clock
+
+    async def execute(self, command: Any, actor: Actor, meta: CommandMeta) -> AppendResult:
+        aggregate = self.aggregate
+        stream_id = getattr(command, aggregate.id_field)
+        idempotency = None
+        if meta.idempotency_key:
+            idempotency = Idempotency.for_request(meta.idempotency_key, actor.id, type(command).__name__,
+                                                  meta.fingerprint)
+            stored = await self.store.idempotent_result(idempotency)
+            if stored is not None:
+                return stored
+        for name in getattr(command, "references", ()):
+            if await self.store.stream_version(getattr(command, name)) == 0:
+                raise NotFound(f"{aggregate.stream_type} {getattr(command, name)} not found", field=name)
+        history = [] if getattr(command, "creates_stream", False) else await self.store.load(stream_id)
+        current = history[-1].version if history else 0
+        if meta.expected_version is not None and meta.expected_version != current:
+            raise ConcurrencyConflict(f"stream {stream_id} is at version {current}, not {meta.expected_version}",
+                                      code="version_conflict")
+        state = fold(aggregate.evolve, history)
+        events = aggregate.decide(state, command, CommandContext(actor=actor, now=self.clock()))
+        metadata = EventMetadata(actor=actor.id, tenant=aggregate.tenant(state, command, actor),
+                                 correlation_id=meta.correlation_id, causation_id=meta.causation_id,
+                                 traceparent=meta.traceparent)
+        result = await self.store.append(stream_id, aggregate.stream_type, current, events, metadata, idempotency)
+        if not result.replayed:
+            obs.EVENTS_APPENDED.labels(self.service).inc(len(result.event_ids))
+        return result
+
+
+# --- HTTP ------------------------------------------------------------------------------------------------
+
+_ETAG = re.compile(r'^(?:W/)?"?(\d{1,9})"?$')
+
+
+def _if_match(
+    value: Annotated[str | None, Header(alias="If-Match", description='expected stream version, e.g. "3"')] = None,
+) -> int | None:
+    if value is None:
+        return None
+    match = _ETAG.match(value.strip())
+    if not match:
+        raise InvalidInput('If-Match must be a version such as "3"', field="If-Match")
+    return int(match.group(1))
+
+
+def creation_meta(
+    request: Request,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=200,
+                                                  description="repeat a command safely: the first result "
+                                                              "is returned")] = None,
+) -> CommandMeta:
+    """For commands that create a stream: there is no version to match yet."""
+    return CommandMeta(correlation_id=obs.correlation_id.get() or "",
+                       traceparent=request.scope.get("state", {}).get("traceparent"), idempotency_key=idempotency_key)
+
+
+def command_meta(meta: Annotated[CommandMeta, Depends(creation_meta)],
+                 expected_version: Annotated[int | None, Depends(_if_match)]) -> CommandMeta:
+    return replace(meta, expected_version=expected_version)
+
+
+def command_handler(request: Request) -> CommandHandler:
+    return request.app.state.commands
+
+
+def queries(request: Request) -> Any:
+    return request.app.state.queries
+
+
+Meta = Annotated[CommandMeta, Depends(command_meta)]
+CreationMeta = Annotated[CommandMeta, Depends(creation_meta)]
+Commands = Annotated[CommandHandler, Depends(command_handler)]
+
+
+class CommandRouter(APIRouter):
+    """An APIRouter whose command routes are one line each: `router.command("accept", AcceptRequest, AcceptBody,
+    "Accept a request")` registers POST {item}/accept, building the command from the path id and the body's
+    fields (same names), and admitting the roles the domain's rule for that command names."""
+
+    def __init__(self, *, item_path: str, id_param: Any, accepted: type[BaseModel],
+                 callers: Callable[[type], Sequence[Role]], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.item_path = item_path  # e.g. "/requests/{request_id}"
+        self.id_name = re.search(r"{(\w+)}", item_path).group(1)  # type: ignore[union-attr]
+        self.id_param = id_param  # the Annotated path parameter type, e.g. with a pattern
+        self.accepted_model = accepted
+        self.callers = callers
+        self.command_classes: list[type] = []
+
+    def accepted(self, result: AppendResult, response: Response) -> BaseModel:
+        response.headers["ETag"] = f'"{result.version}"'
+        return self.accepted_model(**{self.id_name: result.stream_id}, version=result.version,
+                                   position=result.position, event_ids=list(result.event_ids),
+                                   replayed=result.replayed)
+
+    def command(self, path: str, command_cls: type, body: type[BaseModel] | None, summary: str,
+                description: str | None = None) -> None:
+        _check_body_fits(command_cls, body, self.id_name)
+        roles = tuple(self.callers(command_cls))
+        generated = tuple(getattr(command_cls, "generated_ids", ()))
+        doc = (f"{description or summary}. Callers: {', '.join(r.value for r in roles)}. "
+               "Send If-Match to act only on the version you saw.")
+
+        async def endpoint(**kw: Any) -> BaseModel:
+            stream_id, payload = kw[self.id_name], kw.get("body")
+            fields = {name: getattr(payload, name) for name in type(payload).model_fields} if payload else {}
+            for name in generated:
+                if fields.get(name) is None:
+                    fields[name] = str(uuid.uuid4())
+            command = command_cls(**{self.id_name: stream_id}, **fields)
+            fingerprint = [stream_id, payload.model_dump(mode="json") if payload is not None else None]
+            result = await kw["commands"].execute(command, kw["actor"], replace(kw["meta"], fingerprint=fingerprint))
+            return self.accepted(result, kw["response"])
+
+        params = [inspect.Parameter(self.id_name, inspect.Parameter.KEYWORD_ONLY, annotation=self.id_param)]
+        if body is not None:
+            params.append(inspect.Parameter("body", inspect.Parameter.KEYWORD_ONLY, annotation=body))
+        params += [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation) for name, annotation in (
+            ("response", Response), ("commands", Commands), ("meta", Meta),
+            ("actor", Annotated[Actor, Depends(require(*roles))]))]
+        endpoint.__signature__ = inspect.Signature(params, return_annotation=self.accepted_model)  # type: ignore[attr-defined]
+        endpoint.__name__ = re.sub(r"\W", "_", path)
+        self.add_api_route(f"{self.item_path}/{path}", endpoint, methods=["POST"], summary=summary, description=doc,
+                           response_model=self.accepted_model)
+        self.command_classes.append(command_cls)
+
+
+def _check_body_fits(command_cls: type, body: type[BaseModel] | None, id_name: str) -> None:
+    """At start-up, not at the first request: the body's fields must be the command's, and cover what it needs."""
+    if not dataclasses.is_dataclass(command_cls):
+        raise TypeError(f"{command_cls.__name__} must be a dataclass to be routed")
+    fields = {f.name: f for f in dataclasses.fields(command_cls)}
+    given = set(body.model_fields) if body is not None else set()
+    unknown = given - set(fields)
+    if unknown:
+        raise TypeError(f"body {body.__name__} has fields {sorted(unknown)} that {command_cls.__name__} lacks")  # type: ignore[union-attr]
+    provided = given | {id_name} | set(getattr(command_cls, "generated_ids", ()))
+    missing = [name for name, f in fields.items() if name not in provided
+               and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    if missing:
+        raise TypeError(f"{command_cls.__name__} needs {missing}, which no body field or path gives")

@@ -1,3 +1,0 @@
-from opsat.common.migrations import run_env
-
-run_env()
