@@ -7,21 +7,10 @@ import asyncio
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
-import asyncpg
-
 from opsat.common import deadlines
-from opsat.common.db import PLATFORM_DDL_V1, asyncpg_dsn, create_engine
+from opsat.common.db import create_engine
 from opsat.common.domain import Conflict, NotDueYet
-from opsat.common.testing.helpers import scalar
-
-
-async def platform_database(database_url: str) -> None:
-    conn = await asyncpg.connect(asyncpg_dsn(database_url))
-    try:
-        for statement in PLATFORM_DDL_V1:
-            await conn.execute(statement)
-    finally:
-        await conn.close()
+from opsat.common.testing.helpers import platform_database, scalar
 
 
 async def test_replicas_share_due_deadlines_without_double_work(database_url):

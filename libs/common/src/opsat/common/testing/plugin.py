@@ -19,6 +19,9 @@ from opsat.common.testing.infra import LocalInfra, consume_all, new_topic_namesp
 
 __all__ = ["LocalInfra", "consume_all"]
 
+# Scenario modules shared by several test files: plain asserts there should explain themselves too.
+pytest.register_assert_rewrite("opsat.common.testing.store_contract")
+
 
 @pytest.fixture(scope="session")
 def local_infra(pytestconfig: pytest.Config) -> LocalInfra:
