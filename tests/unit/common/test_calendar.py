@@ -5,7 +5,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from opsat.common.calendar import BusinessCalendar
+from opsat.common.calendar import BusinessCalendar, default_calendar
 from opsat.common.domain import InvalidInput
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -243,7 +243,7 @@ def test_from_mapping_round_trips() -> None:
     assert calendar.work_start == time(8, 30)
     assert calendar.makeup_workdays == frozenset({date(2025, 9, 28)})
     assert calendar.to_mapping() == config
-    assert BusinessCalendar.from_mapping({}) == BusinessCalendar()
+    assert BusinessCalendar.from_mapping({}) == default_calendar()
 
 
 @pytest.mark.parametrize(

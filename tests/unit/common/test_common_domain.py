@@ -111,3 +111,15 @@ def test_domain_events_are_frozen_strict_and_default_to_v1():
     with pytest.raises(ValidationError):
         Happened(what="x", extra=1)
     assert Happened(what="x") == e
+
+
+def test_not_due_yet_is_a_conflict_that_names_when_to_come_back():
+    from datetime import UTC, datetime
+
+    from opsat.common.domain import Conflict, NotDueYet
+    from opsat.common.errors import status_for
+
+    due = datetime(2026, 10, 10, 8, 0, tzinfo=UTC)
+    error = NotDueYet("auto-close is due later", due_at=due, code="auto_close_not_due")
+    assert isinstance(error, Conflict) and status_for(error) == 409
+    assert (error.due_at, error.code, error.detail) == (due, "auto_close_not_due", "auto-close is due later")

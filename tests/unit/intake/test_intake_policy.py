@@ -4,7 +4,7 @@ from datetime import date
 
 import pytest
 
-from opsat.common.calendar import BusinessCalendar
+from opsat.common.calendar import default_calendar
 from opsat.common.domain import InvalidInput
 from opsat.intake.domain.policy import IntakePolicy
 from opsat.intake.domain.values import LABELS_ZH, Priority, RequestKind, Status
@@ -43,7 +43,7 @@ def test_defaults() -> None:
     assert policy.auto_close_business_days == 3
     assert policy.approval_required_kinds == {RequestKind.change}
     assert policy.requirement_confirmation_kinds == {RequestKind.service_request, RequestKind.change}
-    assert policy.calendar == BusinessCalendar()
+    assert policy.calendar == default_calendar()
 
 
 def test_from_mapping_builds_a_custom_policy() -> None:

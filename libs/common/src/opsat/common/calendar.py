@@ -2,15 +2,18 @@
 
 Pure arithmetic shared by every service (SLA clocks, auto-close, stalled requests). Working hours
 are wall-clock hours in the calendar's zone; all inputs must be timezone-aware and results come
-back in the input's time zone.
+back in the input's time zone. `default_calendar()` is China's, with the holidays and make-up days
+shipped as data in `data/calendar_cn.txt`.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from importlib import resources
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -138,7 +141,10 @@ class BusinessCalendar:
         """Build from configuration such as
         {"time_zone": "Asia/Shanghai", "working_weekdays": ["mon", ..., "fri"], "work_start": "09:00",
          "work_end": "18:00", "holidays": ["2025-10-01"], "makeup_workdays": ["2025-09-28"], "always_open": false}.
-        Missing keys keep their defaults; bad values raise InvalidInput naming the key.
+        Missing keys keep the defaults of `default_calendar()`; in particular a configuration that
+        names neither `holidays` nor `makeup_workdays` gets the shipped Chinese ones (give
+        `"holidays": []` for none). The two lists go together: naming one leaves the other empty.
+        Bad values raise InvalidInput naming the key.
         """
         if not isinstance(data, Mapping):
             raise InvalidInput("calendar configuration must be an object")
@@ -149,6 +155,9 @@ class BusinessCalendar:
         for key, parse in _PARSERS.items():
             if key in data:
                 kwargs[key] = parse(data[key], key)
+        if "holidays" not in data and "makeup_workdays" not in data:
+            shipped = default_calendar()
+            kwargs["holidays"], kwargs["makeup_workdays"] = shipped.holidays, shipped.makeup_workdays
         try:
             return cls(**kwargs)
         except ValueError as error:
@@ -165,6 +174,77 @@ class BusinessCalendar:
             "makeup_workdays": [d.isoformat() for d in sorted(self.makeup_workdays)],
             "always_open": self.always_open,
         }
+
+
+# --- the shipped default: China's statutory holidays and make-up working days --------------------
+
+SHIPPED_CALENDAR_DATA = "data/calendar_cn.txt"  # inside the opsat.common package
+_DAY_KINDS = ("holiday", "workday")
+
+
+class CalendarDataError(ValueError):
+    """A line of a holiday data file that cannot be used; the message names the line."""
+
+    def __init__(self, source: str, line_number: int, line: str, reason: str) -> None:
+        line = line.strip()
+        super().__init__(f"{source}, line {line_number}: {reason}: {line!r}")
+        self.source = source
+        self.line_number = line_number
+        self.line = line
+        self.reason = reason
+
+
+def parse_calendar_days(text: str, source: str = "<calendar data>") -> tuple[frozenset[date], frozenset[date]]:
+    """(holidays, make-up workdays) from lines `YYYY-MM-DD holiday|workday  # comment`.
+
+    Refused, naming the line: a malformed date, an unknown kind, a day listed twice (in particular
+    both as holiday and as workday), and a make-up workday that is not a Saturday or Sunday (it
+    would change nothing, so it is a typo).
+    """
+    seen: dict[date, tuple[int, str]] = {}
+    kinds: dict[str, set[date]] = {kind: set() for kind in _DAY_KINDS}
+    for number, raw in enumerate(text.splitlines(), start=1):
+        fields = raw.split("#", 1)[0].split()
+        if not fields:
+            continue
+        if len(fields) != 2:
+            raise CalendarDataError(source, number, raw, "expected 'YYYY-MM-DD holiday|workday'")
+        day_text, kind = fields
+        day = _iso_date(day_text)
+        if day is None:
+            raise CalendarDataError(source, number, raw, f"{day_text!r} is not a date YYYY-MM-DD")
+        if kind not in kinds:
+            raise CalendarDataError(source, number, raw, f"unknown kind {kind!r}, expected holiday or workday")
+        if day in seen:
+            first_line, first_kind = seen[day]
+            raise CalendarDataError(source, number, raw,
+                                    f"{day} is already listed as {first_kind} on line {first_line}")
+        if kind == "workday" and day.weekday() < 5:
+            weekday = WEEKDAY_NAMES[day.weekday()]
+            raise CalendarDataError(source, number, raw,
+                                    f"a make-up workday must be a Saturday or Sunday, not {weekday}")
+        seen[day] = (number, kind)
+        kinds[kind].add(day)
+    return frozenset(kinds["holiday"]), frozenset(kinds["workday"])
+
+
+def _iso_date(text: str) -> date | None:
+    # fromisoformat alone would also take '20240101' and week dates; the file uses one spelling.
+    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        return None
+
+
+@functools.cache
+def default_calendar() -> BusinessCalendar:
+    """DOMAIN.md's default: Asia/Shanghai, Mon-Fri 09:00-18:00, with China's shipped holidays and
+    make-up days (parsed once per process; the calendar is immutable, so sharing it is safe)."""
+    data = resources.files("opsat.common").joinpath(SHIPPED_CALENDAR_DATA)
+    holidays, makeup_workdays = parse_calendar_days(data.read_text(encoding="utf-8"), SHIPPED_CALENDAR_DATA)
+    return BusinessCalendar(holidays=holidays, makeup_workdays=makeup_workdays)
 
 
 def _load_zone(name: str) -> ZoneInfo:

@@ -48,6 +48,18 @@ class Conflict(DomainError):
     """The command does not fit the aggregate's current state (HTTP 409)."""
 
 
+class NotDueYet(Conflict):
+    """A time-driven command came before its time (HTTP 409); `due_at` says when to try again.
+
+    Clocks of different machines disagree by a little, so a scheduler keeps the deadline and moves it
+    to `due_at` instead of retiring it.
+    """
+
+    def __init__(self, detail: str, *, due_at: datetime, field: str | None = None, code: str | None = None) -> None:
+        super().__init__(detail, field=field, code=code)
+        self.due_at = due_at
+
+
 class InvalidTransition(Conflict):
     """The life cycle does not allow this step from the current status (HTTP 409)."""
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import asyncpg
 
-from opsat.common.db import asyncpg_dsn
+from opsat.common.db import PLATFORM_DDL_V1, asyncpg_dsn
 
 
 async def scalar(database_url: str, sql: str, *args: Any) -> Any:
@@ -14,5 +14,16 @@ async def scalar(database_url: str, sql: str, *args: Any) -> Any:
     conn = await asyncpg.connect(asyncpg_dsn(database_url))
     try:
         return await conn.fetchval(sql, *args)
+    finally:
+        await conn.close()
+
+
+async def platform_database(database_url: str) -> None:
+    """Create the platform tables (events, outbox, idempotency keys, deadlines) in an empty database,
+    with the same statements as every service's first migration."""
+    conn = await asyncpg.connect(asyncpg_dsn(database_url))
+    try:
+        for statement in PLATFORM_DDL_V1:
+            await conn.execute(statement)
     finally:
         await conn.close()

@@ -21,6 +21,9 @@ from opsat.common.testing.service import ServiceHarness, running, settings_for_t
 
 __all__ = ["LocalInfra", "ServiceHarness", "consume_all"]
 
+# Scenario modules shared by several test files: plain asserts there should explain themselves too.
+pytest.register_assert_rewrite("opsat.common.testing.store_contract")
+
 
 @pytest.fixture(scope="session")
 def local_infra(pytestconfig: pytest.Config) -> LocalInfra:

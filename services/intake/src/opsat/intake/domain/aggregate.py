@@ -23,6 +23,7 @@ from opsat.common.domain import (
     Forbidden,
     InvalidInput,
     InvalidTransition,
+    NotDueYet,
     NotFound,
     Role,
 )
@@ -281,9 +282,10 @@ def _auto_close(
 ) -> list[DomainEvent]:
     # The due time was fixed at resolve (and scheduled from that event); a later policy change does not move it.
     due = state.auto_close_due_at
-    if due is None or ctx.now < due:
-        when = due.isoformat() if due else "unknown"
-        raise Conflict(f"auto-close is due at {when}, not yet", code="auto_close_not_due")
+    if due is None:
+        raise Conflict("auto-close is due at unknown, not yet", code="auto_close_not_due")
+    if ctx.now < due:
+        raise NotDueYet(f"auto-close is due at {due.isoformat()}, not yet", due_at=due, code="auto_close_not_due")
     return [e.RequestClosed(**_meta(state, ctx), reason=CloseReason.auto_closed, auto_close_due_at=due)]
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from opsat.common.calendar import BusinessCalendar
+from opsat.common.calendar import BusinessCalendar, default_calendar
 from opsat.common.domain import InvalidInput
 from opsat.intake.domain.values import Priority, RequestKind
 
@@ -43,7 +43,7 @@ class IntakePolicy:
     requirement_confirmation_kinds: frozenset[RequestKind] = frozenset(
         {RequestKind.service_request, RequestKind.change}
     )
-    calendar: BusinessCalendar = field(default_factory=BusinessCalendar)
+    calendar: BusinessCalendar = field(default_factory=default_calendar)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "priority_matrix", _checked_matrix(self.priority_matrix))

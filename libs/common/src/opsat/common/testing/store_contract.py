@@ -1,0 +1,294 @@
+"""The event store contract: scenarios that every store must pass, PostgreSQL and in-memory alike.
+
+Each scenario is a plain async function taking a `StoreFactory` (registry -> a fresh, empty store)
+and asserting. Tests run all of `SCENARIOS` against one store kind, e.g.
+
+    @pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.__name__)
+    async def test_contract(scenario, store_factory): await scenario(store_factory)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from opsat.common.domain import Conflict, DomainEvent
+from opsat.common.envelope import EventMetadata, EventRegistry, UnknownEventType
+from opsat.common.eventstore import (
+    AppendResult,
+    ConcurrencyConflict,
+    Idempotency,
+    IdempotencyKeyReused,
+    StreamStore,
+    run_command,
+)
+
+StoreFactory = Callable[[EventRegistry], StreamStore]
+Scenario = Callable[[StoreFactory], Awaitable[None]]
+
+
+class Colour(str, enum.Enum):
+    red = "red"
+    blue = "blue"
+
+
+class Opened(DomainEvent):
+    event_type = "opsat.contract.counter.opened"
+    limit: int
+
+
+class Added(DomainEvent):
+    event_type = "opsat.contract.counter.added"
+    amount: int
+    at: datetime | None = None
+    share: Decimal | None = None
+    colour: Colour | None = None
+
+
+class Unregistered(DomainEvent):
+    event_type = "opsat.contract.counter.unregistered"
+
+
+class Unserialisable(DomainEvent):
+    event_type = "opsat.contract.counter.unserialisable"
+    value: Any
+
+
+REGISTRY = EventRegistry("contract", [Opened, Added, Unserialisable])
+META = EventMetadata(actor="u1", tenant="acme", correlation_id="c-1")
+
+
+def _store(factory: StoreFactory) -> StreamStore:
+    return factory(REGISTRY)
+
+
+# --- a tiny aggregate for run_command ------------------------------------------------------------
+
+
+class OverLimit(Conflict):
+    pass
+
+
+def evolve(state: dict[str, int] | None, event: DomainEvent) -> dict[str, int]:
+    match event:
+        case Opened(limit=limit):
+            return {"limit": limit, "total": 0}
+        case Added(amount=amount):
+            assert state is not None
+            return {**state, "total": state["total"] + amount}
+    raise AssertionError(f"unexpected {event!r}")
+
+
+def add(amount: int) -> Callable[[dict[str, int] | None], list[DomainEvent]]:
+    def decide(state: dict[str, int] | None) -> list[DomainEvent]:
+        if state is None:
+            raise Conflict("no such counter")
+        if state["total"] + amount > state["limit"]:
+            raise OverLimit(f"{state['total']} + {amount} is over {state['limit']}")
+        return [Added(amount=amount)]
+
+    return decide
+
+
+# --- scenarios ------------------------------------------------------------------------------------
+
+
+async def appended_events_load_in_version_order(factory: StoreFactory) -> None:
+    store = _store(factory)
+    first = await store.append("s1", "counter", 0, [Opened(limit=10), Added(amount=1)], META)
+    other = await store.append("s2", "counter", 0, [Opened(limit=5)], META)
+    second = await store.append("s1", "counter", 2, [Added(amount=2)], META)
+    assert (first.version, other.version, second.version) == (2, 1, 3)
+    assert not (first.replayed or other.replayed or second.replayed)
+
+    loaded = await store.load("s1")
+    assert [r.version for r in loaded] == [1, 2, 3]
+    assert [r.event for r in loaded] == [Opened(limit=10), Added(amount=1), Added(amount=2)]
+    assert {(r.stream_id, r.stream_type) for r in loaded} == {("s1", "counter")}
+    assert [r.event_id for r in loaded] == [*first.event_ids, *second.event_ids]
+    assert len(set(first.event_ids + other.event_ids + second.event_ids)) == 4
+    assert all(r.metadata == {"actor": "u1", "tenant": "acme", "correlation_id": "c-1"} for r in loaded)
+    assert all(r.recorded_at.tzinfo is not None for r in loaded)
+    # Positions increase across streams in append order; a result names its last event's position.
+    [s2] = await store.load("s2")
+    positions = [loaded[0].position, loaded[1].position, s2.position, loaded[2].position]
+    assert positions == sorted(positions) and len(set(positions)) == 4
+    assert (first.position, other.position, second.position) == (loaded[1].position, s2.position, loaded[2].position)
+    assert await store.load("nothing-here") == []
+
+
+async def a_stale_expected_version_is_a_conflict(factory: StoreFactory) -> None:
+    store = _store(factory)
+    await store.append("s1", "counter", 0, [Opened(limit=10), Added(amount=1)], META)
+    for stale in (0, 1):
+        with pytest.raises(ConcurrencyConflict) as raised:
+            await store.append("s1", "counter", stale, [Added(amount=5)], META)
+        assert raised.value.code == "version_conflict"
+    assert [r.version for r in await store.load("s1")] == [1, 2]
+    assert (await store.append("s1", "counter", 2, [Added(amount=5)], META)).version == 3
+
+
+async def concurrent_appends_at_one_version_let_exactly_one_win(factory: StoreFactory) -> None:
+    store = _store(factory)
+    await store.append("s1", "counter", 0, [Opened(limit=10)], META)
+    outcomes = await asyncio.gather(
+        *(store.append("s1", "counter", 1, [Added(amount=n)], META) for n in (1, 2)), return_exceptions=True
+    )
+    [won] = [o for o in outcomes if isinstance(o, AppendResult)]
+    [lost] = [o for o in outcomes if not isinstance(o, AppendResult)]
+    assert isinstance(lost, ConcurrencyConflict)
+    loaded = await store.load("s1")
+    assert [r.version for r in loaded] == [1, 2]
+    assert loaded[1].event_id == won.event_ids[0]
+
+
+async def a_multi_event_append_is_all_or_nothing(factory: StoreFactory) -> None:
+    store = _store(factory)
+    await store.append("s1", "counter", 0, [Opened(limit=10)], META)
+    # Versions 1-3: only version 1 is taken, yet none of the three may be written.
+    with pytest.raises(ConcurrencyConflict):
+        await store.append("s1", "counter", 0, [Opened(limit=1), Added(amount=1), Added(amount=2)], META)
+    # The second event cannot be serialised: the first must not be written either.
+    with pytest.raises(Exception, match="[Ss]erializ"):
+        await store.append("s1", "counter", 1, [Added(amount=1), Unserialisable(value=object())], META)
+    with pytest.raises(ValueError, match="at least one event"):
+        await store.append("s1", "counter", 1, [], META)
+    assert [r.event for r in await store.load("s1")] == [Opened(limit=10)]
+    assert await store.stream_version("s1") == 1
+    batch = await store.append("s1", "counter", 1, [Added(amount=1), Added(amount=2), Added(amount=3)], META)
+    loaded = await store.load("s1")
+    assert [r.version for r in loaded] == [1, 2, 3, 4] and batch.version == 4
+    assert batch.position == loaded[-1].position
+
+
+async def stream_version_counts_the_events_of_one_stream(factory: StoreFactory) -> None:
+    store = _store(factory)
+    assert await store.stream_version("s1") == 0
+    await store.append("s1", "counter", 0, [Opened(limit=10), Added(amount=1)], META)
+    await store.append("s2", "counter", 0, [Opened(limit=10)], META)
+    await store.append("s1", "counter", 2, [Added(amount=1)], META)
+    assert (await store.stream_version("s1"), await store.stream_version("s2")) == (3, 1)
+
+
+async def events_read_back_through_json_and_the_registry(factory: StoreFactory) -> None:
+    store = _store(factory)
+    at = datetime(2026, 10, 10, 16, 0, tzinfo=UTC) + timedelta(microseconds=123)
+    sent = Added(amount=3, at=at, share=Decimal("0.35"), colour=Colour.blue)
+    await store.append("s1", "counter", 0, [sent], META)
+    [loaded] = await store.load("s1")
+    assert loaded.event == sent and loaded.event is not sent
+    assert loaded.event.at == at and loaded.event.colour is Colour.blue
+    # A type the registry does not know is stored, but cannot be read back.
+    await store.append("s2", "counter", 0, [Unregistered()], META)
+    with pytest.raises(UnknownEventType):
+        await store.load("s2")
+
+
+async def an_idempotency_key_repeat_returns_the_first_result(factory: StoreFactory) -> None:
+    store = _store(factory)
+    await store.append("c1", "counter", 0, [Opened(limit=10)], META)
+    key = Idempotency.for_request("k1", "u1", "add", {"amount": 2})
+    assert await store.idempotent_result(key) is None
+    first = await run_command(store, stream_id="c1", stream_type="counter", decide=add(2), evolve=evolve,
+                              metadata=META, idempotency=key)
+    assert not first.replayed
+    decided = []
+
+    def counting_add(state: Any) -> list[DomainEvent]:
+        decided.append(state)
+        return add(2)(state)
+
+    again = await run_command(store, stream_id="c1", stream_type="counter", decide=counting_add, evolve=evolve,
+                              metadata=META, idempotency=key)
+    assert again == AppendResult(first.stream_id, first.version, first.position, first.event_ids, replayed=True)
+    assert decided == []
+    assert await store.idempotent_result(key) == again
+    assert await store.stream_version("c1") == 2
+    # Two requests with one key racing past the check: the loser's append (here onto a freshly
+    # generated stream id, as a create does) returns the winner's result and writes nothing.
+    raced = await store.append("c2", "counter", 0, [Opened(limit=1)], META, key)
+    assert raced == again
+    assert await store.load("c2") == []
+
+
+async def an_idempotency_key_reused_for_another_request_is_refused(factory: StoreFactory) -> None:
+    store = _store(factory)
+    await store.append("c1", "counter", 0, [Opened(limit=10)], META)
+    await run_command(store, stream_id="c1", stream_type="counter", decide=add(2), evolve=evolve, metadata=META,
+                      idempotency=Idempotency.for_request("k1", "u1", "add", {"amount": 2}))
+    other = Idempotency.for_request("k1", "u1", "add", {"amount": 3})
+    with pytest.raises(IdempotencyKeyReused) as raised:
+        await run_command(store, stream_id="c1", stream_type="counter", decide=add(3), evolve=evolve,
+                          metadata=META, idempotency=other)
+    assert raised.value.field == "Idempotency-Key"
+    with pytest.raises(IdempotencyKeyReused):
+        await store.idempotent_result(other)
+    with pytest.raises(IdempotencyKeyReused):
+        await store.append("c2", "counter", 0, [Opened(limit=1)], META, other)
+    assert await store.stream_version("c1") == 2
+    assert await store.load("c2") == []
+
+
+async def idempotency_keys_of_different_actors_are_independent(factory: StoreFactory) -> None:
+    store = _store(factory)
+    mine = Idempotency.for_request("k1", "u1", "open", {"limit": 1})
+    theirs = Idempotency.for_request("k1", "u2", "open", {"limit": 1})
+    a = await store.append("c1", "counter", 0, [Opened(limit=1)], META, mine)
+    b = await store.append("c2", "counter", 0, [Opened(limit=1)], META, theirs)
+    assert not a.replayed and not b.replayed
+    assert await store.idempotent_result(mine) == replace(a, replayed=True)
+    assert await store.idempotent_result(theirs) == replace(b, replayed=True)
+    assert await store.stream_version("c1") == await store.stream_version("c2") == 1
+
+
+async def run_command_loads_decides_and_appends(factory: StoreFactory) -> None:
+    store = _store(factory)
+    with pytest.raises(Conflict, match="no such counter"):
+        await run_command(store, stream_id="c1", stream_type="counter", decide=add(1), evolve=evolve, metadata=META)
+    created = await run_command(store, stream_id="c1", stream_type="counter", decide=lambda _: [Opened(limit=5)],
+                                evolve=evolve, metadata=META, new_stream=True)
+    assert created.version == 1
+    seen: list[Any] = []
+
+    def metadata_of(state: Any) -> EventMetadata:  # metadata may depend on the state
+        seen.append(state)
+        return EventMetadata(actor="u2", tenant="acme", correlation_id=f"total-{state['total']}")
+
+    await run_command(store, stream_id="c1", stream_type="counter", decide=add(3), evolve=evolve,
+                      metadata=metadata_of)
+    assert seen == [{"limit": 5, "total": 0}]
+    with pytest.raises(OverLimit):  # the domain refuses: nothing is appended
+        await run_command(store, stream_id="c1", stream_type="counter", decide=add(3), evolve=evolve, metadata=META)
+    with pytest.raises(ConcurrencyConflict):  # If-Match with an old version
+        await run_command(store, stream_id="c1", stream_type="counter", decide=add(1), evolve=evolve, metadata=META,
+                          expected_version=1)
+    done = await run_command(store, stream_id="c1", stream_type="counter", decide=add(2), evolve=evolve,
+                             metadata=META, expected_version=2)
+    loaded = await store.load("c1")
+    assert done.version == 3 and [r.event for r in loaded] == [Opened(limit=5), Added(amount=3), Added(amount=2)]
+    assert loaded[1].metadata["correlation_id"] == "total-0"
+    # A create with new_stream=True on a taken id is still refused by the store.
+    with pytest.raises(ConcurrencyConflict):
+        await run_command(store, stream_id="c1", stream_type="counter", decide=lambda _: [Opened(limit=5)],
+                          evolve=evolve, metadata=META, new_stream=True)
+
+
+SCENARIOS: list[Scenario] = [
+    appended_events_load_in_version_order,
+    a_stale_expected_version_is_a_conflict,
+    concurrent_appends_at_one_version_let_exactly_one_win,
+    a_multi_event_append_is_all_or_nothing,
+    stream_version_counts_the_events_of_one_stream,
+    events_read_back_through_json_and_the_registry,
+    an_idempotency_key_repeat_returns_the_first_result,
+    an_idempotency_key_reused_for_another_request_is_refused,
+    idempotency_keys_of_different_actors_are_independent,
+    run_command_loads_decides_and_appends,
+]
