@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import date, time
 
+from opsat.common.settings import merge_nested
 from opsat.intake.app.handlers import PolicyBook
 
 DEFAULT = {
@@ -37,3 +38,11 @@ def test_a_list_in_an_override_replaces_the_default_list() -> None:
 def test_the_default_is_not_changed_by_merging() -> None:
     PolicyBook(DEFAULT, {"acme": {"calendar": {"work_start": "08:00"}}})
     assert DEFAULT["calendar"]["work_start"] == "09:30"
+
+
+def test_merge_nested_merges_mappings_at_any_depth_and_replaces_everything_else() -> None:
+    base = {"a": {"b": {"c": 1, "d": 2}, "e": [1]}, "f": 1}
+    assert merge_nested(base, {"a": {"b": {"c": 9}, "e": [2]}, "g": {}}) == {
+        "a": {"b": {"c": 9, "d": 2}, "e": [2]}, "f": 1, "g": {}}
+    assert merge_nested(base, {"a": None}) == {"a": None, "f": 1}
+    assert base == {"a": {"b": {"c": 1, "d": 2}, "e": [1]}, "f": 1}
