@@ -550,7 +550,8 @@ async def test_submit_refuses_bad_fields(intake, change, field):
     ("time-entries", {"minutes": 30, "work_date": "2999-01-01"}, "work_date"),  # domain rule: not in the future
     ("time-entries", {"minutes": 30, "note": "  "}, "note"),
     ("requirement/changes/assess", {"change_id": "c-1", "effort_hours": "lots", "impact_summary": "x"}, "effort_hours"),
-    ("requirement/changes/assess", {"change_id": "c-1", "effort_hours": 0, "impact_summary": "x"}, "effort_hours"),
+    ("requirement/changes/assess", {"change_id": "c-1", "effort_hours": 100_001, "impact_summary": "x"},
+     "effort_hours"),
     ("requirement/changes/assess", {"change_id": "c-1", "effort_hours": -3, "impact_summary": "x"}, "effort_hours"),
     ("requirement/changes/assess", {"change_id": "c-1", "effort_hours": True, "impact_summary": "x"}, "effort_hours"),
     ("requirement/changes/assess", b'{"change_id": "c-1", "effort_hours": NaN, "impact_summary": "x"}', "effort_hours"),

@@ -555,13 +555,13 @@ def test_reassignment_keeps_history_in_the_events() -> None:
 
 def test_links() -> None:
     story = in_progress()
-    story.do(c.LinkRequest(RID, "REQ-2", "duplicate_of"), AGENT)
+    story.do(c.LinkRequest(RID, "REQ-2", "parent_of"), AGENT)
     with pytest.raises(Conflict):
-        story.do(c.LinkRequest(RID, "REQ-2", LinkType.duplicate_of), AGENT)
+        story.do(c.LinkRequest(RID, "REQ-2", LinkType.parent_of), AGENT)
     story.do(c.LinkRequest(RID, "REQ-2", LinkType.caused_by), AGENT)  # another type is another link
-    story.do(c.UnlinkRequest(RID, "REQ-2", LinkType.duplicate_of), AGENT)
+    story.do(c.UnlinkRequest(RID, "REQ-2", LinkType.parent_of), AGENT)
     with pytest.raises(Conflict):
-        story.do(c.UnlinkRequest(RID, "REQ-2", LinkType.duplicate_of), AGENT)
+        story.do(c.UnlinkRequest(RID, "REQ-2", LinkType.parent_of), AGENT)
     assert story.state.links == {(LinkType.caused_by, "REQ-2")}
 
 

@@ -327,3 +327,25 @@ _PARSERS = {
     "always_open": _parse_flag,
 }
 _CONFIG_KEYS = frozenset(_PARSERS)
+
+
+def business_days_from_working_time(calendar: BusinessCalendar, start: datetime, days: int) -> datetime:
+    """`days` working days after the first working moment at or after `start`, at that moment's time of day.
+
+    Unlike `add_business_days`, the result lies in working hours (closing time included) and never moves
+    backwards as `start` moves forwards: a start after closing, before opening or on a non-working day counts
+    from the next opening. With `always_open` every moment is working time.
+    """
+    if calendar.always_open:
+        return calendar.add_business_days(start, days)
+    local = _local(start, calendar.zone, "start").replace(tzinfo=None)
+    day = local.date()
+    opens, closes = calendar._hours(day)
+    if opens is None or local > closes:
+        day += _ONE_DAY
+        while not calendar.is_working_day(day):
+            day += _ONE_DAY
+        local = datetime.combine(day, calendar.work_start)
+    elif local < opens:
+        local = opens
+    return calendar.add_business_days(calendar._back(local, start), days)

@@ -6,7 +6,8 @@ Nothing is read at import time: `main.create_app(settings)` and `worker.run(sett
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Mapping
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -58,3 +59,15 @@ class ServiceSettings(BaseSettings):
 
     def topic(self, service: str | None = None) -> str:
         return f"{self.topic_namespace}.{service or self.service_name}.events"
+
+
+def merge_nested(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """`base` with `override` laid over it: mappings present in both merge key by key, at any depth;
+    any other value (lists included) in `override` replaces the base's. Neither argument is changed."""
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = merge_nested(merged[key], value)
+        else:
+            merged[key] = value
+    return merged

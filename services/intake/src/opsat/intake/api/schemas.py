@@ -7,15 +7,34 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from opsat.intake.domain.values import Channel, LinkType, Priority, RequestKind
+from opsat.intake.domain.policy import LEVELS
+from opsat.intake.domain.values import (
+    MAX_CHANGE_ID_LENGTH,
+    MAX_EFFORT_HOURS,
+    MAX_ID_LENGTH,
+    MAX_MINUTES_PER_ENTRY,
+    MAX_REASON_LENGTH,
+    MAX_TEXT_LENGTH,
+    MAX_TITLE_LENGTH,
+    MAX_WATCHERS,
+    Channel,
+    LinkType,
+    Priority,
+    RequestKind,
+)
 
+# Every limit is the domain's (values.py); a unit test compares the bodies' schemas with values.TEXT_LIMITS.
 # PostgreSQL text cannot hold NUL, so no string may carry one (a 422 here, not a 500 at the insert).
 NO_NUL = r"^[^\x00]*$"
-Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=20_000, pattern=NO_NUL)]
-Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2_000, pattern=NO_NUL)]
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=NO_NUL)]
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_TEXT_LENGTH,
+                                        pattern=NO_NUL)]
+Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_REASON_LENGTH,
+                                          pattern=NO_NUL)]
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_ID_LENGTH, pattern=NO_NUL)]
+Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_TITLE_LENGTH,
+                                         pattern=NO_NUL)]
 # strict: JSON `true` is not the number 1
-Level = Annotated[int, Field(ge=1, le=3, strict=True)]
+Level = Annotated[int, Field(ge=min(LEVELS), le=max(LEVELS), strict=True)]
 
 
 class Body(BaseModel):
@@ -25,15 +44,15 @@ class Body(BaseModel):
 class SubmitBody(Body):
     kind: RequestKind
     channel: Channel = Channel.portal
-    title: Name
-    description: Annotated[str, StringConstraints(max_length=20_000, pattern=NO_NUL)] = ""
+    title: Title
+    description: Annotated[str, StringConstraints(max_length=MAX_TEXT_LENGTH, pattern=NO_NUL)] = ""
     impact: Level = Field(description="1 enterprise-wide, 2 department, 3 individual")
     urgency: Level = Field(description="1 high, 2 medium, 3 low")
     service: Name | None = Field(default=None, description="the business service concerned")
     customer_tier: Name = "standard"
     requires_approval: bool | None = Field(default=None, description="ask for approval; null follows the catalogue")
     team: Name | None = None
-    watchers: Annotated[list[Name], Field(max_length=50)] = []
+    watchers: Annotated[list[Name], Field(max_length=MAX_WATCHERS)] = []
     requester_id: Name | None = Field(default=None, description="staff submitting on behalf of a requester")
     organisation_id: Name | None = Field(default=None, description="staff submitting for another organisation")
 
@@ -73,7 +92,7 @@ class RequirementBody(Body):
     acceptance_criteria: Text
 
 
-ChangeId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64,
+ChangeId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_CHANGE_ID_LENGTH,
                                             pattern=r"^[A-Za-z0-9_.:-]+$")]
 
 
@@ -95,7 +114,8 @@ class ChangeRejection(Body):
 
 class AssessmentBody(Body):
     change_id: ChangeId
-    effort_hours: Annotated[float, Field(gt=0, le=100_000, strict=True)]
+    effort_hours: Annotated[float, Field(ge=0, le=MAX_EFFORT_HOURS, strict=True,
+                                         description="0 when the change needs no extra work")]
     impact_summary: Text
 
 
@@ -119,7 +139,7 @@ class LinkBody(Body):
 
 
 class TimeBody(Body):
-    minutes: Annotated[int, Field(ge=1, le=1440, strict=True)]
+    minutes: Annotated[int, Field(ge=1, le=MAX_MINUTES_PER_ENTRY, strict=True)]
     note: Reason | None = None
     work_date: date | None = None
 

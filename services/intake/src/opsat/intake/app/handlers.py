@@ -5,17 +5,21 @@ from __future__ import annotations
 from typing import Any
 
 from opsat.common.domain import Actor, CommandContext, DomainEvent
+from opsat.common.settings import merge_nested
 from opsat.intake.domain import aggregate
 from opsat.intake.domain.policy import IntakePolicy
 from opsat.intake.settings import IntakeSettings
 
 
 class PolicyBook:
-    """The intake policy per organisation: the default, merged with an organisation's overrides."""
+    """The intake policy per organisation: the default, merged with an organisation's overrides.
+
+    Nested settings merge key by key, so {"calendar": {"work_start": "08:00"}} keeps the default calendar's
+    time zone, hours and holidays; a list (holidays, kinds) given in an override replaces the default's."""
 
     def __init__(self, default: dict[str, Any] | None = None, by_org: dict[str, dict[str, Any]] | None = None):
         self.default = IntakePolicy.from_mapping(default or {})
-        self._by_org = {org: IntakePolicy.from_mapping({**(default or {}), **over})
+        self._by_org = {org: IntakePolicy.from_mapping(merge_nested(default or {}, over))
                         for org, over in (by_org or {}).items()}
 
     def for_org(self, organisation_id: str | None) -> IntakePolicy:

@@ -15,6 +15,7 @@ from datetime import date, datetime, timedelta
 from enum import Enum
 from typing import Any, Literal, TypeVar
 
+from opsat.common.calendar import business_days_from_working_time
 from opsat.common.domain import (
     AlreadyExists,
     CommandContext,
@@ -31,8 +32,10 @@ from opsat.intake.domain import commands as c
 from opsat.intake.domain import events as e
 from opsat.intake.domain.policy import IntakePolicy
 from opsat.intake.domain.values import (
-    MAX_TEXT_LENGTH,
-    MAX_TITLE_LENGTH,
+    MAX_EFFORT_HOURS,
+    MAX_MINUTES_PER_ENTRY,
+    MAX_WATCHERS,
+    TEXT_LIMITS,
     ApprovalState,
     ChangeState,
     Channel,
@@ -45,9 +48,6 @@ from opsat.intake.domain.values import (
     RequirementChange,
     Status,
 )
-
-MAX_ID_LENGTH = 200
-MAX_MINUTES_PER_ENTRY = 24 * 60
 
 # Who does what. Staff are the service provider's people; service accounts only run system commands.
 STAFF = frozenset({Role.agent, Role.team_lead, Role.manager, Role.admin})
@@ -89,6 +89,7 @@ class ServiceRequest:
     resolved_at: datetime | None = None
     auto_close_due_at: datetime | None = None
     closed_at: datetime | None = None
+    close_reason: CloseReason | None = None
     reopen_count: int = 0
     message_ids: frozenset[str] = frozenset()  # ids of replies and internal notes, unique per request
     time_entry_ids: frozenset[str] = frozenset()
@@ -161,7 +162,7 @@ def _submit(
             by=ctx.actor.id,
             kind=kind,
             channel=_enum(Channel, cmd.channel, "channel"),
-            title=_text(cmd.title, "title", max_length=MAX_TITLE_LENGTH),
+            title=_text(cmd.title, "title"),
             description=_text(cmd.description, "description", required=False),
             impact=cmd.impact,
             urgency=cmd.urgency,
@@ -192,6 +193,8 @@ def _watchers(watchers: Iterable[str]) -> tuple[str, ...]:
     if isinstance(watchers, str):
         raise InvalidInput("watchers must be a list of user ids", field="watchers")
     ids = tuple(_ident(w, "watchers") for w in watchers)
+    if len(ids) > MAX_WATCHERS:
+        raise InvalidInput(f"at most {MAX_WATCHERS} watchers", field="watchers")
     if len(set(ids)) != len(ids):
         raise InvalidInput("watchers must not repeat", field="watchers")
     return ids
@@ -217,13 +220,18 @@ def _reject(state: ServiceRequest, cmd: c.RejectRequest, ctx: CommandContext, _:
 
 
 def _start_work(state: ServiceRequest, cmd: c.StartWork, ctx: CommandContext, _: IntakePolicy) -> list[DomainEvent]:
-    if state.requires_requirement_confirmation and not state.requirement_confirmed:
-        raise Conflict(
-            "the requester must confirm the requirement before work starts", code="requirement_not_confirmed"
-        )
+    _expect_confirmed_requirement(state, "work starts")
     if state.approval is ApprovalState.pending:
         raise Conflict("the request awaits a manager's approval", code="approval_pending")
     return [e.WorkStarted(**_meta(state, ctx))]
+
+
+def _expect_confirmed_requirement(state: ServiceRequest, before: str) -> None:
+    if state.requires_requirement_confirmation and not state.requirement_confirmed:
+        version = f" version {state.requirement.version}" if state.requirement else ""
+        raise Conflict(
+            f"the requester must confirm the requirement{version} before {before}", code="requirement_not_confirmed"
+        )
 
 
 def _request_info(
@@ -241,7 +249,20 @@ def _provide_info(
 def _resolve(
     state: ServiceRequest, cmd: c.ResolveRequest, ctx: CommandContext, policy: IntakePolicy
 ) -> list[DomainEvent]:
-    due = policy.calendar.add_business_days(ctx.now, policy.auto_close_business_days)
+    """Deliver. Refused while a requirement change awaits its decision: the delivery is judged against the
+    requirement, so the approver decides first (rejecting it if it no longer matters). Withdrawing it here
+    would drop the proposer's request without anyone deciding on it. Also refused while an approved change
+    awaits the requester's confirmation. The auto-close is due at the same time of day N working days after
+    the first working moment at or after the resolve: always in working hours, and never earlier for a
+    later resolve."""
+    pending = sorted(i for i, ch in state.requirement_changes.items() if ch.state in _UNDECIDED_CHANGE)
+    if pending:
+        raise Conflict(
+            f"requirement change {', '.join(pending)} awaits a decision; approve or reject it before resolving",
+            code="requirement_change_pending",
+        )
+    _expect_confirmed_requirement(state, "delivery")
+    due = business_days_from_working_time(policy.calendar, ctx.now, policy.auto_close_business_days)
     return [e.RequestResolved(**_meta(state, ctx), solution=_text(cmd.solution, "solution"), auto_close_due_at=due)]
 
 
@@ -262,13 +283,23 @@ def _reopen(
     state: ServiceRequest, cmd: c.ReopenRequest, ctx: CommandContext, policy: IntakePolicy
 ) -> list[DomainEvent]:
     reason = _text(cmd.reason, "reason")
-    window_ends = _resolved_at(state) + timedelta(days=policy.reopen_window_days)
+    window_ends = _reopen_window_start(state) + timedelta(days=policy.reopen_window_days)
     if ctx.now > window_ends:
         raise Conflict(
             f"the reopen window ended at {window_ends.isoformat()}; submit a new request instead",
             code="reopen_window_expired",
         )
     return [_reopened(state, ctx, reason)]
+
+
+def _reopen_window_start(state: ServiceRequest) -> datetime:
+    """The window counts from the resolve (DOMAIN: "within N days of resolve"), except after an auto-close:
+    then it counts from the close, which can come later than the window's end across a long holiday; the
+    requester, who did not answer the delivery, still gets the whole window to reopen."""
+    resolved_at = _resolved_at(state)
+    if state.close_reason is CloseReason.auto_closed and state.closed_at is not None:
+        return max(resolved_at, state.closed_at)
+    return resolved_at
 
 
 def _reopened(state: ServiceRequest, ctx: CommandContext, reason: str) -> e.RequestReopened:
@@ -336,6 +367,13 @@ def _record_requirement(
         raise Conflict(
             "the requirement is confirmed; propose a requirement change instead", code="requirement_confirmed"
         )
+    if state.requirement is not None and state.requirement.version > 1:
+        # An approved change awaits the requester's confirmation; rewriting it would bypass the approval.
+        raise Conflict(
+            f"requirement version {state.requirement.version} comes from an approved change and awaits the "
+            "requester's confirmation",
+            code="requirement_awaits_confirmation",
+        )
     return [
         e.RequirementRecorded(
             **_meta(state, ctx),
@@ -381,8 +419,10 @@ def _assess_change(
 ) -> list[DomainEvent]:
     change = _change(state, cmd.change_id, {ChangeState.proposed}, "AssessRequirementChange")
     effort = cmd.effort_hours
-    if isinstance(effort, bool) or not isinstance(effort, (int, float)) or not math.isfinite(effort) or effort < 0:
-        raise InvalidInput("effort_hours must be a number of hours, 0 or more", field="effort_hours")
+    if isinstance(effort, bool) or not isinstance(effort, (int, float)) or not math.isfinite(effort) \
+            or not 0 <= effort <= MAX_EFFORT_HOURS:
+        raise InvalidInput(f"effort_hours must be a number of hours from 0 to {MAX_EFFORT_HOURS}",
+                           field="effort_hours")
     return [
         e.RequirementChangeAssessed(
             **_meta(state, ctx),
@@ -396,7 +436,20 @@ def _assess_change(
 def _approve_change(
     state: ServiceRequest, cmd: c.ApproveRequirementChange, ctx: CommandContext, _: IntakePolicy
 ) -> list[DomainEvent]:
+    """The approved change becomes requirement version N+1.
+
+    Segregation of duties: nobody approves a change they proposed, nor a change to their own request.
+    Handbook 2.2 has the requester confirm the requirement before work, and 2.3 changes a confirmed
+    requirement, so the new version needs the requester's agreement too: when the request's requester
+    proposed the change themselves, their proposal (whose scope and criteria are approved unchanged) is that
+    agreement and the new version is confirmed at once; otherwise it stays unconfirmed until the requester
+    confirms it (`requires_confirmation`), and work that needs a confirmed requirement waits.
+    """
     change = _change(state, cmd.change_id, {ChangeState.assessed}, "ApproveRequirementChange")
+    if ctx.actor.id == change.proposed_by:
+        raise Forbidden("nobody approves their own requirement change", field="change_id")
+    if ctx.actor.id == state.requester_id:
+        raise Forbidden("nobody approves a requirement change to their own request", field="change_id")
     current = state.requirement
     assert current is not None  # a change exists only against a confirmed requirement
     if change.base_version != current.version:
@@ -412,6 +465,8 @@ def _approve_change(
             version=current.version + 1,
             scope=change.scope,
             acceptance_criteria=change.acceptance_criteria,
+            proposed_by=change.proposed_by,
+            requires_confirmation=change.proposed_by != state.requester_id,
         )
     ]
 
@@ -508,9 +563,19 @@ def _new_message_id(state: ServiceRequest, value: str, name: str) -> str:
 
 
 def _link(state: ServiceRequest, cmd: c.LinkRequest, ctx: CommandContext, _: IntakePolicy) -> list[DomainEvent]:
+    """Refuses a link that contradicts one this request already has to the same target (values.CONTRADICTING_LINKS).
+    Only this request's own links are compared: the target's links live in its own stream."""
     link = _link_value(state, cmd.target_id, cmd.link_type)
     if link in state.links:
         raise Conflict(f"already linked: {link.link_type.value} {link.target_id}", code="already_linked")
+    clash = sorted(old.link_type.value for old in state.links
+                   if old.target_id == link.target_id and old.link_type.contradicts(link.link_type))
+    if clash:
+        raise Conflict(
+            f"{link.link_type.value} {link.target_id} contradicts the existing link {clash[0]} {link.target_id}; "
+            "remove that link first",
+            code="contradictory_link",
+        )
     return [e.RequestLinked(**_meta(state, ctx), target_id=link.target_id, link_type=link.link_type)]
 
 
@@ -578,7 +643,9 @@ def _enum(kind: type[E], value: Any, name: str) -> E:
         raise InvalidInput(f"{name} must be one of: {allowed}", field=name) from error
 
 
-def _text(value: Any, name: str, *, max_length: int = MAX_TEXT_LENGTH, required: bool = True) -> str:
+def _text(value: Any, name: str, *, required: bool = True) -> str:
+    """Text of at most the field's limit in values.TEXT_LIMITS, the one the HTTP bodies use (every field is there)."""
+    max_length = TEXT_LIMITS[name]
     if not isinstance(value, str):
         raise InvalidInput(f"{name} must be text", field=name)
     if required and not value.strip():
@@ -596,7 +663,7 @@ def _optional_text(value: Any, name: str) -> str | None:
 
 
 def _ident(value: Any, name: str) -> str:
-    return _text(value, name, max_length=MAX_ID_LENGTH)
+    return _text(value, name)
 
 
 def _optional_ident(value: Any, name: str) -> str | None:
@@ -628,7 +695,7 @@ def evolve(state: ServiceRequest | None, event: DomainEvent) -> ServiceRequest:
                 state, status=Status.resolved, resolved_at=event.at, auto_close_due_at=event.auto_close_due_at
             )
         case e.RequestClosed():
-            return replace(state, status=Status.closed, closed_at=event.at)
+            return replace(state, status=Status.closed, closed_at=event.at, close_reason=event.reason)
         case e.RequestReopened():
             return replace(
                 state,
@@ -637,6 +704,7 @@ def evolve(state: ServiceRequest | None, event: DomainEvent) -> ServiceRequest:
                 resolved_at=None,
                 auto_close_due_at=None,
                 closed_at=None,
+                close_reason=None,
             )
         case e.RequestCancelled():
             return replace(state, status=Status.cancelled)
@@ -721,7 +789,8 @@ def _evolve_requirement(state: ServiceRequest, event: DomainEvent) -> ServiceReq
             return _with_change(state, change)
         case e.RequirementChangeApproved():
             change = replace(_existing_change(state, event.change_id), state=ChangeState.approved)
-            requirement = Requirement(event.scope, event.acceptance_criteria, version=event.version, confirmed=True)
+            confirmed = not event.requires_confirmation
+            requirement = Requirement(event.scope, event.acceptance_criteria, version=event.version, confirmed=confirmed)
             return replace(_with_change(state, change), requirement=requirement)
         case e.RequirementChangeRejected():
             change = replace(
@@ -758,6 +827,7 @@ def replay(events: Iterable[DomainEvent], state: ServiceRequest | None = None) -
 
 # --- the rule table ---------------------------------------------------------------------------------
 
+_UNDECIDED_CHANGE = frozenset({ChangeState.proposed, ChangeState.assessed})
 _BEFORE_WORK = frozenset({Status.submitted, Status.accepted})
 
 _RULES: dict[type, _Rule] = {

@@ -166,6 +166,8 @@ class RequirementRecorded(IntakeEvent):
 
 
 class RequirementConfirmed(IntakeEvent):
+    """The requester confirmed requirement `version` (the first draft, or a version from an approved change)."""
+
     event_type: ClassVar[str] = _type("requirement_confirmed")
     version: int
 
@@ -187,13 +189,19 @@ class RequirementChangeAssessed(IntakeEvent):
 
 
 class RequirementChangeApproved(IntakeEvent):
-    """The requirement now has `scope`, `acceptance_criteria` and the new `version`."""
+    """The requirement now has `scope`, `acceptance_criteria` and the new `version`.
+
+    `requires_confirmation`: the requester did not propose the change, so the new version is unconfirmed
+    until a RequirementConfirmed with this `version`; false: the requester's own proposal, confirmed now.
+    (Events recorded before the field existed read as false: then every approved change was confirmed.)"""
 
     event_type: ClassVar[str] = _type("requirement_change_approved")
     change_id: str
     version: int
     scope: str
     acceptance_criteria: str
+    proposed_by: str | None = None
+    requires_confirmation: bool = False
 
 
 class RequirementChangeRejected(IntakeEvent):

@@ -33,9 +33,11 @@ class IntakePolicy:
     """How intake decides: priorities, windows and which kinds need approval or a confirmed requirement."""
 
     priority_matrix: Mapping[MatrixCell, Priority] = field(default_factory=default_priority_matrix, hash=False)
-    # Calendar days after the (last) resolve during which the requester may reopen a closed request.
+    # Calendar days during which the requester may reopen a closed request: counted from the (last) resolve,
+    # or from the close when it was an auto-close (which a long holiday can push past the window's end).
     reopen_window_days: int = 7
-    # Business days after resolve after which an unanswered delivery closes by itself.
+    # Business days after which an unanswered delivery closes by itself, counted from the first working
+    # moment at or after the resolve (so the close falls in working hours).
     auto_close_business_days: int = 3
     # Catalogue: kinds that need a manager's approval before work starts.
     approval_required_kinds: frozenset[RequestKind] = frozenset({RequestKind.change})

@@ -2,12 +2,40 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
+from types import MappingProxyType
 from typing import NamedTuple
 
+# The limits of a request's fields: the domain enforces them and the HTTP bodies import them.
+MAX_ID_LENGTH = 200  # ids and names: requester, organisation, team, assignee, watcher, link target
+MAX_CHANGE_ID_LENGTH = 64  # client-chosen requirement change ids
 MAX_TITLE_LENGTH = 200
-MAX_TEXT_LENGTH = 20_000  # description, replies, notes, reasons
+MAX_TEXT_LENGTH = 20_000  # description, questions, answers, solutions, messages, requirement texts
+MAX_REASON_LENGTH = 2_000  # reasons and comments on a decision, notes on a time entry
+MAX_WATCHERS = 50  # watchers named at submit
+MAX_MINUTES_PER_ENTRY = 24 * 60
+MAX_EFFORT_HOURS = 100_000  # assessed effort of a requirement change
+
+# Maximum length of every text field, by the field's name (the same name in commands and HTTP bodies).
+TEXT_LIMITS: Mapping[str, int] = MappingProxyType(
+    {
+        **dict.fromkeys(
+            ("request_id", "requester_id", "organisation_id", "service", "customer_tier", "team", "assignee",
+             "watchers", "user_id", "target_id", "reply_id", "note_id", "entry_id"),
+            MAX_ID_LENGTH,
+        ),
+        "change_id": MAX_CHANGE_ID_LENGTH,
+        "title": MAX_TITLE_LENGTH,
+        **dict.fromkeys(
+            ("description", "question", "answer", "solution", "body", "scope", "acceptance_criteria",
+             "impact_summary"),
+            MAX_TEXT_LENGTH,
+        ),
+        **dict.fromkeys(("reason", "comment", "note"), MAX_REASON_LENGTH),
+    }
+)
 
 
 class RequestKind(str, Enum):
@@ -48,10 +76,31 @@ class Status(str, Enum):
 
 
 class LinkType(str, Enum):
+    """How this request relates to the target request. See CONTRADICTING_LINKS for what may not combine."""
+
     parent_of = "parent_of"
     child_of = "child_of"
     duplicate_of = "duplicate_of"
     caused_by = "caused_by"
+
+    def contradicts(self, other: LinkType) -> bool:
+        """Whether a link of this type and one of `other` to the same target cannot both be true."""
+        return frozenset({self, other}) in CONTRADICTING_LINKS
+
+
+# Pairs of link types that cannot both hold towards the same target request:
+# - parent_of + child_of: the target would be above and below this request at once;
+# - duplicate_of + parent_of / child_of: a duplicate is the same request, not a part or a whole of it;
+# - duplicate_of + caused_by: a duplicate is the same request, not a consequence of it.
+# caused_by combines with parent_of and child_of (a problem may be the parent of the incidents it causes).
+CONTRADICTING_LINKS: frozenset[frozenset[LinkType]] = frozenset(
+    {
+        frozenset({LinkType.parent_of, LinkType.child_of}),
+        frozenset({LinkType.duplicate_of, LinkType.parent_of}),
+        frozenset({LinkType.duplicate_of, LinkType.child_of}),
+        frozenset({LinkType.duplicate_of, LinkType.caused_by}),
+    }
+)
 
 
 class ApprovalState(str, Enum):
@@ -119,7 +168,8 @@ LABELS_ZH: dict[Enum, str] = {
 
 @dataclass(frozen=True)
 class Requirement:
-    """Scope and acceptance criteria (需求确认). `version` grows with every approved change."""
+    """Scope and acceptance criteria (需求确认). `version` grows with every approved change; an approved
+    change that the requester did not propose is unconfirmed until the requester confirms its version."""
 
     scope: str
     acceptance_criteria: str

@@ -172,7 +172,8 @@ def _requirement(current: dict[str, Any] | None, event: ev.IntakeEvent) -> dict[
         case ev.RequirementChangeApproved():
             changes[event.change_id] = {**changes.get(event.change_id, {}), "state": "approved",
                                         "decided_by": event.by}
-            req.update(scope=event.scope, acceptance_criteria=event.acceptance_criteria, version=event.version)
+            req.update(scope=event.scope, acceptance_criteria=event.acceptance_criteria, version=event.version,
+                       confirmed=not event.requires_confirmation)
         case ev.RequirementChangeRejected():
             changes[event.change_id] = {**changes.get(event.change_id, {}), "state": "rejected",
                                         "decided_by": event.by, "rejection_reason": event.reason}
