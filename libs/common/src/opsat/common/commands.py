@@ -25,7 +25,7 @@ from opsat.common import observability as obs
 from opsat.common.auth import require
 from opsat.common.domain import Actor, CommandContext, DomainEvent, InvalidInput, NotFound, Role
 from opsat.common.envelope import EventMetadata
-from opsat.common.eventstore import AppendResult, ConcurrencyConflict, EventStore, Idempotency, fold
+from opsat.common.eventstore import AppendResult, ConcurrencyConflict, Idempotency, StreamStore, fold
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ def utcnow() -> datetime:
 class CommandHandler:
     """load -> decide -> append, for any aggregate."""
 
-    def __init__(self, service: str, store: EventStore, aggregate: Aggregate,
+    def __init__(self, service: str, store: StreamStore, aggregate: Aggregate,
                  clock: Callable[[], datetime] = utcnow) -> None:
         self.service = service
         self.store = store

@@ -1,9 +1,9 @@
-"""The append-only event store in PostgreSQL, and the one way commands run against it.
+"""The append-only event store in PostgreSQL.
 
 `append` writes all events of one command in one transaction together with their outbox rows
 (and the idempotency key, if any); `unique (stream_id, version)` turns a concurrent write into
-`ConcurrencyConflict`. `run_command` is load -> decide -> append, shared by every service; it takes
-any `StreamStore` (this one, or `opsat.common.memstore.InMemoryEventStore` in unit tests).
+`ConcurrencyConflict`. Commands run against any `StreamStore` (this one, or
+`opsat.common.memstore.InMemoryEventStore` in unit tests) through `opsat.common.commands.CommandHandler`.
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ class Idempotency:
 
 
 class StreamStore(Protocol):
-    """What `run_command` and command handlers need of an event store."""
+    """What the command handler needs of an event store."""
 
     async def load(self, stream_id: str) -> list[RecordedEvent]: ...
 
@@ -202,38 +202,3 @@ def fold(evolve: Callable[[S | None, DomainEvent], S], events: Sequence[Recorded
     for recorded in events:
         state = evolve(state, recorded.event)
     return state
-
-
-async def run_command(
-    store: StreamStore,
-    *,
-    stream_id: str,
-    stream_type: str,
-    decide: Callable[[Any], Sequence[DomainEvent]],
-    evolve: Callable[[Any, DomainEvent], Any],
-    metadata: EventMetadata | Callable[[Any], EventMetadata],
-    idempotency: Idempotency | None = None,
-    expected_version: int | None = None,
-    new_stream: bool = False,
-) -> AppendResult:
-    """Load the stream, let the pure `decide(state)` produce events, append them atomically.
-
-    `expected_version` (from If-Match) makes the client's view of the stream part of the check;
-    without it the version just read is expected, so a concurrent writer still gets a 409.
-    `metadata` may be a function of the state (e.g. the tenant is the aggregate's organisation).
-    `new_stream=True` skips the read for a freshly generated id (the insert still guards uniqueness).
-    """
-    if idempotency is not None:
-        stored = await store.idempotent_result(idempotency)
-        if stored is not None:
-            return stored
-    history = [] if new_stream else await store.load(stream_id)
-    current = history[-1].version if history else 0
-    if expected_version is not None and expected_version != current:
-        raise ConcurrencyConflict(
-            f"stream {stream_id} is at version {current}, not {expected_version}", code="version_conflict"
-        )
-    state = fold(evolve, history)
-    new_events = decide(state)
-    meta = metadata(state) if callable(metadata) else metadata
-    return await store.append(stream_id, stream_type, current, new_events, meta, idempotency)

@@ -92,7 +92,7 @@ class InMemoryEventStore:
         # From here to the end nothing awaits, so the checks and the writes are one atomic step.
         stream = self._streams.get(stream_id, [])
         # Stricter than the database, which accepts a version ahead of the stream (leaving a gap);
-        # run_command never asks for one.
+        # the command handler never asks for one.
         if expected_version != len(stream):
             raise ConcurrencyConflict(
                 f"stream {stream_id} changed since version {expected_version}; reload and retry",

@@ -29,7 +29,7 @@ from opsat.common.consumer import Projection, ProjectionRunner, RunnerConfig
 from opsat.common.db import create_engine
 from opsat.common.domain import SYSTEM_ACTOR, DomainEvent
 from opsat.common.envelope import EventRegistry
-from opsat.common.eventstore import EventStore
+from opsat.common.eventstore import EventStore, StreamStore
 from opsat.common.kafka import ensure_topics
 from opsat.common.outbox import OutboxRelay, RelayConfig
 from opsat.common.reactions import CommandReaction
@@ -118,7 +118,7 @@ class Service:
                             session_timeout_ms=settings.kafka_session_timeout_ms,
                             registries=(self.registry(),), **extra)
 
-    def command_handler(self, settings: ServiceSettings, store: EventStore,
+    def command_handler(self, settings: ServiceSettings, store: StreamStore,
                         clock: Callable[[], datetime] = utcnow) -> CommandHandler:
         return CommandHandler(self.name, store, self.aggregate(settings), clock)
 
@@ -165,7 +165,7 @@ class Service:
         if self.deadlines:
             handlers = {kind: _deadline_handler(handler, kind, command) for kind, command in self.deadlines.items()}
             loops.append(("deadlines", lambda stop: deadline_table.run_scheduler(
-                engine, handlers, stop, settings.deadline_poll_interval_s)))
+                engine, handlers, stop, settings.deadline_poll_interval_s, clock=clock)))
         return loops
 
     # --- the command line --------------------------------------------------------------------------------

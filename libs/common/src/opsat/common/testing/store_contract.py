@@ -12,14 +12,15 @@ from __future__ import annotations
 import asyncio
 import enum
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
-from opsat.common.domain import Conflict, DomainEvent
+from opsat.common.commands import CommandHandler, CommandMeta
+from opsat.common.domain import Actor, CommandContext, Conflict, DomainEvent, Role
 from opsat.common.envelope import EventMetadata, EventRegistry, UnknownEventType
 from opsat.common.eventstore import (
     AppendResult,
@@ -27,7 +28,6 @@ from opsat.common.eventstore import (
     Idempotency,
     IdempotencyKeyReused,
     StreamStore,
-    run_command,
 )
 
 StoreFactory = Callable[[EventRegistry], StreamStore]
@@ -69,11 +69,25 @@ def _store(factory: StoreFactory) -> StreamStore:
     return factory(REGISTRY)
 
 
-# --- a tiny aggregate for run_command ------------------------------------------------------------
+# --- a tiny aggregate for the command handler --------------------------------------------------
 
 
 class OverLimit(Conflict):
     pass
+
+
+@dataclass(frozen=True)
+class Open:
+    creates_stream: ClassVar[bool] = True
+
+    counter_id: str
+    limit: int
+
+
+@dataclass(frozen=True)
+class Add:
+    counter_id: str
+    amount: int
 
 
 def evolve(state: dict[str, int] | None, event: DomainEvent) -> dict[str, int]:
@@ -86,15 +100,50 @@ def evolve(state: dict[str, int] | None, event: DomainEvent) -> dict[str, int]:
     raise AssertionError(f"unexpected {event!r}")
 
 
-def add(amount: int) -> Callable[[dict[str, int] | None], list[DomainEvent]]:
-    def decide(state: dict[str, int] | None) -> list[DomainEvent]:
+class Counter:
+    stream_type = "counter"
+    id_field = "counter_id"
+    commands = frozenset({Open, Add})
+    evolve = staticmethod(evolve)
+
+    def tenant(self, state: Any, command: Any, actor: Actor) -> str:
+        return actor.organisation
+
+    def decide(self, state: dict[str, int] | None, command: Any, ctx: CommandContext) -> list[DomainEvent]:
+        if isinstance(command, Open):
+            return [Opened(limit=command.limit)]
         if state is None:
             raise Conflict("no such counter")
-        if state["total"] + amount > state["limit"]:
-            raise OverLimit(f"{state['total']} + {amount} is over {state['limit']}")
-        return [Added(amount=amount)]
+        if state["total"] + command.amount > state["limit"]:
+            raise OverLimit(f"{state['total']} + {command.amount} is over {state['limit']}")
+        return [Added(amount=command.amount)]
 
-    return decide
+
+ACTOR = Actor(id="u1", organisation="acme", roles=frozenset({Role.agent}))
+
+
+class CountingHandler(CommandHandler):
+    """The shared handler over the store under test; counts how often the domain was asked."""
+
+    def __init__(self, store: StreamStore) -> None:
+        super().__init__("contract", store, Counter())  # type: ignore[arg-type]
+        self.decided = 0
+        decide = self.aggregate.decide
+
+        def counted(*args: Any) -> list[DomainEvent]:
+            self.decided += 1
+            return decide(*args)
+
+        self.aggregate.decide = counted  # type: ignore[method-assign]
+
+
+def meta(key: str | None = None, fingerprint: Any = None, expected: int | None = None) -> CommandMeta:
+    return CommandMeta(correlation_id="c-1", idempotency_key=key, fingerprint=fingerprint, expected_version=expected)
+
+
+def key_of(key: str, command: Any, fingerprint: Any, actor: Actor = ACTOR) -> Idempotency:
+    """The key the handler stores for `command` sent with Idempotency-Key `key`."""
+    return Idempotency.for_request(key, actor.id, type(command).__name__, fingerprint)
 
 
 # --- scenarios ------------------------------------------------------------------------------------
@@ -193,22 +242,16 @@ async def events_read_back_through_json_and_the_registry(factory: StoreFactory) 
 
 async def an_idempotency_key_repeat_returns_the_first_result(factory: StoreFactory) -> None:
     store = _store(factory)
+    handler = CountingHandler(store)
     await store.append("c1", "counter", 0, [Opened(limit=10)], META)
-    key = Idempotency.for_request("k1", "u1", "add", {"amount": 2})
+    command = Add("c1", 2)
+    key = key_of("k1", command, {"amount": 2})
     assert await store.idempotent_result(key) is None
-    first = await run_command(store, stream_id="c1", stream_type="counter", decide=add(2), evolve=evolve,
-                              metadata=META, idempotency=key)
-    assert not first.replayed
-    decided = []
-
-    def counting_add(state: Any) -> list[DomainEvent]:
-        decided.append(state)
-        return add(2)(state)
-
-    again = await run_command(store, stream_id="c1", stream_type="counter", decide=counting_add, evolve=evolve,
-                              metadata=META, idempotency=key)
+    first = await handler.execute(command, ACTOR, meta("k1", {"amount": 2}))
+    assert not first.replayed and handler.decided == 1
+    again = await handler.execute(command, ACTOR, meta("k1", {"amount": 2}))
     assert again == AppendResult(first.stream_id, first.version, first.position, first.event_ids, replayed=True)
-    assert decided == []
+    assert handler.decided == 1  # the repeat never reached the domain
     assert await store.idempotent_result(key) == again
     assert await store.stream_version("c1") == 2
     # Two requests with one key racing past the check: the loser's append (here onto a freshly
@@ -220,14 +263,13 @@ async def an_idempotency_key_repeat_returns_the_first_result(factory: StoreFacto
 
 async def an_idempotency_key_reused_for_another_request_is_refused(factory: StoreFactory) -> None:
     store = _store(factory)
+    handler = CountingHandler(store)
     await store.append("c1", "counter", 0, [Opened(limit=10)], META)
-    await run_command(store, stream_id="c1", stream_type="counter", decide=add(2), evolve=evolve, metadata=META,
-                      idempotency=Idempotency.for_request("k1", "u1", "add", {"amount": 2}))
-    other = Idempotency.for_request("k1", "u1", "add", {"amount": 3})
+    await handler.execute(Add("c1", 2), ACTOR, meta("k1", {"amount": 2}))
     with pytest.raises(IdempotencyKeyReused) as raised:
-        await run_command(store, stream_id="c1", stream_type="counter", decide=add(3), evolve=evolve,
-                          metadata=META, idempotency=other)
+        await handler.execute(Add("c1", 3), ACTOR, meta("k1", {"amount": 3}))
     assert raised.value.field == "Idempotency-Key"
+    other = key_of("k1", Add("c1", 3), {"amount": 3})
     with pytest.raises(IdempotencyKeyReused):
         await store.idempotent_result(other)
     with pytest.raises(IdempotencyKeyReused):
@@ -248,36 +290,27 @@ async def idempotency_keys_of_different_actors_are_independent(factory: StoreFac
     assert await store.stream_version("c1") == await store.stream_version("c2") == 1
 
 
-async def run_command_loads_decides_and_appends(factory: StoreFactory) -> None:
+async def the_command_handler_loads_decides_and_appends(factory: StoreFactory) -> None:
     store = _store(factory)
+    handler = CountingHandler(store)
     with pytest.raises(Conflict, match="no such counter"):
-        await run_command(store, stream_id="c1", stream_type="counter", decide=add(1), evolve=evolve, metadata=META)
-    created = await run_command(store, stream_id="c1", stream_type="counter", decide=lambda _: [Opened(limit=5)],
-                                evolve=evolve, metadata=META, new_stream=True)
+        await handler.execute(Add("c1", 1), ACTOR, meta())
+    created = await handler.execute(Open("c1", limit=5), ACTOR, meta())
     assert created.version == 1
-    seen: list[Any] = []
-
-    def metadata_of(state: Any) -> EventMetadata:  # metadata may depend on the state
-        seen.append(state)
-        return EventMetadata(actor="u2", tenant="acme", correlation_id=f"total-{state['total']}")
-
-    await run_command(store, stream_id="c1", stream_type="counter", decide=add(3), evolve=evolve,
-                      metadata=metadata_of)
-    assert seen == [{"limit": 5, "total": 0}]
+    caused = CommandMeta(correlation_id="c-9", causation_id="e-1", traceparent="00-" + "a" * 32 + "-" + "b" * 16 + "-01")
+    await handler.execute(Add("c1", 3), Actor(id="u2", organisation="acme"), caused)
     with pytest.raises(OverLimit):  # the domain refuses: nothing is appended
-        await run_command(store, stream_id="c1", stream_type="counter", decide=add(3), evolve=evolve, metadata=META)
+        await handler.execute(Add("c1", 3), ACTOR, meta())
     with pytest.raises(ConcurrencyConflict):  # If-Match with an old version
-        await run_command(store, stream_id="c1", stream_type="counter", decide=add(1), evolve=evolve, metadata=META,
-                          expected_version=1)
-    done = await run_command(store, stream_id="c1", stream_type="counter", decide=add(2), evolve=evolve,
-                             metadata=META, expected_version=2)
+        await handler.execute(Add("c1", 1), ACTOR, meta(expected=1))
+    done = await handler.execute(Add("c1", 2), ACTOR, meta(expected=2))
     loaded = await store.load("c1")
     assert done.version == 3 and [r.event for r in loaded] == [Opened(limit=5), Added(amount=3), Added(amount=2)]
-    assert loaded[1].metadata["correlation_id"] == "total-0"
-    # A create with new_stream=True on a taken id is still refused by the store.
+    assert loaded[1].metadata == {"actor": "u2", "tenant": "acme", "correlation_id": "c-9", "causation_id": "e-1",
+                                  "traceparent": caused.traceparent}
+    # A create on a taken id is still refused by the store (a create skips the load).
     with pytest.raises(ConcurrencyConflict):
-        await run_command(store, stream_id="c1", stream_type="counter", decide=lambda _: [Opened(limit=5)],
-                          evolve=evolve, metadata=META, new_stream=True)
+        await handler.execute(Open("c1", limit=5), ACTOR, meta())
 
 
 SCENARIOS: list[Scenario] = [
@@ -290,5 +323,5 @@ SCENARIOS: list[Scenario] = [
     an_idempotency_key_repeat_returns_the_first_result,
     an_idempotency_key_reused_for_another_request_is_refused,
     idempotency_keys_of_different_actors_are_independent,
-    run_command_loads_decides_and_appends,
+    the_command_handler_loads_decides_and_appends,
 ]
