@@ -56,7 +56,7 @@ def running_intake(database_url: str, kafka_bootstrap: str, topic_namespace: str
 
 
 def _wait_ready(url: str, logs: Path) -> None:
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 120  # a loaded 2-core machine needs ~20 s just to import the app
     while time.monotonic() < deadline:
         try:
             if httpx.get(url, timeout=1).status_code == 200:
