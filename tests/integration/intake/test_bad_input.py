@@ -61,7 +61,17 @@ def _names(field: str, reported: Any) -> bool:
     return isinstance(reported, str) and field.lower() in reported.lower().split(".")
 
 
-def problem_complaints(r: httpx.Response, status: int | tuple[int, ...], field: str | None = None) -> list[str]:
+def problem_code(r: httpx.Response) -> str | None:
+    """The problem's code: the last segment of its `type` ("/problems/version-conflict" -> "version_conflict")."""
+    try:
+        kind = r.json().get("type")
+    except (ValueError, AttributeError):
+        return None
+    return kind.rsplit("/", 1)[-1].replace("-", "_") if isinstance(kind, str) else None
+
+
+def problem_complaints(r: httpx.Response, status: int | tuple[int, ...], field: str | None = None,
+                       code: str | None = None) -> list[str]:
     """What is wrong with `r` as the expected problem response; empty when it is right."""
     allowed = status if isinstance(status, tuple) else (status,)
     if r.status_code not in allowed:
@@ -84,16 +94,18 @@ def problem_complaints(r: httpx.Response, status: int | tuple[int, ...], field: 
         reported = [e.get("field") for e in body.get("errors") or [] if isinstance(e, dict)]
         if not any(_names(field, f) for f in reported):
             complaints.append(f"errors {reported} do not name {field!r} (detail: {body.get('detail')!r:.120})")
+    if code is not None and problem_code(r) != code:
+        complaints.append(f"problem code is {problem_code(r)!r}, not {code!r} (detail: {body.get('detail')!r:.120})")
     return complaints
 
 
 async def refusal(intake, method: str, url: str, status: int | tuple[int, ...], field: str | None = None, *,
-                  case: str = "", **kwargs: Any) -> list[str]:
+                  case: str = "", code: str | None = None, **kwargs: Any) -> list[str]:
     """Send one bad request; complaints about the answer, and about any event it appended."""
     before = await event_count(intake)
     r = await send(intake, method, url, **kwargs)
     appended = await event_count(intake) - before
-    complaints = problem_complaints(r, status, field)
+    complaints = problem_complaints(r, status, field, code)
     if appended:
         complaints.append(f"{appended} event(s) appended for a refused request")
     label = f"{method} {url}" + (f" [{case}]" if case else "")
@@ -718,18 +730,31 @@ async def test_illegal_transitions_conflict(intake, status, path, who, body):
     await assert_refused(intake, "POST", f"/api/v1/requests/{rid}/{path}", 409, json=body, headers=intake.token(*who))
 
 
+async def _steps(intake, rid: str, steps: list[tuple[str, tuple[str, str, str], Any]]) -> None:
+    for path, who, body in steps:
+        r = await intake.client.post(f"/api/v1/requests/{rid}/{path}", json=body, headers=intake.token(*who))
+        assert r.status_code == 200, (path, r.text)
+
+
+CONFIRMED_REQUIREMENT = [("requirement", AGENT, {"scope": "new laptop", "acceptance_criteria": "boots"}),
+                         ("requirement/confirm", REQUESTER, None)]
+
+
 async def test_work_cannot_start_before_the_requirement_is_confirmed(intake):
-    rid = await submitted_request(intake, kind="service_request", team="desk")
-    r = await intake.client.post(f"/api/v1/requests/{rid}/accept", json={}, headers=intake.token(*AGENT))
-    assert r.status_code == 200, r.text
-    await assert_refused(intake, "POST", f"/api/v1/requests/{rid}/start", 409, headers=intake.token(*AGENT))
+    rid = await submitted_request(intake, kind="service_request", team="desk")  # needs no approval
+    await _steps(intake, rid, [("accept", AGENT, {})])
+    await assert_refused(intake, "POST", f"/api/v1/requests/{rid}/start", 409, code="requirement_not_confirmed",
+                         headers=intake.token(*AGENT))
+    await _steps(intake, rid, [*CONFIRMED_REQUIREMENT, ("start", AGENT, None)])
 
 
 async def test_work_cannot_start_while_approval_is_pending(intake):
     rid = await submitted_request(intake, kind="change", team="desk")
-    r = await intake.client.post(f"/api/v1/requests/{rid}/accept", json={}, headers=intake.token(*AGENT))
-    assert r.status_code == 200, r.text
-    await assert_refused(intake, "POST", f"/api/v1/requests/{rid}/start", 409, headers=intake.token(*AGENT))
+    # A change also needs a confirmed requirement: confirm it, so that only the approval is missing.
+    await _steps(intake, rid, [*CONFIRMED_REQUIREMENT, ("accept", AGENT, {})])
+    await assert_refused(intake, "POST", f"/api/v1/requests/{rid}/start", 409, code="approval_pending",
+                         headers=intake.token(*AGENT))
+    await _steps(intake, rid, [("approval/approve", MANAGER, {"comment": "ok"}), ("start", AGENT, None)])
 
 
 @pytest.mark.parametrize(("path", "body"), [
