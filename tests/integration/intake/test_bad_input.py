@@ -13,7 +13,6 @@ the 500 a real client would get, so that the sweeps report every failing endpoin
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import time
@@ -25,6 +24,7 @@ from urllib.parse import quote
 import httpx
 import jwt
 import pytest
+from db_barrier import append_barrier
 
 from opsat.common.testing.helpers import scalar
 
@@ -808,8 +808,11 @@ async def test_a_repeated_command_replays_even_when_it_would_no_longer_be_allowe
 async def test_concurrent_repeats_of_a_submit_append_once(intake):
     headers = {**intake.token(*REQUESTER), "Idempotency-Key": "submit-race"}
     before = await event_count(intake)
-    answers = await asyncio.gather(*(intake.client.post("/api/v1/requests", json=SUBMIT, headers=headers)
-                                     for _ in range(5)))
+    # All five pass the key look-up before any commits and block at the insert: the repeats can only
+    # learn the first result from the `idempotency_keys` primary key refusing their own key.
+    async with append_barrier(intake.settings.database_url) as barrier:
+        answers = await barrier.race([intake.client.post("/api/v1/requests", json=SUBMIT, headers=headers)
+                                      for _ in range(5)])
     assert [a.status_code for a in answers] == [201] * 5, [a.text for a in answers]
     assert len({a.json()["request_id"] for a in answers}) == 1
     assert sum(not a.json()["replayed"] for a in answers) == 1
