@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from opsat.common.projections import rebuild, snapshot, swap
+from opsat.common.testing.helpers import scalar
 from opsat.intake.projections.requests import RequestsProjection
 from opsat.intake.service import SERVICE
 
@@ -43,8 +44,23 @@ async def test_rebuilt_read_model_equals_live_and_swaps_in(intake):
         assert live["requests"] and live["timeline"] and live["links"] and live["time_entries"]
         assert rebuilt == live
 
+        # Mark one row that only the rebuilt schema has, to tell after the swap which data is live.
+        db = intake.settings.database_url
+        await scalar(db, "update rm_rebuilt.requests set title = 'rebuilt only' where id = $1", ids[0])
         before = (await intake.client.get("/api/v1/requests?limit=200", headers=agent)).json()
         retired = await swap(engine, "rm_rebuilt")
         after = (await intake.client.get("/api/v1/requests?limit=200", headers=agent)).json()
-        assert after == before and retired.startswith("read_model_old_")
         await engine.dispose()
+
+        assert retired.startswith("read_model_old_")
+        schemas = await scalar(db, "select array_agg(nspname::text) from pg_namespace where nspname like 'r%'")
+        assert "rm_rebuilt" not in schemas and retired in schemas and "read_model" in schemas
+        assert await scalar(db, "select title from read_model.requests where id = $1", ids[0]) == "rebuilt only"
+        assert await scalar(db, f'select title from "{retired}".requests where id = $1', ids[0]) == "request 0"
+        # the API reads the swapped-in data: the marked row, everything else as before
+        marked = {item["id"]: item for item in after["items"]}[ids[0]]
+        assert marked["title"] == "rebuilt only"
+        assert [{**item, "title": "request 0"} if item["id"] == ids[0] else item for item in after["items"]] \
+            == before["items"]
+        view = await intake.client.get(f"/api/v1/requests/{ids[0]}", headers=agent)
+        assert view.status_code == 200 and view.json()["title"] == "rebuilt only", view.text

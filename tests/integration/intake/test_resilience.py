@@ -59,23 +59,33 @@ async def test_commands_succeed_while_kafka_is_down_and_everything_arrives_after
     assert await scalar(db, "select count(*) from read_model.processed_events where projection = 'requests'") == total
 
 
+async def _applied_count(db: str) -> int:
+    return await scalar(db, "select count(*) from read_model.processed_events where projection = 'requests'")
+
+
 async def _applied(db: str, count: int) -> bool:
-    return await scalar(db, "select count(*) from read_model.processed_events where projection = 'requests'") >= count
+    return await _applied_count(db) >= count
 
 
-def _worker_process(settings) -> subprocess.Popen:
+def _worker_process(settings, **extra_env: str) -> subprocess.Popen:
     env = {**os.environ, "OPSAT_DATABASE_URL": settings.database_url, "OPSAT_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
            "OPSAT_TOPIC_NAMESPACE": settings.topic_namespace, "OPSAT_WORKER_PORT": "0", "OPSAT_LOG_JSON": "false",
-           "OPSAT_RELAY_POLL_INTERVAL_S": "0.2", "OPSAT_KAFKA_SESSION_TIMEOUT_MS": "6000"}
+           "OPSAT_RELAY_POLL_INTERVAL_S": "0.2", "OPSAT_KAFKA_SESSION_TIMEOUT_MS": "6000", **extra_env}
     return subprocess.Popen([sys.executable, "-m", "opsat.intake", "worker"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+
+REQUESTS = 50
+# Small relay batches make the events reach Kafka (and so the projection) over many short transactions,
+# so that a kill lands while some are still on their way.
+SLOW_RELAY = {"OPSAT_RELAY_BATCH_SIZE": "1"}
 
 
 async def test_worker_killed_mid_stream_applies_every_event_once(intake):
     """SIGKILL the real worker process while it projects; after a restart the totals are exact."""
     agent = intake.token("agent-1", "ops", "agent")
     db = intake.settings.database_url
-    ids = [await intake.submit(title=f"r{i}") for i in range(30)]
+    ids = [await intake.submit(title=f"r{i}") for i in range(REQUESTS)]
     for rid in ids:
         await intake.client.post(f"/api/v1/requests/{rid}/accept", json={"team": "desk"}, headers=agent)
         await intake.client.post(f"/api/v1/requests/{rid}/start", headers=agent)
@@ -84,13 +94,19 @@ async def test_worker_killed_mid_stream_applies_every_event_once(intake):
                                          headers=agent)
             assert r.status_code == 200, r.text
     total = await scalar(db, "select count(*) from events")
+    assert total == REQUESTS * 6
+    at_kill = []
     for round_ in range(3):
-        worker = _worker_process(intake.settings)
+        worker = _worker_process(intake.settings, **SLOW_RELAY)
         try:
-            await wait_until(lambda: _applied(db, (round_ + 1) * total // 4), timeout=60, interval=0.01)
+            await wait_until(lambda: _applied(db, (round_ + 1) * total // 5), timeout=60, interval=0.01)
         finally:
             os.killpg(worker.pid, signal.SIGKILL)
             worker.wait()
+        # what the read model and the outbox held when the process died
+        at_kill.append((await _applied_count(db), await scalar(db, "select count(*) from outbox")))
+    # each kill interrupted work: the read model had fewer events than the store
+    assert all(applied < total for applied, _ in at_kill), f"(applied, queued) at each kill: {at_kill} of {total}"
     worker = _worker_process(intake.settings)
     try:
         await wait_until(lambda: _applied(db, total), timeout=60)
@@ -98,8 +114,8 @@ async def test_worker_killed_mid_stream_applies_every_event_once(intake):
         worker.send_signal(signal.SIGTERM)
         worker.wait(timeout=30)
     assert await scalar(db, "select count(*) from read_model.timeline") == total
-    assert await scalar(db, "select sum(time_spent_minutes) from read_model.requests") == 30 * 23
-    assert await scalar(db, "select count(*) from read_model.requests where status = 'in_progress'") == 30
+    assert await scalar(db, "select sum(time_spent_minutes) from read_model.requests") == REQUESTS * 23
+    assert await scalar(db, "select count(*) from read_model.requests where status = 'in_progress'") == REQUESTS
 
 
 async def test_poison_event_is_parked_and_the_projection_goes_on(intake, kafka_bootstrap):

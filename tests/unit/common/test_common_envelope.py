@@ -138,7 +138,8 @@ def test_decode_current_version_runs_no_upcaster():
 
 def test_decode_without_the_upcaster_a_v1_payload_fails():
     registry = EventRegistry("test", [ThingArchived])
-    with pytest.raises(Exception):
+    # the missing step of the chain is named, rather than the v1 payload failing validation as v2
+    with pytest.raises(KeyError, match="opsat.test.thing.archived"):
         registry.decode(ThingArchived.event_type, 1, {"thing_id": "t1"})
 
 
