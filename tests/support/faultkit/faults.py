@@ -31,7 +31,7 @@ class Scale:
     between_kills_s: float
 
 
-QUICK = Scale(kafka_down_s=3, postgres_down_s=3, worker_kills=1, api_kills=1, between_kills_s=1)
+QUICK = Scale(kafka_down_s=3, postgres_down_s=2, worker_kills=1, api_kills=1, between_kills_s=1)
 FULL = Scale(kafka_down_s=45, postgres_down_s=20, worker_kills=5, api_kills=3, between_kills_s=6)
 
 Fault = Callable[[Stack, LocalInfra, Scale], Awaitable[float]]
@@ -103,8 +103,10 @@ async def group_reset(stack: Stack, infra: LocalInfra, scale: Scale) -> float:
     return time.monotonic()
 
 
+# Quick (inside `make test`): the faults that heal in seconds; a Kafka restart alone takes longer than the
+# rest together, and tests/integration/intake/test_resilience.py already stops Kafka under commands.
 QUICK_FAULTS: list[tuple[str, Fault]] = [("worker killed", worker_killed), ("postgres stopped", postgres_stopped),
-                                         ("api killed", api_killed), ("kafka killed", kafka_killed)]
+                                         ("api killed", api_killed)]
 FULL_FAULTS: list[tuple[str, Fault]] = [("kafka killed", kafka_killed), ("postgres stopped", postgres_stopped),
                                         ("worker killed", worker_killed), ("api killed", api_killed),
                                         ("two workers, leader killed", two_workers_leader_killed),

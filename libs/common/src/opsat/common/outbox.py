@@ -202,7 +202,7 @@ class OutboxRelay:
                     return
             self.is_leader = True
             await conn.add_listener(OUTBOX_CHANNEL, lambda *_: self._wakeup.set())
-            backoff = faults.Backoff(0.5, 10.0)
+            backoff = faults.Backoff(0.5, 3.0)  # a retry is one connection attempt: cheap, and recovery is quicker
             while not stop.is_set():
                 self._wakeup.clear()
                 try:
