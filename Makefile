@@ -7,13 +7,14 @@ INFRA := deploy/local/infra.sh
 LOCAL := deploy/local/services.sh
 PYTHON ?= python3
 
-.PHONY: install lint infra run stop status test test-unit test-integration bench docs clean help
+.PHONY: install lint infra run stop status test test-unit test-integration test-faults bench docs clean help
 
 help:
 	@echo "make run    install, start Kafka + PostgreSQL + every service, print where they listen"
 	@echo "make test   install, start what the tests need, run every test"
 	@echo "make stop   stop the services and the local Kafka + PostgreSQL"
 	@echo "make bench  run the benchmarks (results in bench/results/)"
+	@echo "make test-faults  the fault-injection suite at full length (about 6 minutes)"
 
 # One virtualenv for the monorepo; every package editable, versions pinned by constraints.txt.
 install: $(VENV)/.installed
@@ -50,6 +51,10 @@ test-unit: install
 
 test-integration: install infra
 	$(VENV)/bin/pytest tests/integration tests/e2e
+
+# Every fault at incident-drill length; `make test` runs the same suite in its quick form.
+test-faults: install infra
+	OPSAT_FAULTS=full $(VENV)/bin/pytest -s tests/faults
 
 bench: install infra
 	$(PY) bench/run.py

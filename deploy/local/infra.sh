@@ -2,8 +2,8 @@
 # Local Kafka (KRaft, single node) and PostgreSQL without containers, for `make run`, tests and CI.
 #
 #   infra.sh up | down | status | env
-#   infra.sh kafka start|stop|restart
-#   infra.sh pg start|stop|restart
+#   infra.sh kafka start|stop|restart|kill   (kill: SIGKILL, as a crash leaves it)
+#   infra.sh pg start|stop|restart|kill      (kill: immediate shutdown, as a crash leaves it)
 #
 # State (data, logs, pids, ports) lives in ${OPSAT_LOCAL_DIR:-<repo>/.local}; the Kafka jars are fetched
 # once into ${OPSAT_CACHE_DIR:-~/.cache/opsat}. Ports are picked on the first start and then kept, so
@@ -169,6 +169,16 @@ kafka_wait() {
 
 kafka_start() { kafka_launch; kafka_wait; }
 
+kafka_kill() {
+  local pid
+  if pid=$(kafka_pid); then
+    log "killing Kafka (pid $pid)"
+    kill -KILL "$pid" 2>/dev/null || true
+    while kafka_pid >/dev/null; do sleep 0.1; done
+  fi
+  rm -f "$RUN/kafka.pid"
+}
+
 kafka_stop() {
   local pid deadline=$((SECONDS + STOP_TIMEOUT))
   if pid=$(kafka_pid); then
@@ -233,12 +243,13 @@ pg_start() {
     start >/dev/null 9>&- || { log_tail "$LOGS/postgres.log"; die "PostgreSQL did not start; see $LOGS/postgres.log"; }
 }
 
-pg_stop() {
+pg_stop() {  # $1: shutdown mode, fast unless told (immediate = no checkpoint, crash recovery on start)
+  local mode=${1:-fast}
   [[ -f $PG_DATA/PG_VERSION ]] || return 0
   pg_bin
   pg_running || return 0
-  log "stopping PostgreSQL"
-  as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" -m fast -w stop >/dev/null
+  log "stopping PostgreSQL ($mode)"
+  as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" -m "$mode" -w stop >/dev/null
 }
 
 # ---------------------------------------------------------------------------------------------- main
@@ -278,8 +289,10 @@ case "${1:-}/${2:-}" in
   kafka/start) lock; load_ports; kafka_start ;;
   kafka/stop) lock; kafka_stop ;;
   kafka/restart) lock; load_ports; kafka_stop; kafka_start ;;
+  kafka/kill) lock; kafka_kill ;;
   pg/start) lock; load_ports; pg_start ;;
   pg/stop) lock; pg_stop ;;
   pg/restart) lock; load_ports; pg_stop; pg_start ;;
+  pg/kill) lock; pg_stop immediate ;;
   *) usage ;;
 esac

@@ -33,6 +33,8 @@ service_env() {  # $1 service, $2 index
   export OPSAT_KAFKA_BOOTSTRAP OPSAT_HTTP_HOST=127.0.0.1
   export OPSAT_HTTP_PORT=$((BASE_PORT + 10 * $2)) OPSAT_WORKER_PORT=$((BASE_PORT + 10 * $2 + 1))
   export OPSAT_LOG_JSON=${OPSAT_LOG_JSON:-true}
+  # One worker per service here: a stable member id lets a restarted worker take its partitions back at once.
+  export OPSAT_KAFKA_GROUP_INSTANCE_ID=${OPSAT_KAFKA_GROUP_INSTANCE_ID:-$1-worker-0}
 }
 
 start() {  # $1 service, $2 role (api|worker), $3 port

@@ -120,3 +120,19 @@ def test_intake_wiring_is_small() -> None:
     wiring = [p for p in package.glob("*.py") if p.name != "settings.py"] + list(package.glob("api/deps.py"))
     lines = sum(1 for p in wiring for line in p.read_text().splitlines() if line.strip())
     assert lines <= 80, {p.name: len(p.read_text().splitlines()) for p in wiring}
+
+
+def test_a_projection_without_stream_versions_is_refused() -> None:
+    """Every read model is monotone: the runner needs the table in which it records applied versions."""
+    from sqlalchemy import MetaData
+
+    from opsat.common.consumer import processed_events_table
+
+    class Unguarded:
+        name = "surveys"
+        sources = ("probe",)
+        metadata = MetaData(schema="read_model")
+        processed_events_table(metadata)
+
+    with pytest.raises(DescriptionError, match="projection 'surveys' has no stream_versions table"):
+        probe(projections=[Unguarded])

@@ -56,8 +56,10 @@ def run(service: Service, argv: Sequence[str] | None = None) -> None:
 def migrate(service: Service, settings: ServiceSettings) -> None:
     from opsat.common.migrations import upgrade
 
-    upgrade(settings.database_url, service.migrations)
-    log.info("%s database migrated", service.name)
+    if upgrade(settings.database_url, service.migrations):
+        log.info("%s database migrated", service.name)
+    else:
+        log.info("%s database already at the latest revision", service.name)
 
 
 def api(service: Service, settings: ServiceSettings) -> None:

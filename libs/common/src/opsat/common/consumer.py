@@ -1,9 +1,15 @@
 """Consumer runner: Kafka records -> a projection's read-model tables, exactly once in effect.
 
-For each partition's batch: one database transaction applies the records and remembers their
-event ids (`processed_events`), then the partition's offset is committed explicitly. A redelivery
-(after a crash, a rebalance or a relay retry) finds the id and changes nothing. A record whose
-handler keeps failing is retried with back-off, then parked on the projection's dead-letter topic.
+For each poll: one database transaction applies the records and remembers their event ids
+(`processed_events`), then each partition's offset is committed explicitly. A redelivery (after a crash,
+a rebalance or a relay retry) finds the id and changes nothing.
+
+Read models are monotone: `stream_versions` holds, per stream, the highest version a projection applied,
+and an event at or below it is skipped (so a parked event re-driven after newer ones cannot roll a row
+back). Failures are classified by `opsat.common.faults`: a transient one (database or broker away) rolls
+the whole batch back and retries it with back-off, for as long as it lasts, and parks nothing; a poison
+record (cannot decode, refused by the handler or a constraint) is retried a few times, then parked on the
+projection's dead-letter topic.
 """
 
 from __future__ import annotations
@@ -18,10 +24,23 @@ from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.structs import ConsumerRecord
-from sqlalchemy import Column, MetaData, PrimaryKeyConstraint, String, Table, bindparam, func, literal, select, text
+from sqlalchemy import (
+    Column,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    bindparam,
+    func,
+    literal,
+    select,
+    text,
+)
 from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from opsat.common import faults
 from opsat.common import observability as obs
 from opsat.common.db import READ_MODEL_SCHEMA
 from opsat.common.domain import DomainEvent
@@ -39,6 +58,21 @@ def processed_events_table(metadata: MetaData, schema: str = READ_MODEL_SCHEMA) 
         Column("projection", String, nullable=False),
         Column("event_id", String, nullable=False),
         PrimaryKeyConstraint("projection", "event_id"),
+        schema=schema,
+    )
+
+
+def stream_versions_table(metadata: MetaData, schema: str = READ_MODEL_SCHEMA) -> Table:
+    """Per stream, the highest version a projection applied: the runner skips older events, so every
+    projection is monotone without each one re-implementing the check."""
+    return Table(
+        "stream_versions",
+        metadata,
+        Column("projection", String, nullable=False),
+        Column("source", String, nullable=False),
+        Column("stream_id", String, nullable=False),
+        Column("version", Integer, nullable=False),
+        PrimaryKeyConstraint("projection", "source", "stream_id"),
         schema=schema,
     )
 
@@ -65,7 +99,7 @@ class ReceivedEvent:
     offset: int = 0
 
 
-class UndecodableRecord(ValueError):
+class UndecodableRecord(faults.Poison, ValueError):
     pass
 
 
@@ -139,10 +173,13 @@ class RunnerConfig:
     group_id: str
     dlq_topic: str
     schema: str = READ_MODEL_SCHEMA
-    max_retries: int = 3
+    max_retries: int = 3  # for poison: attempts before parking (transient faults are retried without limit)
     retry_backoff_s: float = 0.1
+    retry_backoff_max_s: float = 5.0
     max_records: int = 1000
     session_timeout_ms: int = 10_000
+    # Static membership: a restarted member with the same id gets its partitions back without a rebalance.
+    group_instance_id: str | None = None
     registries: tuple[EventRegistry, ...] = ()
     # Rebuild mode: read every partition from the beginning (no group) and stop at the end offsets.
     until_end: bool = False
@@ -151,9 +188,19 @@ class RunnerConfig:
 @dataclass
 class RunnerStats:
     applied: int = 0
-    duplicates: int = 0
+    duplicates: int = 0  # already applied (same id) or older than what the read model reflects
     parked: int = 0
+    retries: int = 0  # batches rolled back by a transient fault and run again
     offsets: dict[TopicPartition, int] = field(default_factory=dict)
+
+
+@dataclass
+class Outcomes:
+    """What one transaction did; counted into the stats only once it committed."""
+
+    applied: int = 0
+    duplicates: int = 0
+    stale: list[tuple[ReceivedEvent, int]] = field(default_factory=list)  # (event, version the row reflects)
 
 
 class ProjectionRunner:
@@ -161,17 +208,22 @@ class ProjectionRunner:
         self.projection = projection
         self.config = config
         self.engine = read_model_engine(engine, config.schema)
-        # The projection's metadata must hold a processed_events_table.
-        self.processed = next(t for t in projection.metadata.tables.values() if t.name == "processed_events")
+        tables = {t.name: t for t in projection.metadata.tables.values()}
+        self.processed = tables["processed_events"]  # the projection's metadata must hold one
+        self.versions = tables.get("stream_versions")  # every read-model projection has one (the kit checks)
         self.stats = RunnerStats()
         self._batch_lock = asyncio.Lock()
         self._dlq: AIOKafkaProducer | None = None
+        self._outage = faults.Outage(log, f"projection {projection.name}")
+        self._lag_series: set[TopicPartition] = set()
         self.ready = asyncio.Event()
 
     async def run(self, stop: asyncio.Event) -> RunnerStats:
+        rebuilding = self.config.until_end
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self.config.bootstrap,
-            group_id=None if self.config.until_end else self.config.group_id,
+            group_id=None if rebuilding else self.config.group_id,
+            group_instance_id=None if rebuilding else self.config.group_instance_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             isolation_level="read_committed",
@@ -188,9 +240,10 @@ class ProjectionRunner:
                 batch = await consumer.getmany(timeout_ms=200, max_records=self.config.max_records)
                 if batch:
                     async with self._batch_lock:
-                        await self._process(consumer, batch)
+                        await self._process(consumer, batch, stop)
                 self._record_lag(consumer)
         finally:
+            self._forget_lag(set(self._lag_series))  # a stopped runner reports no lag
             await consumer.stop()
             if self._dlq is not None:
                 await self._dlq.stop()
@@ -198,7 +251,7 @@ class ProjectionRunner:
 
     async def _subscribe(self, consumer: AIOKafkaConsumer) -> dict[TopicPartition, int] | None:
         if not self.config.until_end:
-            consumer.subscribe(self.projection.topics, listener=_FinishBatchOnRevoke(self._batch_lock))
+            consumer.subscribe(self.projection.topics, listener=_FinishBatchOnRevoke(self, consumer))
             return None
         partitions = []
         for topic in self.projection.topics:
@@ -212,18 +265,50 @@ class ProjectionRunner:
         return all(self.stats.offsets.get(tp, 0) >= end for tp, end in end_offsets.items() if end > 0) and all(
             end == 0 or tp in self.stats.offsets for tp, end in end_offsets.items())
 
-    async def _process(self, consumer: AIOKafkaConsumer, batch: dict[TopicPartition, list[ConsumerRecord]]) -> None:
-        """Everything one poll returned: one transaction, then one commit of every partition's offset."""
-        async with self.engine.begin() as conn:
-            await self._apply_records(conn, [record for records in batch.values() for record in records])
+    async def _process(self, consumer: AIOKafkaConsumer, batch: dict[TopicPartition, list[ConsumerRecord]],
+                       stop: asyncio.Event) -> None:
+        """Everything one poll returned: one transaction, then one commit of every partition's offset.
+
+        A transient fault rolls the transaction back and runs it again after a back-off, until it heals or
+        the runner stops (then nothing is committed and the batch is delivered again)."""
+        records = [record for records in batch.values() for record in records]
+        backoff = faults.Backoff(self.config.retry_backoff_s, self.config.retry_backoff_max_s)
+        while True:
+            try:
+                async with self.engine.begin() as conn:
+                    outcomes = await self._apply_records(conn, records)
+                break
+            except Exception as exc:
+                if not faults.is_transient(exc):
+                    raise
+                self.stats.retries += 1
+                obs.CONSUMER_RETRIES.labels(self.projection.name).inc()
+                self._outage.failed(exc)
+                if await _sleep_or_stop(stop, backoff.next()):
+                    return
+        self._outage.healed()
+        self._count(outcomes)
         offsets = {tp: records[-1].offset + 1 for tp, records in batch.items()}
         # Only after the read model committed: a crash in between means a redelivery, which is a no-op.
         if not self.config.until_end:
-            await consumer.commit(offsets)
+            try:
+                await consumer.commit(offsets)
+            except Exception as exc:  # the read model holds the batch: a redelivery after this is a no-op
+                log.warning("projection %s: offset commit failed (%s: %s); the batch may be delivered again",
+                            self.projection.name, type(exc).__name__, exc)
         self.stats.offsets.update(offsets)
 
-    async def _apply_records(self, conn: AsyncConnection, records: list[ConsumerRecord]) -> None:
-        """The fast path: one dedupe statement and one batch write; on any error, one by one."""
+    def _count(self, outcomes: Outcomes) -> None:
+        duplicates = outcomes.duplicates + len(outcomes.stale)
+        self.stats.applied += outcomes.applied
+        self.stats.duplicates += duplicates
+        obs.EVENTS_APPLIED.labels(self.projection.name, "applied").inc(outcomes.applied)
+        obs.EVENTS_APPLIED.labels(self.projection.name, "duplicate").inc(duplicates)
+
+    async def _apply_records(self, conn: AsyncConnection, records: list[ConsumerRecord]) -> Outcomes:
+        """The fast path: one dedupe statement, one version check and one batch write; on a poison
+        error, one by one to find the culprit. A transient error propagates (the caller retries all)."""
+        outcomes = Outcomes()
         decoded: list[tuple[ConsumerRecord, ReceivedEvent]] = []
         for record in records:
             try:
@@ -231,7 +316,7 @@ class ProjectionRunner:
             except UndecodableRecord as exc:
                 await self._park(record, str(exc))
         if not decoded:
-            return
+            return outcomes
         try:
             async with conn.begin_nested():
                 fresh = await self._first_seen(conn, [event.id for _, event in decoded])
@@ -240,22 +325,30 @@ class ProjectionRunner:
                     if event.id in fresh:
                         new.append(event)
                         fresh.discard(event.id)
+                new, stale = await self._newer_only(conn, new)
                 apply_batch = getattr(self.projection, "apply_batch", None)
                 if apply_batch is not None:
-                    await apply_batch(conn, new)
+                    if new:
+                        await apply_batch(conn, new)
                 else:
                     for event in new:
                         await self.projection.apply(conn, event)
-        except Exception:  # find the culprit: per event, with retries and the dead-letter topic
+        except Exception as exc:
+            if faults.is_transient(exc):
+                raise
             log.warning("projection %s: batch of %d failed; applying one by one", self.projection.name,
                         len(decoded), exc_info=True)
             for record, _ in decoded:
-                await self._handle(conn, record)
-            return
-        self.stats.applied += len(new)
-        self.stats.duplicates += len(decoded) - len(new)
-        obs.EVENTS_APPLIED.labels(self.projection.name, "applied").inc(len(new))
-        obs.EVENTS_APPLIED.labels(self.projection.name, "duplicate").inc(len(decoded) - len(new))
+                outcome = await self._handle(conn, record)
+                if outcome == "applied":
+                    outcomes.applied += 1
+                elif outcome == "duplicate":
+                    outcomes.duplicates += 1
+            return outcomes
+        outcomes.applied = len(new)
+        outcomes.duplicates = len(decoded) - len(new) - len(stale)
+        outcomes.stale = stale
+        return outcomes
 
     async def _first_seen(self, conn: AsyncConnection, event_ids: list[str]) -> set[str]:
         """Record the ids as processed; returns those not seen before."""
@@ -266,12 +359,52 @@ class ProjectionRunner:
         result = await conn.execute(statement, {"ids": list(dict.fromkeys(event_ids))})
         return set(result.scalars())
 
-    async def _handle(self, conn: AsyncConnection, record: ConsumerRecord) -> None:
+    async def _newer_only(self, conn: AsyncConnection, events: list[ReceivedEvent]
+                          ) -> tuple[list[ReceivedEvent], list[tuple[ReceivedEvent, int]]]:
+        """Split events into those newer than their stream's applied version and the stale rest; record
+        the new versions. Events of one stream arrive in order (one partition), so a batch can hold several."""
+        if self.versions is None or not events:
+            return events, []
+        t = self.versions
+        rows = await conn.execute(
+            select(t.c.source, t.c.stream_id, t.c.version).where(
+                t.c.projection == self.projection.name,
+                t.c.stream_id == func.any(bindparam("streams", type_=ARRAY(String)))),
+            {"streams": list({e.subject for e in events})})
+        applied = {(r.source, r.stream_id): r.version for r in rows}
+        newer: list[ReceivedEvent] = []
+        stale: list[tuple[ReceivedEvent, int]] = []
+        for event in events:
+            key = (event.source, event.subject)
+            current = applied.get(key, 0)
+            if event.sequence > current:
+                newer.append(event)
+                applied[key] = event.sequence
+            else:
+                stale.append((event, current))
+        touched = {(e.source, e.subject) for e in newer}
+        if touched:
+            keys = sorted(touched)
+            upsert = insert(t).from_select(
+                ["projection", "source", "stream_id", "version"],
+                select(literal(self.projection.name), func.unnest(bindparam("sources", type_=ARRAY(String))),
+                       func.unnest(bindparam("ids", type_=ARRAY(String))),
+                       func.unnest(bindparam("versions", type_=ARRAY(Integer)))))
+            upsert = upsert.on_conflict_do_update(
+                index_elements=[t.c.projection, t.c.source, t.c.stream_id],
+                set_={"version": func.greatest(t.c.version, upsert.excluded.version)})
+            await conn.execute(upsert, {"sources": [k[0] for k in keys], "ids": [k[1] for k in keys],
+                                        "versions": [applied[k] for k in keys]})
+        return newer, stale
+
+    async def _handle(self, conn: AsyncConnection, record: ConsumerRecord) -> str:
+        """One record on its own: "applied", "duplicate", "stale" (older than the row) or "parked".
+        A transient fault propagates: it is the batch's to retry, not this record's to park."""
         try:
             event = decode_record(record, self.config.registries)
         except UndecodableRecord as exc:
             await self._park(record, str(exc))
-            return
+            return "parked"
         error: Exception | None = None
         for attempt in range(self.config.max_retries + 1):
             try:
@@ -283,15 +416,17 @@ class ProjectionRunner:
                         .returning(self.processed.c.event_id)
                     )
                     if first_time is None:
-                        self.stats.duplicates += 1
-                        obs.EVENTS_APPLIED.labels(self.projection.name, "duplicate").inc()
-                        return
+                        return "duplicate"
+                    newer, stale = await self._newer_only(conn, [event])
+                    if stale:
+                        self._stale(event, stale[0][1])
+                        return "stale"
                     await self.projection.apply(conn, event)
-                self.stats.applied += 1
-                obs.EVENTS_APPLIED.labels(self.projection.name, "applied").inc()
-                return
-            except Exception as exc:  # the handler's bug or bad data: retry, then park
-                error = exc
+                return "applied"
+            except Exception as exc:
+                if faults.is_transient(exc):
+                    raise
+                error = exc  # the handler's bug or bad data: retry, then park
                 if attempt < self.config.max_retries:
                     await asyncio.sleep(self.config.retry_backoff_s * 2**attempt)
         await self._park(record, f"{type(error).__name__}: {error}")
@@ -299,6 +434,11 @@ class ProjectionRunner:
         await conn.execute(
             insert(self.processed).values(projection=self.projection.name, event_id=event.id).on_conflict_do_nothing()
         )
+        return "parked"
+
+    def _stale(self, event: ReceivedEvent, current: int) -> None:
+        log.info("projection %s skipped %s (%s %s v%d): the read model already reflects v%d",
+                 self.projection.name, event.id, event.type, event.subject, event.sequence, current)
 
     async def _park(self, record: ConsumerRecord, error: str) -> None:
         log.error("projection %s parked %s[%d]@%d: %s", self.projection.name, record.topic, record.partition,
@@ -323,21 +463,45 @@ class ProjectionRunner:
             if high is not None:
                 position = self.stats.offsets.get(tp)
                 if position is not None:
-                    obs.CONSUMER_LAG.labels(self.projection.name, str(tp.partition)).set(max(high - position, 0))
+                    obs.CONSUMER_LAG.labels(self.projection.name, tp.topic, str(tp.partition)).set(
+                        max(high - position, 0))
+                    self._lag_series.add(tp)
+
+    def _forget_lag(self, partitions: set[TopicPartition]) -> None:
+        """Drop the lag series of partitions this runner no longer owns (another member reports them)."""
+        for tp in partitions & self._lag_series:
+            try:
+                obs.CONSUMER_LAG.remove(self.projection.name, tp.topic, str(tp.partition))
+            except KeyError:
+                pass
+            self._lag_series.discard(tp)
+            if not self.config.until_end:
+                self.stats.offsets.pop(tp, None)  # our position there is no longer known
 
 
 class _FinishBatchOnRevoke(ConsumerRebalanceListener):
-    """A rebalance waits for the batch in flight to commit before the partitions move."""
+    """A rebalance waits for the batch in flight to commit before the partitions move; the lag series of
+    the partitions that move are removed (their new owner reports them)."""
 
-    def __init__(self, lock: asyncio.Lock) -> None:
-        self.lock = lock
+    def __init__(self, runner: ProjectionRunner, consumer: AIOKafkaConsumer) -> None:
+        self.runner = runner
+        self.consumer = consumer
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
-        async with self.lock:
+        async with self.runner._batch_lock:  # noqa: SLF001 - the listener is part of the runner
             pass
+        self.runner._forget_lag(set(revoked))  # noqa: SLF001
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
-        return None
+        # Start each partition's lag from its committed offset (an idle partition has no batch to tell it).
+        for tp in assigned:
+            try:
+                committed = await self.consumer.committed(tp)
+            except Exception:  # lag is reported once a batch arrives
+                log.debug("committed offset of %s unknown", tp, exc_info=True)
+                continue
+            if committed is not None:
+                self.runner.stats.offsets[tp] = committed
 
 
 async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> list[int]:
@@ -353,17 +517,43 @@ async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> list[int]:
     return []
 
 
-async def redrive(engine: AsyncEngine, projection: Projection, config: RunnerConfig, *, limit: int = 1000) -> int:
-    """Apply parked events again (after a fix): read the DLQ from the beginning, forget each id, re-apply."""
+async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> bool:
+    """Sleep, waking early on stop; returns whether stop is set."""
+    try:
+        await asyncio.wait_for(stop.wait(), timeout=seconds)
+    except TimeoutError:
+        pass
+    return stop.is_set()
+
+
+@dataclass
+class RedriveResult:
+    applied: int = 0
+    skipped: int = 0  # older than what the read model reflects (or already applied): left alone
+    parked_again: int = 0  # still failing
+
+    @property
+    def total(self) -> int:
+        return self.applied + self.skipped + self.parked_again
+
+
+async def redrive(engine: AsyncEngine, projection: Projection, config: RunnerConfig, *,
+                  limit: int = 1000) -> RedriveResult:
+    """Apply parked events again (after a fix): read the DLQ from the beginning, forget each id, re-apply.
+
+    The same path as live records, so an event is applied only if it is still newer than what the read
+    model reflects; older ones are skipped and logged. A transient fault aborts the re-drive without
+    committing the dead-letter offsets of the partition in hand, so running it again resumes there."""
     consumer = AIOKafkaConsumer(config.dlq_topic, bootstrap_servers=config.bootstrap,
                                 group_id=f"{config.group_id}.redrive", enable_auto_commit=False,
                                 auto_offset_reset="earliest")
     await consumer.start()
     runner = ProjectionRunner(engine, projection, config)
-    done = 0
+    result = RedriveResult()
     try:
         batch = await consumer.getmany(timeout_ms=2000, max_records=limit)
         for tp, records in batch.items():
+            partial = RedriveResult()
             async with runner.engine.begin() as conn:
                 for record in records:
                     try:
@@ -372,11 +562,19 @@ async def redrive(engine: AsyncEngine, projection: Projection, config: RunnerCon
                             runner.processed.c.projection == projection.name, runner.processed.c.event_id == event_id))
                     except UndecodableRecord:
                         pass  # still unreadable: _handle parks it again
-                    await runner._handle(conn, record)  # noqa: SLF001 - same path as live records
-                    done += 1
+                    outcome = await runner._handle(conn, record)  # noqa: SLF001 - same path as live records
+                    if outcome == "applied":
+                        partial.applied += 1
+                    elif outcome == "parked":
+                        partial.parked_again += 1
+                    else:
+                        partial.skipped += 1
             await consumer.commit({tp: records[-1].offset + 1})
+            result.applied += partial.applied
+            result.skipped += partial.skipped
+            result.parked_again += partial.parked_again
     finally:
         await consumer.stop()
         if runner._dlq is not None:  # noqa: SLF001
             await runner._dlq.stop()  # noqa: SLF001
-    return done
+    return result

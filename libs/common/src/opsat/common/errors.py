@@ -8,16 +8,25 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import asyncpg
+from aiokafka.errors import KafkaError
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DataError, DBAPIError
+from sqlalchemy.exc import DataError, DBAPIError, SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from opsat.common import faults
 from opsat.common.auth import NotAllowed, Unauthenticated
 from opsat.common.domain import AlreadyExists, Conflict, DomainError, Forbidden, InvalidInput, NotFound
 
 log = logging.getLogger(__name__)
+
+RETRY_AFTER_S = 2
+# Errors that may be transient, each given its own handler: a handler for a class (unlike one for bare
+# Exception) answers without re-raising, so the client keeps its keep-alive connection.
+MAYBE_TRANSIENT: tuple[type[BaseException], ...] = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError,
+                                                    SQLAlchemyError, KafkaError)
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -124,11 +133,33 @@ def install_error_handlers(app: FastAPI) -> None:
             log.warning("database refused a value on %s: %s", request.url.path, exc.orig)
             return problem(422, "A value in the request cannot be stored or compared.", code="invalid-value",
                            instance=request.url.path)
-        log.exception("database error on %s %s", request.method, request.url.path)
-        return problem(503, "The database is unavailable; retry later.", code="database-unavailable",
-                       instance=request.url.path, headers={"Retry-After": "2"})
+        return _unavailable_or_internal(request, exc)
+
+    async def _maybe_transient(request: Request, exc: Exception) -> JSONResponse:
+        return _unavailable_or_internal(request, exc)
+
+    for cls in MAYBE_TRANSIENT:
+        app.add_exception_handler(cls, _maybe_transient)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        if faults.is_transient(exc):  # e.g. wrapped in an exception group by a task group
+            return _unavailable(request, exc)
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return problem(500, "An unexpected error occurred; it has been logged.", instance=request.url.path)
+
+
+def _unavailable(request: Request, exc: BaseException) -> JSONResponse:
+    # One line, no traceback: during an outage every request fails the same way.
+    log.warning("%s %s: dependency unavailable (%s: %s)", request.method, request.url.path, type(exc).__name__,
+                str(exc)[:200])
+    return problem(503, "The database is unavailable; retry later.", code="database-unavailable",
+                   instance=request.url.path, headers={"Retry-After": str(RETRY_AFTER_S)})
+
+
+def _unavailable_or_internal(request: Request, exc: Exception) -> JSONResponse:
+    """503 with Retry-After for a transient fault; otherwise a logged 500 (answered, not re-raised)."""
+    if faults.is_transient(exc):
+        return _unavailable(request, exc)
+    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return problem(500, "An unexpected error occurred; it has been logged.", instance=request.url.path)

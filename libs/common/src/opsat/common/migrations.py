@@ -9,10 +9,14 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import asyncpg
 from alembic import command, context
 from alembic.config import Config
+from alembic.script import ScriptDirectory
 from sqlalchemy import pool
 from sqlalchemy.ext.asyncio import create_async_engine
+
+from opsat.common.db import asyncpg_dsn
 
 ENVIRONMENT = Path(__file__).parent / "alembic"
 
@@ -26,9 +30,30 @@ def alembic_config(database_url: str, versions: str | Path) -> Config:
     return config
 
 
-def upgrade(database_url: str, versions: str | Path, revision: str = "head") -> None:
-    """Blocking; from async code use `await asyncio.to_thread(upgrade, ...)`."""
-    command.upgrade(alembic_config(database_url, versions), revision)
+def upgrade(database_url: str, versions: str | Path, revision: str = "head") -> bool:
+    """Blocking; from async code use `await asyncio.to_thread(upgrade, ...)`. Returns whether it migrated:
+    a database already at the head is left alone without starting alembic's environment (a restart of a
+    process that migrates first is then not slowed by it)."""
+    config = alembic_config(database_url, versions)
+    if revision == "head" and applied(database_url) == set(ScriptDirectory.from_config(config).get_heads()):
+        return False
+    command.upgrade(config, revision)
+    return True
+
+
+def applied(database_url: str) -> set[str]:
+    """The revisions recorded in the database (empty if none)."""
+
+    async def read() -> set[str]:
+        conn = await asyncpg.connect(asyncpg_dsn(database_url))
+        try:
+            if not await conn.fetchval("select to_regclass('alembic_version') is not null"):
+                return set()
+            return {r[0] for r in await conn.fetch("select version_num from alembic_version")}
+        finally:
+            await conn.close()
+
+    return asyncio.run(read())
 
 
 

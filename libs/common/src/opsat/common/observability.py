@@ -7,6 +7,7 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from prometheus_client import Counter, Gauge, Histogram
@@ -23,10 +24,42 @@ EVENTS_APPENDED = Counter("opsat_events_appended_total", "Events appended to the
 EVENTS_PUBLISHED = Counter("opsat_events_published_total", "Events acknowledged by Kafka", ["topic"])
 OUTBOX_BACKLOG = Gauge("opsat_outbox_backlog", "Events waiting in the outbox", ["topic"])
 RELAY_ERRORS = Counter("opsat_relay_errors_total", "Outbox relay rounds that failed", ["topic"])
+KAFKA_UNREACHABLE = Gauge("opsat_kafka_unreachable", "1 while the outbox relay cannot deliver to Kafka", ["topic"])
 EVENTS_APPLIED = Counter("opsat_projection_events_total", "Events applied by a projection", ["projection", "outcome"])
-CONSUMER_LAG = Gauge("opsat_consumer_lag", "Records behind the end of the partition", ["projection", "partition"])
+# Only partitions this process owns: a rebalance removes the series of those it lost.
+CONSUMER_LAG = Gauge("opsat_consumer_lag", "Records behind the end of the partition",
+                     ["projection", "topic", "partition"])
+CONSUMER_RETRIES = Counter("opsat_consumer_retries_total", "Batches rolled back by a transient fault and retried",
+                           ["projection"])
 DLQ_PARKED = Counter("opsat_dlq_parked_total", "Events parked on a dead-letter topic", ["projection"])
 DEADLINES_FIRED = Counter("opsat_deadlines_fired_total", "Due deadlines turned into commands", ["kind", "outcome"])
+
+
+class RateLimit(logging.Filter):
+    """At most one record per logger and message template per `interval` seconds; the next one that passes
+    says how many were dropped. A client library reconnecting to a dead broker otherwise logs thousands."""
+
+    def __init__(self, prefixes: tuple[str, ...], interval: float = 30.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self.prefixes, self.interval, self.clock = prefixes, interval, clock
+        self._last: dict[tuple[str, str], float] = {}
+        self._dropped: dict[tuple[str, str], int] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith(self.prefixes):
+            return True
+        key = (record.name, str(record.msg))
+        now = self.clock()
+        last = self._last.get(key)
+        if last is not None and now - last < self.interval:
+            self._dropped[key] = self._dropped.get(key, 0) + 1
+            return False
+        self._last[key] = now
+        dropped = self._dropped.pop(key, 0)
+        if dropped:
+            record.msg = f"{record.msg} ({dropped} alike suppressed in the last {self.interval:.0f}s)"
+        return True
 
 
 class JsonFormatter(logging.Formatter):
@@ -55,6 +88,7 @@ def configure_logging(service: str, level: str = "INFO", json_logs: bool = True)
         handler.setFormatter(JsonFormatter(service))
     else:
         handler.setFormatter(logging.Formatter(f"%(asctime)s {service} %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(RateLimit(("aiokafka",)))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

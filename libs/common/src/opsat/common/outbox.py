@@ -4,6 +4,13 @@ Works from "what is still in the outbox", never from "positions above the last o
 event whose transaction commits late (identity positions commit out of order) is still published.
 One relay per database is active at a time (PostgreSQL advisory lock); the others wait as hot
 standbys. Delivery is at least once; consumers drop duplicates by event id.
+
+While Kafka is away the leader keeps its lock and its database connection and says so once: a warning,
+`opsat_kafka_unreachable` = 1, and `opsat_outbox_backlog` refreshed on every retry. A delivery that has
+not been acknowledged within `delivery_timeout_s` is given up and sent again by a fresh producer (the
+idempotent producer never expires a batch by itself, so it would otherwise wait silently for as long as
+the outage lasts). Order per stream holds: both producers send in position order, so the first copy of
+each event on a partition is in stream order, and later copies are duplicates consumers drop.
 """
 
 from __future__ import annotations
@@ -16,8 +23,9 @@ from typing import Any
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, KafkaTimeoutError
 
+from opsat.common import faults
 from opsat.common import observability as obs
 from opsat.common.db import OUTBOX_CHANNEL, connect_raw
 from opsat.common.envelope import encode, to_cloudevent
@@ -53,6 +61,7 @@ class RelayConfig:
     batch_size: int = 2_000
     poll_interval_s: float = 1.0
     request_timeout_ms: int = 10_000
+    delivery_timeout_s: float = 15.0  # unacknowledged this long: give up the producer, send again
 
 
 def lock_key(topic: str) -> int:
@@ -67,6 +76,8 @@ class OutboxRelay:
         self._wakeup = asyncio.Event()
         self.published = 0
         self.is_leader = False
+        self.kafka = faults.Outage(log, f"outbox relay to Kafka ({config.topic})")
+        self.database = faults.Outage(log, f"outbox relay's database ({config.topic})")
 
     # --- one batch ----------------------------------------------------------------------
     async def publish_batch(self, conn: asyncpg.Connection) -> int:
@@ -81,13 +92,16 @@ class OutboxRelay:
                 futures.append(await producer.send(self.config.topic, **self._message(row)))
         except KafkaError:
             pass  # fall through: whatever was queued is awaited below, the rest waits for the next round
+        if futures:
+            await asyncio.wait(futures, timeout=self.config.delivery_timeout_s)
         acked: list[int] = []
         failure: BaseException | None = None
         for row, fut in zip(rows, futures):
-            try:
-                await fut
-            except KafkaError as exc:
-                failure = exc
+            if not fut.done():
+                failure = KafkaTimeoutError(f"no acknowledgement within {self.config.delivery_timeout_s:.0f}s")
+                break
+            if fut.exception() is not None:
+                failure = fut.exception()
                 break  # keep order: nothing after the first failure counts as acknowledged
             acked.append(row["position"])
         if acked:
@@ -96,6 +110,9 @@ class OutboxRelay:
             obs.EVENTS_PUBLISHED.labels(topic=self.config.topic).inc(len(acked))
         if failure is not None or len(acked) < len(rows):
             await self._reset_producer()
+            for fut in futures:  # failed by the reset; nobody else will look at them
+                if fut.done() and not fut.cancelled():
+                    fut.exception()
             raise failure or KafkaError("send failed before every event of the batch was queued")
         return len(acked)
 
@@ -134,11 +151,17 @@ class OutboxRelay:
 
     async def _reset_producer(self) -> None:
         producer, self._producer = self._producer, None
-        if producer is not None:
-            try:
-                await producer.stop()
-            except Exception:  # a broken producer may fail to close; a fresh one replaces it anyway
-                log.debug("producer stop failed", exc_info=True)
+        if producer is None:
+            return
+        # stop() flushes, and an idempotent producer's batches never expire: fail what it still holds (those
+        # events are still in the outbox and go out again) so that stop() returns while Kafka is away.
+        accumulator = getattr(producer, "_message_accumulator", None)
+        if accumulator is not None:
+            accumulator.fail_all(KafkaTimeoutError("producer replaced"))
+        try:
+            await asyncio.wait_for(producer.stop(), timeout=5)
+        except Exception:  # a broken producer may fail to close; a fresh one replaces it anyway
+            log.debug("producer stop failed", exc_info=True)
 
     async def close(self) -> None:
         """Close the Kafka producer (the loop in `run` does this itself when stopped)."""
@@ -153,20 +176,25 @@ class OutboxRelay:
 
     # --- the long-running loop ------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
-        backoff = 0.5
+        backoff = faults.Backoff(0.5, 10.0)
         while not stop.is_set():
             try:
                 await self._lead(stop)
-                backoff = 0.5
-            except Exception as exc:  # broker or database away: back off and lead again
-                log.warning("outbox relay: %s; retrying in %.1fs", exc or type(exc).__name__, backoff)
+                backoff.reset()
+            except Exception as exc:  # database away (or a broker error outside a drain): back off, lead again
+                if not faults.is_transient(exc):
+                    log.exception("outbox relay: unexpected failure; retrying")
+                elif _kafka_fault(exc):
+                    self.kafka.failed(exc)
+                else:
+                    self.database.failed(exc)
                 obs.RELAY_ERRORS.labels(topic=self.config.topic).inc()
-                await _sleep_or_stop(stop, backoff)
-                backoff = min(backoff * 2, 10.0)
+                await _sleep_or_stop(stop, backoff.next())
         await self.close()
 
     async def _lead(self, stop: asyncio.Event) -> None:
         conn = await connect_raw(self.config.database_url)
+        self.database.healed()
         try:
             while not await conn.fetchval("select pg_try_advisory_lock($1)", lock_key(self.config.topic)):
                 self.is_leader = False
@@ -174,9 +202,20 @@ class OutboxRelay:
                     return
             self.is_leader = True
             await conn.add_listener(OUTBOX_CHANNEL, lambda *_: self._wakeup.set())
+            backoff = faults.Backoff(0.5, 3.0)  # a retry is one connection attempt: cheap, and recovery is quicker
             while not stop.is_set():
                 self._wakeup.clear()
-                await self.drain(conn)
+                try:
+                    await self.drain(conn)
+                except Exception as exc:
+                    if not _kafka_fault(exc):
+                        raise  # the database: reconnect and lead again
+                    await self._kafka_unreachable(conn, exc)
+                    await _sleep_or_stop(stop, backoff.next())
+                    continue
+                backoff.reset()
+                if self.kafka.healed() is not None:
+                    obs.KAFKA_UNREACHABLE.labels(topic=self.config.topic).set(0)
                 obs.OUTBOX_BACKLOG.labels(topic=self.config.topic).set(
                     await conn.fetchval("select count(*) from outbox")
                 )
@@ -190,6 +229,17 @@ class OutboxRelay:
         finally:
             self.is_leader = False
             await conn.close(timeout=5)
+
+    async def _kafka_unreachable(self, conn: asyncpg.Connection, exc: BaseException) -> None:
+        self.kafka.failed(exc)
+        obs.RELAY_ERRORS.labels(topic=self.config.topic).inc()
+        obs.KAFKA_UNREACHABLE.labels(topic=self.config.topic).set(1)
+        obs.OUTBOX_BACKLOG.labels(topic=self.config.topic).set(await conn.fetchval("select count(*) from outbox"))
+
+
+def _kafka_fault(exc: BaseException) -> bool:
+    """A failure of the broker (retried while keeping the lead), not of the database."""
+    return isinstance(exc, KafkaError) and faults.is_transient(exc)
 
 
 async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> bool:

@@ -79,6 +79,13 @@ class Service:
                 if source not in readable:
                     raise DescriptionError(f"service {self.name}: consumer {cls.name!r} reads the topic of "
                                            f"{source!r}, which the service does not declare in `consumes`")
+        for cls in self.projections:  # monotone read models: the runner needs both tables
+            names = {t.name for t in cls.metadata.tables.values()}
+            for needed, helper in (("processed_events", "processed_events_table"),
+                                   ("stream_versions", "stream_versions_table")):
+                if needed not in names:
+                    raise DescriptionError(f"service {self.name}: projection {cls.name!r} has no {needed} table; "
+                                           f"add opsat.common.consumer.{helper}(metadata) to its tables")
         known = getattr(self.aggregate, "commands", None)
         if known is None:
             raise DescriptionError(f"service {self.name}: the aggregate names no `commands`")
@@ -116,6 +123,7 @@ class Service:
                             f"{consumer}", dlq_topic=self.dlq_topic(settings, consumer),
                             max_retries=settings.consumer_max_retries,
                             session_timeout_ms=settings.kafka_session_timeout_ms,
+                            group_instance_id=settings.kafka_group_instance_id,
                             registries=(self.registry(),), **extra)
 
     def command_handler(self, settings: ServiceSettings, store: StreamStore,
@@ -153,7 +161,8 @@ class Service:
                                         topic=self.topic(settings), source=self.registry().source,
                                         batch_size=settings.relay_batch_size,
                                         poll_interval_s=settings.relay_poll_interval_s,
-                                        request_timeout_ms=settings.kafka_request_timeout_ms))
+                                        request_timeout_ms=settings.kafka_request_timeout_ms,
+                                        delivery_timeout_s=settings.relay_delivery_timeout_s))
         loops: list[tuple[str, Loop]] = [("relay", relay.run)]
         for kind, classes in (("projection", self.projections), ("reaction", self.reactions)):
             for cls in classes:

@@ -31,6 +31,10 @@ class ServiceSettings(BaseSettings):
     # A crashed consumer's partitions move to the others after this long (broker minimum: 6 s).
     kafka_session_timeout_ms: int = Field(default=10_000, ge=6_000, le=300_000)
     kafka_request_timeout_ms: int = Field(default=10_000, ge=1_000)
+    # Static group membership: give each worker replica a stable id (e.g. its pod name) and a restarted
+    # worker takes its partitions back at once, with no rebalance and no wait for the session timeout.
+    # Unset: dynamic membership (a clean stop hands partitions over at once; a crash waits the timeout).
+    kafka_group_instance_id: str | None = None
 
     # HTTP
     http_host: str = "127.0.0.1"
@@ -50,6 +54,7 @@ class ServiceSettings(BaseSettings):
     # Background work
     relay_batch_size: int = Field(default=2_000, ge=1, le=50_000)
     relay_poll_interval_s: float = Field(default=1.0, gt=0)
+    relay_delivery_timeout_s: float = Field(default=15.0, gt=0)  # then the relay reports an outage and re-sends
     deadline_poll_interval_s: float = Field(default=1.0, gt=0)
     consumer_max_retries: int = Field(default=3, ge=0)
     read_your_writes_timeout_s: float = Field(default=2.0, ge=0)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
@@ -27,3 +29,13 @@ async def platform_database(database_url: str) -> None:
             await conn.execute(statement)
     finally:
         await conn.close()
+
+
+async def wait_until(predicate: Callable[[], Awaitable[bool]], timeout: float = 60.0, interval: float = 0.1,
+                     what: str = "condition") -> None:
+    """Poll an async predicate until it holds; fail the test after `timeout` seconds."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await predicate():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"{what} not reached in {timeout:.0f}s")
+        await asyncio.sleep(interval)

@@ -43,6 +43,10 @@ class LocalInfra:
     def restart_kafka(self) -> None:
         self._kafka("restart")
 
+    def kill_kafka(self) -> None:
+        """SIGKILL the broker (no controlled shutdown: what a crash or an OOM kill does)."""
+        self._kafka("kill")
+
     async def stop_kafka_async(self) -> None:
         """As stop_kafka, without blocking the event loop (clients keep running meanwhile)."""
         await asyncio.to_thread(self.stop_kafka)
@@ -50,14 +54,30 @@ class LocalInfra:
     async def start_kafka_async(self) -> None:
         await asyncio.to_thread(self.start_kafka)
 
+    def stop_postgres(self, *, immediate: bool = True) -> None:
+        """Stop PostgreSQL; immediate by default (no checkpoint, clients cut off: what a crash does)."""
+        self._run("pg", "kill" if immediate else "stop")
+
+    def start_postgres(self) -> None:
+        """Start PostgreSQL and return once it accepts connections (after crash recovery)."""
+        self._run("pg", "start")
+
+    async def stop_postgres_async(self, *, immediate: bool = True) -> None:
+        await asyncio.to_thread(lambda: self.stop_postgres(immediate=immediate))
+
+    async def start_postgres_async(self) -> None:
+        await asyncio.to_thread(self.start_postgres)
+
     def _kafka(self, action: str) -> None:
+        self._run("kafka", action)
+
+    def _run(self, *args: str) -> None:
         if self.script is None:
             raise RuntimeError(
-                f"Kafka at {self.kafka_bootstrap} is external ({EXTERNAL_KAFKA_ENV} is set) and cannot be "
-                f"stopped or started by tests; unset {EXTERNAL_DATABASE_ENV} and {EXTERNAL_KAFKA_ENV} "
-                "to use the local infrastructure"
+                f"Kafka and PostgreSQL are external ({EXTERNAL_DATABASE_ENV} and {EXTERNAL_KAFKA_ENV} are set) and "
+                f"cannot be stopped or started by tests; unset both to use the local infrastructure"
             )
-        run_script(self.script, "kafka", action)
+        run_script(self.script, *args)
 
 
 def run_script(script: Path, *args: str) -> str:

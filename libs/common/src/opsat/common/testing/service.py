@@ -50,6 +50,7 @@ def settings_for_tests(service: Service, database_url: str, kafka_bootstrap: str
     """Fast polling, small pools, readable logs: what a test wants of the service's settings."""
     values = dict(database_url=database_url, kafka_bootstrap=kafka_bootstrap, topic_namespace=namespace,
                   relay_poll_interval_s=0.2, deadline_poll_interval_s=0.2, kafka_request_timeout_ms=3000,
+                  relay_delivery_timeout_s=3.0,
                   database_pool_size=5, log_json=False, environment="test")
     return service.settings(**{**values, **overrides})
 

@@ -2,6 +2,8 @@
 
 Each event updates the request row (and bumps its `version`, which read-your-writes waits on) and
 adds one timeline entry. Internal notes and time entries are staff-only on the timeline.
+Monotone: the runner skips events its `stream_versions` says are applied, and every row update here is
+also guarded by `version < event's sequence`, so an older event never moves a row back.
 """
 
 from __future__ import annotations
@@ -9,8 +11,8 @@ from __future__ import annotations
 from enum import Enum
 from typing import Any
 
-from sqlalchemy import update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import String, bindparam, func, select, update
+from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from opsat.common.consumer import ReceivedEvent
@@ -75,7 +77,8 @@ class RequestsProjection:
         Status-like columns are absolute values, so a request's changes within the batch merge in order;
         the columns read-modify-written from the row (watchers, requirement, time) are written at once.
         """
-        mine = [r for r in batch if isinstance(r.event, ev.IntakeEvent)]  # others: not ours, or too new
+        mine = await self._newer_than_rows(
+            conn, [r for r in batch if isinstance(r.event, ev.IntakeEvent)])  # others: not ours, or too new
         if not mine:
             return
         await conn.execute(insert(timeline).on_conflict_do_nothing(), [_timeline_row(r) for r in mine])
@@ -89,12 +92,31 @@ class RequestsProjection:
                 continue
             read_modify_write = await self._many_sides(conn, event)
             if read_modify_write:
-                await conn.execute(update(requests).where(requests.c.id == event.request_id)
+                await conn.execute(update(requests).where(requests.c.id == event.request_id,
+                                                          requests.c.version < received.sequence)
                                    .values(**read_modify_write))
             pending.setdefault(event.request_id, {}).update(
                 _status_changes(event), updated_at=event.at, version=received.sequence)
         for request_id, changes in pending.items():
-            await conn.execute(update(requests).where(requests.c.id == request_id).values(**changes))
+            await conn.execute(update(requests).where(requests.c.id == request_id,
+                                                      requests.c.version < changes["version"]).values(**changes))
+
+    @staticmethod
+    async def _newer_than_rows(conn: AsyncConnection, batch: list[ReceivedEvent]) -> list[ReceivedEvent]:
+        """The events newer than their request's row (one query); an older one would move the row back."""
+        if not batch:
+            return batch
+        ids = list({r.event.request_id for r in batch})
+        rows = await conn.execute(select(requests.c.id, requests.c.version)
+                                  .where(requests.c.id == func.any(bindparam("ids", type_=ARRAY(String)))),
+                                  {"ids": ids})
+        versions = {row.id: row.version for row in rows}
+        newer = []
+        for received in batch:
+            if received.sequence > versions.get(received.event.request_id, 0):
+                newer.append(received)
+                versions[received.event.request_id] = received.sequence
+        return newer
 
     async def _many_sides(self, conn: AsyncConnection, event: ev.IntakeEvent) -> dict[str, Any]:
         """Events that touch the link, time or JSON columns; returns row changes."""

@@ -20,11 +20,12 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
-from opsat.common.consumer import processed_events_table
+from opsat.common.consumer import processed_events_table, stream_versions_table
 from opsat.common.db import READ_MODEL_SCHEMA
 
 metadata = MetaData(schema=READ_MODEL_SCHEMA)
 processed_events = processed_events_table(metadata)
+stream_versions = stream_versions_table(metadata)  # the runner skips events older than what rows reflect
 
 requests = Table(
     "requests",
