@@ -1,4 +1,5 @@
-"""Optimistic concurrency: two commands racing on one request -> one wins, the other gets 409, nothing lost."""
+"""Optimistic concurrency: two commands racing on one request -> one wins, nothing lost; the loser gets 412 when it
+sent If-Match (its precondition failed), else 409."""
 
 from __future__ import annotations
 
@@ -19,10 +20,10 @@ async def test_two_concurrent_commands_one_succeeds_one_conflicts(intake):
                                headers={**token, "If-Match": f'"{version}"'})
             for who, token in (("a1", agent), ("a2", other))))
         statuses = sorted([first.status_code, second.status_code])
-        assert statuses == [200, 409], (first.text, second.text)
-        loser = first if first.status_code == 409 else second
+        assert statuses == [200, 412], (first.text, second.text)
+        loser = first if first.status_code == 412 else second
         assert loser.headers["content-type"] == "application/problem+json"
-        assert loser.json()["status"] == 409
+        assert loser.json()["status"] == 412
         assert await count_rows(intake.settings.database_url,
                                 f"select count(*) from events where stream_id = '{rid}'") == version + 1
 

@@ -32,8 +32,9 @@ def settings_from_env(**env: str) -> ServiceSettings:
 
 def forged(key: str = PUBLISHED_KEY, **claims: Any) -> str:
     now = int(time.time())
-    return jwt.encode({"sub": "attacker", "org": "ops", "roles": ALL_ROLES, "iss": "opsat-dev", "aud": "opsat",
-                       "iat": now, "exp": now + 600, **claims}, key, algorithm="HS256")
+    payload = {"sub": "attacker", "org": "ops", "roles": ALL_ROLES, "iss": "opsat-dev", "aud": "opsat",
+               "iat": now, "exp": now + 600, **claims}
+    return jwt.encode({k: v for k, v in payload.items() if v is not None}, key, algorithm="HS256")
 
 
 @pytest.mark.parametrize("env", [{"OPSAT_ENVIRONMENT": "prod"}, {}], ids=["prod", "nothing configured"])
@@ -66,8 +67,9 @@ def test_dev_mode_with_a_strong_key_in_dev_or_test(environment: str):
 
 
 def dev_settings(**changes: Any) -> ServiceSettings:
-    return ServiceSettings(environment="test", auth_mode="dev", auth_dev_key=SecretStr(STRONG_KEY),
-                           provider_organisations=["ops"], **changes)
+    values = {"environment": "test", "auth_mode": "dev", "auth_dev_key": SecretStr(STRONG_KEY),
+              "provider_organisations": ["ops"], **changes}
+    return ServiceSettings(**values)
 
 
 async def test_a_token_living_longer_than_the_maximum_is_refused():

@@ -14,8 +14,16 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError, DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from opsat.common.auth import NotAllowed, Unauthenticated
-from opsat.common.domain import AlreadyExists, Conflict, DomainError, Forbidden, InvalidInput, NotFound
+from opsat.common.auth import NotAllowed, Unauthenticated, judge_before_input
+from opsat.common.domain import (
+    AlreadyExists,
+    Conflict,
+    DomainError,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    PreconditionFailed,
+)
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +34,7 @@ STATUS_BY_ERROR: list[tuple[type[DomainError], int]] = [
     (Forbidden, 403),
     (AlreadyExists, 409),
     (Conflict, 409),
+    (PreconditionFailed, 412),
     (InvalidInput, 422),
     (DomainError, 422),
 ]
@@ -37,6 +46,7 @@ TITLES = {
     404: "Not found",
     405: "Method not allowed",
     409: "Conflict",
+    412: "Precondition failed",
     413: "Request body too large",
     415: "Unsupported media type",
     422: "Invalid input",
@@ -101,6 +111,12 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        try:  # FastAPI reads the input before the guards run; who asks is judged first all the same
+            await judge_before_input(request)
+        except Unauthenticated as denied:
+            return await _unauthenticated(request, denied)
+        except NotAllowed as denied:
+            return await _not_allowed(request, denied)
         errors = [{"field": _field_path(tuple(e.get("loc", ()))), "reason": e.get("msg", "invalid")}
                   for e in exc.errors()]
         invalid_json = [e for e in exc.errors() if e.get("type") == "json_invalid"]

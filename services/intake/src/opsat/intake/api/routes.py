@@ -10,7 +10,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import Depends, Path, Query, Response
+from fastapi import Depends, Path, Query, Request, Response
 
 from opsat.common.auth import require
 from opsat.common.commands import CommandRouter, Commands, CreationMeta, queries
@@ -128,10 +128,11 @@ async def list_requests(
             description="Pass `min_version` (the `version` a command returned) to wait briefly until the read model "
                         "has it (read-your-writes); `X-Opsat-Stale: true` says it has not yet. Callers: requester "
                         "(own organisation), staff, auditor, risk_officer, service accounts.")
-async def get_request(request_id: RequestId, queries: Queries, actor: Readers, response: Response,
-                      min_version: Annotated[int | None, Query(ge=1)] = None) -> s.RequestDetail:
-    wait = 2.0 if min_version else 0.0
-    detail, fresh = await queries.get(actor, request_id, min_version=min_version, wait_s=wait)
+async def get_request(request_id: RequestId, queries: Queries, actor: Readers, request: Request,
+                      response: Response, min_version: Annotated[int | None, Query(ge=1)] = None) -> s.RequestDetail:
+    async with request.app.state.waits.slot(f"{actor.organisation}/{actor.id}") as may_wait:
+        wait = request.app.state.settings.read_your_writes_timeout_s if min_version and may_wait else 0.0
+        detail, fresh = await queries.get(actor, request_id, min_version=min_version, wait_s=wait)
     if not fresh:
         response.headers["X-Opsat-Stale"] = "true"
     response.headers["ETag"] = f'"{detail["version"]}"'
