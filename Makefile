@@ -7,7 +7,7 @@ INFRA := deploy/local/infra.sh
 LOCAL := deploy/local/services.sh
 PYTHON ?= python3
 
-.PHONY: install lint infra run stop status test test-unit test-integration bench docs clean help
+.PHONY: install lint infra run stop status test test-unit test-integration test-contract bench docs clean help
 
 help:
 	@echo "make run    install, start Kafka + PostgreSQL + every service, print where they listen"
@@ -50,6 +50,10 @@ test-unit: install
 
 test-integration: install infra
 	$(VENV)/bin/pytest tests/integration tests/e2e
+
+# The OpenAPI contract with more generated cases than `make test` (minutes, not one).
+test-contract: install infra
+	$(VENV)/bin/pytest -s tests/integration/intake/test_openapi_contract.py --contract-examples 60
 
 bench: install infra
 	$(PY) bench/run.py

@@ -164,5 +164,5 @@ def mint_token_cli() -> None:
         token = mint_token(settings, sub=args.sub, org=args.org, roles=args.roles.split(","), name=args.name,
                            ttl_s=args.ttl)
     except (ValueError, RuntimeError) as exc:
-        parser.exit(2, f"opsat-token: {exc}\n(for the local stack: set -a; . .local/auth.env; set +a)\n")
+        parser.exit(2, f"opsat-token: {exc}\n(for the local stack started by make run: . .local/auth.env)\n")
     print(token)
