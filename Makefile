@@ -53,7 +53,7 @@ test-integration: install infra
 
 # The OpenAPI contract with more generated cases than `make test` (minutes, not one).
 test-contract: install infra
-	$(VENV)/bin/pytest -s tests/integration/intake/test_openapi_contract.py --contract-examples 60
+	$(VENV)/bin/pytest -s tests/integration/intake/test_openapi_contract.py --contract-examples 50 --contract-stateful
 
 bench: install infra
 	$(PY) bench/run.py

@@ -611,6 +611,8 @@ def _cursor(value: Any) -> str:
     ({"submitted_from": "2026-01-31T00:00:00"}, "submitted_from"),  # naive
     ({"submitted_to": "2026-01-31T00:00:00"}, "submitted_to"),  # naive
     ({"submitted_from": "31/01/2026"}, "submitted_from"),
+    ({"submitted_from": "0"}, "submitted_from"),  # not Unix time
+    ({"submitted_to": "1700000000"}, "submitted_to"),
     ({"submitted_from": "0001-01-01T00:00:00+14:00"}, "submitted_from"),  # out of range once in UTC
     ({"submitted_to": "9999-12-31T23:59:59-14:00"}, "submitted_to"),  # out of range once in UTC
     ({"status": "open"}, "status"),

@@ -6,6 +6,7 @@ The domain raises `opsat.common.domain` errors without knowing HTTP; this module
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -13,7 +14,6 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError, DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match
 
 from opsat.common.auth import NotAllowed, Unauthenticated, judge_before_input
 from opsat.common.domain import (
@@ -96,11 +96,11 @@ def _field_path(loc: tuple[Any, ...]) -> str:
 
 
 def allowed_methods(request: Request) -> list[str]:
+    """The methods the OpenAPI document lists for the request's path (what a client was told it may use)."""
     methods: set[str] = set()
-    for route in request.app.router.routes:
-        match, _ = route.matches({**request.scope, "method": "GET"})
-        if match is not Match.NONE:
-            methods |= getattr(route, "methods", None) or set()
+    for template, item in request.app.openapi().get("paths", {}).items():
+        if re.fullmatch(re.sub(r"\\{[^/]+?\\}", "[^/]+", re.escape(template)), request.url.path):
+            methods |= {m.upper() for m in item if m in ("get", "post", "put", "patch", "delete")}
     return sorted(methods)
 
 
