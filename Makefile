@@ -7,7 +7,7 @@ INFRA := deploy/local/infra.sh
 LOCAL := deploy/local/services.sh
 PYTHON ?= python3
 
-.PHONY: install lint infra run stop status test test-unit test-integration test-faults bench docs clean help
+.PHONY: install lint infra run stop status test test-unit test-integration test-faults test-contract bench docs clean help
 
 help:
 	@echo "make run    install, start Kafka + PostgreSQL + every service, print where they listen"
@@ -55,6 +55,10 @@ test-integration: install infra
 # Every fault at incident-drill length; `make test` runs the same suite in its quick form.
 test-faults: install infra
 	OPSAT_FAULTS=full $(VENV)/bin/pytest -s tests/faults
+
+# The OpenAPI contract with more generated cases than `make test` (minutes, not one).
+test-contract: install infra
+	$(VENV)/bin/pytest -s tests/integration/intake/test_openapi_contract.py --contract-examples 50 --contract-stateful
 
 bench: install infra
 	$(PY) bench/run.py

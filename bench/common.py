@@ -14,6 +14,7 @@ import contextlib
 import json
 import os
 import platform
+import secrets
 import signal
 import socket
 import statistics
@@ -538,6 +539,11 @@ def token(role: str = "requester", sub: str = "bench-user", org: str = "bench-or
 
     # The services inherit this process's OPSAT_AUTH_* (see Bench.service_env), so the keys agree.
     return mint_token(IntakeSettings(), sub=sub, org=org, roles=[role], ttl_s=3600)
+
+
+# Dev-mode tokens signed with a key of this run, unless the caller brought its own.
+os.environ.setdefault("OPSAT_AUTH_MODE", "dev")
+os.environ.setdefault("OPSAT_AUTH_DEV_KEY", secrets.token_hex(32))
 
 
 SUBMIT_BODY = {

@@ -28,6 +28,21 @@ load_infra() {
   PG_URL=${OPSAT_DATABASE_ADMIN_URL%/postgres}
 }
 
+# The local stack's own dev-mode signing key and tenancy, made once per checkout (never a key from the source).
+auth_env() {
+  local file=$STATE/auth.env
+  if [[ ! -s $file ]]; then
+    (umask 077; {
+      echo "export OPSAT_ENVIRONMENT=dev OPSAT_AUTH_MODE=dev"
+      echo "export OPSAT_AUTH_DEV_KEY=$("$VENV/bin/python" -c 'import secrets; print(secrets.token_hex(32))')"
+      echo "export OPSAT_PROVIDER_ORGANISATIONS='[\"ops\"]'"
+      echo "export OPSAT_SERVICE_ACCOUNTS='{\"monitoring\": [\"*\"]}'"
+    } >"$file.tmp" && mv "$file.tmp" "$file")
+  fi
+  # shellcheck disable=SC1090
+  source "$file"
+}
+
 service_env() {  # $1 service, $2 index
   export OPSAT_DATABASE_URL="${PG_URL/postgresql:/postgresql+asyncpg:}/opsat_$1"
   export OPSAT_KAFKA_BOOTSTRAP OPSAT_HTTP_HOST=127.0.0.1
@@ -57,6 +72,7 @@ wait_ready() {  # $1 url, $2 log
 up() {
   load_infra
   mkdir -p "$LOGS" "$RUN"
+  auth_env
   local i=0
   for svc in "$@"; do
     service_env "$svc" "$i"
@@ -80,6 +96,7 @@ PY
   done
   echo "Kafka       $OPSAT_KAFKA_BOOTSTRAP   (topic: opsat.<service>.events; tail: $VENV/bin/opsat-tail --from-beginning)"
   echo "PostgreSQL  $PG_URL   (one database per service: opsat_<service>)"
+  echo "Tokens      . $STATE/auth.env; $VENV/bin/opsat-token --sub alice --org acme   (the key: $STATE/auth.env)"
   echo "Logs        $LOGS      Stop: make stop"
 }
 

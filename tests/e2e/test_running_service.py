@@ -19,6 +19,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from opsat.common.auth import mint_token
+from opsat.common.testing.service import TEST_SIGNING_KEY
 from opsat.intake.settings import IntakeSettings
 
 BIN = Path(sys.executable).parent
@@ -36,7 +37,9 @@ def running_intake(database_url: str, kafka_bootstrap: str, topic_namespace: str
     api_port, worker_port = free_port(), free_port()
     env = {**os.environ, "OPSAT_DATABASE_URL": database_url, "OPSAT_KAFKA_BOOTSTRAP": kafka_bootstrap,
            "OPSAT_TOPIC_NAMESPACE": topic_namespace, "OPSAT_HTTP_PORT": str(api_port),
-           "OPSAT_WORKER_PORT": str(worker_port), "OPSAT_RELAY_POLL_INTERVAL_S": "0.2"}
+           "OPSAT_WORKER_PORT": str(worker_port), "OPSAT_RELAY_POLL_INTERVAL_S": "0.2",
+           "OPSAT_ENVIRONMENT": "test", "OPSAT_AUTH_MODE": "dev", "OPSAT_AUTH_DEV_KEY": TEST_SIGNING_KEY,
+           "OPSAT_PROVIDER_ORGANISATIONS": '["ops"]', "OPSAT_API_METRICS": "true"}
     subprocess.run([BIN / "opsat-intake", "migrate"], env=env, check=True, capture_output=True, timeout=60)
     logs = {name: open(tmp_path / f"{name}.log", "wb") for name in ("api", "worker")}
     procs = [subprocess.Popen([BIN / "opsat-intake", name], env=env, stdout=logs[name], stderr=subprocess.STDOUT)
@@ -80,7 +83,7 @@ def sample(metrics: httpx.Response, name: str, **labels: str) -> float:
 
 async def test_walkthrough_over_real_http_and_kafka(running_intake):
     api, worker, env = running_intake
-    settings = IntakeSettings()
+    settings = IntakeSettings(environment="test", auth_mode="dev", auth_dev_key=TEST_SIGNING_KEY)
     requester = {"Authorization": "Bearer " + mint_token(settings, sub="alice", org="acme", roles=["requester"])}
     agent = {"Authorization": "Bearer " + mint_token(settings, sub="bob", org="ops", roles=["agent"])}
     async with httpx.AsyncClient(base_url=api, timeout=10) as http:

@@ -1,9 +1,10 @@
-"""Optimistic concurrency: commands racing on one request -> one wins, the others get 409, nothing lost.
+"""Optimistic concurrency: commands racing on one request -> one wins, nothing lost; a loser that sent
+If-Match gets 412 (its precondition failed), one that did not gets 409.
 
 Run one after another, the later commands would be refused by the checks before the write (If-Match, the
 domain's transition rules). The barrier holds every append at the insert until all of them have passed
 those checks, so only `unique (stream_id, version)` can tell them apart: the losers must get its
-`version_conflict`.
+`version_conflict` code.
 """
 
 from __future__ import annotations
@@ -31,10 +32,10 @@ async def test_two_concurrent_commands_one_succeeds_one_conflicts(intake):
                                    headers={**token, "If-Match": f'"{version}"'})
                 for who, token in (("a1", agent), ("a2", other))])
         statuses = sorted([first.status_code, second.status_code])
-        assert statuses == [200, 409], (first.text, second.text)
-        loser = first if first.status_code == 409 else second
+        assert statuses == [200, 412], (first.text, second.text)
+        loser = first if first.status_code == 412 else second
         assert loser.headers["content-type"] == "application/problem+json"
-        assert loser.json()["status"] == 409
+        assert loser.json()["status"] == 412
         assert code(loser) == "version_conflict", loser.text
         assert await count_rows(db, f"select count(*) from events where stream_id = '{rid}'") == version + 1
 

@@ -31,7 +31,7 @@ AGENT = ("agent-1", "ops", "agent")
 LEAD = ("lead-1", "ops", "team_lead")
 MANAGER = ("mgr-1", "ops", "manager")
 ADMIN = ("admin-1", "ops", "admin")
-AUDITOR = ("audit-1", "audit-firm", "auditor")
+AUDITOR = ("audit-1", "ops", "auditor")  # reader roles count only from the provider's organisations
 RISK = ("risk-1", "ops", "risk_officer")
 SERVICE = ("monitoring", "ops", "service")
 

@@ -6,7 +6,7 @@ Revises:
 
 from alembic import op
 
-from opsat.common.db import PLATFORM_DDL_V1, PLATFORM_DDL_V2
+from opsat.common.db import PLATFORM_DDL_V1, PLATFORM_DDL_V2, PLATFORM_DDL_V3
 
 revision = "p0001"
 down_revision = None
@@ -15,7 +15,7 @@ depends_on = None
 
 
 def upgrade() -> None:
-    for statement in [*PLATFORM_DDL_V1, *PLATFORM_DDL_V2]:
+    for statement in [*PLATFORM_DDL_V1, *PLATFORM_DDL_V2, *PLATFORM_DDL_V3]:
         op.execute(statement)
 
 

@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
 from opsat.common.auth import Authenticator, Unauthenticated, actor_from_claims, mint_token, require
-from opsat.common.domain import Actor, Role
+from opsat.common.domain import Actor, Role, Tenancy
 from opsat.common.errors import PROBLEM_JSON, install_error_handlers
 from opsat.common.settings import ServiceSettings
 
@@ -21,8 +21,9 @@ KEY = "unit-test-signing-key-0123456789abcdef"
 
 @pytest.fixture
 def settings() -> ServiceSettings:
+    # acme plays the provider here, so that its staff roles count (see test_secure_defaults for tenancy)
     return ServiceSettings(auth_mode="dev", auth_dev_key=SecretStr(KEY), auth_issuer="opsat-test",
-                           auth_audience="opsat", service_name="test")
+                           auth_audience="opsat", service_name="test", provider_organisations=["acme"])
 
 
 def raw_token(settings: ServiceSettings, *, key: str = KEY, algorithm: str = "HS256", **overrides: Any) -> str:
@@ -39,7 +40,8 @@ def raw_token(settings: ServiceSettings, *, key: str = KEY, algorithm: str = "HS
 async def test_minted_token_round_trips_to_the_actor(settings: ServiceSettings):
     token = mint_token(settings, sub="u-7", org="acme", roles=["agent", "team_lead"], name="Ada")
     actor = await Authenticator(settings).authenticate(token)
-    assert actor == Actor(id="u-7", organisation="acme", roles=frozenset({Role.agent, Role.team_lead}), name="Ada")
+    assert actor == Actor(id="u-7", organisation="acme", roles=frozenset({Role.agent, Role.team_lead}), name="Ada",
+                          issuer="opsat-test")
 
 
 async def test_unknown_roles_are_ignored(settings: ServiceSettings):
@@ -117,7 +119,8 @@ def test_a_non_iterable_roles_claim_is_unauthenticated(roles: Any):
 
 
 def test_actor_from_claims_stringifies_sub():
-    actor = actor_from_claims({"sub": 42, "org": "acme", "roles": ["auditor"]})
+    actor = actor_from_claims({"sub": 42, "org": "acme", "roles": ["auditor"]},
+                              Tenancy(provider_organisations=frozenset({"acme"})))
     assert actor.id == "42"
     assert actor.roles == frozenset({Role.auditor})
 

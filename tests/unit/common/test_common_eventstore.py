@@ -9,7 +9,7 @@ from datetime import UTC, date, datetime
 
 import pytest
 
-from opsat.common.domain import Conflict, DomainEvent, InvalidInput
+from opsat.common.domain import Actor, Conflict, DomainEvent, InvalidInput
 from opsat.common.errors import status_for
 from opsat.common.eventstore import (
     AppendResult,
@@ -24,22 +24,22 @@ from opsat.common.eventstore import (
 
 
 def test_the_same_request_hashes_the_same():
-    a = Idempotency.for_request("k1", "u1", "SubmitRequest", {"title": "VPN", "impact": 2})
-    b = Idempotency.for_request("k1", "u1", "SubmitRequest", {"title": "VPN", "impact": 2})
+    a = Idempotency.for_request("k1", Actor("u1", "acme"), "SubmitRequest", {"title": "VPN", "impact": 2})
+    b = Idempotency.for_request("k1", Actor("u1", "acme"), "SubmitRequest", {"title": "VPN", "impact": 2})
     assert a == b
     assert re.fullmatch(r"[0-9a-f]{64}", a.request_hash), a.request_hash  # a SHA-256 in hex
 
 
 def test_key_and_actor_are_kept_but_not_hashed():
-    a = Idempotency.for_request("k1", "u1", "SubmitRequest", {"title": "VPN"})
-    b = Idempotency.for_request("k2", "u2", "SubmitRequest", {"title": "VPN"})
+    a = Idempotency.for_request("k1", Actor("u1", "acme"), "SubmitRequest", {"title": "VPN"})
+    b = Idempotency.for_request("k2", Actor("u2", "acme"), "SubmitRequest", {"title": "VPN"})
     assert (a.key, a.actor) == ("k1", "u1")
     assert a.request_hash == b.request_hash
 
 
 def test_dict_key_order_does_not_matter():
-    a = Idempotency.for_request("k", "u", {"a": 1, "b": {"x": 1, "y": 2}})
-    b = Idempotency.for_request("k", "u", {"b": {"y": 2, "x": 1}, "a": 1})
+    a = Idempotency.for_request("k", Actor("u", "acme"), {"a": 1, "b": {"x": 1, "y": 2}})
+    b = Idempotency.for_request("k", Actor("u", "acme"), {"b": {"y": 2, "x": 1}, "a": 1})
     assert a.request_hash == b.request_hash
 
 
@@ -55,21 +55,22 @@ def test_dict_key_order_does_not_matter():
     ],
 )
 def test_a_different_request_hashes_differently(left: tuple, right: tuple):
-    assert Idempotency.for_request("k", "u", *left).request_hash != Idempotency.for_request("k", "u", *right).request_hash
+    caller = Actor("u", "acme")
+    assert Idempotency.for_request("k", caller, *left).request_hash != Idempotency.for_request("k", caller, *right).request_hash
 
 
 def test_non_json_values_hash_by_their_string():
     at = datetime(2026, 1, 5, 9, tzinfo=UTC)
-    a = Idempotency.for_request("k", "u", {"at": at, "day": date(2026, 1, 5)})
-    b = Idempotency.for_request("k", "u", {"at": at, "day": date(2026, 1, 5)})
-    c = Idempotency.for_request("k", "u", {"at": at.replace(hour=10), "day": date(2026, 1, 5)})
+    a = Idempotency.for_request("k", Actor("u", "acme"), {"at": at, "day": date(2026, 1, 5)})
+    b = Idempotency.for_request("k", Actor("u", "acme"), {"at": at, "day": date(2026, 1, 5)})
+    c = Idempotency.for_request("k", Actor("u", "acme"), {"at": at.replace(hour=10), "day": date(2026, 1, 5)})
     assert a.request_hash == b.request_hash != c.request_hash
 
 
 def test_hash_is_stable_across_processes():
     # sha256 of the canonical JSON: a restarted or second API replica must compute the same value.
     expected = hashlib.sha256(json.dumps(["SubmitRequest", {"a": 1}], sort_keys=True).encode()).hexdigest()
-    assert Idempotency.for_request("k", "u", "SubmitRequest", {"a": 1}).request_hash == expected
+    assert Idempotency.for_request("k", Actor("u", "acme"), "SubmitRequest", {"a": 1}).request_hash == expected
 
 
 # --- fold --------------------------------------------------------------------------------

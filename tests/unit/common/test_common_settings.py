@@ -22,7 +22,7 @@ def test_defaults_without_environment():
     s = ServiceSettings()
     assert s.service_name == "opsat"
     assert s.environment == "dev"
-    assert s.auth_mode == "dev"
+    assert s.auth_mode == "oidc"  # secure by default: no self-minted token is accepted
     assert s.max_body_bytes == 256 * 1024
     assert s.topic_namespace == "opsat"
 

@@ -6,8 +6,7 @@ import pytest
 from intake_story import AGENT, REQUESTER, STRANGER, T0, submit_command
 
 from opsat.common.commands import CommandMeta
-from opsat.common.domain import NotFound
-from opsat.common.eventstore import ConcurrencyConflict
+from opsat.common.domain import NotFound, PreconditionFailed
 from opsat.common.memstore import InMemoryEventStore
 from opsat.intake.domain import commands as c
 from opsat.intake.service import SERVICE
@@ -22,8 +21,8 @@ def handler():
 
 async def test_a_request_is_submitted_accepted_and_stored_with_its_tenant(handler):
     submitted = await handler.execute(submit_command({"title": "VPN", "description": "", "impact": 1, "urgency": 1},
-                                                     {"team": "net"}), REQUESTER, CommandMeta(correlation_id="c1"))
-    accepted = await handler.execute(c.AcceptRequest("REQ-1"), AGENT, CommandMeta(correlation_id="c2"))
+                                                     {}), REQUESTER, CommandMeta(correlation_id="c1"))
+    accepted = await handler.execute(c.AcceptRequest("REQ-1", team="net"), AGENT, CommandMeta(correlation_id="c2"))
     assert (submitted.version, accepted.version) == (1, 2)
     history = await handler.store.load("REQ-1")
     # The stream belongs to the requester's organisation, whoever acts on it.
@@ -43,7 +42,7 @@ async def test_a_link_to_an_unknown_request_is_not_found_and_appends_nothing(han
 async def test_if_match_and_other_tenants(handler):
     await handler.execute(submit_command({"title": "VPN", "description": "", "impact": 1, "urgency": 1}, {}),
                           REQUESTER, CommandMeta(correlation_id="c1"))
-    with pytest.raises(ConcurrencyConflict):
+    with pytest.raises(PreconditionFailed):
         await handler.execute(c.AcceptRequest("REQ-1", team="net"), AGENT,
                               CommandMeta(correlation_id="c2", expected_version=3))
     with pytest.raises(NotFound):  # another organisation's requester: the request does not exist for them

@@ -450,12 +450,12 @@ def test_submitted_carries_everything_the_projections_need() -> None:
     story = Story()
     [event] = story.do(
         submit(service="Printing", customer_tier="gold", team="desk", watchers=("u-dave",), impact=1, urgency=2),
-        REQUESTER,
+        AGENT,  # tier and team are staff's to set
     )
     assert event.model_dump(mode="json") == {
         "request_id": RID,
         "at": (T0 + timedelta(minutes=5)).isoformat(),
-        "by": REQUESTER.id,
+        "by": AGENT.id,
         "kind": "incident",
         "channel": "portal",
         "title": "Printer jams",

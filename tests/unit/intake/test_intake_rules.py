@@ -230,8 +230,6 @@ def test_priority_comes_from_the_configured_matrix() -> None:
         ({"kind": "upgrade"}, "kind"),
         ({"channel": "fax"}, "channel"),
         ({"request_id": ""}, "request_id"),
-        ({"customer_tier": ""}, "customer_tier"),
-        ({"team": ""}, "team"),
         ({"watchers": ("u-amy", "u-amy")}, "watchers"),
         ({"watchers": ("",)}, "watchers"),
         ({"watchers": "u-amy"}, "watchers"),
@@ -242,6 +240,61 @@ def test_submit_validates_its_input(changes: dict, field: str) -> None:
     with pytest.raises(InvalidInput) as raised:
         Story().do(submit(**changes), REQUESTER)
     assert raised.value.field == field
+
+
+@pytest.mark.parametrize(("changes", "field"), [({"customer_tier": ""}, "customer_tier"), ({"team": ""}, "team")])
+def test_staff_submitting_on_a_requester_s_behalf_name_tier_and_team_properly(changes: dict, field: str) -> None:
+    with pytest.raises(InvalidInput) as raised:
+        Story().do(submit(**changes), AGENT)
+    assert raised.value.field == field
+
+
+@pytest.mark.parametrize("changes", [{"customer_tier": "platinum"}, {"team": "network"}],
+                         ids=["customer_tier", "team"])
+def test_a_requester_does_not_choose_the_fields_that_drive_service_levels_and_routing(changes: dict) -> None:
+    with pytest.raises(Forbidden) as raised:
+        Story().do(submit(**changes), REQUESTER)
+    assert raised.value.field == next(iter(changes))
+
+
+def test_the_customer_tier_comes_from_the_organisation_s_policy() -> None:
+    [event] = Story(IntakePolicy(customer_tier="gold")).do(submit(), REQUESTER)
+    assert event.customer_tier == "gold"
+    [event] = Story().do(submit(customer_tier="silver"), AGENT)
+    assert event.customer_tier == "silver"
+
+
+@pytest.mark.parametrize("title", ["\u200b\u200b", "\u2800", "\u3164 \u200d", "\ufeff\u2060",
+                                   "invoice \u202epaid\u202c", "ok \u2066x\u2069"],
+                         ids=["zero-width", "braille blank", "filler", "bom and joiner", "bidi override",
+                              "bidi isolate"])
+def test_a_title_of_invisible_or_bidi_control_characters_is_refused(title: str) -> None:
+    with pytest.raises(InvalidInput) as raised:
+        Story().do(submit(title=title), REQUESTER)
+    assert raised.value.field == "title"
+
+
+def test_a_title_with_marks_joiners_and_any_script_is_fine() -> None:
+    for title in ("VPN 断线", "café\u0301", "👩\u200d💻 laptop", "שלום VPN"):
+        [event] = Story().do(submit(title=title), REQUESTER)
+        assert event.title == title
+
+
+def test_a_scoped_service_account_submits_only_for_its_organisations() -> None:
+    monitoring = Actor("monitoring", "ops", frozenset({Role.service}), scope=frozenset({"acme"}))
+    with pytest.raises(Forbidden) as raised:
+        Story().do(submit(organisation_id="globex"), monitoring)
+    assert raised.value.field == "organisation_id"
+    [event] = Story().do(submit(organisation_id="acme"), monitoring)
+    assert event.organisation_id == "acme"
+
+
+def test_a_scoped_service_account_does_not_find_other_organisations_requests() -> None:
+    story = Story()
+    story.do(submit(organisation_id=REQUESTER.organisation), REQUESTER)
+    other = Actor("monitoring", "ops", frozenset({Role.service}), scope=frozenset({"elsewhere"}))
+    with pytest.raises(NotFound):
+        story.do(c.AutoCloseRequest(RID), other)
 
 
 def test_submit_accepts_the_limits() -> None:
@@ -485,7 +538,8 @@ def test_commands_validate_their_input(story, command, actor: Actor, field: str)
 
 
 def test_accept_takes_the_team_chosen_at_submit() -> None:
-    story = submitted(team="network")
+    story = Story()
+    story.do(submit(team="network"), AGENT)  # staff route it at submit, on the requester's behalf
     [event] = story.do(c.AcceptRequest(RID), AGENT)
     assert (event.team, event.assignee) == ("network", None)
 

@@ -31,6 +31,8 @@ from opsat.common.settings import ServiceSettings
 
 ASGIApp = Callable[[dict, Callable, Callable], Awaitable[None]]
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")
+# A client's correlation id goes into headers, logs and events: anything else is replaced, never echoed.
+_CORRELATION_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
 class BodyLimitMiddleware:
@@ -84,7 +86,9 @@ class ObservabilityMiddleware:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         headers = dict(scope["headers"])
-        cid = headers.get(b"x-correlation-id", b"").decode("latin-1")[:128] or str(uuid.uuid4())
+        cid = headers.get(b"x-correlation-id", b"").decode("latin-1")
+        if not _CORRELATION_ID.match(cid):
+            cid = str(uuid.uuid4())
         traceparent = headers.get(b"traceparent", b"").decode("latin-1")
         match = _TRACEPARENT.match(traceparent)
         cid_token = obs.correlation_id.set(cid)
@@ -131,8 +135,9 @@ async def database_ready(engine: AsyncEngine) -> tuple[bool, str]:
         return False, type(exc).__name__
 
 
-def health_router(*, kafka_required: bool) -> APIRouter:
-    """/healthz (alive), /readyz (database migrated; Kafka too where the process needs it), /metrics."""
+def health_router(*, kafka_required: bool, metrics: bool = True) -> APIRouter:
+    """/healthz (alive), /readyz (database migrated; Kafka too where the process needs it), /metrics (the
+    worker's port always; the API's only when OPSAT_API_METRICS says so, as it may face the internet)."""
     router = APIRouter(tags=["operations"])
 
     @router.get("/healthz", summary="Liveness: the process answers")
@@ -152,9 +157,11 @@ def health_router(*, kafka_required: bool) -> APIRouter:
                 "database": db_detail, "kafka": "reachable" if kafka_ok else "unreachable"}
         return JSONResponse(body, status_code=200 if ready else 503)
 
-    @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
-    async def metrics() -> Response:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    if metrics:
+        @router.get("/metrics", summary="Prometheus metrics", response_class=Response,
+                    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}})
+        async def prometheus() -> Response:
+            return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     return router
 
@@ -187,7 +194,7 @@ def create_service_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         own_engine = engine is None
         app.state.engine = engine or create_engine(settings.database_url, pool_size=settings.database_pool_size)
-        app.state.store = EventStore(app.state.engine, registry)
+        app.state.store = EventStore(app.state.engine, registry, settings.idempotency_retention_s)
         if on_startup is not None:
             await on_startup(app)
         try:
@@ -201,14 +208,114 @@ def create_service_app(
     app.state.settings = settings
     app.state.registry = registry
     app.state.authenticator = Authenticator(settings)
+    app.state.waits = WaitLimiter(settings.max_concurrent_waits, settings.max_waits_per_caller)
     install_error_handlers(app)
-    app.include_router(health_router(kafka_required=False))
+    app.include_router(health_router(kafka_required=False, metrics=settings.api_metrics))
     app.include_router(events_router(registry, settings.topic()))
     for router in routers:
         app.include_router(router)
+    document_errors(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(ObservabilityMiddleware, service=settings.service_name)
     return app
+
+
+class WaitLimiter:
+    """Bounds read-your-writes waits (each holds a request open): a shared cap and a cap per caller. A wait
+    refused is no error: the query answers at once, marked stale."""
+
+    def __init__(self, total: int, per_caller: int) -> None:
+        self.total, self.per_caller = total, per_caller
+        self.waiting: dict[str, int] = {}
+
+    @asynccontextmanager
+    async def slot(self, caller: str) -> AsyncIterator[bool]:
+        granted = sum(self.waiting.values()) < self.total and self.waiting.get(caller, 0) < self.per_caller
+        if granted:
+            self.waiting[caller] = self.waiting.get(caller, 0) + 1
+        try:
+            yield granted
+        finally:
+            if granted:
+                self.waiting[caller] -= 1
+                if not self.waiting[caller]:
+                    del self.waiting[caller]
+
+
+# --- the error contract in OpenAPI ------------------------------------------------------------------------
+
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "title": "Problem",
+    "description": "RFC 9457 problem details; `errors` names each field at fault.",
+    "type": "object",
+    "required": ["type", "title", "status", "detail"],
+    "properties": {
+        "type": {"type": "string", "description": "/problems/<code>, or about:blank"},
+        "title": {"type": "string"},
+        "status": {"type": "integer", "minimum": 400, "maximum": 599},
+        "detail": {"type": "string"},
+        "instance": {"type": "string"},
+        "errors": {"type": "array", "items": {
+            "type": "object", "required": ["field", "reason"],
+            "properties": {"field": {"type": "string"}, "reason": {"type": "string"}}}},
+    },
+}
+ERROR_DESCRIPTIONS = {
+    400: "Malformed JSON body",
+    401: "No token, or a token that is not valid (WWW-Authenticate: Bearer)",
+    403: "The caller's roles do not allow this operation",
+    404: "Unknown id, or another organisation's (the two look the same)",
+    409: "Illegal transition for the current state, or a concurrent change",
+    412: "If-Match names a version the resource is not at",
+    413: "Request body too large",
+    422: "Invalid values: `errors` names each field",
+    429: "Too many requests; retry after Retry-After seconds",
+    503: "A dependency is unavailable; retry after Retry-After seconds",
+}
+
+
+def error_statuses(method: str, operation: dict[str, Any]) -> list[int]:
+    """The statuses an operation can answer besides its success, from what it takes."""
+    statuses = {413, 429, 503}  # any request: body limit, rate limits, dependencies
+    params = operation.get("parameters", [])
+    if params or "requestBody" in operation:
+        statuses.add(422)
+    if "requestBody" in operation:
+        statuses.add(400)
+    if operation.get("security"):
+        statuses |= {401, 403}
+    if any(p["in"] == "path" for p in params) or method == "post":
+        statuses.add(404)  # an unknown id; a command's references
+    if method == "post" and operation.get("security"):
+        statuses.add(409)
+    if any(p["in"] == "header" and p["name"].lower() == "if-match" for p in params):
+        statuses.add(412)
+    return sorted(statuses)
+
+
+def document_errors(app: FastAPI) -> None:
+    """Every operation documents every problem it can answer, with the problem+json schema sent: a client
+    generated from the document parses every error (FastAPI's own 422 schema is not what is sent)."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        doc = build()
+        schemas = doc.setdefault("components", {}).setdefault("schemas", {})
+        schemas["Problem"] = PROBLEM_SCHEMA
+        for name in ("HTTPValidationError", "ValidationError"):
+            schemas.pop(name, None)
+        problem = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+        for item in doc.get("paths", {}).values():
+            for method, operation in item.items():
+                responses = operation.setdefault("responses", {})
+                for status in error_statuses(method, operation):
+                    responses[str(status)] = {"description": ERROR_DESCRIPTIONS[status], "content": problem}
+        app.openapi_schema = doc
+        return doc
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def dump_json(value: Any) -> str:

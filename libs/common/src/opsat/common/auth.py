@@ -2,7 +2,8 @@
 
 Claims: `sub` (user id), `org` (organisation), `roles` (list of opsat roles), optional `name`.
 Dev mode verifies HS256 tokens signed with OPSAT_AUTH_DEV_KEY (mint them with `opsat-token`);
-OIDC mode verifies the issuer's keys from its JWKS URL.
+OIDC mode verifies the issuer's keys from its JWKS URL. Roles count as `Tenancy` says: staff and reader
+roles only from the provider's organisations, service accounts only for the organisations configured.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import jwt
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from opsat.common.domain import Actor, Role
+from opsat.common.domain import Actor, Role, Tenancy
 from opsat.common.settings import ServiceSettings
 
 
@@ -32,12 +33,14 @@ class NotAllowed(Exception):
 class Authenticator:
     def __init__(self, settings: ServiceSettings) -> None:
         self.settings = settings
+        self.tenancy = settings.tenancy()
         self._jwks = jwt.PyJWKClient(settings.auth_jwks_url, cache_keys=True) if (
             settings.auth_mode == "oidc" and settings.auth_jwks_url) else None
 
     async def authenticate(self, token: str) -> Actor:
         try:
             if self.settings.auth_mode == "dev":
+                assert self.settings.auth_dev_key is not None  # settings refuse dev mode without a key
                 claims = jwt.decode(token, self.settings.auth_dev_key.get_secret_value(), algorithms=["HS256"],
                                     audience=self.settings.auth_audience, issuer=self.settings.auth_issuer,
                                     options={"require": ["sub", "exp"]})
@@ -50,10 +53,14 @@ class Authenticator:
                                     options={"require": ["sub", "exp"]})
         except jwt.PyJWTError as exc:
             raise Unauthenticated(f"invalid token: {exc}") from None
-        return actor_from_claims(claims)
+        lifetime = claims["exp"] - (claims.get("iat") if isinstance(claims.get("iat"), (int, float)) else time.time())
+        if lifetime > self.settings.auth_max_token_lifetime_s:
+            raise Unauthenticated(f"token lifetime exceeds {self.settings.auth_max_token_lifetime_s} s")
+        return actor_from_claims(claims, self.tenancy)
 
 
-def actor_from_claims(claims: dict[str, Any]) -> Actor:
+def actor_from_claims(claims: dict[str, Any], tenancy: Tenancy | None = None) -> Actor:
+    """The actor a verified token describes; without `tenancy` no organisation is the provider's."""
     claimed = claims.get("roles") or []
     if isinstance(claimed, str):
         claimed = [claimed]
@@ -68,7 +75,14 @@ def actor_from_claims(claims: dict[str, Any]) -> Actor:
     org = claims.get("org")
     if not isinstance(org, str) or not org:
         raise Unauthenticated("token has no organisation claim 'org'")
-    return Actor(id=str(claims["sub"]), organisation=org, roles=frozenset(roles), name=claims.get("name"))
+    sub = claims.get("sub")
+    if isinstance(sub, int) and not isinstance(sub, bool):
+        sub = str(sub)
+    if not isinstance(sub, str) or not sub.strip():
+        raise Unauthenticated("token has no subject claim 'sub'")
+    admitted, scope = (tenancy or Tenancy()).admit(org, sub, frozenset(roles))
+    issuer = claims.get("iss") if isinstance(claims.get("iss"), str) else ""
+    return Actor(id=sub, organisation=org, roles=admitted, name=claims.get("name"), issuer=issuer, scope=scope)
 
 
 def mint_token(settings: ServiceSettings, *, sub: str, org: str, roles: Iterable[str], name: str | None = None,
@@ -78,6 +92,8 @@ def mint_token(settings: ServiceSettings, *, sub: str, org: str, roles: Iterable
               "aud": settings.auth_audience, "iat": now, "exp": now + ttl_s}
     if name:
         claims["name"] = name
+    if settings.auth_mode != "dev" or settings.auth_dev_key is None:
+        raise RuntimeError("minting tokens needs OPSAT_AUTH_MODE=dev and OPSAT_AUTH_DEV_KEY (see .local/auth.env)")
     return jwt.encode(claims, settings.auth_dev_key.get_secret_value(), algorithm="HS256")
 
 
@@ -96,12 +112,43 @@ def require(*roles: Role) -> Callable[..., Any]:
     """A dependency admitting only actors holding one of `roles` (every route names its callers)."""
 
     async def guard(actor: Annotated[Actor, Depends(current_actor)]) -> Actor:
-        if not actor.has(*roles):
-            raise NotAllowed(f"requires one of the roles: {', '.join(r.value for r in roles)}")
+        check_roles(actor, roles)
         return actor
 
     guard.__name__ = "require_" + "_or_".join(r.value for r in roles)
+    guard.roles = roles  # type: ignore[attr-defined]  # read when input is refused: auth is judged first
     return guard
+
+
+def check_roles(actor: Actor, roles: Iterable[Role]) -> None:
+    roles = tuple(roles)
+    if not actor.has(*roles):
+        raise NotAllowed(f"requires one of the roles: {', '.join(r.value for r in roles)}")
+
+
+async def judge_before_input(request: Request) -> None:
+    """Raise what authentication or the route's role guard would answer, before an input error is reported:
+    without a valid token a malformed request is a 401, with the wrong role a 403, never a 400 or 422."""
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    if dependant is None:
+        return
+    guards, pending = [], [dependant]
+    while pending:
+        current = pending.pop()
+        if current.call is current_actor or hasattr(current.call, "roles"):
+            guards.append(current.call)
+        pending.extend(current.dependencies)
+    if not guards:
+        return
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthenticated("missing bearer token")
+    actor = await request.app.state.authenticator.authenticate(token.strip())
+    for guard in guards:
+        if hasattr(guard, "roles"):
+            check_roles(actor, guard.roles)
 
 
 def mint_token_cli() -> None:
@@ -112,5 +159,10 @@ def mint_token_cli() -> None:
     parser.add_argument("--name")
     parser.add_argument("--ttl", type=int, default=8 * 3600, help="seconds")
     args = parser.parse_args()
-    print(mint_token(ServiceSettings(), sub=args.sub, org=args.org, roles=args.roles.split(","), name=args.name,
-                     ttl_s=args.ttl))
+    try:
+        settings = ServiceSettings()
+        token = mint_token(settings, sub=args.sub, org=args.org, roles=args.roles.split(","), name=args.name,
+                           ttl_s=args.ttl)
+    except (ValueError, RuntimeError) as exc:
+        parser.exit(2, f"opsat-token: {exc}\n(for the local stack started by make run: . .local/auth.env)\n")
+    print(token)

@@ -68,7 +68,8 @@ def api(service: Service, settings: ServiceSettings) -> None:
     many = settings.http_workers > 1
     app = f"{service.module}:create_app" if many else service.create_app(settings)
     uvicorn.run(app, factory=many, workers=settings.http_workers, host=settings.http_host, port=settings.http_port,
-                log_config=None, access_log=False, proxy_headers=True)
+                log_config=None, access_log=False, proxy_headers=True,
+                timeout_keep_alive=settings.http_keepalive_timeout_s)
 
 
 async def worker(service: Service, settings: ServiceSettings) -> None:

@@ -23,7 +23,15 @@ from pydantic import BaseModel
 
 from opsat.common import observability as obs
 from opsat.common.auth import require
-from opsat.common.domain import Actor, CommandContext, DomainEvent, InvalidInput, NotFound, Role
+from opsat.common.domain import (
+    Actor,
+    CommandContext,
+    DomainEvent,
+    InvalidInput,
+    NotFound,
+    PreconditionFailed,
+    Role,
+)
 from opsat.common.envelope import EventMetadata
 from opsat.common.eventstore import AppendResult, ConcurrencyConflict, Idempotency, StreamStore, fold
 
@@ -61,7 +69,9 @@ def utcnow() -> datetime:
 
 
 class CommandHandler:
-    """load -> decide -> append, for any aggregate."""
+    """load -> decide -> append, for any aggregate, judging in this order: the caller's own earlier result under
+    the Idempotency-Key; the stream exists and its tenant is visible to the actor (else 404, the same answer as
+    for an unknown id); If-Match (412); then the domain's rules and the input (`decide`)."""
 
     def __init__(self, service: str, store: StreamStore, aggregate: Aggregate,
                  clock: Callable[[], datetime] = utcnow) -> None:
@@ -75,25 +85,36 @@ class CommandHandler:
         stream_id = getattr(command, aggregate.id_field)
         idempotency = None
         if meta.idempotency_key:
-            idempotency = Idempotency.for_request(meta.idempotency_key, actor.id, type(command).__name__,
+            idempotency = Idempotency.for_request(meta.idempotency_key, actor, type(command).__name__,
                                                   meta.fingerprint)
             stored = await self.store.idempotent_result(idempotency)
             if stored is not None:
                 return stored
+        creates = getattr(command, "creates_stream", False)
+        history = [] if creates else await self.store.load(stream_id)
+        state = fold(aggregate.evolve, history)
+        if not creates and (not history or not actor.sees(aggregate.tenant(state, command, actor))):
+            raise NotFound(f"{aggregate.stream_type} {stream_id!r} not found")
+        current = history[-1].version if history else 0
+        if meta.expected_version is not None and meta.expected_version != current:
+            raise PreconditionFailed(f"If-Match names version {meta.expected_version}; reload the "
+                                     f"{aggregate.stream_type} and retry", code="version_mismatch")
         for name in getattr(command, "references", ()):
             if await self.store.stream_version(getattr(command, name)) == 0:
                 raise NotFound(f"{aggregate.stream_type} {getattr(command, name)} not found", field=name)
-        history = [] if getattr(command, "creates_stream", False) else await self.store.load(stream_id)
-        current = history[-1].version if history else 0
-        if meta.expected_version is not None and meta.expected_version != current:
-            raise ConcurrencyConflict(f"stream {stream_id} is at version {current}, not {meta.expected_version}",
-                                      code="version_conflict")
-        state = fold(aggregate.evolve, history)
         events = aggregate.decide(state, command, CommandContext(actor=actor, now=self.clock()))
         metadata = EventMetadata(actor=actor.id, tenant=aggregate.tenant(state, command, actor),
                                  correlation_id=meta.correlation_id, causation_id=meta.causation_id,
                                  traceparent=meta.traceparent)
-        result = await self.store.append(stream_id, aggregate.stream_type, current, events, metadata, idempotency)
+        try:
+            result = await self.store.append(stream_id, aggregate.stream_type, current, events, metadata,
+                                             idempotency)
+        except ConcurrencyConflict:
+            if meta.expected_version is None:
+                raise
+            # The version the client named was current when read and is no longer: its precondition failed.
+            raise PreconditionFailed(f"the {aggregate.stream_type} changed since version {meta.expected_version}; "
+                                     "reload and retry", code="version_conflict") from None
         if not result.replayed:
             obs.EVENTS_APPENDED.labels(self.service).inc(len(result.event_ids))
         return result
@@ -101,17 +122,19 @@ class CommandHandler:
 
 # --- HTTP ------------------------------------------------------------------------------------------------
 
-_ETAG = re.compile(r'^(?:W/)?"?(\d{1,9})"?$')
+_ETAG = re.compile(r'^"(\d{1,9})"$')  # a strong entity tag: the version in quotes
 
 
 def _if_match(
-    value: Annotated[str | None, Header(alias="If-Match", description='expected stream version, e.g. "3"')] = None,
+    value: Annotated[str | None, Header(alias="If-Match", pattern=r'^(\*|"\d{1,9}")$',
+                                        description='act only on this version, e.g. "3" (the ETag a command or '
+                                                    'a read returned); `*`: any version. Otherwise 412.')] = None,
 ) -> int | None:
-    if value is None:
+    if value is None or value == "*":  # `*`: any current version (the stream must exist all the same)
         return None
-    match = _ETAG.match(value.strip())
+    match = _ETAG.match(value)
     if not match:
-        raise InvalidInput('If-Match must be a version such as "3"', field="If-Match")
+        raise InvalidInput('If-Match must be a version in quotes, such as "3", or *', field="If-Match")
     return int(match.group(1))
 
 

@@ -103,6 +103,22 @@ PLATFORM_DDL_V2 = [
 ]
 PLATFORM_DROP_V2 = [f"drop schema if exists {REACTIONS_SCHEMA} cascade"]
 
+# Idempotency keys belong to (issuer, organisation, subject), not to a subject alone; they expire by age.
+PLATFORM_DDL_V3 = [
+    "alter table idempotency_keys add column issuer text not null default '',"
+    " add column organisation text not null default ''",
+    "alter table idempotency_keys drop constraint idempotency_keys_pkey",
+    "alter table idempotency_keys add constraint idempotency_keys_pkey primary key (issuer, organisation, actor, key)",
+    "create index idempotency_keys_created_at_idx on idempotency_keys (created_at)",
+]
+PLATFORM_DROP_V3 = [
+    "drop index if exists idempotency_keys_created_at_idx",
+    "delete from idempotency_keys",  # keys of different callers could collide under the old key; they are a cache
+    "alter table idempotency_keys drop constraint idempotency_keys_pkey",
+    "alter table idempotency_keys add constraint idempotency_keys_pkey primary key (actor, key)",
+    "alter table idempotency_keys drop column issuer, drop column organisation",
+]
+
 
 def create_engine(database_url: str, *, pool_size: int = 10) -> AsyncEngine:
     """No pre-ping: it cost three of a submit's six round trips. A connection broken by a database

@@ -72,6 +72,10 @@ class Forbidden(DomainError):
     """The actor may not do this (HTTP 403)."""
 
 
+class PreconditionFailed(DomainError):
+    """The client's If-Match names a version the stream is no longer (or never was) at (HTTP 412)."""
+
+
 class Role(str, enum.Enum):
     requester = "requester"
     agent = "agent"
@@ -84,6 +88,34 @@ class Role(str, enum.Enum):
 
 
 STAFF_ROLES = frozenset({Role.agent, Role.team_lead, Role.manager, Role.risk_officer, Role.admin, Role.service})
+# Roles that act or read beyond the caller's own organisation: they count only from the provider's organisations.
+PROVIDER_ROLES = STAFF_ROLES | {Role.auditor}
+ALL_ORGANISATIONS = "*"
+
+
+@dataclass(frozen=True)
+class Tenancy:
+    """Whose roles count (README "Tenancy"): the provider's organisations hold the staff and reader roles; a
+    customer organisation's token holds at most `requester`. A service account is a subject of a provider
+    organisation configured with the organisations it acts for (`*`: all); unconfigured, its role is dropped."""
+
+    provider_organisations: frozenset[str] = frozenset()
+    service_accounts: dict[str, frozenset[str]] = field(default_factory=dict, hash=False)
+
+    def admit(self, organisation: str, subject: str, claimed: frozenset[Role]
+              ) -> tuple[frozenset[Role], frozenset[str] | None]:
+        """The roles that count and the organisations the actor acts for (None: every organisation)."""
+        if organisation not in self.provider_organisations:
+            return claimed - PROVIDER_ROLES, None
+        roles, scope = set(claimed), None
+        if Role.service in roles:
+            served = self.service_accounts.get(subject)
+            if not served:
+                roles.discard(Role.service)
+            elif ALL_ORGANISATIONS not in served:
+                # A service account is only a service account: other roles would widen its scope.
+                roles, scope = {Role.service}, frozenset(served)
+        return frozenset(roles), scope
 
 
 @dataclass(frozen=True)
@@ -94,6 +126,9 @@ class Actor:
     organisation: str
     roles: frozenset[Role] = field(default_factory=frozenset)
     name: str | None = None
+    issuer: str = ""  # subjects are unique per issuer only
+    # Organisations a scoped service account acts for; None: as its roles say (staff: all, others: their own).
+    scope: frozenset[str] | None = None
 
     def has(self, *roles: Role) -> bool:
         return any(r in self.roles for r in roles)
@@ -104,8 +139,14 @@ class Actor:
 
     @property
     def reads_everything(self) -> bool:
-        """Staff and auditors read across organisations (and internal notes); requesters do not."""
-        return self.is_staff or Role.auditor in self.roles
+        """Unscoped staff and auditors read across organisations (and internal notes); requesters do not."""
+        return bool(self.roles & PROVIDER_ROLES) and self.scope is None
+
+    def sees(self, organisation: str) -> bool:
+        """Whether this organisation's data exists for the actor (another's is "not found", never "forbidden")."""
+        if self.scope is not None:
+            return organisation in self.scope
+        return self.reads_everything or organisation == self.organisation
 
 
 SYSTEM_ACTOR = Actor(id="system", organisation="*", roles=frozenset({Role.service}), name="opsat scheduler")

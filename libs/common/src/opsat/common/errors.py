@@ -6,6 +6,7 @@ The domain raises `opsat.common.domain` errors without knowing HTTP; this module
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 import asyncpg
@@ -17,8 +18,16 @@ from sqlalchemy.exc import DataError, DBAPIError, SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from opsat.common import faults
-from opsat.common.auth import NotAllowed, Unauthenticated
-from opsat.common.domain import AlreadyExists, Conflict, DomainError, Forbidden, InvalidInput, NotFound
+from opsat.common.auth import NotAllowed, Unauthenticated, judge_before_input
+from opsat.common.domain import (
+    AlreadyExists,
+    Conflict,
+    DomainError,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    PreconditionFailed,
+)
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +44,7 @@ STATUS_BY_ERROR: list[tuple[type[DomainError], int]] = [
     (Forbidden, 403),
     (AlreadyExists, 409),
     (Conflict, 409),
+    (PreconditionFailed, 412),
     (InvalidInput, 422),
     (DomainError, 422),
 ]
@@ -46,6 +56,7 @@ TITLES = {
     404: "Not found",
     405: "Method not allowed",
     409: "Conflict",
+    412: "Precondition failed",
     413: "Request body too large",
     415: "Unsupported media type",
     422: "Invalid input",
@@ -93,6 +104,15 @@ def _field_path(loc: tuple[Any, ...]) -> str:
     return ".".join(parts)
 
 
+def allowed_methods(request: Request) -> list[str]:
+    """The methods the OpenAPI document lists for the request's path (what a client was told it may use)."""
+    methods: set[str] = set()
+    for template, item in request.app.openapi().get("paths", {}).items():
+        if re.fullmatch(re.sub(r"\\{[^/]+?\\}", "[^/]+", re.escape(template)), request.url.path):
+            methods |= {m.upper() for m in item if m in ("get", "post", "put", "patch", "delete")}
+    return sorted(methods)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(DomainError)
     async def _domain(request: Request, exc: DomainError) -> JSONResponse:
@@ -110,6 +130,12 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        try:  # FastAPI reads the input before the guards run; who asks is judged first all the same
+            await judge_before_input(request)
+        except Unauthenticated as denied:
+            return await _unauthenticated(request, denied)
+        except NotAllowed as denied:
+            return await _not_allowed(request, denied)
         errors = [{"field": _field_path(tuple(e.get("loc", ()))), "reason": e.get("msg", "invalid")}
                   for e in exc.errors()]
         invalid_json = [e for e in exc.errors() if e.get("type") == "json_invalid"]
@@ -123,8 +149,11 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = "body-too-large" if exc.status_code == 413 else None
+        headers = dict(getattr(exc, "headers", None) or {})
+        if exc.status_code == 405:  # every method of the path, not only those of the first route matched
+            headers["Allow"] = ", ".join(allowed_methods(request))
         return problem(exc.status_code, str(exc.detail), code=code, instance=request.url.path,
-                       headers=getattr(exc, "headers", None))
+                       headers=headers or None)
 
     @app.exception_handler(DBAPIError)
     async def _database(request: Request, exc: DBAPIError) -> JSONResponse:

@@ -4,10 +4,15 @@
 (and the idempotency key, if any); `unique (stream_id, version)` turns a concurrent write into
 `ConcurrencyConflict`. Commands run against any `StreamStore` (this one, or
 `opsat.common.memstore.InMemoryEventStore` in unit tests) through `opsat.common.commands.CommandHandler`.
+
+An Idempotency-Key belongs to its caller, (issuer, organisation, subject): the same key from anyone else
+is another request. Its result is kept for the retention the store is given; older keys are expired
+(ignored, replaced, and deleted by `purge_idempotency_keys`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import uuid
@@ -21,7 +26,7 @@ from sqlalchemy import text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from opsat.common.domain import Conflict, DomainEvent, InvalidInput
+from opsat.common.domain import Actor, Conflict, DomainEvent, InvalidInput
 from opsat.common.envelope import EventMetadata, EventRegistry
 
 S = TypeVar("S")
@@ -62,13 +67,20 @@ class AppendResult:
 @dataclass(frozen=True)
 class Idempotency:
     key: str
+    issuer: str
+    organisation: str
     actor: str
     request_hash: str
 
     @classmethod
-    def for_request(cls, key: str, actor: str, *parts: Any) -> Idempotency:
+    def for_request(cls, key: str, actor: Actor, *parts: Any) -> Idempotency:
         digest = hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
-        return cls(key=key, actor=actor, request_hash=digest)
+        return cls(key=key, issuer=actor.issuer, organisation=actor.organisation, actor=actor.id,
+                   request_hash=digest)
+
+
+class _KeyTaken(Exception):
+    """A live row holds the Idempotency-Key: roll the append back and answer with that row's result."""
 
 
 class StreamStore(Protocol):
@@ -99,13 +111,24 @@ _INSERT_EVENTS = """
     )
     select max(position) from queued
 """
-_INSERT_IDEMPOTENCY_KEY = "insert into idempotency_keys (key, actor, request_hash, result) values ($1, $2, $3, $4)"
+# An expired row under the same key is replaced; a live one leaves nothing returned.
+_INSERT_IDEMPOTENCY_KEY = """
+    insert into idempotency_keys (issuer, organisation, actor, key, request_hash, result)
+    values ($1, $2, $3, $4, $5, $6)
+    on conflict on constraint idempotency_keys_pkey do update
+        set request_hash = excluded.request_hash, result = excluded.result, created_at = now()
+        where idempotency_keys.created_at < now() - make_interval(secs => $7)
+    returning 1
+"""
+DEFAULT_IDEMPOTENCY_RETENTION_S = 24 * 3600
 
 
 class EventStore:
-    def __init__(self, engine: AsyncEngine, registry: EventRegistry) -> None:
+    def __init__(self, engine: AsyncEngine, registry: EventRegistry,
+                 idempotency_retention_s: float = DEFAULT_IDEMPOTENCY_RETENTION_S) -> None:
         self.engine = engine
         self.registry = registry
+        self.idempotency_retention_s = idempotency_retention_s
 
     async def load(self, stream_id: str) -> list[RecordedEvent]:
         async with self.engine.connect() as conn:
@@ -153,14 +176,18 @@ class EventStore:
                         [e.event_type for e in events], [e.schema_version for e in events],
                         [e.model_dump_json() for e in events])
                     result = AppendResult(stream_id, result_version, position, tuple(event_ids))
-                    if idempotency is not None:
-                        await conn.execute(_INSERT_IDEMPOTENCY_KEY, idempotency.key, idempotency.actor,
-                                           idempotency.request_hash, json.dumps(result.as_json()))
+                    if idempotency is not None and await conn.fetchval(
+                            _INSERT_IDEMPOTENCY_KEY, idempotency.issuer, idempotency.organisation, idempotency.actor,
+                            idempotency.key, idempotency.request_hash, json.dumps(result.as_json()),
+                            float(self.idempotency_retention_s)) is None:
+                        raise _KeyTaken
+        except _KeyTaken:
+            assert idempotency is not None
+            stored = await self.idempotent_result(idempotency)
+            if stored is None:  # expired between the insert and this read: the caller may retry
+                raise ConcurrencyConflict("the Idempotency-Key was in use; retry", code="version_conflict") from None
+            return stored
         except asyncpg.UniqueViolationError as exc:
-            if exc.constraint_name == "idempotency_keys_pkey" and idempotency is not None:
-                stored = await self.idempotent_result(idempotency)
-                if stored is not None:
-                    return stored
             if exc.constraint_name == "events_stream_version_key":
                 raise ConcurrencyConflict(
                     f"stream {stream_id} changed since version {expected_version}; reload and retry",
@@ -174,10 +201,11 @@ class EventStore:
         async with self.engine.connect() as conn:
             row = (
                 await conn.execute(
-                    text("select request_hash, result from idempotency_keys where actor = :a and key = :k").columns(
-                        result=JSONB
-                    ),
-                    {"a": idempotency.actor, "k": idempotency.key},
+                    text("select request_hash, result from idempotency_keys where issuer = :i and organisation = :o"
+                         " and actor = :a and key = :k and created_at >= now() - make_interval(secs => :r)"
+                         ).columns(result=JSONB),
+                    {"i": idempotency.issuer, "o": idempotency.organisation, "a": idempotency.actor,
+                     "k": idempotency.key, "r": float(self.idempotency_retention_s)},
                 )
             ).first()
         if row is None:
@@ -202,3 +230,23 @@ def fold(evolve: Callable[[S | None, DomainEvent], S], events: Sequence[Recorded
     for recorded in events:
         state = evolve(state, recorded.event)
     return state
+
+
+async def purge_idempotency_keys(engine: AsyncEngine, retention_s: float) -> int:
+    """Delete Idempotency-Key results older than the retention; the number deleted."""
+    async with engine.begin() as conn:
+        result = await conn.execute(text("delete from idempotency_keys where created_at < now()"
+                                         " - make_interval(secs => :r)"), {"r": float(retention_s)})
+    return result.rowcount or 0
+
+
+async def run_idempotency_cleanup(engine: AsyncEngine, retention_s: float, stop: asyncio.Event,
+                                  interval_s: float | None = None) -> None:
+    """A worker loop: purge expired keys every `interval_s` (default: a tenth of the retention, at most 10 min)."""
+    interval = interval_s or min(retention_s / 10, 600.0)
+    while not stop.is_set():
+        await purge_idempotency_keys(engine, retention_s)
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=interval)
+        except TimeoutError:
+            pass

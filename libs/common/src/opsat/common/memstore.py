@@ -56,7 +56,7 @@ class InMemoryEventStore:
         self.clock = clock
         self._streams: dict[str, list[_StoredEvent]] = {}
         self._last_position = 0
-        self._idempotency: dict[tuple[str, str], tuple[str, str]] = {}  # (actor, key) -> (hash, result JSON)
+        self._idempotency: dict[tuple[str, ...], tuple[str, str]] = {}  # caller and key -> (hash, result JSON)
 
     async def load(self, stream_id: str) -> list[RecordedEvent]:
         await asyncio.sleep(0)
@@ -98,7 +98,7 @@ class InMemoryEventStore:
                 f"stream {stream_id} changed since version {expected_version}; reload and retry",
                 code="version_conflict",
             )
-        if idempotency is not None and (idempotency.actor, idempotency.key) in self._idempotency:
+        if idempotency is not None and _caller_key(idempotency) in self._idempotency:
             # Same order as the database: the events' version check first, then the key.
             return self._stored_result(idempotency)
         recorded_at = self.clock()
@@ -113,19 +113,19 @@ class InMemoryEventStore:
         self._streams[stream_id] = [*stream, *new]
         self._last_position = new[-1].position
         if idempotency is not None:
-            self._idempotency[(idempotency.actor, idempotency.key)] = (
+            self._idempotency[_caller_key(idempotency)] = (
                 idempotency.request_hash, json.dumps(result.as_json()))
         return result
 
     async def idempotent_result(self, idempotency: Idempotency) -> AppendResult | None:
         """The first result of a repeated Idempotency-Key, or None for a new key."""
         await asyncio.sleep(0)
-        if (idempotency.actor, idempotency.key) not in self._idempotency:
+        if _caller_key(idempotency) not in self._idempotency:
             return None
         return self._stored_result(idempotency)
 
     def _stored_result(self, idempotency: Idempotency) -> AppendResult:
-        request_hash, result = self._idempotency[(idempotency.actor, idempotency.key)]
+        request_hash, result = self._idempotency[_caller_key(idempotency)]
         if request_hash != idempotency.request_hash:
             raise IdempotencyKeyReused(
                 "this Idempotency-Key was already used for a different request", field="Idempotency-Key"
@@ -136,3 +136,8 @@ class InMemoryEventStore:
     async def stream_version(self, stream_id: str) -> int:
         await asyncio.sleep(0)
         return len(self._streams.get(stream_id, []))
+
+
+def _caller_key(idempotency: Idempotency) -> tuple[str, ...]:
+    """A key belongs to its caller: (issuer, organisation, subject, key), as in the database."""
+    return (idempotency.issuer, idempotency.organisation, idempotency.actor, idempotency.key)

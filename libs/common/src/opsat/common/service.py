@@ -29,7 +29,7 @@ from opsat.common.consumer import Projection, ProjectionRunner, RunnerConfig
 from opsat.common.db import create_engine
 from opsat.common.domain import SYSTEM_ACTOR, DomainEvent
 from opsat.common.envelope import EventRegistry
-from opsat.common.eventstore import EventStore, StreamStore
+from opsat.common.eventstore import EventStore, StreamStore, run_idempotency_cleanup
 from opsat.common.kafka import ensure_topics
 from opsat.common.outbox import OutboxRelay, RelayConfig
 from opsat.common.reactions import CommandReaction
@@ -156,14 +156,16 @@ class Service:
                     clock: Callable[[], datetime] = utcnow) -> list[tuple[str, Loop]]:
         """The worker's loops, each `async (stop) -> ...`; tests run them in-process the same way."""
         engine = create_engine(settings.database_url, pool_size=settings.database_pool_size)
-        handler = self.command_handler(settings, EventStore(engine, self.registry()), clock)
+        handler = self.command_handler(settings, EventStore(engine, self.registry(), settings.idempotency_retention_s),
+                                       clock)
         relay = OutboxRelay(RelayConfig(database_url=settings.database_url, bootstrap=settings.kafka_bootstrap,
                                         topic=self.topic(settings), source=self.registry().source,
                                         batch_size=settings.relay_batch_size,
                                         poll_interval_s=settings.relay_poll_interval_s,
                                         request_timeout_ms=settings.kafka_request_timeout_ms,
                                         delivery_timeout_s=settings.relay_delivery_timeout_s))
-        loops: list[tuple[str, Loop]] = [("relay", relay.run)]
+        loops: list[tuple[str, Loop]] = [("relay", relay.run), ("idempotency-cleanup", lambda stop: (
+            run_idempotency_cleanup(engine, settings.idempotency_retention_s, stop)))]
         for kind, classes in (("projection", self.projections), ("reaction", self.reactions)):
             for cls in classes:
                 consumer = self.consumer(settings, cls.name)

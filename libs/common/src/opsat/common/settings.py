@@ -9,8 +9,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from opsat.common.domain import Tenancy
+
+# Signing keys that were ever published (in source or docs): a token signed with one proves nothing.
+PUBLISHED_DEV_KEYS = frozenset({"opsat-dev-only-signing-key-never-use-in-production-0123456789abcdef"})
+MIN_DEV_KEY_BYTES = 32
 
 
 class ServiceSettings(BaseSettings):
@@ -40,16 +46,32 @@ class ServiceSettings(BaseSettings):
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8000, ge=0, le=65535)
     http_workers: int = Field(default=1, ge=1, le=64)  # uvicorn processes; on Kubernetes scale pods instead
+    # Longer than a load balancer's idle timeout (60 s on common ones), so the balancer closes first.
+    http_keepalive_timeout_s: int = Field(default=75, ge=1, le=3600)
+    api_metrics: bool = False  # /metrics on the API port too (it is always on the worker's port)
     worker_port: int = Field(default=8001, ge=0, le=65535)  # worker's /healthz, /readyz and /metrics
     max_body_bytes: int = Field(default=256 * 1024, ge=1024)
 
-    # Auth: "dev" verifies HS256 tokens signed with auth_dev_key (minted by `opsat-token`);
-    # "oidc" verifies RS256/ES256 tokens against the issuer's JWKS.
-    auth_mode: Literal["dev", "oidc"] = "dev"
-    auth_dev_key: SecretStr = SecretStr("opsat-dev-only-signing-key-never-use-in-production-0123456789abcdef")
+    # Auth: "oidc" (the default) verifies RS256/ES256 tokens against the issuer's JWKS; without a JWKS URL
+    # every token is refused. "dev" verifies HS256 tokens signed with auth_dev_key (minted by `opsat-token`),
+    # only in the dev and test environments and only with a key of at least 32 bytes (`make run` makes one).
+    auth_mode: Literal["dev", "oidc"] = "oidc"
+    auth_dev_key: SecretStr | None = None
     auth_issuer: str = "opsat-dev"
     auth_audience: str = "opsat"
     auth_jwks_url: str | None = None
+    auth_max_token_lifetime_s: int = Field(default=12 * 3600, ge=60)  # exp - iat (or now), refused beyond
+
+    # Tenancy (README "Tenancy"): the service provider's organisations hold the staff and reader roles;
+    # a service account (subject of a provider organisation) acts for the organisations listed for it ("*": all).
+    provider_organisations: list[str] = []
+    service_accounts: dict[str, list[str]] = {}
+
+    # Idempotency-Key results are kept this long; a worker loop deletes older ones.
+    idempotency_retention_s: int = Field(default=24 * 3600, ge=60)
+    # Read-your-writes waits (`min_version`): at most this many at once per process, and per caller.
+    max_concurrent_waits: int = Field(default=64, ge=0)
+    max_waits_per_caller: int = Field(default=2, ge=0)
 
     # Background work
     relay_batch_size: int = Field(default=2_000, ge=1, le=50_000)
@@ -61,6 +83,25 @@ class ServiceSettings(BaseSettings):
 
     log_level: str = "INFO"
     log_json: bool = True
+
+    @model_validator(mode="after")
+    def _secure_auth(self) -> ServiceSettings:
+        if self.auth_mode != "dev":
+            return self
+        if self.environment not in ("dev", "test"):
+            raise ValueError(f"OPSAT_AUTH_MODE=dev is refused in the {self.environment} environment; use oidc")
+        key = self.auth_dev_key.get_secret_value() if self.auth_dev_key else ""
+        if not key:
+            raise ValueError("OPSAT_AUTH_MODE=dev needs OPSAT_AUTH_DEV_KEY (make run writes one into .local/)")
+        if key in PUBLISHED_DEV_KEYS:
+            raise ValueError("OPSAT_AUTH_DEV_KEY is a published key; generate one (openssl rand -hex 32)")
+        if len(key.encode()) < MIN_DEV_KEY_BYTES:
+            raise ValueError(f"OPSAT_AUTH_DEV_KEY must be at least {MIN_DEV_KEY_BYTES} bytes")
+        return self
+
+    def tenancy(self) -> Tenancy:
+        return Tenancy(provider_organisations=frozenset(self.provider_organisations),
+                       service_accounts={sub: frozenset(orgs) for sub, orgs in self.service_accounts.items()})
 
     def topic(self, service: str | None = None) -> str:
         return f"{self.topic_namespace}.{service or self.service_name}.events"

@@ -8,7 +8,7 @@ from typing import Any
 
 import asyncpg
 
-from opsat.common.db import PLATFORM_DDL_V1, asyncpg_dsn
+from opsat.common.db import PLATFORM_DDL_V1, PLATFORM_DDL_V2, PLATFORM_DDL_V3, asyncpg_dsn
 
 
 async def scalar(database_url: str, sql: str, *args: Any) -> Any:
@@ -22,10 +22,10 @@ async def scalar(database_url: str, sql: str, *args: Any) -> Any:
 
 async def platform_database(database_url: str) -> None:
     """Create the platform tables (events, outbox, idempotency keys, deadlines) in an empty database,
-    with the same statements as every service's first migration."""
+    with the same statements as every service's migrations."""
     conn = await asyncpg.connect(asyncpg_dsn(database_url))
     try:
-        for statement in PLATFORM_DDL_V1:
+        for statement in [*PLATFORM_DDL_V1, *PLATFORM_DDL_V2, *PLATFORM_DDL_V3]:
             await conn.execute(statement)
     finally:
         await conn.close()

@@ -78,6 +78,35 @@ async def database_url(database_factory: Callable[[], Awaitable[str]]) -> str:
     return await database_factory()
 
 
+@pytest_asyncio.fixture(loop_scope="session")
+async def openapi_contract(database_factory: Callable[[], Awaitable[str]], kafka_bootstrap: str,
+                           topic_namespace: str, pytestconfig: pytest.Config) -> Callable[..., object]:
+    """`openapi_contract(SERVICE)`: schemathesis over every operation of the service's API, every check on
+    (see opsat.common.testing.contract); fails listing what failed. `--contract-examples N --contract-stateful` runs it longer."""
+    from opsat.common.testing.contract import check_contract
+
+    database_url = await database_factory()
+
+    def check(service, **options: object):  # type: ignore[no-untyped-def]
+        settings = settings_for_tests(service, database_url, kafka_bootstrap, topic_namespace)
+        options.setdefault("max_examples", pytestconfig.getoption("contract_examples"))
+        options.setdefault("stateful", pytestconfig.getoption("contract_stateful"))
+        report = check_contract(service, settings, **options)  # type: ignore[arg-type]
+        print(f"\nschemathesis, {service.name}: {report.summary()}")
+        problems = report.failures + report.errors
+        assert report.cases > report.operations and not problems, report.summary() + "\n" + "\n".join(problems)
+        return report
+
+    return check
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--contract-examples", type=int, default=3,
+                     help="examples per operation and phase in the OpenAPI contract run (default 3)")
+    parser.addoption("--contract-stateful", action="store_true",
+                     help="add schemathesis' stateful phase (links between operations) to the contract run")
+
+
 @pytest_asyncio.fixture
 async def kafka_admin(kafka_bootstrap: str) -> AsyncIterator[AIOKafkaAdminClient]:
     admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)

@@ -7,6 +7,7 @@ database and the test's topic namespace, so services started in one test read ea
 from __future__ import annotations
 
 import asyncio
+import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -19,6 +20,8 @@ from opsat.common.migrations import upgrade
 from opsat.common.service import Service
 from opsat.common.settings import ServiceSettings
 from opsat.common.worker import run_loops
+
+TEST_SIGNING_KEY = secrets.token_hex(32)  # per test run: nothing outside it can mint a token
 
 
 @dataclass
@@ -47,11 +50,14 @@ class ServiceHarness:
 
 def settings_for_tests(service: Service, database_url: str, kafka_bootstrap: str, namespace: str,
                        **overrides: Any) -> ServiceSettings:
-    """Fast polling, small pools, readable logs: what a test wants of the service's settings."""
+    """Fast polling, small pools, readable logs, dev-mode tokens signed with a key of this run, and `ops` as the
+    provider organisation (with `monitoring` a service account for every organisation)."""
     values = dict(database_url=database_url, kafka_bootstrap=kafka_bootstrap, topic_namespace=namespace,
                   relay_poll_interval_s=0.2, deadline_poll_interval_s=0.2, kafka_request_timeout_ms=3000,
                   relay_delivery_timeout_s=3.0,
-                  database_pool_size=5, log_json=False, environment="test")
+                  database_pool_size=5, log_json=False, environment="test", auth_mode="dev",
+                  auth_dev_key=TEST_SIGNING_KEY, provider_organisations=["ops"],
+                  service_accounts={"monitoring": ["*"]})
     return service.settings(**{**values, **overrides})
 
 

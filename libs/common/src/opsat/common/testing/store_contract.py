@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 import pytest
 
 from opsat.common.commands import CommandHandler, CommandMeta
-from opsat.common.domain import Actor, CommandContext, Conflict, DomainEvent, Role
+from opsat.common.domain import Actor, CommandContext, Conflict, DomainEvent, NotFound, PreconditionFailed, Role
 from opsat.common.envelope import EventMetadata, EventRegistry, UnknownEventType
 from opsat.common.eventstore import (
     AppendResult,
@@ -143,7 +143,7 @@ def meta(key: str | None = None, fingerprint: Any = None, expected: int | None =
 
 def key_of(key: str, command: Any, fingerprint: Any, actor: Actor = ACTOR) -> Idempotency:
     """The key the handler stores for `command` sent with Idempotency-Key `key`."""
-    return Idempotency.for_request(key, actor.id, type(command).__name__, fingerprint)
+    return Idempotency.for_request(key, actor, type(command).__name__, fingerprint)
 
 
 # --- scenarios ------------------------------------------------------------------------------------
@@ -280,20 +280,23 @@ async def an_idempotency_key_reused_for_another_request_is_refused(factory: Stor
 
 async def idempotency_keys_of_different_actors_are_independent(factory: StoreFactory) -> None:
     store = _store(factory)
-    mine = Idempotency.for_request("k1", "u1", "open", {"limit": 1})
-    theirs = Idempotency.for_request("k1", "u2", "open", {"limit": 1})
+    mine = Idempotency.for_request("k1", ACTOR, "open", {"limit": 1})
+    theirs = Idempotency.for_request("k1", replace(ACTOR, id="u2"), "open", {"limit": 1})
+    elsewhere = Idempotency.for_request("k1", replace(ACTOR, organisation="evil"), "open", {"limit": 1})
     a = await store.append("c1", "counter", 0, [Opened(limit=1)], META, mine)
     b = await store.append("c2", "counter", 0, [Opened(limit=1)], META, theirs)
-    assert not a.replayed and not b.replayed
+    c = await store.append("c3", "counter", 0, [Opened(limit=1)], META, elsewhere)  # same subject, other org
+    assert not a.replayed and not b.replayed and not c.replayed
     assert await store.idempotent_result(mine) == replace(a, replayed=True)
     assert await store.idempotent_result(theirs) == replace(b, replayed=True)
-    assert await store.stream_version("c1") == await store.stream_version("c2") == 1
+    assert await store.idempotent_result(elsewhere) == replace(c, replayed=True)
+    assert await store.stream_version("c1") == await store.stream_version("c2") == await store.stream_version("c3") == 1
 
 
 async def the_command_handler_loads_decides_and_appends(factory: StoreFactory) -> None:
     store = _store(factory)
     handler = CountingHandler(store)
-    with pytest.raises(Conflict, match="no such counter"):
+    with pytest.raises(NotFound, match="counter 'c1' not found"):  # the handler: no stream, nothing to decide on
         await handler.execute(Add("c1", 1), ACTOR, meta())
     created = await handler.execute(Open("c1", limit=5), ACTOR, meta())
     assert created.version == 1
@@ -301,7 +304,7 @@ async def the_command_handler_loads_decides_and_appends(factory: StoreFactory) -
     await handler.execute(Add("c1", 3), Actor(id="u2", organisation="acme"), caused)
     with pytest.raises(OverLimit):  # the domain refuses: nothing is appended
         await handler.execute(Add("c1", 3), ACTOR, meta())
-    with pytest.raises(ConcurrencyConflict):  # If-Match with an old version
+    with pytest.raises(PreconditionFailed):  # If-Match with an old version
         await handler.execute(Add("c1", 1), ACTOR, meta(expected=1))
     done = await handler.execute(Add("c1", 2), ACTOR, meta(expected=2))
     loaded = await store.load("c1")

@@ -5,12 +5,14 @@ and admits the roles the domain's rule names. No `from __future__ import annotat
 reads the annotations of the endpoints below.
 """
 
+import re
 import uuid
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import Depends, Path, Query, Response
+from fastapi import Depends, Path, Query, Request, Response
+from pydantic import BeforeValidator
 
 from opsat.common.auth import require
 from opsat.common.commands import CommandRouter, Commands, CreationMeta, queries
@@ -26,6 +28,17 @@ STAFF = (Role.agent, Role.team_lead, Role.manager, Role.admin)
 READERS = (Role.requester, *STAFF, Role.auditor, Role.risk_officer, Role.service)
 
 RequestId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
+_ISO_DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
+
+
+def _iso_8601(value: object) -> object:
+    """Only an ISO 8601 date-time: pydantic would also read "0" as Unix time, which no client means."""
+    if isinstance(value, str) and not _ISO_DATETIME.match(value):
+        raise ValueError("give an ISO 8601 date-time, e.g. 2026-01-31T00:00:00+08:00")
+    return value
+
+
+IsoDateTime = Annotated[datetime, BeforeValidator(_iso_8601)]
 Queries = Annotated[IntakeQueries, Depends(queries)]
 
 # Command routes admit the roles the domain's rule names (aggregate.callers); the rule checks the rest.
@@ -109,8 +122,8 @@ async def list_requests(
     requester: Annotated[str | None, Query(max_length=200, pattern=NO_NUL)] = None,
     organisation: Annotated[str | None, Query(max_length=200, pattern=NO_NUL)] = None,
     service: Annotated[str | None, Query(max_length=200, pattern=NO_NUL)] = None,
-    submitted_from: Annotated[datetime | None, Query(description="inclusive, ISO 8601 with offset")] = None,
-    submitted_to: Annotated[datetime | None, Query(description="exclusive")] = None,
+    submitted_from: Annotated[IsoDateTime | None, Query(description="inclusive, ISO 8601 with offset")] = None,
+    submitted_to: Annotated[IsoDateTime | None, Query(description="exclusive, ISO 8601 with offset")] = None,
     open_only: bool = False,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=500)] = None,
@@ -128,10 +141,11 @@ async def list_requests(
             description="Pass `min_version` (the `version` a command returned) to wait briefly until the read model "
                         "has it (read-your-writes); `X-Opsat-Stale: true` says it has not yet. Callers: requester "
                         "(own organisation), staff, auditor, risk_officer, service accounts.")
-async def get_request(request_id: RequestId, queries: Queries, actor: Readers, response: Response,
-                      min_version: Annotated[int | None, Query(ge=1)] = None) -> s.RequestDetail:
-    wait = 2.0 if min_version else 0.0
-    detail, fresh = await queries.get(actor, request_id, min_version=min_version, wait_s=wait)
+async def get_request(request_id: RequestId, queries: Queries, actor: Readers, request: Request,
+                      response: Response, min_version: Annotated[int | None, Query(ge=1)] = None) -> s.RequestDetail:
+    async with request.app.state.waits.slot(f"{actor.organisation}/{actor.id}") as may_wait:
+        wait = request.app.state.settings.read_your_writes_timeout_s if min_version and may_wait else 0.0
+        detail, fresh = await queries.get(actor, request_id, min_version=min_version, wait_s=wait)
     if not fresh:
         response.headers["X-Opsat-Stale"] = "true"
     response.headers["ETag"] = f'"{detail["version"]}"'

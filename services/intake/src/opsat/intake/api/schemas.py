@@ -49,9 +49,9 @@ class SubmitBody(Body):
     impact: Level = Field(description="1 enterprise-wide, 2 department, 3 individual")
     urgency: Level = Field(description="1 high, 2 medium, 3 low")
     service: Name | None = Field(default=None, description="the business service concerned")
-    customer_tier: Name = "standard"
+    customer_tier: Name | None = Field(default=None, description="staff only; by default the organisation's tier")
     requires_approval: bool | None = Field(default=None, description="ask for approval; null follows the catalogue")
-    team: Name | None = None
+    team: Name | None = Field(default=None, description="staff only; a requester's request is routed on accept")
     watchers: Annotated[list[Name], Field(max_length=MAX_WATCHERS)] = []
     requester_id: Name | None = Field(default=None, description="staff submitting on behalf of a requester")
     organisation_id: Name | None = Field(default=None, description="staff submitting for another organisation")

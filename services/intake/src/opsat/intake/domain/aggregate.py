@@ -9,6 +9,7 @@ Pure: no I/O and no clock; the time comes from `CommandContext.now`.
 from __future__ import annotations
 
 import math
+import unicodedata
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
@@ -131,8 +132,8 @@ def decide(
         return _submit(state, command, ctx, policy)
     if state is not None and state.id != command.request_id:
         raise ValueError(f"state {state.id} does not belong to command for {command.request_id}")
-    # A requester never learns whether another organisation's request exists.
-    if state is None or (not as_staff and state.organisation_id != ctx.actor.organisation):
+    # Another organisation's request does not exist for a requester (or a service account not acting for it).
+    if state is None or not ctx.actor.sees(state.organisation_id):
         raise NotFound(f"service request {command.request_id!r} not found")
     if not as_staff and rule.requester == "own" and state.requester_id != ctx.actor.id:
         raise Forbidden(f"only the requester of this request may {name}")
@@ -154,6 +155,12 @@ def _submit(
         raise Forbidden("requesters submit in their own name", field="requester_id")
     if not as_staff and cmd.organisation_id != ctx.actor.organisation:
         raise Forbidden("requesters submit for their own organisation", field="organisation_id")
+    if not ctx.actor.sees(cmd.organisation_id):
+        raise Forbidden("you do not act for this organisation", field="organisation_id")
+    # Fields that drive service levels and routing are staff's to set, or come from configuration.
+    for name in ("customer_tier", "team"):
+        if not as_staff and getattr(cmd, name) is not None:
+            raise Forbidden(f"{name} is set by staff", field=name)
     kind = _enum(RequestKind, cmd.kind, "kind")
     return [
         e.RequestSubmitted(
@@ -162,7 +169,7 @@ def _submit(
             by=ctx.actor.id,
             kind=kind,
             channel=_enum(Channel, cmd.channel, "channel"),
-            title=_text(cmd.title, "title"),
+            title=_title(cmd.title),
             description=_text(cmd.description, "description", required=False),
             impact=cmd.impact,
             urgency=cmd.urgency,
@@ -170,7 +177,8 @@ def _submit(
             requester_id=_ident(cmd.requester_id, "requester_id"),
             organisation_id=_ident(cmd.organisation_id, "organisation_id"),
             service=_optional_ident(cmd.service, "service"),
-            customer_tier=_ident(cmd.customer_tier, "customer_tier"),
+            customer_tier=policy.customer_tier if cmd.customer_tier is None else _ident(cmd.customer_tier,
+                                                                                         "customer_tier"),
             team=_optional_ident(cmd.team, "team"),
             watchers=_watchers(cmd.watchers),
             requires_approval=_requires_approval(kind, cmd.requires_approval, policy),
@@ -653,6 +661,23 @@ def _text(value: Any, name: str, *, required: bool = True) -> str:
     if len(value) > max_length:
         raise InvalidInput(f"{name} must be at most {max_length} characters", field=name)
     return value
+
+
+# Bidi embeddings, overrides and isolates reorder what a reader sees (Trojan Source, CVE-2021-42574).
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+# Printable by Unicode's account, yet drawn as nothing: fillers and the blank braille pattern.
+_BLANKS = frozenset("\u034f\u115f\u1160\u2800\u3164\uffa0")
+
+
+def _title(value: Any) -> str:
+    title = _text(value, "title")
+    if any(ch in _BIDI_CONTROLS for ch in title):
+        raise InvalidInput("title must not contain bidirectional control characters", field="title")
+    if not any(ch.isprintable() and not ch.isspace() and ch not in _BLANKS and unicodedata.category(ch) != "Cf"
+               for ch in title):
+        raise InvalidInput("title must contain visible characters", field="title")
+    return title
 
 
 def _optional_text(value: Any, name: str) -> str | None:

@@ -29,7 +29,7 @@ class SubmitRequest:
     requester_id: str
     organisation_id: str
     service: str | None = None  # the business service concerned
-    customer_tier: str = "standard"
+    customer_tier: str | None = None  # staff only; else the organisation's tier from the policy
     requires_approval: bool | None = None  # True asks for approval; None follows the policy's catalogue
     team: str | None = None
     watchers: tuple[str, ...] = ()

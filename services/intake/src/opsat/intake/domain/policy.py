@@ -46,6 +46,8 @@ class IntakePolicy:
         {RequestKind.service_request, RequestKind.change}
     )
     calendar: BusinessCalendar = field(default_factory=default_calendar)
+    # The organisation's service tier (drives service levels): configuration, never the requester's say.
+    customer_tier: str = "standard"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "priority_matrix", _checked_matrix(self.priority_matrix))
@@ -87,6 +89,11 @@ class IntakePolicy:
                 kwargs[name] = _kinds(data[name], name)
         if "calendar" in data:
             kwargs["calendar"] = _parse_calendar(data["calendar"])
+        if "customer_tier" in data:
+            tier = data["customer_tier"]
+            if not isinstance(tier, str) or not tier.strip() or len(tier) > 200:
+                raise InvalidInput("customer_tier must be a name", field="customer_tier")
+            kwargs["customer_tier"] = tier
         return cls(**kwargs)
 
     def to_mapping(self) -> dict[str, Any]:
@@ -101,6 +108,7 @@ class IntakePolicy:
             "approval_required_kinds": sorted(k.value for k in self.approval_required_kinds),
             "requirement_confirmation_kinds": sorted(k.value for k in self.requirement_confirmation_kinds),
             "calendar": self.calendar.to_mapping(),
+            "customer_tier": self.customer_tier,
         }
 
 
@@ -112,6 +120,7 @@ _CONFIG_KEYS = frozenset(
         "approval_required_kinds",
         "requirement_confirmation_kinds",
         "calendar",
+        "customer_tier",
     }
 )
 

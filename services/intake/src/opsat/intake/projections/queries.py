@@ -54,9 +54,12 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
 
 
 def _visible_to(actor: Actor) -> Any:
-    """Requesters (and anyone without a staff role) see their organisation only."""
+    """Requesters (and anyone without a staff role) see their organisation only; a scoped service account the
+    organisations it acts for."""
     if actor.reads_everything:
         return True
+    if actor.scope is not None:
+        return requests.c.organisation_id.in_(sorted(actor.scope))
     return requests.c.organisation_id == actor.organisation
 
 
