@@ -68,7 +68,7 @@ GO
     kube-apiserver)
       # The kubernetes module points at ./staging through replace lines; use the published modules.
       local dir minor="${version#v1.}"
-      dir="$(go mod download -json "k8s.io/kubernetes@$version" | sed -n 's/^\s*"Dir": "\(.*\)",$/\1/p')"
+      dir="$(module_dir "k8s.io/kubernetes@$version")"
       cp -r "$dir" "$tmp/src" && chmod -R u+w "$tmp/src"
       (cd "$tmp/src" && rm -rf vendor go.work go.work.sum \
         && sed -i -e '/=> \.\/staging/d' -e "s#^\(\s*k8s.io/[a-z0-9-]*\) v0.0.0\$#\1 v0.${minor}#" go.mod \
@@ -84,16 +84,17 @@ GO
 }
 
 # CRDs of the operators the manifests use, taken from the operators' own Go modules.
+module_dir() { go mod download -json "$1" | sed -n 's/^\s*"Dir": "\(.*\)",$/\1/p'; }
 crds() {
   local out="$CACHE/crds-cnpg-$CNPG_VERSION-po-$PROMETHEUS_OPERATOR_VERSION" tmp dir
-  if [[ ! -d "$out" ]]; then
+  if [[ ! -f "$out/.complete" ]]; then
     tmp="$(mktemp -d)"
-    dir="$(go mod download -json "github.com/cloudnative-pg/cloudnative-pg@$CNPG_VERSION" | sed -n 's/^\s*"Dir": "\(.*\)",$/\1/p')"
+    dir="$(module_dir "github.com/cloudnative-pg/cloudnative-pg@$CNPG_VERSION")"
     cp "$dir"/config/crd/bases/postgresql.cnpg.io_*.yaml "$tmp/"
-    dir="$(go mod download -json "github.com/prometheus-operator/prometheus-operator@$PROMETHEUS_OPERATOR_VERSION" | sed -n 's/^\s*"Dir": "\(.*\)",$/\1/p')"
-    cp "$dir"/example/prometheus-operator-crd/monitoring.coreos.com_prometheusrules.yaml "$tmp/"
-    chmod u+w "$tmp"/*
-    mkdir -p "$CACHE" && mv "$tmp" "$out"
+    dir="$(module_dir "github.com/prometheus-operator/prometheus-operator@$PROMETHEUS_OPERATOR_VERSION")"
+    cp "$dir"/example/prometheus-operator-crd/monitoring.coreos.com_{prometheusrules,podmonitors}.yaml "$tmp/"
+    chmod u+w "$tmp"/* && touch "$tmp/.complete"
+    rm -rf "$out" && mkdir -p "$CACHE" && mv "$tmp" "$out"
   fi
   echo "$out"
 }

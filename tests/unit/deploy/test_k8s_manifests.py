@@ -664,3 +664,12 @@ def test_strimzi_resources_have_what_the_operator_requires(overlay):
                 assert listener["type"] in {"internal", "route", "loadbalancer", "nodeport", "ingress",
                                             "cluster-ip"}, where
                 assert isinstance(listener["tls"], bool), where
+
+
+@pytest.mark.parametrize("entry", [{"consumer": ["breaches"]}, {"eventPartitions": 0}, {"consumers": ["Bad-Name"]}])
+def test_a_misspelt_service_entry_is_refused(tmp_path, entry):
+    extra = tmp_path / "extra.yaml"
+    extra.write_text(yaml.safe_dump({"services": {"sla_monitor": entry}}))
+    with pytest.raises(subprocess.CalledProcessError) as refused:
+        chart.template("dev", extra)
+    assert "values don't meet the specifications of the schema" in refused.value.stderr
