@@ -89,24 +89,25 @@ def break_pod_monitor(o):
     o["spec"]["podMetricsEndpoints"][0]["interval"] = "thirty seconds"  # CRD pattern for durations
 
 
-BREAKAGES = {
-    "Deployment": (break_replicas, "spec.replicas"),
-    "Deployment ": (break_probe_field, 'unknown field "spec.template.spec.containers[0].readinessProbe.httpGett"'),
-    "PodDisruptionBudget": (break_pdb, "minAvailable"),
-    "HorizontalPodAutoscaler": (break_hpa, "spec.minReplicas"),
-    "Cluster": (break_cluster, "spec.instances"),
-    "PrometheusRule": (break_rule, 'unknown field "spec.groups[0].rules[0].exprr"'),
-    "PodMonitor": (break_pod_monitor, "interval"),
+BREAKAGES = {  # id: (kind, breakage, what the refusal names)
+    "replicas": ("Deployment", break_replicas, "spec.replicas"),
+    "unknown-field": ("Deployment", break_probe_field,
+                      'unknown field "spec.template.spec.containers[0].readinessProbe.httpGett"'),
+    "pdb": ("PodDisruptionBudget", break_pdb, "minAvailable"),
+    "hpa": ("HorizontalPodAutoscaler", break_hpa, "spec.minReplicas"),
+    "cnpg": ("Cluster", break_cluster, "spec.instances"),
+    "rule": ("PrometheusRule", break_rule, 'unknown field "spec.groups[0].rules[0].exprr"'),
+    "pod-monitor": ("PodMonitor", break_pod_monitor, "interval"),
 }
 
 
-@pytest.mark.parametrize("kind", BREAKAGES)
-def test_a_broken_object_is_refused(server, kind):
-    breakage, message = BREAKAGES[kind]
-    good = next(o for o in chart.render("dev") if o["kind"] == kind.strip())
+@pytest.mark.parametrize("case", BREAKAGES)
+def test_a_broken_object_is_refused(server, case):
+    kind, breakage, message = BREAKAGES[case]
+    good = next(o for o in chart.render("dev") if o["kind"] == kind)
     assert dry_run(server, [good]).returncode == 0
     bad = copy.deepcopy(good)
     breakage(bad)
     out = dry_run(server, [bad])
-    assert out.returncode != 0, f"the API server accepted a broken {kind.strip()}"
+    assert out.returncode != 0, f"the API server accepted a broken {kind}"
     assert message in out.stderr, out.stderr
