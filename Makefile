@@ -6,8 +6,12 @@ SERVICES := intake
 INFRA := deploy/local/infra.sh
 LOCAL := deploy/local/services.sh
 PYTHON ?= python3
+TOOLS := deploy/tools/tools.sh
+# The server-side deployment tests join `make test` once their tools are in the cache (make test-deploy).
+DEPLOY_TESTS = $$($(TOOLS) cached || echo --ignore=tests/deploy)
 
-.PHONY: install lint infra run stop status test test-unit test-integration test-faults test-contract bench docs clean help
+.PHONY: install lint infra run stop status test test-unit test-integration test-faults test-contract \
+	test-deploy tools tools-helm generate compose-env bench docs clean help
 
 help:
 	@echo "make run    install, start Kafka + PostgreSQL + every service, print where they listen"
@@ -15,6 +19,9 @@ help:
 	@echo "make stop   stop the services and the local Kafka + PostgreSQL"
 	@echo "make bench  run the benchmarks (results in bench/results/)"
 	@echo "make test-faults  the fault-injection suite at full length (about 6 minutes)"
+	@echo "make test-deploy  build helm, promtool, etcd, kube-apiserver (once) and validate deploy/ against them"
+	@echo "make generate     regenerate docker-compose.yml and the Grafana dashboards from the service list"
+	@echo "make compose-env  write .local/compose.env (random passwords) for docker compose --env-file"
 
 # One virtualenv for the monorepo; every package editable, versions pinned by constraints.txt.
 install: $(VENV)/.installed
@@ -40,13 +47,13 @@ status:
 	@-$(INFRA) status
 	@-$(LOCAL) status $(SERVICES)
 
-test: install lint infra
-	$(VENV)/bin/pytest
+test: install lint infra tools-helm
+	$(VENV)/bin/pytest $(DEPLOY_TESTS)
 
 lint: install
 	$(VENV)/bin/ruff check libs services tests bench
 
-test-unit: install
+test-unit: install tools-helm
 	$(VENV)/bin/pytest tests/unit
 
 test-integration: install infra
@@ -59,6 +66,26 @@ test-faults: install infra
 # The OpenAPI contract with more generated cases than `make test` (minutes, not one).
 test-contract: install infra
 	$(VENV)/bin/pytest -s tests/integration/intake/test_openapi_contract.py --contract-examples 50 --contract-stateful
+
+# Helm renders the chart in the offline deployment tests; built from its Go module once.
+tools-helm:
+	@$(TOOLS) build helm
+
+tools:
+	@$(TOOLS) build
+
+# The chart rendered against a real kube-apiserver (dry run), and promtool over the alerts.
+test-deploy: install tools
+	$(VENV)/bin/pytest tests/unit/deploy tests/deploy
+
+# docker-compose.yml and the dashboards follow the services in deploy/k8s/opsat/values.yaml.
+generate: install
+	$(PY) deploy/tools/compose.py
+	$(PY) deploy/tools/dashboards.py
+
+compose-env: .local/compose.env
+.local/compose.env:
+	@deploy/compose/env.sh $@
 
 bench: install infra
 	$(PY) bench/run.py

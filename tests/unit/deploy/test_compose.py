@@ -2,7 +2,8 @@
 
 They catch what `docker compose up` would only reveal at run time: a dependency on a service that does
 not exist, a one-shot migration restarted forever, an OPSAT_* typo, a port published twice, a database
-the init script never creates, a build context that leaves out the sources, a root container.
+the init script never creates, a build context that leaves out the sources, a root container, a password
+written into the file, a database reachable from the network.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 import importlib
 import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 from unittest import mock
 from urllib.parse import urlparse
@@ -24,19 +27,46 @@ COMPOSE = REPO / "docker-compose.yml"
 COMMANDS = {"api", "worker", "migrate"}
 
 
-def interpolate(value):
-    """Compose's ${VAR:-default} / ${VAR-default} / ${VAR} / $$, resolved with an empty environment,
-    so the checks see the defaults everybody gets."""
+ENV_SCRIPT = REPO / "deploy" / "compose" / "env.sh"
+SECRETS = {"POSTGRES_PASSWORD", "OPSAT_AUTH_DEV_KEY"}
+sys.path.insert(0, str(REPO / "deploy" / "tools"))
+import compose as compose_generator  # noqa: E402
+
+
+def interpolate(value, env: dict[str, str]):
+    """Compose's ${VAR:-default} / ${VAR-default} / ${VAR:?error} / ${VAR} / $$, resolved with `env` only
+    (what `docker compose --env-file` passes), so the checks see what everybody gets."""
     if isinstance(value, dict):
-        return {k: interpolate(v) for k, v in value.items()}
+        return {k: interpolate(v, env) for k, v in value.items()}
     if isinstance(value, list):
-        return [interpolate(v) for v in value]
+        return [interpolate(v, env) for v in value]
     if not isinstance(value, str):
         return value
+
+    def resolve(m: re.Match) -> str:
+        name, op, arg = m.group(1), m.group(2) or "", m.group(3) or ""
+        if name in env and (env[name] or ":" not in op):
+            return env[name]
+        assert "?" not in op, f"compose would stop: {name} is required ({arg})"
+        return arg
+
     value = value.replace("$$", "\0")
-    value = re.sub(r"\$\{(\w+)(?::?-([^}]*))?\}", lambda m: m.group(2) or "", value)
+    value = re.sub(r"\$\{(\w+)(?:(:?[-?])([^}]*))?\}", resolve, value)
     assert "$" not in value, f"unsupported interpolation in {value!r}"
     return value.replace("\0", "$")
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    lines = [line for line in path.read_text().splitlines() if line and not line.startswith("#")]
+    return dict(line.split("=", 1) for line in lines)
+
+
+@pytest.fixture(scope="module")
+def compose_env(tmp_path_factory) -> dict[str, str]:
+    """The env file `make compose-env` writes, from the same script."""
+    path = tmp_path_factory.mktemp("compose") / "compose.env"
+    subprocess.run([str(ENV_SCRIPT), str(path)], check=True, timeout=30)
+    return read_env_file(path)
 
 
 @pytest.fixture(scope="module")
@@ -45,8 +75,8 @@ def raw() -> dict:
 
 
 @pytest.fixture(scope="module")
-def services(raw) -> dict[str, dict]:
-    return interpolate(raw["services"])
+def services(raw, compose_env) -> dict[str, dict]:
+    return interpolate(raw["services"], compose_env)
 
 
 def opsat_services(services: dict) -> dict[str, dict]:
@@ -214,11 +244,60 @@ def test_images_are_pinned(services):
         assert tag and tag != "latest", f"{name}: pin {image}"
 
 
-def test_dev_signing_key_is_overridable(raw):
+def test_secrets_come_only_from_the_env_file(raw, compose_env):
+    text = COMPOSE.read_text()
+    required = set(re.findall(r"\$\{(\w+):?\?", text))
+    assert SECRETS <= required, "passwords and keys must be required variables, never defaults"
+    assert required <= set(compose_env), f"env.sh does not write {sorted(required - set(compose_env))}"
+    for name in SECRETS:
+        assert not re.search(rf"\$\{{{name}:?-", text), f"{name} has a literal default in the compose file"
+    with pytest.raises(AssertionError, match="required"):  # without the env file compose refuses to start
+        interpolate(raw["services"], {})
+    for value in compose_env.values():
+        assert value not in text
+
+
+def test_env_file_is_random_private_and_never_overwritten(tmp_path, compose_env):
+    path = tmp_path / "compose.env"
+    subprocess.run([str(ENV_SCRIPT), str(path)], check=True, timeout=30)
+    first = read_env_file(path)
+    assert path.stat().st_mode & 0o077 == 0, "the env file must be readable by its owner only"
+    for name in SECRETS:
+        assert len(first[name]) >= 32 and first[name] != compose_env[name], f"{name} is not random"
+    subprocess.run([str(ENV_SCRIPT), str(path)], check=True, timeout=30)
+    assert read_env_file(path) == first, "a second run must keep the values the database volume already has"
+
+
+def test_databases_and_kafka_listen_on_localhost_only(raw):
     for name, svc in raw["services"].items():
-        key = environment(svc).get("OPSAT_AUTH_DEV_KEY")
-        if key is not None:
-            assert key.startswith("${OPSAT_AUTH_DEV_KEY:-dev-only"), f"{name}: overridable, dev-only default"
+        for port in svc.get("ports", []):
+            assert str(port).startswith("127.0.0.1:"), f"{name}: {port} is published on every interface"
+
+
+def test_compose_is_generated_from_the_service_list():
+    assert COMPOSE.read_text() == compose_generator.render(), "out of date: run make generate"
+
+
+def test_adding_a_service_is_one_entry_in_the_values(tmp_path, compose_env):
+    values = yaml.safe_load(compose_generator.VALUES.read_text())
+    values["services"]["sla_monitor"] = {"consumers": ["breaches"]}
+    path = tmp_path / "values.yaml"
+    path.write_text(yaml.safe_dump(values, sort_keys=False))
+    services = interpolate(yaml.safe_load(compose_generator.render(path))["services"], compose_env)
+    extra = {n: s for n, s in services.items() if n.startswith("sla_monitor-")}
+    assert set(extra) == {"sla_monitor-migrate", "sla_monitor-api", "sla_monitor-worker"}
+    for svc in extra.values():
+        assert svc["build"]["args"]["SERVICE"] == "sla_monitor"
+        assert urlparse(environment(svc)["OPSAT_DATABASE_URL"]).path == "/sla_monitor"
+    assert depends_on(extra["sla_monitor-api"])["sla_monitor-migrate"] == "service_completed_successfully"
+    hosts = [host for svc in services.values() for host, _ in published(svc)]
+    assert len(hosts) == len(set(hosts)), f"host ports collide: {sorted(hosts)}"
+
+
+def test_makefile_services_are_the_chart_services():
+    makefile = (REPO / "Makefile").read_text()
+    listed = re.search(r"^SERVICES\s*:?=\s*(.*)$", makefile, re.M).group(1).split()
+    assert listed == list(yaml.safe_load(compose_generator.VALUES.read_text())["services"])
 
 
 # --- Dockerfile ------------------------------------------------------------------------------------------

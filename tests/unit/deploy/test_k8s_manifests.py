@@ -1,10 +1,10 @@
-"""Offline checks of deploy/k8s: a tiny kustomize renders each overlay, then assertions catch the
-mistakes a cluster would only reveal at deploy time (a selector that matches nothing, a typo in an
-OPSAT_* key, a probe on the wrong port, a topic name the code never uses...).
+"""Offline checks of deploy/k8s: the real `helm template` renders the chart with each overlay's values,
+then assertions catch the mistakes a cluster would only reveal at deploy time (a selector that matches
+nothing, a typo in an OPSAT_* key, a probe on the wrong port, a topic name the code never uses...).
 
-The loader supports exactly what the overlays use (resources, namespace, images, replicas, patches with
-strategic merge); any other kustomization field fails the test instead of being silently ignored.
-When `kustomize` or `kubectl` is on PATH, a test also compares the loader with the real thing.
+Besides dev and prod, every check also runs on "dev+extra": dev with a throwaway second service entry,
+which proves that another service is one entry in values.yaml. Server-side validation against a real
+kube-apiserver is in tests/deploy/.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import copy
 import importlib
 import os
 import re
-import shutil
 import subprocess
+import sys
 from pathlib import Path
 from unittest import mock
 from urllib.parse import urlparse
@@ -25,12 +25,26 @@ import yaml
 from opsat.common.settings import ServiceSettings
 
 REPO = Path(__file__).resolve().parents[3]
+sys.path.insert(0, str(REPO / "deploy" / "tools"))
+import chart  # noqa: E402
+
 K8S = REPO / "deploy" / "k8s"
-OVERLAYS = sorted(p.name for p in (K8S / "overlays").iterdir() if p.is_dir())
+VALUES = yaml.safe_load((chart.CHART / "values.yaml").read_text())
+OVERLAYS = chart.OVERLAYS
+# A second service that exists only in this test: no code, just an entry.
+EXTRA = {"sla_monitor": {"consumers": ["breaches", "escalation_scheduler"], "eventPartitions": 3}}
+RENDERS = [*OVERLAYS, "dev+extra"]
 
 POD_KINDS = {"Deployment", "Job"}
-CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition"}
 DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+
+
+def dns(service: str) -> str:
+    return service.replace("_", "-")
+
+
+def has_code(service: str) -> bool:
+    return importlib.util.find_spec(f"opsat.{service}") is not None
 
 
 def settings_class(service: str) -> type[ServiceSettings]:
@@ -53,120 +67,25 @@ def topics_the_worker_creates(service: str, settings: ServiceSettings) -> dict[s
     return importlib.import_module(f"opsat.{service}.service").SERVICE.topics(settings)
 
 
-# --- a small kustomize ---------------------------------------------------------------------------------
-
-SUPPORTED_FIELDS = {"apiVersion", "kind", "resources", "namespace", "images", "replicas", "patches"}
-# Strategic-merge keys of the built-in kinds we patch; lists elsewhere (and in custom resources) are replaced.
-MERGE_KEYS = {"containers": "name", "initContainers": "name", "env": "name", "volumes": "name",
-              "volumeMounts": "mountPath", "ports": "containerPort"}
-BUILTIN_GROUPS = {"", "apps", "batch", "policy", "autoscaling", "networking.k8s.io"}
+def topics_the_entry_declares(service: str, entry: dict, namespace: str = "opsat") -> dict[str, int]:
+    """For a service without code yet: the convention the worker follows (events + one DLQ per consumer)."""
+    topics = {f"{namespace}.{service}.events": entry["eventPartitions"]}
+    return topics | {f"{namespace}.{service}.{consumer}.dlq": 1 for consumer in entry["consumers"]}
 
 
-def group_of(obj: dict) -> str:
-    api = obj["apiVersion"]
-    return api.split("/")[0] if "/" in api else ""
+def render(name: str, tmp_path: Path) -> list[dict]:
+    if name == "dev+extra":
+        extra = tmp_path / "extra.yaml"
+        extra.write_text(yaml.safe_dump({"services": EXTRA}))
+        return chart.render("dev", extra)
+    return chart.render(name)
 
+
+# --- helpers over a rendered overlay ---------------------------------------------------------------------
 
 def obj_id(obj: dict) -> tuple[str, str, str]:
     return obj["kind"], obj["metadata"].get("namespace", ""), obj["metadata"]["name"]
 
-
-def read_kustomization(folder: Path) -> dict:
-    return yaml.safe_load((folder / "kustomization.yaml").read_text())
-
-
-def read_docs(path: Path) -> list[dict]:
-    return [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
-
-
-def strategic_merge(base: dict, patch: dict, builtin: bool) -> None:
-    for key, value in patch.items():
-        if value is None:
-            base.pop(key, None)
-        elif isinstance(value, dict) and isinstance(base.get(key), dict):
-            strategic_merge(base[key], value, builtin)
-        elif builtin and key in MERGE_KEYS and isinstance(value, list) and isinstance(base.get(key), list):
-            merge_key = MERGE_KEYS[key]
-            by_key = {item[merge_key]: item for item in base[key]}
-            for item in value:
-                if item[merge_key] in by_key:
-                    strategic_merge(by_key[item[merge_key]], item, builtin)
-                else:
-                    base[key].append(copy.deepcopy(item))
-        else:
-            base[key] = copy.deepcopy(value)
-
-
-def apply_patch(objs: list[dict], folder: Path, entry: dict) -> None:
-    assert set(entry) <= {"path", "target"}, f"{folder}: unsupported patch form {entry}"
-    for patch in read_docs(folder / entry["path"]):
-        # Without a target the patch names its resource; a target's name is a regex, as in kustomize.
-        target = entry.get("target") or {"kind": patch["kind"], "name": re.escape(patch["metadata"]["name"])}
-        assert set(target) <= {"group", "kind", "name"}, f"{folder}: unsupported patch target {target}"
-        hits = [o for o in objs
-                if o["kind"] == target["kind"]
-                and ("name" not in target or re.fullmatch(target["name"], o["metadata"]["name"]))
-                and ("group" not in target or group_of(o) == target["group"])]
-        assert hits, f"{folder / entry['path']}: patch matches no resource ({target})"
-        body = {k: v for k, v in patch.items() if k not in ("apiVersion", "kind")}
-        body["metadata"] = {k: v for k, v in patch["metadata"].items() if k not in ("name", "namespace")}
-        for obj in hits:
-            strategic_merge(obj, body, group_of(obj) in BUILTIN_GROUPS)
-
-
-def pod_spec(obj: dict) -> dict:
-    return obj["spec"]["template"]["spec"]
-
-
-def containers(obj: dict) -> list[dict]:
-    spec = pod_spec(obj)
-    return spec.get("initContainers", []) + spec["containers"]
-
-
-def split_image(image: str) -> tuple[str, str | None]:
-    """Split "registry:5000/app:1.2" into ("registry:5000/app", "1.2"); a digest counts as no tag."""
-    name, sep, tag = image.split("@")[0].rpartition(":")
-    return (name, tag) if sep and "/" not in tag else (image.split("@")[0], None)
-
-
-def set_image(obj: dict, entry: dict) -> None:
-    for container in containers(obj):
-        name, tag = split_image(container["image"])
-        if name == entry["name"]:
-            new, tag = entry.get("newName", name), entry.get("newTag", tag)
-            container["image"] = f"{new}@{entry['digest']}" if "digest" in entry else f"{new}:{tag}" if tag else new
-
-
-def build(folder: Path) -> list[dict]:
-    """Render a kustomization folder: what `kustomize build` would print, for the features we use."""
-    kust = read_kustomization(folder)
-    unsupported = set(kust) - SUPPORTED_FIELDS
-    assert not unsupported, f"{folder}: the test loader does not support {unsupported}; extend it"
-    objs: list[dict] = []
-    for entry in kust.get("resources", []):
-        path = folder / entry
-        objs += build(path) if path.is_dir() else copy.deepcopy(read_docs(path))
-    for entry in kust.get("patches", []):
-        apply_patch(objs, folder, entry)
-    if namespace := kust.get("namespace"):
-        for obj in objs:
-            if obj["kind"] not in CLUSTER_SCOPED:
-                obj["metadata"]["namespace"] = namespace
-    for entry in kust.get("replicas", []):
-        hits = [o for o in objs if o["kind"] == "Deployment" and o["metadata"]["name"] == entry["name"]]
-        assert hits, f"{folder}: replicas entry {entry['name']} matches no Deployment"
-        for obj in hits:
-            obj["spec"]["replicas"] = entry["count"]
-    for entry in kust.get("images", []):
-        for obj in objs:
-            if obj["kind"] in POD_KINDS:
-                set_image(obj, entry)
-    ids = [obj_id(o) for o in objs]
-    assert len(ids) == len(set(ids)), f"{folder}: duplicate resources {sorted(i for i in ids if ids.count(i) > 1)}"
-    return objs
-
-
-# --- helpers over a rendered overlay ---------------------------------------------------------------------
 
 def of_kind(objs: list[dict], kind: str) -> list[dict]:
     return [o for o in objs if o["kind"] == kind]
@@ -176,6 +95,15 @@ def one(objs: list[dict], kind: str, name: str) -> dict:
     hits = [o for o in objs if o["kind"] == kind and o["metadata"]["name"] == name]
     assert len(hits) == 1, f"expected one {kind}/{name}, found {len(hits)}"
     return hits[0]
+
+
+def pod_spec(obj: dict) -> dict:
+    return obj["spec"]["template"]["spec"]
+
+
+def containers(obj: dict) -> list[dict]:
+    spec = pod_spec(obj)
+    return spec.get("initContainers", []) + spec["containers"]
 
 
 def selects(selector: dict, labels: dict) -> bool:
@@ -189,6 +117,14 @@ def pod_labels(obj: dict) -> dict:
 
 def service_of(obj: dict) -> str:
     return obj["metadata"]["labels"]["app.kubernetes.io/name"]
+
+
+def settings_maps(objs: list[dict]) -> list[dict]:
+    return [o for o in of_kind(objs, "ConfigMap") if "grafana_dashboard" not in o["metadata"]["labels"]]
+
+
+def services_in(objs: list[dict]) -> set[str]:
+    return {service_of(d) for d in of_kind(objs, "Deployment")}
 
 
 def container_env(objs: list[dict], container: dict) -> tuple[dict[str, str], dict[str, dict]]:
@@ -230,103 +166,139 @@ def dockerfile_uid() -> int:
     return int(users[-1].split(":")[0])
 
 
-@pytest.fixture(scope="module", params=OVERLAYS)
-def overlay(request) -> tuple[str, list[dict]]:
-    return request.param, build(K8S / "overlays" / request.param)
-
-
 @pytest.fixture(scope="module")
-def rendered() -> dict[str, list[dict]]:
-    return {name: build(K8S / "overlays" / name) for name in OVERLAYS}
+def rendered(tmp_path_factory) -> dict[str, list[dict]]:
+    tmp = tmp_path_factory.mktemp("values")
+    return {name: render(name, tmp) for name in RENDERS}
 
 
-# --- files -----------------------------------------------------------------------------------------------
+@pytest.fixture(params=RENDERS)
+def overlay(request, rendered) -> tuple[str, list[dict]]:
+    return request.param, copy.deepcopy(rendered[request.param])
 
-def all_kustomizations() -> list[Path]:
-    return sorted(p.parent for p in K8S.rglob("kustomization.yaml"))
 
+# --- the chart -------------------------------------------------------------------------------------------
 
 def test_overlays_dev_and_prod_exist():
     assert {"dev", "prod"} <= set(OVERLAYS)
 
 
-@pytest.mark.parametrize("folder", all_kustomizations(), ids=lambda p: str(p.relative_to(K8S)))
-def test_every_referenced_file_exists_and_parses(folder: Path):
-    kust = read_kustomization(folder)
-    for entry in kust.get("resources", []):
-        path = folder / entry
-        assert path.exists(), f"{folder}: resource {entry} does not exist"
-        if path.is_dir():
-            assert (path / "kustomization.yaml").exists(), f"{path}: folder without kustomization.yaml"
-        else:
-            for doc in read_docs(path):
-                assert {"apiVersion", "kind", "metadata"} <= set(doc), f"{path}: not a Kubernetes object"
-                assert doc["metadata"].get("name"), f"{path}: {doc['kind']} without a name"
-    for entry in kust.get("patches", []):
-        assert (folder / entry["path"]).is_file(), f"{folder}: patch {entry['path']} does not exist"
+@pytest.mark.parametrize("name", OVERLAYS)
+def test_chart_lints_clean(name):
+    out = subprocess.run([chart.tool("helm"), "lint", "--strict", str(chart.CHART),
+                          "-f", str(K8S / "overlays" / name / "values.yaml")],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
 
 
-def test_no_yaml_file_is_left_out_of_a_kustomization():
-    # A manifest that nobody lists is never deployed: the classic "added a file, forgot the list".
-    listed = set()
-    for folder in all_kustomizations():
-        listed.add(folder / "kustomization.yaml")
-        kust = read_kustomization(folder)
-        listed |= {(folder / e).resolve() for e in kust.get("resources", [])}
-        listed |= {(folder / e["path"]).resolve() for e in kust.get("patches", [])}
-    orphans = [p for p in K8S.rglob("*.yaml") if p.resolve() not in listed and p.name != "kustomization.yaml"]
-    assert not orphans, f"not referenced by any kustomization.yaml: {orphans}"
-
-
-def test_base_is_namespace_agnostic():
-    for obj in build(K8S / "base"):
-        assert "namespace" not in obj["metadata"], f"{obj_id(obj)}: namespaces belong in the overlays"
-
-
-def test_overlay_namespace_object_matches_namespace_field(overlay):
+def test_objects_are_unique_and_in_the_overlay_namespace(overlay):
     name, objs = overlay
-    namespace = read_kustomization(K8S / "overlays" / name)["namespace"]
-    assert [o["metadata"]["name"] for o in of_kind(objs, "Namespace")] == [namespace]
+    namespace = chart.namespace(name.split("+")[0])
+    ids = [obj_id(o) for o in objs]
+    assert len(ids) == len(set(ids)), f"duplicate objects: {sorted(i for i in ids if ids.count(i) > 1)}"
+    for obj in objs:
+        assert obj["metadata"].get("namespace") == namespace, obj_id(obj)
+        assert DNS_SUBDOMAIN.fullmatch(obj["metadata"]["name"]), f"{obj_id(obj)}: invalid name"
 
 
-def real_kustomize() -> list[str] | None:
-    if shutil.which("kustomize"):
-        return ["kustomize", "build"]
-    if shutil.which("kubectl"):
-        return ["kubectl", "kustomize"]
-    return None
+def shape(objs: list[dict], service: str) -> list[tuple[str, str]]:
+    """(kind, name with the service written <svc>) of the service's objects, topics aside."""
+    out = []
+    for obj in objs:
+        if obj["metadata"].get("labels", {}).get("app.kubernetes.io/name") != service or obj["kind"] == "KafkaTopic":
+            continue
+        name = obj["metadata"]["name"].replace(dns(service), "<svc>", 1)
+        out.append((obj["kind"], re.sub(r"-[0-9a-f]{8}$", "-<hash>", name) if obj["kind"] == "Job" else name))
+    return sorted(out)
 
 
-def test_loader_renders_what_real_kustomize_renders(overlay):
-    """kubectl ships with this project's machine image; the loader above must agree with it exactly."""
-    name, objs = overlay
-    command = real_kustomize()
-    assert command is not None, "install kubectl (or kustomize) to check the overlays with the real renderer"
-    out = subprocess.run([*command, str(K8S / "overlays" / name)],
-                         capture_output=True, text=True, timeout=60, check=True).stdout
-    expected = {obj_id(o): o for o in yaml.safe_load_all(out) if o}
-    assert {obj_id(o): o for o in objs} == expected
+def test_adding_a_service_is_one_entry(rendered):
+    """The throwaway entry gets everything intake gets, named after it, and nothing else changes."""
+    dev, extra = rendered["dev"], rendered["dev+extra"]
+    (service,) = EXTRA
+    # The dashboard ConfigMap comes from the committed, generated dashboard file (`make generate`).
+    assert shape(extra, service) == [k for k in shape(dev, "intake") if k != ("ConfigMap", "<svc>-dashboard")]
+    assert shape(extra, service) == sorted([
+        ("ServiceAccount", "<svc>"), ("ConfigMap", "<svc>-config"), ("Deployment", "<svc>-api"),
+        ("Deployment", "<svc>-worker"), ("Service", "<svc>-api"), ("HorizontalPodAutoscaler", "<svc>-api"),
+        ("PodDisruptionBudget", "<svc>-api"), ("PodDisruptionBudget", "<svc>-worker"),
+        ("NetworkPolicy", "<svc>-egress"), ("NetworkPolicy", "<svc>-api-ingress"),
+        ("NetworkPolicy", "<svc>-worker-ingress"), ("Job", "<svc>-migrate-<hash>"), ("Cluster", "<svc>-db")])
+    topics = {t["spec"]["topicName"]: t["spec"]["partitions"] for t in of_kind(extra, "KafkaTopic")
+              if service_of(t) == service}
+    assert topics == topics_the_entry_declares(service, EXTRA[service])
+    assert [o for o in extra if o["metadata"].get("labels", {}).get("app.kubernetes.io/name") != service] == dev
 
 
 # --- workloads -------------------------------------------------------------------------------------------
 
-def test_deployments_have_probes_resources_and_a_locked_down_container(overlay):
-    _, objs = overlay
+def check_probes_and_resources(objs: list[dict]) -> None:
     deployments = of_kind(objs, "Deployment")
     assert deployments
     for dep in deployments:
         spec = pod_spec(dep)
         for c in spec["containers"]:
             where = f"{dep['metadata']['name']}/{c['name']}"
-            assert c["readinessProbe"]["httpGet"]["path"] == "/readyz", where
-            assert c["livenessProbe"]["httpGet"]["path"] == "/healthz", where
-            assert c["startupProbe"]["httpGet"]["path"] == "/healthz", where
+            assert c.get("readinessProbe", {}).get("httpGet", {}).get("path") == "/readyz", where
+            assert c.get("livenessProbe", {}).get("httpGet", {}).get("path") == "/healthz", where
+            assert c.get("startupProbe", {}).get("httpGet", {}).get("path") == "/healthz", where
             for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
                 port = port_number(c, c[probe]["httpGet"]["port"])
                 assert port in {p["containerPort"] for p in c["ports"]}, f"{where}: {probe} on undeclared port"
-            resources = c["resources"]
-            assert {"cpu", "memory"} <= set(resources["requests"]), where
-            assert resources["limits"]["memory"], where
+    for obj in (o for o in objs if o["kind"] in POD_KINDS):
+        for c in containers(obj):
+            where = f"{obj['metadata']['name']}/{c['name']}"
+            resources = c.get("resources", {})
+            assert {"cpu", "memory"} <= set(resources.get("requests", {})), f"{where}: no requests"
+            assert resources.get("limits", {}).get("memory"), f"{where}: no memory limit"
+
+
+def test_deployments_have_probes_and_every_container_requests_and_limits(overlay):
+    _, objs = overlay
+    check_probes_and_resources(objs)
+
+
+@pytest.mark.parametrize("breakage", ["readinessProbe", "livenessProbe", "startupProbe", "limits", "requests"])
+def test_the_check_refuses_a_container_without_probes_or_limits(rendered, breakage):
+    for kind in ("Deployment", "Job"):
+        if kind == "Job" and breakage.endswith("Probe"):
+            continue
+        objs = copy.deepcopy(rendered["dev"])
+        container = pod_spec(of_kind(objs, kind)[0])["containers"][0]
+        if breakage.endswith("Probe"):
+            del container[breakage]
+        else:
+            del container["resources"][breakage]
+        with pytest.raises(AssertionError):
+            check_probes_and_resources(objs)
+
+
+def test_pods_shut_down_gracefully(overlay):
+    _, objs = overlay
+    for dep in of_kind(objs, "Deployment"):
+        spec = pod_spec(dep)
+        grace = spec.get("terminationGracePeriodSeconds", 30)
+        for c in spec["containers"]:
+            drain = c.get("lifecycle", {}).get("preStop", {}).get("sleep", {}).get("seconds", 0)
+            assert grace > drain, f"{dep['metadata']['name']}: the preStop pause eats the whole grace period"
+            if pod_labels(dep)["app.kubernetes.io/component"] == "api":
+                # Endpoints go away asynchronously: without a pause, requests still arrive after SIGTERM.
+                assert drain >= 1, dep["metadata"]["name"]
+        if pod_labels(dep)["app.kubernetes.io/component"] == "api":
+            assert dep["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+
+
+def test_a_config_change_restarts_the_pods(rendered, tmp_path):
+    """Pods read the ConfigMap at start: its checksum in the pod template rolls them when it changes."""
+    changed = tmp_path / "changed.yaml"
+    changed.write_text(yaml.safe_dump({"config": {"OPSAT_LOG_LEVEL": "DEBUG"}}))
+    before = {d["metadata"]["name"]: d["spec"]["template"] for d in of_kind(rendered["dev"], "Deployment")}
+    after = {d["metadata"]["name"]: d["spec"]["template"] for d in of_kind(chart.render("dev", changed), "Deployment")}
+    for name, template in after.items():
+        assert template["metadata"]["annotations"]["checksum/config"] != \
+            before[name]["metadata"]["annotations"]["checksum/config"], name
+    jobs = [{j["metadata"]["name"] for j in of_kind(objs, "Job")} for objs in (rendered["dev"], chart.render("dev", changed))]
+    assert not jobs[0] & jobs[1], "a changed Job template must get a new name (its template is immutable)"
 
 
 def test_pods_run_non_root_read_only_without_privileges(overlay):
@@ -408,9 +380,9 @@ def test_secrets_are_referenced_never_stored(overlay):
         _, secrets = container_env(objs, pod_spec(obj)["containers"][0])
         assert "OPSAT_DATABASE_URL" in secrets, obj_id(obj)
         for name, ref in secrets.items():
-            assert ref["name"] == f"{service_of(obj)}-secrets" and ref["key"] == name, (obj_id(obj), ref)
+            assert ref["name"] == f"{dns(service_of(obj))}-secrets" and ref["key"] == name, (obj_id(obj), ref)
             assert not ref.get("optional"), f"{name}: a missing secret must stop the pod, not use a default"
-    for obj in of_kind(objs, "ConfigMap"):
+    for obj in settings_maps(objs):
         assert not {"OPSAT_DATABASE_URL", "OPSAT_AUTH_DEV_KEY"} & set(obj["data"]), "secret in a ConfigMap"
 
 
@@ -490,8 +462,8 @@ def test_egress_reaches_own_database_kafka_and_dns(overlay):
         rules = allowed_ports(objs, pod, "egress")
         db_peers = [peer for port, peers in rules if port == 5432 for peer in peers]
         db_clusters = {peer["podSelector"]["matchLabels"].get("cnpg.io/cluster") for peer in db_peers}
-        assert db_clusters == {f"{service_of(pod)}-db"}, f"{obj_id(pod)}: egress to its own database only"
-        one(objs, "Cluster", f"{service_of(pod)}-db")
+        assert db_clusters == {f"{dns(service_of(pod))}-db"}, f"{obj_id(pod)}: egress to its own database only"
+        one(objs, "Cluster", f"{dns(service_of(pod))}-db")
         kafka_peers = [peer for port, peers in rules if port == 9092 for peer in peers]
         assert {p["podSelector"]["matchLabels"]["strimzi.io/cluster"] for p in kafka_peers} <= kafka_names
         assert kafka_peers, obj_id(pod)
@@ -511,22 +483,55 @@ def test_oidc_api_may_fetch_the_jwks(overlay):
 
 # --- Kafka (Strimzi) and PostgreSQL (CloudNativePG) ------------------------------------------------------
 
-def test_topics_are_the_ones_the_worker_needs(overlay):
-    _, objs = overlay
-    topics = {t["spec"].get("topicName", t["metadata"]["name"]): t for t in of_kind(objs, "KafkaTopic")}
+def topics_the_services_need(objs: list[dict]) -> dict[str, int]:
+    """{topic: partitions}: from the worker's code when the service has code, else from its entry."""
     expected: dict[str, int] = {}
-    for service in {service_of(d) for d in of_kind(objs, "Deployment")}:
-        settings = settings_from(one(objs, "ConfigMap", f"{service}-config")["data"], service)
+    for service in services_in(objs):
+        settings = settings_from(one(objs, "ConfigMap", f"{dns(service)}-config")["data"], service)
         assert settings.topic(service) == ServiceSettings().topic(service), "topic namespace differs from default"
-        expected |= topics_the_worker_creates(service, settings)
-        events = topics[settings.topic(service)]["spec"]
+        if has_code(service):
+            expected |= topics_the_worker_creates(service, settings)
+        else:
+            expected |= topics_the_entry_declares(service, EXTRA[service])
+    return expected
+
+
+def check_topics(objs: list[dict]) -> None:
+    topics = {t["spec"].get("topicName", t["metadata"]["name"]): t for t in of_kind(objs, "KafkaTopic")}
+    # Same names and partition counts: whoever creates a topic first (Strimzi or the worker), it is right.
+    assert {name: t["spec"]["partitions"] for name, t in topics.items()} == topics_the_services_need(objs)
+    for service in services_in(objs):
+        events = topics[ServiceSettings().topic(service)]["spec"]
         # Projections are rebuilt by replaying: the events must never expire nor be compacted by key.
         assert int(events["config"]["retention.ms"]) == -1
         assert "compact" not in str(events["config"].get("cleanup.policy", "delete"))
-    # Same names and partition counts: whoever creates a topic first (Strimzi or the worker), it is right.
-    assert {name: t["spec"]["partitions"] for name, t in topics.items()} == expected
-    for topic in topics.values():
-        assert DNS_SUBDOMAIN.fullmatch(topic["metadata"]["name"]), f"{topic['metadata']['name']}: invalid name"
+
+
+def test_topics_are_the_ones_the_worker_needs(overlay):
+    _, objs = overlay
+    check_topics(objs)
+
+
+def test_the_check_refuses_a_missing_or_misnamed_topic(rendered):
+    for name in ("opsat.intake.requests.dlq", "opsat.intake.auto_close_scheduler.dlq", "opsat.intake.events"):
+        objs = [o for o in copy.deepcopy(rendered["dev"]) if o["kind"] != "KafkaTopic" or o["spec"]["topicName"] != name]
+        with pytest.raises(AssertionError):
+            check_topics(objs)
+    objs = copy.deepcopy(rendered["dev"])
+    of_kind(objs, "KafkaTopic")[0]["spec"]["partitions"] += 1
+    with pytest.raises(AssertionError):
+        check_topics(objs)
+
+
+def test_the_events_topic_is_the_asyncapi_channel(rendered):
+    """Where the events go, as the service documents it (what `opsat-<service> asyncapi` prints)."""
+    objs = rendered["dev"]
+    topics = {t["spec"]["topicName"] for t in of_kind(objs, "KafkaTopic")}
+    for service in services_in(objs):
+        registry = importlib.import_module(f"opsat.{service}.main").registry()
+        doc = registry.asyncapi(ServiceSettings().topic(service))
+        addresses = {channel["address"] for channel in doc["channels"].values()}
+        assert addresses and addresses <= topics, f"{service}: {addresses - topics} has no KafkaTopic"
 
 
 def test_topics_fit_the_kafka_cluster(overlay):
@@ -556,7 +561,7 @@ def test_topics_fit_the_kafka_cluster(overlay):
 
 def test_kafka_bootstrap_points_at_a_plain_listener(overlay):
     _, objs = overlay
-    for configmap in of_kind(objs, "ConfigMap"):
+    for configmap in settings_maps(objs):
         host, port = settings_from(configmap["data"]).kafka_bootstrap.split(":")
         cluster = host.removesuffix("-kafka-bootstrap")
         listeners = one(objs, "Kafka", cluster)["spec"]["kafka"]["listeners"]
@@ -567,13 +572,13 @@ def test_each_service_has_its_own_database(overlay):
     _, objs = overlay
     clusters = {c["metadata"]["name"]: c for c in of_kind(objs, "Cluster")}
     for service in {service_of(d) for d in of_kind(objs, "Deployment")}:
-        initdb = clusters[f"{service}-db"]["spec"]["bootstrap"]["initdb"]
+        initdb = clusters[f"{dns(service)}-db"]["spec"]["bootstrap"]["initdb"]
         assert initdb["database"] == service and initdb["owner"] == service
 
 
 def test_kafka_and_postgres_versions_match_compose():
     compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())["services"]
-    objs = build(K8S / "base")
+    objs = chart.render("prod")
     (kafka,) = of_kind(objs, "Kafka")
     assert compose["kafka"]["image"] == f"apache/kafka:{kafka['spec']['kafka']['version']}"
     for cluster in of_kind(objs, "Cluster"):
@@ -585,7 +590,7 @@ def test_kafka_and_postgres_versions_match_compose():
 
 def test_prod_uses_oidc_a_pinned_image_and_more_replicas(rendered):
     prod, dev = rendered["prod"], rendered["dev"]
-    for configmap in of_kind(prod, "ConfigMap"):
+    for configmap in settings_maps(prod):
         settings = settings_from(configmap["data"])
         assert (settings.environment, settings.auth_mode) == ("prod", "oidc")
         assert settings.auth_jwks_url
@@ -606,3 +611,57 @@ def test_workers_do_not_outnumber_partitions(overlay):
             topic = ServiceSettings().topic(service_of(dep))
             (events,) = [t for t in of_kind(objs, "KafkaTopic") if t["spec"]["topicName"] == topic]
             assert dep["spec"]["replicas"] <= events["spec"]["partitions"], dep["metadata"]["name"]
+
+
+# --- Strimzi kinds, offline: their CRDs are not available to the server-side tests -----------------------
+
+QUANTITY = re.compile(r"[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|k|M|G|T)?")
+STRIMZI_SPEC_FIELDS = {  # top-level spec fields of kafka.strimzi.io/v1 (a typo here is silently ignored)
+    "KafkaTopic": {"topicName", "partitions", "replicas", "config"},
+    "KafkaNodePool": {"replicas", "storage", "roles", "resources", "jvmOptions", "template"},
+    "Kafka": {"kafka", "entityOperator", "cruiseControl", "kafkaExporter", "clusterCa", "clientsCa",
+              "maintenanceTimeWindows", "jmxTrans"},
+}
+
+
+def test_strimzi_resources_have_what_the_operator_requires(overlay):
+    _, objs = overlay
+    for obj in (o for o in objs if o["apiVersion"] == "kafka.strimzi.io/v1"):
+        where, spec = obj_id(obj), obj["spec"]
+        assert set(spec) <= STRIMZI_SPEC_FIELDS[obj["kind"]], f"{where}: unknown fields {set(spec) - STRIMZI_SPEC_FIELDS[obj['kind']]}"
+        if obj["kind"] == "KafkaTopic":
+            assert obj["metadata"]["labels"]["strimzi.io/cluster"], where
+            assert re.fullmatch(r"[a-zA-Z0-9._-]{1,249}", spec["topicName"]), where
+            assert isinstance(spec["partitions"], int) and spec["partitions"] >= 1, where
+            assert isinstance(spec["replicas"], int) and 1 <= spec["replicas"] <= 32767, where
+            assert all(isinstance(v, str | int | bool) for v in spec.get("config", {}).values()), where
+        elif obj["kind"] == "KafkaNodePool":
+            assert isinstance(spec["replicas"], int) and spec["replicas"] >= 0, where
+            assert spec["roles"] and set(spec["roles"]) <= {"controller", "broker"}, where
+            assert spec["storage"]["type"] in {"jbod", "ephemeral", "persistent-claim"}, where
+            volumes = spec["storage"].get("volumes", [])
+            assert len({v["id"] for v in volumes}) == len(volumes), where
+            for volume in volumes:
+                assert volume["type"] in {"persistent-claim", "ephemeral"}, where
+                assert QUANTITY.fullmatch(str(volume.get("size", "1Gi"))), where
+        elif obj["kind"] == "Kafka":
+            kafka = spec["kafka"]
+            assert re.fullmatch(r"[0-9]+\.[0-9]+\.[0-9]+", kafka["version"]), where
+            names = [lst["name"] for lst in kafka["listeners"]]
+            ports = [lst["port"] for lst in kafka["listeners"]]
+            assert len(set(names)) == len(names) and len(set(ports)) == len(ports), where
+            for listener in kafka["listeners"]:
+                assert re.fullmatch(r"[a-z0-9]{1,11}", listener["name"]), where
+                assert listener["port"] >= 9092 and listener["port"] not in {9404, 9999}, where  # reserved
+                assert listener["type"] in {"internal", "route", "loadbalancer", "nodeport", "ingress",
+                                            "cluster-ip"}, where
+                assert isinstance(listener["tls"], bool), where
+
+
+@pytest.mark.parametrize("entry", [{"consumer": ["breaches"]}, {"eventPartitions": 0}, {"consumers": ["Bad-Name"]}])
+def test_a_misspelt_service_entry_is_refused(tmp_path, entry):
+    extra = tmp_path / "extra.yaml"
+    extra.write_text(yaml.safe_dump({"services": {"sla_monitor": entry}}))
+    with pytest.raises(subprocess.CalledProcessError) as refused:
+        chart.template("dev", extra)
+    assert "values don't meet the specifications of the schema" in refused.value.stderr
