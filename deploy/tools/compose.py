@@ -35,6 +35,7 @@ x-opsat-env: &opsat-env
   OPSAT_AUTH_MODE: dev
   OPSAT_AUTH_ISSUER: opsat-dev
   OPSAT_AUTH_AUDIENCE: opsat
+  OPSAT_PROVIDER_ORGANISATIONS: '["ops"]'
   # Anyone holding this key can mint tokens.
   OPSAT_AUTH_DEV_KEY: ${{OPSAT_AUTH_DEV_KEY:?{needs}}}
 

@@ -528,8 +528,8 @@ def test_the_events_topic_is_the_asyncapi_channel(rendered):
     objs = rendered["dev"]
     topics = {t["spec"]["topicName"] for t in of_kind(objs, "KafkaTopic")}
     for service in services_in(objs):
-        registry = importlib.import_module(f"opsat.{service}.main").registry()
-        doc = registry.asyncapi(ServiceSettings().topic(service))
+        described = importlib.import_module(f"opsat.{service}.service").SERVICE
+        doc = described.registry().asyncapi(described.topic(ServiceSettings()))
         addresses = {channel["address"] for channel in doc["channels"].values()}
         assert addresses and addresses <= topics, f"{service}: {addresses - topics} has no KafkaTopic"
 
