@@ -20,7 +20,7 @@ from opsat.sla_monitor.projections.queries import GROUPS, SlaQueries, check_peri
 STAFF = (Role.agent, Role.team_lead, Role.manager, Role.admin, Role.auditor, Role.risk_officer, Role.service)
 READERS = (Role.requester, *STAFF)
 
-ConfigId = Annotated[str, Path(min_length=1, max_length=31, pattern=r"^[a-z][a-z0-9-]*$")]
+ConfigId = Annotated[str, Path(min_length=1, max_length=31, pattern=r"^[a-z0-9][a-z0-9-]*$")]
 RequestId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
 Queries = Annotated[SlaQueries, Depends(queries)]
 Staff = Annotated[Actor, Depends(require(*STAFF))]

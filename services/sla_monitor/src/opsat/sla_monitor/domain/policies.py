@@ -21,7 +21,7 @@ KINDS = frozenset({"incident", "service_request", "change", "problem", "consulta
 PRIORITIES = frozenset({"P1", "P2", "P3", "P4"})
 _NAME = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
 # Configuration ids are short slugs: never a request id (a UUID), so the streams cannot collide.
-CONFIG_ID = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
+CONFIG_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,30}$")
 DEFAULT_ESCALATIONS = ((50, "team_lead"), (100, "manager"), (150, "director"))
 _MIN, _HOUR = 60.0, 3600.0
 _BUSINESS_DAY = 9 * _HOUR

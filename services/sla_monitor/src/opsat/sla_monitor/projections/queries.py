@@ -80,10 +80,12 @@ class SlaQueries:
     async def breaches(self, actor: Actor, *, since: datetime | None, until: datetime | None, team: str | None,
                        limit: int) -> list[dict[str, Any]]:
         query = select(sla_targets).where(T.breached_at.is_not(None), self._scope(actor))
-        for condition, value in ((T.breached_at >= since, since), (T.breached_at < until, until),
-                                 (T.team == team, team)):
-            if value is not None:
-                query = query.where(condition)
+        if since is not None:
+            query = query.where(T.breached_at >= since)
+        if until is not None:
+            query = query.where(T.breached_at < until)
+        if team is not None:
+            query = query.where(T.team == team)
         async with self.engine.connect() as conn:
             rows = (await conn.execute(query.order_by(T.breached_at.desc(), T.request_id).limit(limit))).mappings()
             return [dict(r) for r in rows.all()]
@@ -98,9 +100,10 @@ class SlaQueries:
         compliant = func.count().filter(and_(T.on_time.is_(True), T.breached_at.is_(None)))
         query = (select(*keys, func.count().label("decided"), compliant.label("met_on_time"))
                  .where(T.target == target, T.status != "cancelled", decided_at.is_not(None), self._scope(actor)))
-        for condition, value in ((decided_at >= since, since), (decided_at < until, until)):
-            if value is not None:
-                query = query.where(condition)
+        if since is not None:
+            query = query.where(decided_at >= since)
+        if until is not None:
+            query = query.where(decided_at < until)
         if keys:
             query = query.group_by(*keys).order_by(*keys)
         async with self.engine.connect() as conn:
