@@ -74,4 +74,14 @@ async def test_bad_configuration_is_a_problem_naming_the_field_and_nothing_is_st
     r = await sla.client.post("/api/v1/calendars/cn-default/days", content=b"{not json",
                               headers={**admin, "content-type": "application/json"})
     assert r.status_code == 400
+    agent = sla.token("bob", "ops", "agent")
+    for query, status, field in (("compliance?group_by=colour", 422, "group_by"),
+                                 ("compliance?period=decade", 422, "period"),
+                                 ("breaches?since=2026-01-01T00:00:00", 422, "since"),
+                                 ("compliance?target=speed", 422, "target"),
+                                 ("clocks/no-such-request", 404, "request_id")):
+        r = await sla.client.get(f"/api/v1/{query}", headers=agent)
+        assert r.status_code == status, (query, r.text)
+        assert any(e["field"].endswith(field) for e in r.json()["errors"]), (query, r.json())
+    assert (await sla.client.get("/api/v1/at-risk", headers=sla.token("eve", "acme", "requester"))).status_code == 403
     assert await stored_events(sla) == 0
