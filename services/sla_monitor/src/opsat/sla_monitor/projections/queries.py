@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from opsat.common.domain import Actor, InvalidInput, NotFound
@@ -97,7 +97,8 @@ class SlaQueries:
         keys = [GROUPS[g].label(g) for g in group_by]
         if period:
             keys.insert(0, func.to_char(func.date_trunc(period, decided_at), "YYYY-MM-DD").label("period"))
-        compliant = func.count().filter(and_(T.on_time.is_(True), T.breached_at.is_(None)))
+        # A met target's own verdict decides (a breach announced while its accept was still in flight is moot).
+        compliant = func.count().filter(T.on_time.is_(True))
         query = (select(*keys, func.count().label("decided"), compliant.label("met_on_time"))
                  .where(T.target == target, T.status != "cancelled", decided_at.is_not(None), self._scope(actor)))
         if since is not None:

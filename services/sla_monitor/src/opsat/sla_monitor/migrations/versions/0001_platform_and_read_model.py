@@ -18,6 +18,9 @@ depends_on = None
 def upgrade() -> None:
     for statement in [*PLATFORM_DDL_V1, *PLATFORM_DDL_V2]:
         op.execute(statement)
+    # Every clock start lists the policy streams; clocks' events must not make that a scan of the store.
+    op.execute("create index events_config_streams on events (stream_type, stream_id)"
+               " where stream_type in ('sla_policy', 'sla_calendar')")
     # Read models are disposable (rebuilt from the topic), so their tables come from the current metadata.
     metadata.create_all(op.get_bind())
 
