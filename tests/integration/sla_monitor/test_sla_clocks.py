@@ -73,6 +73,10 @@ async def test_a_clock_follows_the_request_and_a_pause_moves_the_due_times_by_th
         r = await intake.client.post(f"/api/v1/requests/{rid}/provide-info", json={"answer": "this"}, headers=requester)
         assert r.status_code == 200, r.text
         resumed = await eventually(lambda: _paused(sla, rid, False))
+        r = await intake.client.post(f"/api/v1/requests/{rid}/priority", json={"priority": "P1", "reason": "CEO"},
+                                     headers=agent)
+        assert r.status_code == 200, r.text
+        retargeted = await eventually(lambda: _with_policy(sla, rid, "p1"))
 
     asked, answered = (await intake_event(intake, rid, "customer_info_requested"),
                        await intake_event(intake, rid, "customer_info_provided"))
@@ -91,8 +95,21 @@ async def test_a_clock_follows_the_request_and_a_pause_moves_the_due_times_by_th
     assert causes["opsat.sla.clock.started"] == str((await intake_event(intake, rid, "submitted"))["event_id"])
     assert causes["opsat.sla.clock.response_met"] == str((await intake_event(intake, rid, "accepted"))["event_id"])
 
+    # A priority change re-targets the running clock: P1's 4 h on the clock's own (24x7) calendar, pause kept.
+    assert retargeted["priority"] == "P1" and retargeted["policy"] == {"policy_id": "p1", "version": 1}
+    assert datetime.fromisoformat(retargeted["targets"]["resolution"]["due_at"]) == \
+        datetime.fromisoformat(started["started_at"]) + timedelta(hours=4) + span
+    causes = {e["type"]: e["caused_by"] for e in retargeted["explanation"]}
+    assert causes["opsat.sla.clock.retargeted"] == \
+        str((await intake_event(intake, rid, "priority_overridden"))["event_id"])
+
     other = await sla.client.get(f"/api/v1/clocks/{rid}", headers=sla.token("eve", "globex", "requester"))
     assert other.status_code == 404  # another organisation's clock does not exist for its requesters
+
+
+async def _with_policy(sla, rid: str, policy_id: str) -> dict | None:  # type: ignore[no-untyped-def]
+    found = await clock(sla, rid)
+    return found if found and found["policy"]["policy_id"] == policy_id else None
 
 
 async def _paused(sla, rid: str, paused: bool) -> dict | None:  # type: ignore[no-untyped-def]

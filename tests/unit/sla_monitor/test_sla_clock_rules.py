@@ -116,3 +116,19 @@ def test_the_view_shows_remaining_and_paused_business_time():
     view = clocks.view(state, MON + timedelta(hours=2))
     assert view["paused"] and view["paused_seconds"] == 110 * 60
     assert view["targets"]["response"]["remaining_seconds"] == 20 * 60
+
+
+def test_a_priority_change_retargets_the_running_clock_on_its_own_calendar():
+    state, _ = run(start("P3"), c.CheckClock(RID), now=MON + timedelta(hours=2, minutes=30))  # response at 50 %
+    assert state.targets["response"].reached == {50}
+    p1 = DEFAULT_POLICIES["p1"]
+    state, events = run(start("P3"), c.CheckClock(RID), c.RetargetClock(RID, MON + timedelta(hours=3), "P1", p1),
+                        now=MON + timedelta(hours=2, minutes=30))
+    retargeted = events[-1]
+    assert isinstance(retargeted, ev.ClockRetargeted) and (retargeted.policy_id, retargeted.priority) == ("p1", "P1")
+    # The clock keeps its business calendar (P1's 24x7 applies to new clocks only) and what it announced.
+    assert retargeted.due["resolution"] == CN.add(MON, timedelta(hours=4))
+    assert state.targets["response"].reached == {50} and state.calendar_id == "cn-default"
+    assert retargeted.next_check_at == MON + timedelta(minutes=12)  # 80 % of 15 min: past, so the timer fires at once
+    with pytest.raises(Conflict):
+        clocks.decide(state, c.RetargetClock(RID, MON, "P1", p1), MON)

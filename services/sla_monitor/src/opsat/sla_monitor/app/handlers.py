@@ -57,7 +57,7 @@ class ClockAggregate:
     stream_type = "sla_clock"
     id_field = "request_id"
     commands = frozenset({c.StartClock, c.MeetResponse, c.PauseClock, c.ResumeClock, c.MeetResolution,
-                          c.ReopenClock, c.ChangeTeam, c.CancelClock, c.CheckClock})
+                          c.ReopenClock, c.RetargetClock, c.ChangeTeam, c.CancelClock, c.CheckClock})
     evolve = staticmethod(clocks.evolve)
 
     def __init__(self, settings: Any) -> None:

@@ -18,7 +18,7 @@ from opsat.common import deadlines
 from opsat.common.consumer import ReceivedEvent
 from opsat.common.eventstore import StreamStore, fold
 from opsat.common.reactions import CommandReaction, ForeignEvent, reaction_metadata
-from opsat.sla_monitor.domain import calendars, policies
+from opsat.sla_monitor.domain import calendars, clocks, policies
 from opsat.sla_monitor.domain import commands as c
 from opsat.sla_monitor.domain import events as ev
 
@@ -67,6 +67,11 @@ class Reopened(_IntakeEvent):
     event_type: ClassVar[str] = "opsat.intake.request.reopened"
 
 
+class PriorityChanged(_IntakeEvent):
+    event_type: ClassVar[str] = "opsat.intake.request.priority_overridden"
+    priority: str
+
+
 class Assigned(_IntakeEvent):
     event_type: ClassVar[str] = "opsat.intake.request.assigned"
     team: str
@@ -85,7 +90,8 @@ class Cancelled(_IntakeEvent):
 
 
 INTAKE_READS: tuple[type[ForeignEvent], ...] = (Submitted, Accepted, ReplyAdded, InfoRequested, InfoProvided,
-                                                Resolved, Reopened, Assigned, Rejected, Declined, Cancelled)
+                                                Resolved, Reopened, PriorityChanged, Assigned, Rejected, Declined,
+                                                Cancelled)
 
 
 async def current_configuration(conn: AsyncConnection, store: StreamStore, kind: str, priority: str, tier: str,
@@ -109,13 +115,21 @@ class ClockDriver(CommandReaction):
     command: ClassVar[type] = c.StartClock
 
     async def apply(self, conn: AsyncConnection, received: ReceivedEvent) -> None:
+        """Looks up the configuration a start or a re-target needs, then issues the command as any reaction."""
         self._configuration: tuple[policies.Policy, calendars.CalendarVersion] | None = None
+        assert self.handler is not None, "the service kit sets the handler"
+        store = self.handler.store
         if Submitted.matches(received):
             submitted = Submitted.read(received)
-            assert self.handler is not None, "the service kit sets the handler"
             self._configuration = await current_configuration(
-                conn, self.handler.store, submitted.kind, submitted.priority, submitted.customer_tier,
-                submitted.service)
+                conn, store, submitted.kind, submitted.priority, submitted.customer_tier, submitted.service)
+        elif PriorityChanged.matches(received):
+            changed = PriorityChanged.read(received)
+            running = fold(clocks.evolve, await store.load(changed.request_id))
+            if running is None:
+                return  # no clock (it started before this service existed): nothing to re-target
+            self._configuration = await current_configuration(
+                conn, store, running.kind, changed.priority, running.customer_tier, running.service)
         await super().apply(conn, received)
 
     def command_for(self, received: ReceivedEvent) -> Any | None:
@@ -141,6 +155,10 @@ class ClockDriver(CommandReaction):
                 return c.MeetResolution(request_id=read.request_id, at=read.at)
             case Reopened():
                 return c.ReopenClock(request_id=read.request_id, at=read.at)
+            case PriorityChanged():
+                assert self._configuration is not None
+                return c.RetargetClock(request_id=read.request_id, at=read.at, priority=read.priority,
+                                       policy=self._configuration[0])
             case Assigned():
                 return c.ChangeTeam(request_id=read.request_id, at=read.at, team=read.team)
             case Rejected() | Declined() | Cancelled():

@@ -119,6 +119,12 @@ def evolve(state: Clock | None, event: DomainEvent) -> Clock:
             return state._with_target(event.target, reached=state.targets[event.target].reached | {event.percent})
         case ev.TargetBreached():
             return state._with_target(event.target, reached=state.targets[event.target].reached | {BREACH})
+        case ev.ClockRetargeted():
+            targets = {n: replace(t, amount=timedelta(seconds=event.targets[n])) for n, t in state.targets.items()}
+            return replace(state, priority=event.priority, policy_id=event.policy_id,
+                           policy_version=event.policy_version, targets=targets,
+                           warning_thresholds=tuple(event.warning_thresholds),
+                           escalations={e["percent"]: e["role"] for e in event.escalations})
         case ev.TeamChanged():
             return replace(state, team=event.team)
         case ev.ClockCancelled():
@@ -168,6 +174,19 @@ def decide(state: Clock | None, command: Any, now: datetime) -> list[ev.ClockEve
             if state.resolved_at is None:
                 raise Conflict("the request is not resolved", code="not_resolved")
             return _finish(state, [_resume(state, state.resolved_at, command.at, "reopened")])
+        case c.RetargetClock():
+            policy = command.policy
+            if (command.priority, policy.policy_id, policy.version) == (state.priority, state.policy_id,
+                                                                         state.policy_version):
+                raise Conflict("the clock already runs under this priority and policy", code="unchanged")
+            amounts = {"response": policy.first_response.total_seconds(),
+                       "resolution": policy.resolution.total_seconds()}
+            retargeted = ev.ClockRetargeted(
+                request_id=rid, at=command.at, priority=command.priority, policy_id=policy.policy_id,
+                policy_version=policy.version, targets=amounts, warning_thresholds=list(policy.warning_thresholds),
+                escalations=[{"percent": p, "role": r} for p, r in policy.escalations], due={})
+            after = evolve(state, retargeted)
+            return _finish(state, [retargeted.model_copy(update={"due": {n: after.due(n) for n in TARGETS}})])
         case c.ChangeTeam():
             if command.team == state.team:
                 raise Conflict("the team is unchanged", code="unchanged")

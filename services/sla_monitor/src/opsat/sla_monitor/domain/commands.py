@@ -103,6 +103,14 @@ class ReopenClock:
 
 
 @dataclass(frozen=True)
+class RetargetClock:
+    request_id: str
+    at: datetime
+    priority: str
+    policy: Policy
+
+
+@dataclass(frozen=True)
 class ChangeTeam:
     request_id: str
     at: datetime

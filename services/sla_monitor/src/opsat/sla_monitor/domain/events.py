@@ -137,6 +137,20 @@ class ClockEscalated(ClockEvent):
     escalate_to: str
 
 
+class ClockRetargeted(ClockEvent):
+    """The request's priority changed: new targets from the policy now matching (the clock keeps its calendar,
+    the business time already used and the thresholds already announced)."""
+
+    event_type: ClassVar[str] = _type("clock.retargeted")
+    priority: str
+    policy_id: str
+    policy_version: int
+    targets: dict[str, float]
+    warning_thresholds: list[int]
+    escalations: list[dict[str, Any]]
+    due: dict[str, AwareDatetime]
+
+
 class TeamChanged(ClockEvent):
     event_type: ClassVar[str] = _type("clock.team_changed")
     team: str
@@ -150,6 +164,6 @@ class ClockCancelled(ClockEvent):
 
 
 CLOCK_EVENTS: tuple[type[ClockEvent], ...] = (ClockStarted, ResponseMet, ClockPaused, ClockResumed, ResolutionMet,
-                                              ThresholdReached, TargetBreached, ClockEscalated, TeamChanged,
-                                              ClockCancelled)
+                                              ThresholdReached, TargetBreached, ClockEscalated, ClockRetargeted,
+                                              TeamChanged, ClockCancelled)
 SLA_EVENTS: tuple[type[DomainEvent], ...] = (CalendarDefined, CalendarDaysAdded, PolicyDefined, *CLOCK_EVENTS)

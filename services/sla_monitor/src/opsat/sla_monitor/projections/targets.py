@@ -68,6 +68,11 @@ class TargetsProjection:
                 await change(event.target, breached_at=event.at, escalated_to=event.escalate_to or T.escalated_to)
             case ev.ClockEscalated():
                 await change(event.target, escalated_to=event.escalate_to)
+            case ev.ClockRetargeted():
+                await change(None, priority=event.priority, policy_id=event.policy_id,
+                             policy_version=event.policy_version)
+                for name, due in event.due.items():
+                    await change(name, due_at=due)
             case ev.TeamChanged():
                 await change(None, team=event.team)
             case ev.ClockCancelled():
