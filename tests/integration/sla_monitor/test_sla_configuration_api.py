@@ -38,10 +38,20 @@ async def test_an_administrator_adds_next_years_days_and_the_change_is_published
               (await sla.client.get("/api/v1/calendars", headers=sla.token("bob", "ops", "agent"))).json()}
     assert listed == {"cn-default": 2, "24x7": 1, "hk-office": 1}
 
+    # Calendar and policy ids share one namespace: a policy's id is no calendar, and cannot become one.
+    r = await sla.client.post("/api/v1/policies/gold/define", headers=admin,
+                              json={"first_response_seconds": 600, "resolution_seconds": 3600})
+    assert r.status_code == 200, r.text
+    assert (await sla.client.get("/api/v1/calendars/gold", headers=admin)).status_code == 404
+    r = await sla.client.post("/api/v1/calendars/gold/days", headers=admin, json={"holidays": ["2027-01-01"]})
+    assert r.status_code == 409 and r.json()["errors"][0]["field"] == "calendar_id"
+    policies = {p["policy_id"]: p["version"] for p in (await sla.client.get("/api/v1/policies", headers=admin)).json()}
+    assert policies == {"gold": 1, "p1": 1, "p2": 1, "p3": 1, "p4": 1}
+
     async with sla.worker(only=("relay",)):
-        records = await consume_all(kafka_bootstrap, sla.settings.topic("sla"), min_count=2)
+        records = await consume_all(kafka_bootstrap, sla.settings.topic("sla"), min_count=3)
     types = sorted(json.loads(r.value)["type"] for r in records)
-    assert types == ["opsat.sla.calendar.days_added.v1", "opsat.sla.calendar.defined.v1"]
+    assert types == ["opsat.sla.calendar.days_added.v1", "opsat.sla.calendar.defined.v1", "opsat.sla.policy.defined.v1"]
 
 
 async def test_bad_configuration_is_a_problem_naming_the_field_and_nothing_is_stored(run_service):

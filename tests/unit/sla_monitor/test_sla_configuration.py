@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from opsat.common.commands import CommandMeta
-from opsat.common.domain import SYSTEM_ACTOR, Actor, Forbidden, InvalidInput, NotDueYet, Role
+from opsat.common.domain import SYSTEM_ACTOR, Actor, Conflict, Forbidden, InvalidInput, NotDueYet, Role
 from opsat.common.eventstore import fold
 from opsat.common.memstore import InMemoryEventStore
 from opsat.sla_monitor.domain import calendars, policies
@@ -99,3 +99,14 @@ async def test_the_timer_command_goes_through_the_kit_to_the_clock(handler):
     with pytest.raises(NotDueYet):
         await handler.execute(c.CheckClock("r1"), SYSTEM_ACTOR, meta(2))
     assert (await handler.store.load("r1"))[0].metadata["tenant"] == "acme"
+
+
+async def test_a_policy_id_cannot_become_a_calendar_nor_the_other_way_round(handler):
+    await handler.execute(c.DefinePolicy("gold", first_response_seconds=60, resolution_seconds=600), ADMIN, meta())
+    await handler.execute(c.DefineCalendar("hk", hours={"mon": [["09:00", "18:00"]]}), ADMIN, meta(2))
+    with pytest.raises(Conflict) as raised:
+        await handler.execute(c.AddCalendarDays("gold", holidays=("2027-01-01",)), ADMIN, meta(3))
+    assert raised.value.field == "calendar_id"
+    with pytest.raises(Conflict) as raised:
+        await handler.execute(c.DefinePolicy("hk", first_response_seconds=60, resolution_seconds=600), ADMIN, meta(4))
+    assert raised.value.field == "policy_id"

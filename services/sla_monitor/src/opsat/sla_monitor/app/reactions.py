@@ -102,7 +102,8 @@ async def current_configuration(conn: AsyncConnection, store: StreamStore, kind:
     for policy_id in ids:
         book[policy_id] = fold(policies.evolve, await store.load(policy_id))
     policy = policies.choose(book.values(), kind, priority, tier, service)
-    calendar = (fold(calendars.evolve, await store.load(policy.calendar_id))
+    calendar = (fold(calendars.evolve, [r for r in await store.load(policy.calendar_id)
+                                        if r.stream_type == "sla_calendar"])
                 or calendars.shipped_version(policy.calendar_id)
                 or calendars.shipped_version(calendars.DEFAULT_CALENDAR))  # policies name calendars loosely
     assert calendar is not None

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from opsat.common.domain import DomainEvent, InvalidInput, NotFound
+from opsat.common.domain import Conflict, DomainEvent, InvalidInput, NotFound
 from opsat.common.workhours import WorkCalendar, shipped_calendar
 from opsat.sla_monitor.domain import commands as c
 from opsat.sla_monitor.domain import events as ev
@@ -41,7 +41,9 @@ def evolve(state: CalendarVersion | None, event: DomainEvent) -> CalendarVersion
     match event:
         case ev.CalendarDefined() | ev.CalendarDaysAdded():
             return CalendarVersion(event.calendar_id, event.version, event.calendar)
-    raise ValueError(f"not a calendar event: {event.event_type}")
+    # Calendar and policy ids share one namespace of streams: an id taken by a policy is no calendar.
+    raise Conflict(f"{getattr(event, 'policy_id', 'this id')} is a policy, not a calendar", field="calendar_id",
+                   code="id_taken")
 
 
 def decide(state: CalendarVersion | None, command: Any, now: Any, by: str) -> list[DomainEvent]:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from opsat.common.domain import DomainEvent, InvalidInput
+from opsat.common.domain import Conflict, DomainEvent, InvalidInput
 from opsat.sla_monitor.domain import events as ev
 
 KINDS = frozenset({"incident", "service_request", "change", "problem", "consultation", "complaint"})
@@ -146,7 +146,8 @@ def evolve(state: Policy | None, event: DomainEvent) -> Policy:
     match event:
         case ev.PolicyDefined():
             return Policy.from_spec(event.policy_id, event.version, event.policy)
-    raise ValueError(f"not a policy event: {event.event_type}")
+    raise Conflict(f"{getattr(event, 'calendar_id', 'this id')} is a calendar, not a policy", field="policy_id",
+                   code="id_taken")
 
 
 def decide(state: Policy | None, command: Any, now: Any, by: str) -> list[DomainEvent]:

@@ -122,7 +122,8 @@ class SlaQueries:
             return sorted(result.scalars())
 
     async def calendar(self, calendar_id: str) -> dict[str, Any]:
-        current = fold(calendars.evolve, await self.store.load(calendar_id)) or calendars.shipped_version(calendar_id)
+        history = [r for r in await self.store.load(calendar_id) if r.stream_type == "sla_calendar"]
+        current = fold(calendars.evolve, history) or calendars.shipped_version(calendar_id)
         if current is None:
             raise NotFound(f"calendar {calendar_id} not found", field="calendar_id")
         calendar_from_spec(current.spec)  # stored specs were validated when written
