@@ -132,3 +132,12 @@ def test_a_priority_change_retargets_the_running_clock_on_its_own_calendar():
     assert retargeted.next_check_at == MON + timedelta(minutes=12)  # 80 % of 15 min: past, so the timer fires at once
     with pytest.raises(Conflict):
         clocks.decide(state, c.RetargetClock(RID, MON, "P1", p1), MON)
+
+
+def test_a_met_target_keeps_its_due_time_when_a_later_pause_moves_the_others():
+    state, events = run(start(), c.MeetResponse(RID, MON + timedelta(minutes=5), "accepted"),
+                        c.PauseClock(RID, MON + timedelta(hours=1)), c.ResumeClock(RID, MON + timedelta(hours=2)))
+    assert set(events[-1].due) == {"resolution"}
+    view = clocks.view(state, MON + timedelta(hours=3))
+    assert view["targets"]["response"]["due_at"] == MON + timedelta(minutes=30)
+    assert view["targets"]["resolution"]["due_at"] == CN.add(MON, timedelta(hours=9))

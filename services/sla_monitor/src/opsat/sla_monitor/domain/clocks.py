@@ -25,6 +25,7 @@ BREACH = 100
 class Target:
     amount: timedelta
     met_at: datetime | None = None
+    met_due: datetime | None = None  # the due time when met (later pauses do not move a met target)
     reached: frozenset[int] = frozenset()  # percents already announced
 
 
@@ -104,17 +105,18 @@ def evolve(state: Clock | None, event: DomainEvent) -> Clock:
     assert state is not None, "a clock starts with clock.started"
     match event:
         case ev.ResponseMet():
-            state = state._with_target("response", met_at=event.at)
+            state = state._with_target("response", met_at=event.at, met_due=state.due("response"))
             return replace(state, team=event.team or state.team)
         case ev.ClockPaused():
             return replace(state, paused_since=event.at)
         case ev.ClockResumed():
             state = replace(state, paused=state.paused + timedelta(seconds=event.paused_seconds), paused_since=None)
             if event.reason == "reopened":
-                state = replace(state._with_target("resolution", met_at=None), resolved_at=None)
+                state = replace(state._with_target("resolution", met_at=None, met_due=None), resolved_at=None)
             return state
         case ev.ResolutionMet():
-            return replace(state._with_target("resolution", met_at=event.at), resolved_at=event.at)
+            return replace(state._with_target("resolution", met_at=event.at, met_due=state.due("resolution")),
+                           resolved_at=event.at)
         case ev.ThresholdReached() | ev.ClockEscalated():
             return state._with_target(event.target, reached=state.targets[event.target].reached | {event.percent})
         case ev.TargetBreached():
@@ -215,9 +217,10 @@ def _start(command: c.StartClock) -> ev.ClockStarted:
 
 def _resume(state: Clock, since: datetime, at: datetime, reason: str) -> ev.ClockResumed:
     paused = max(state.calendar.between(since, at), timedelta(0))
-    after = replace(state, paused=state.paused + paused)
-    return ev.ClockResumed(request_id=state.request_id, at=at, reason=reason, paused_seconds=paused.total_seconds(),
-                           due={n: after.due(n) for n in TARGETS})
+    resumed = ev.ClockResumed(request_id=state.request_id, at=at, reason=reason,
+                              paused_seconds=paused.total_seconds(), due={})
+    after = evolve(state, resumed)
+    return resumed.model_copy(update={"due": {n: after.due(n) for n in TARGETS if after.running(n)}})
 
 
 def _check(state: Clock, now: datetime) -> list[ev.ClockEvent]:
@@ -267,7 +270,7 @@ def view(state: Clock, now: datetime) -> dict[str, Any]:
         elapsed = state.elapsed(name, now)
         breached = BREACH in target.reached or elapsed > target.amount
         targets[name] = {
-            "target_seconds": target.amount.total_seconds(), "due_at": state.due(name),
+            "target_seconds": target.amount.total_seconds(), "due_at": target.met_due or state.due(name),
             "met_at": target.met_at, "status": "met" if target.met_at else ("running" if state.running(name)
                                                                               else "stopped"),
             "on_time": (not breached) if target.met_at else None, "breached": breached,
