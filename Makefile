@@ -2,7 +2,10 @@
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
-SERVICES := intake
+SERVICES := intake sla
+# service name -> its folder under services/ and its console script opsat-<name>
+SERVICE_DIR_intake := intake
+SERVICE_DIR_sla := sla_monitor
 INFRA := deploy/local/infra.sh
 LOCAL := deploy/local/services.sh
 PYTHON ?= python3
@@ -25,12 +28,12 @@ help:
 
 # One virtualenv for the monorepo; every package editable, versions pinned by constraints.txt.
 install: $(VENV)/.installed
-$(VENV)/.installed: constraints.txt libs/common/pyproject.toml $(foreach s,$(SERVICES),services/$(s)/pyproject.toml)
+$(VENV)/.installed: constraints.txt libs/common/pyproject.toml $(foreach s,$(SERVICES),services/$(SERVICE_DIR_$(s))/pyproject.toml)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip --version >/dev/null 2>&1 || $(PY) -m ensurepip >/dev/null
 	@$(PY) -m pip install -q --disable-pip-version-check "$$(grep '^uv==' constraints.txt)"
 	$(VENV)/bin/uv pip install -q --python $(PY) -c constraints.txt -e 'libs/common[testing]' \
-		$(foreach s,$(SERVICES),-e services/$(s))
+		$(foreach s,$(SERVICES),-e services/$(SERVICE_DIR_$(s)))
 	@touch $@
 
 infra:

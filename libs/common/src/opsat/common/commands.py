@@ -64,6 +64,24 @@ class Aggregate(Protocol):
         ...
 
 
+class AggregateSet:
+    """Several kinds of stream in one service (e.g. calendars, policies and clocks): subclasses list the
+    aggregate classes in `members`; each command goes to the member whose `commands` name it."""
+
+    members: tuple[type, ...] = ()
+    commands: frozenset[type] = frozenset()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.commands = frozenset().union(*(m.commands for m in cls.members))
+
+    def __init__(self, settings: Any) -> None:
+        self._by_command = {c: member for member in (m(settings) for m in self.members) for c in member.commands}
+
+    def for_command(self, command_cls: type) -> Aggregate:
+        return self._by_command[command_cls]
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -80,8 +98,13 @@ class CommandHandler:
         self.aggregate = aggregate
         self.clock = clock
 
+    def aggregate_for(self, command_cls: type) -> Aggregate:
+        """The aggregate deciding `command_cls`: the service's one, or the member of an `AggregateSet` naming it."""
+        pick = getattr(self.aggregate, "for_command", None)
+        return pick(command_cls) if pick is not None else self.aggregate
+
     async def execute(self, command: Any, actor: Actor, meta: CommandMeta) -> AppendResult:
-        aggregate = self.aggregate
+        aggregate = self.aggregate_for(type(command))
         stream_id = getattr(command, aggregate.id_field)
         idempotency = None
         if meta.idempotency_key:

@@ -188,7 +188,7 @@ class Service:
 
 def _deadline_handler(handler: CommandHandler, kind: str, command_cls: type) -> deadline_table.DeadlineHandler:
     async def fire(stream_id: str, payload: dict[str, Any]) -> None:
-        command = command_cls(**{handler.aggregate.id_field: stream_id}, **payload)
+        command = command_cls(**{handler.aggregate_for(command_cls).id_field: stream_id}, **payload)
         await handler.execute(command, SYSTEM_ACTOR, CommandMeta(correlation_id=f"deadline:{kind}:{stream_id}"))
 
     return fire

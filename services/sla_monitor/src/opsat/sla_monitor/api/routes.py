@@ -1,0 +1,101 @@
+"""SLA monitor HTTP API: configuration commands (calendars and policies, administrators) and queries.
+
+Clocks have no command routes: only intake's events and their timer move them. No `from __future__
+import annotations` here: FastAPI reads the annotations of the endpoints below.
+"""
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Path, Query
+
+from opsat.common.auth import require
+from opsat.common.commands import CommandRouter, queries
+from opsat.common.domain import Actor, InvalidInput, Role
+from opsat.sla_monitor.api import schemas as s
+from opsat.sla_monitor.app.handlers import callers
+from opsat.sla_monitor.domain import commands as c
+from opsat.sla_monitor.projections.queries import GROUPS, SlaQueries, check_period
+
+STAFF = (Role.agent, Role.team_lead, Role.manager, Role.admin, Role.auditor, Role.risk_officer, Role.service)
+READERS = (Role.requester, *STAFF)
+
+ConfigId = Annotated[str, Path(min_length=1, max_length=31, pattern=r"^[a-z0-9][a-z0-9-]*$")]
+RequestId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
+Queries = Annotated[SlaQueries, Depends(queries)]
+Staff = Annotated[Actor, Depends(require(*STAFF))]
+Readers = Annotated[Actor, Depends(require(*READERS))]
+
+calendar_router = CommandRouter(prefix="/api/v1", tags=["calendars"], item_path="/calendars/{calendar_id}",
+                                id_param=ConfigId, accepted=s.CalendarAccepted, callers=callers)
+calendar_router.command("define", c.DefineCalendar, s.CalendarBody,
+                        "Create or replace a business calendar (a new version; running clocks keep theirs)")
+calendar_router.command("days", c.AddCalendarDays, s.DaysBody,
+                        "Add holidays and make-up working days (调休), e.g. next year's (a new version)")
+
+policy_router = CommandRouter(prefix="/api/v1", tags=["policies"], item_path="/policies/{policy_id}",
+                              id_param=ConfigId, accepted=s.PolicyAccepted, callers=callers)
+policy_router.command("define", c.DefinePolicy, s.PolicyBody,
+                      "Create or replace an SLA policy (a new version; applies to clocks started afterwards)")
+
+router = APIRouter(prefix="/api/v1")
+
+
+def _aware(value: datetime | None, field: str) -> datetime | None:
+    if value is not None and value.tzinfo is None:
+        raise InvalidInput("give a time zone offset, e.g. 2026-01-31T00:00:00+08:00", field=field)
+    return value
+
+
+@router.get("/calendars", tags=["calendars"], summary="Every calendar at its current version")
+async def list_calendars(queries: Queries, actor: Readers) -> list[dict[str, Any]]:
+    return await queries.calendars()
+
+
+@router.get("/calendars/{calendar_id}", tags=["calendars"], summary="A calendar at its current version")
+async def get_calendar(calendar_id: ConfigId, queries: Queries, actor: Readers) -> dict[str, Any]:
+    return await queries.calendar(calendar_id)
+
+
+@router.get("/policies", tags=["policies"], summary="Every SLA policy at its current version")
+async def list_policies(queries: Queries, actor: Readers) -> list[dict[str, Any]]:
+    return await queries.policies()
+
+
+@router.get("/clocks/{request_id}", tags=["clocks"], summary="A request's SLA state and its explanation",
+            description="Targets, due times, remaining and paused business time, and every event that shaped the "
+                        "clock with the intake event that caused it. Callers: requester (own organisation), staff, "
+                        "auditor, service accounts.")
+async def get_clock(request_id: RequestId, queries: Queries, actor: Readers) -> dict[str, Any]:
+    return await queries.clock(actor, request_id, datetime.now(UTC))
+
+
+@router.get("/at-risk", tags=["clocks"], summary="Open targets past a warning threshold, least time left first")
+async def at_risk(queries: Queries, actor: Staff,
+                  team: Annotated[str | None, Query(max_length=200, pattern=r"^[^\x00]*$")] = None,
+                  limit: Annotated[int, Query(ge=1, le=500)] = 100) -> list[dict[str, Any]]:
+    return await queries.at_risk(actor, datetime.now(UTC), team=team, limit=limit)
+
+
+@router.get("/breaches", tags=["clocks"], summary="Breached targets, newest first")
+async def breaches(queries: Queries, actor: Staff, since: datetime | None = None, until: datetime | None = None,
+                   team: Annotated[str | None, Query(max_length=200, pattern=r"^[^\x00]*$")] = None,
+                   limit: Annotated[int, Query(ge=1, le=500)] = 100) -> list[dict[str, Any]]:
+    return await queries.breaches(actor, since=_aware(since, "since"), until=_aware(until, "until"), team=team,
+                                  limit=limit)
+
+
+@router.get("/compliance", tags=["clocks"], summary="Compliance % of decided targets by period, team, priority...",
+            description="A target is decided when met or breached; compliant when met on time. Cancelled requests "
+                        "do not count.")
+async def compliance(queries: Queries, actor: Staff,
+                     target: Literal["response", "resolution"] = "resolution",
+                     since: datetime | None = None, until: datetime | None = None,
+                     group_by: Annotated[list[str] | None, Query(max_length=5)] = None,
+                     period: str | None = None) -> list[dict[str, Any]]:
+    for group in group_by or []:
+        if group not in GROUPS:
+            raise InvalidInput(f"group_by is one of {', '.join(GROUPS)}", field="group_by")
+    return await queries.compliance(actor, target=target, since=_aware(since, "since"),
+                                    until=_aware(until, "until"), group_by=list(dict.fromkeys(group_by or [])),
+                                    period=check_period(period))

@@ -1,0 +1,65 @@
+"""HTTP bodies of the SLA monitor's API (never the domain events). Unknown fields are refused; the
+domain validates the values and names the offending field."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+Name = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"^[^\x00]*$")]
+Seconds = Annotated[float, Field(gt=0, le=10 * 365 * 86400, allow_inf_nan=False,
+                                 description="business seconds on the policy's calendar")]
+Days = Annotated[list[Annotated[str, StringConstraints(max_length=10)]], Field(max_length=2000)]
+Shifts = Annotated[list[Annotated[list[Annotated[str, StringConstraints(max_length=5)]], Field(max_length=2)]],
+                   Field(max_length=24)]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CalendarBody(_Body):
+    time_zone: Annotated[str, StringConstraints(min_length=1, max_length=64)] = "Asia/Shanghai"
+    always_open: bool = False
+    hours: Annotated[dict[str, Shifts], Field(max_length=7, description=(
+        "weekday (mon..sun) -> shifts, e.g. {\"mon\": [[\"09:00\", \"12:00\"], [\"13:30\", \"18:00\"]]}"))] = {}
+    holidays: Days = []
+    makeup_workdays: Days = Field(default=[], description="调休: otherwise non-working days that are worked")
+    makeup_hours: Shifts | None = Field(default=None, description="shifts of a make-up day (default: the first "
+                                                                  "weekday with hours)")
+
+
+class DaysBody(_Body):
+    holidays: Days = []
+    makeup_workdays: Days = []
+
+
+class PolicyBody(_Body):
+    first_response_seconds: Seconds
+    resolution_seconds: Seconds
+    calendar_id: Annotated[str, StringConstraints(min_length=1, max_length=31)] = "cn-default"
+    kinds: Annotated[list[Name], Field(max_length=20)] = []
+    priorities: Annotated[list[Name], Field(max_length=4)] = []
+    customer_tiers: Annotated[list[Name], Field(max_length=50)] = []
+    services: Annotated[list[Name], Field(max_length=200)] = []
+    warning_thresholds: Annotated[list[int], Field(max_length=10)] = [50, 80]
+    escalations: Annotated[list[dict[str, Any]], Field(max_length=10, description=(
+        "[{\"percent\": 50, \"role\": \"team_lead\"}, {\"percent\": 100, \"role\": \"manager\"}, ...]"))] = [
+        {"percent": 50, "role": "team_lead"}, {"percent": 100, "role": "manager"},
+        {"percent": 150, "role": "director"}]
+
+
+class _Accepted(BaseModel):
+    version: int
+    position: int
+    event_ids: list[str]
+    replayed: bool = Field(description="true when an Idempotency-Key repeat returned the first result")
+
+
+class CalendarAccepted(_Accepted):
+    calendar_id: str
+
+
+class PolicyAccepted(_Accepted):
+    policy_id: str

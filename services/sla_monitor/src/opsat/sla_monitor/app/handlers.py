@@ -1,0 +1,76 @@
+"""The SLA monitor's aggregates as the kit's command handler sees them: calendars, policies and clocks,
+three kinds of stream in one service (`AggregateSet`)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from opsat.common.commands import AggregateSet
+from opsat.common.domain import Actor, CommandContext, DomainEvent, Forbidden, Role
+from opsat.sla_monitor.domain import calendars, clocks, policies
+from opsat.sla_monitor.domain import commands as c
+
+CONFIG_CALLERS = (Role.admin,)
+
+
+def callers(command_cls: type) -> Sequence[Role]:
+    """Who may issue a routed command: configuration is the administrators'."""
+    return CONFIG_CALLERS
+
+
+class _ConfigAggregate:
+    def __init__(self, settings: Any) -> None:
+        self.settings = settings
+
+    def tenant(self, state: Any, command: Any, actor: Actor) -> str:
+        return actor.organisation
+
+    def _check_caller(self, ctx: CommandContext) -> None:
+        if not ctx.actor.has(*CONFIG_CALLERS):
+            raise Forbidden("configuration is changed by administrators")
+
+
+class CalendarAggregate(_ConfigAggregate):
+    stream_type = "sla_calendar"
+    id_field = "calendar_id"
+    commands = frozenset({c.DefineCalendar, c.AddCalendarDays})
+    evolve = staticmethod(calendars.evolve)
+
+    def decide(self, state: Any, command: Any, ctx: CommandContext) -> list[DomainEvent]:
+        self._check_caller(ctx)
+        return calendars.decide(state, command, ctx.now, ctx.actor.id)
+
+
+class PolicyAggregate(_ConfigAggregate):
+    stream_type = "sla_policy"
+    id_field = "policy_id"
+    commands = frozenset({c.DefinePolicy})
+    evolve = staticmethod(policies.evolve)
+
+    def decide(self, state: Any, command: Any, ctx: CommandContext) -> list[DomainEvent]:
+        self._check_caller(ctx)
+        return policies.decide(state, command, ctx.now, ctx.actor.id)
+
+
+class ClockAggregate:
+    stream_type = "sla_clock"
+    id_field = "request_id"
+    commands = frozenset({c.StartClock, c.MeetResponse, c.PauseClock, c.ResumeClock, c.MeetResolution,
+                          c.ReopenClock, c.RetargetClock, c.ChangeTeam, c.CancelClock, c.CheckClock})
+    evolve = staticmethod(clocks.evolve)
+
+    def __init__(self, settings: Any) -> None:
+        self.settings = settings
+
+    def tenant(self, state: clocks.Clock | None, command: Any, actor: Actor) -> str:
+        return state.organisation_id if state is not None else command.organisation_id
+
+    def decide(self, state: clocks.Clock | None, command: Any, ctx: CommandContext) -> list[DomainEvent]:
+        if not ctx.actor.has(Role.service):  # clocks move only by intake's events and their timer
+            raise Forbidden("clocks are driven by events, not by people")
+        return list(clocks.decide(state, command, ctx.now))
+
+
+class SlaAggregates(AggregateSet):
+    members = (CalendarAggregate, PolicyAggregate, ClockAggregate)

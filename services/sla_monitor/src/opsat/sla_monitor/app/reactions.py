@@ -1,0 +1,188 @@
+"""What moves the clocks: intake's events (read through a tolerant reader) and the clocks' own timer.
+
+`ClockDriver` turns each relevant intake event into a clock command, with `causationid` = the intake
+event and an Idempotency-Key derived from it, so a replayed intake topic changes nothing. `ClockTimers`
+reads the clocks' own events and keeps each clock's one deadline at its `next_check_at`: a pause removes
+it, a resume sets it to the moved due time.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from pydantic import AwareDatetime
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from opsat.common import deadlines
+from opsat.common.consumer import ReceivedEvent
+from opsat.common.eventstore import StreamStore, fold
+from opsat.common.reactions import CommandReaction, ForeignEvent, reaction_metadata
+from opsat.sla_monitor.domain import calendars, clocks, policies
+from opsat.sla_monitor.domain import commands as c
+from opsat.sla_monitor.domain import events as ev
+
+SLA_CHECK = "sla_check"
+
+
+# --- the fields the SLA monitor reads of intake's events -------------------------------------------------
+class _IntakeEvent(ForeignEvent):
+    request_id: str
+    at: AwareDatetime
+
+
+class Submitted(_IntakeEvent):
+    event_type: ClassVar[str] = "opsat.intake.request.submitted"
+    organisation_id: str
+    kind: str
+    priority: str
+    customer_tier: str = "standard"
+    service: str | None = None
+    team: str | None = None
+
+
+class Accepted(_IntakeEvent):
+    event_type: ClassVar[str] = "opsat.intake.request.accepted"
+    team: str | None = None
+
+
+class ReplyAdded(_IntakeEvent):
+    event_type: ClassVar[str] = "opsat.intake.request.reply_added"
+    from_staff: bool
+
+
+class InfoRequested(_IntakeEvent):
+    event_type: ClassVar[str] = "opsat.intake.request.customer_info_requested"
+
+
+class InfoProvided(_IntakeEvent):
+    event_type: ClassVar[str] = "opsat.intake.request.customer_info_provided"
+
+
+class Resolved(_IntakeEvent):
+    event_type: ClassVar[str] = "opsat.intake.request.resolved"
+
+
+class Reopened(_IntakeEvent):
+    event_type: ClassVar[str] = "opsat.intake.request.reopened"
+
+
+class PriorityChanged(_IntakeEvent):
+    event_type: ClassVar[str] = "opsat.intake.request.priority_overridden"
+    priority: str
+
+
+class Assigned(_IntakeEvent):
+    event_type: ClassVar[str] = "opsat.intake.request.assigned"
+    team: str
+
+
+class Rejected(_IntakeEvent):
+    event_type: ClassVar[str] = "opsat.intake.request.rejected"
+
+
+class Declined(_IntakeEvent):
+    event_type: ClassVar[str] = "opsat.intake.request.declined"
+
+
+class Cancelled(_IntakeEvent):
+    event_type: ClassVar[str] = "opsat.intake.request.cancelled"
+
+
+INTAKE_READS: tuple[type[ForeignEvent], ...] = (Submitted, Accepted, ReplyAdded, InfoRequested, InfoProvided,
+                                                Resolved, Reopened, PriorityChanged, Assigned, Rejected, Declined,
+                                                Cancelled)
+
+
+async def current_configuration(conn: AsyncConnection, store: StreamStore, kind: str, priority: str, tier: str,
+                                service: str | None) -> tuple[policies.Policy, calendars.CalendarVersion]:
+    """The policy a new clock gets and the current version of its calendar (shipped ones unless revised)."""
+    ids = (await conn.execute(text("select distinct stream_id from events where stream_type = 'sla_policy'"))).scalars()
+    book = dict(policies.DEFAULT_POLICIES)
+    for policy_id in ids:
+        book[policy_id] = fold(policies.evolve, await store.load(policy_id))
+    policy = policies.choose(book.values(), kind, priority, tier, service)
+    calendar = (fold(calendars.evolve, [r for r in await store.load(policy.calendar_id)
+                                        if r.stream_type == "sla_calendar"])
+                or calendars.shipped_version(policy.calendar_id)
+                or calendars.shipped_version(calendars.DEFAULT_CALENDAR))  # policies name calendars loosely
+    assert calendar is not None
+    return policy, calendar
+
+
+class ClockDriver(CommandReaction):
+    name: ClassVar[str] = "clock_driver"
+    sources: ClassVar[tuple[str, ...]] = ("intake",)
+    command: ClassVar[type] = c.StartClock
+
+    async def apply(self, conn: AsyncConnection, received: ReceivedEvent) -> None:
+        """Looks up the configuration a start or a re-target needs, then issues the command as any reaction."""
+        self._configuration: tuple[policies.Policy, calendars.CalendarVersion] | None = None
+        assert self.handler is not None, "the service kit sets the handler"
+        store = self.handler.store
+        if Submitted.matches(received):
+            submitted = Submitted.read(received)
+            self._configuration = await current_configuration(
+                conn, store, submitted.kind, submitted.priority, submitted.customer_tier, submitted.service)
+        elif PriorityChanged.matches(received):
+            changed = PriorityChanged.read(received)
+            running = fold(clocks.evolve, await store.load(changed.request_id))
+            if running is None:
+                return  # no clock (it started before this service existed): nothing to re-target
+            self._configuration = await current_configuration(
+                conn, store, running.kind, changed.priority, running.customer_tier, running.service)
+        await super().apply(conn, received)
+
+    def command_for(self, received: ReceivedEvent) -> Any | None:
+        read = next((cls.read(received) for cls in INTAKE_READS if cls.matches(received)), None)
+        match read:
+            case Submitted():
+                assert self._configuration is not None
+                policy, calendar = self._configuration
+                return c.StartClock(request_id=read.request_id, organisation_id=read.organisation_id, kind=read.kind,
+                                    priority=read.priority, customer_tier=read.customer_tier, at=read.at,
+                                    policy=policy, calendar_id=calendar.calendar_id,
+                                    calendar_version=calendar.version, calendar=calendar.spec,
+                                    service=read.service, team=read.team)
+            case Accepted():
+                return c.MeetResponse(request_id=read.request_id, at=read.at, how="accepted", team=read.team)
+            case ReplyAdded() if read.from_staff:
+                return c.MeetResponse(request_id=read.request_id, at=read.at, how="replied")
+            case InfoRequested():
+                return c.PauseClock(request_id=read.request_id, at=read.at)
+            case InfoProvided():
+                return c.ResumeClock(request_id=read.request_id, at=read.at)
+            case Resolved():
+                return c.MeetResolution(request_id=read.request_id, at=read.at)
+            case Reopened():
+                return c.ReopenClock(request_id=read.request_id, at=read.at)
+            case PriorityChanged():
+                assert self._configuration is not None
+                return c.RetargetClock(request_id=read.request_id, at=read.at, priority=read.priority,
+                                       policy=self._configuration[0])
+            case Assigned():
+                return c.ChangeTeam(request_id=read.request_id, at=read.at, team=read.team)
+            case Rejected() | Declined() | Cancelled():
+                return c.CancelClock(request_id=read.request_id, at=read.at, reason=received.event_type.rsplit(".")[-1])
+        return None
+
+
+class ClockTimers:
+    """Each clock's one deadline follows the `next_check_at` of its latest event (events of one clock arrive
+    in order: one partition per stream)."""
+
+    name = "clock_timers"
+    sources = ("sla",)
+    metadata = reaction_metadata()
+
+    def __init__(self, topic: str) -> None:
+        self.topics = [topic]
+
+    async def apply(self, conn: AsyncConnection, received: ReceivedEvent) -> None:
+        event = received.event
+        if not isinstance(event, ev.ClockEvent):
+            return
+        if event.next_check_at is not None:
+            await deadlines.schedule(conn, SLA_CHECK, event.request_id, event.next_check_at)
+        else:
+            await deadlines.cancel(conn, SLA_CHECK, event.request_id)

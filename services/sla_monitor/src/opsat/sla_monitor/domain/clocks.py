@@ -1,0 +1,287 @@
+"""An SLA clock: one per request, an event stream whose every change names its cause.
+
+Business time counts on the calendar version the clock started with. Time awaiting the customer, and
+time between resolve and reopen, is paused: it is added to every due time, so a pause of N business
+seconds moves each due time by exactly N business seconds. Thresholds (warnings, breach at 100 %,
+escalation levels) are announced once each, by the timer, when their due time has passed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from opsat.common.domain import AlreadyExists, Conflict, DomainEvent, NotDueYet, NotFound
+from opsat.common.workhours import WorkCalendar, calendar_from_spec
+from opsat.sla_monitor.domain import commands as c
+from opsat.sla_monitor.domain import events as ev
+
+TARGETS = ("response", "resolution")
+BREACH = 100
+
+
+@dataclass(frozen=True)
+class Target:
+    amount: timedelta
+    met_at: datetime | None = None
+    met_due: datetime | None = None  # the due time when met (later pauses do not move a met target)
+    reached: frozenset[int] = frozenset()  # percents already announced
+
+
+@dataclass(frozen=True)
+class Clock:
+    request_id: str
+    organisation_id: str
+    kind: str
+    priority: str
+    customer_tier: str
+    service: str | None
+    team: str | None
+    policy_id: str
+    policy_version: int
+    calendar_id: str
+    calendar_version: int
+    calendar: WorkCalendar
+    started_at: datetime
+    targets: dict[str, Target]
+    warning_thresholds: tuple[int, ...]
+    escalations: dict[int, str]
+    paused: timedelta = timedelta(0)  # business time of finished pauses
+    paused_since: datetime | None = None  # awaiting the customer
+    resolved_at: datetime | None = None
+    cancelled: bool = False
+
+    # --- reading the clock ----------------------------------------------------------------------------
+    @property
+    def marks(self) -> list[int]:
+        return sorted({*self.warning_thresholds, BREACH, *self.escalations})
+
+    def running(self, name: str) -> bool:
+        return not self.cancelled and self.targets[name].met_at is None
+
+    def due(self, name: str, percent: int = BREACH) -> datetime:
+        """When `percent` of the target is used up, if the clock runs from now on (paused time so far added)."""
+        amount = self.targets[name].amount * percent / 100 + self.paused
+        return self.calendar.add(self.started_at, amount)
+
+    def paused_until(self, moment: datetime) -> timedelta:
+        ongoing = self.calendar.between(self.paused_since, moment) if self.paused_since else timedelta(0)
+        return self.paused + max(ongoing, timedelta(0))
+
+    def elapsed(self, name: str, moment: datetime) -> timedelta:
+        end = self.targets[name].met_at or moment
+        return self.calendar.between(self.started_at, end) - self.paused_until(end)
+
+    def next_check_at(self) -> datetime | None:
+        if self.cancelled or self.paused_since is not None:
+            return None
+        pending = [self.due(name, p) for name in TARGETS if self.running(name)
+                   for p in self.marks if p not in self.targets[name].reached]
+        return min(pending, default=None)
+
+    @property
+    def status(self) -> str:
+        if self.cancelled:
+            return "cancelled"
+        if self.paused_since is not None:
+            return "paused"
+        return "running" if any(self.running(n) for n in TARGETS) else "met"
+
+    def _with_target(self, name: str, **changes: Any) -> Clock:
+        return replace(self, targets={**self.targets, name: replace(self.targets[name], **changes)})
+
+
+def evolve(state: Clock | None, event: DomainEvent) -> Clock:
+    if isinstance(event, ev.ClockStarted):
+        return Clock(
+            request_id=event.request_id, organisation_id=event.organisation_id, kind=event.kind,
+            priority=event.priority, customer_tier=event.customer_tier, service=event.service, team=event.team,
+            policy_id=event.policy_id, policy_version=event.policy_version, calendar_id=event.calendar_id,
+            calendar_version=event.calendar_version, calendar=calendar_from_spec(event.calendar),
+            started_at=event.at, targets={n: Target(timedelta(seconds=s)) for n, s in event.targets.items()},
+            warning_thresholds=tuple(event.warning_thresholds),
+            escalations={e["percent"]: e["role"] for e in event.escalations})
+    assert state is not None, "a clock starts with clock.started"
+    match event:
+        case ev.ResponseMet():
+            state = state._with_target("response", met_at=event.at, met_due=state.due("response"))
+            return replace(state, team=event.team or state.team)
+        case ev.ClockPaused():
+            return replace(state, paused_since=event.at)
+        case ev.ClockResumed():
+            state = replace(state, paused=state.paused + timedelta(seconds=event.paused_seconds), paused_since=None)
+            if event.reason == "reopened":
+                state = replace(state._with_target("resolution", met_at=None, met_due=None), resolved_at=None)
+            return state
+        case ev.ResolutionMet():
+            return replace(state._with_target("resolution", met_at=event.at, met_due=state.due("resolution")),
+                           resolved_at=event.at)
+        case ev.ThresholdReached() | ev.ClockEscalated():
+            return state._with_target(event.target, reached=state.targets[event.target].reached | {event.percent})
+        case ev.TargetBreached():
+            return state._with_target(event.target, reached=state.targets[event.target].reached | {BREACH})
+        case ev.ClockRetargeted():
+            targets = {n: replace(t, amount=timedelta(seconds=event.targets[n])) for n, t in state.targets.items()}
+            return replace(state, priority=event.priority, policy_id=event.policy_id,
+                           policy_version=event.policy_version, targets=targets,
+                           warning_thresholds=tuple(event.warning_thresholds),
+                           escalations={e["percent"]: e["role"] for e in event.escalations})
+        case ev.TeamChanged():
+            return replace(state, team=event.team)
+        case ev.ClockCancelled():
+            return replace(state, cancelled=True)
+    raise ValueError(f"not a clock event: {event.event_type}")
+
+
+def decide(state: Clock | None, command: Any, now: datetime) -> list[ev.ClockEvent]:
+    if isinstance(command, c.StartClock):
+        if state is not None:
+            raise AlreadyExists(f"the clock of {command.request_id} is running", field="request_id")
+        return _finish(None, [_start(command)])
+    if state is None:
+        raise NotFound(f"no clock for request {command.request_id}", field="request_id")
+    if state.cancelled:
+        raise Conflict("the clock was cancelled", code="clock_cancelled")
+    rid = command.request_id
+    match command:
+        case c.MeetResponse():
+            if not state.running("response"):
+                raise Conflict("the response target is already met", code="already_met")
+            on_time = state.elapsed("response", command.at) <= state.targets["response"].amount
+            return _finish(state, [ev.ResponseMet(request_id=rid, at=command.at, on_time=on_time, how=command.how,
+                                                  team=command.team)])
+        case c.PauseClock():
+            if state.paused_since is not None or not state.running("resolution"):
+                raise Conflict("the clock is not running", code="not_running")
+            return _finish(state, [ev.ClockPaused(request_id=rid, at=command.at, reason=command.reason)])
+        case c.ResumeClock():
+            if state.paused_since is None:
+                raise Conflict("the clock is not paused", code="not_paused")
+            return _finish(state, [_resume(state, state.paused_since, command.at, command.reason)])
+        case c.MeetResolution():
+            if not state.running("resolution"):
+                raise Conflict("the resolution target is already met", code="already_met")
+            events: list[ev.ClockEvent] = []
+            if state.paused_since is not None:
+                events.append(_resume(state, state.paused_since, command.at, "resolved"))
+            if state.running("response"):  # resolving answers the customer too
+                on_time = state.elapsed("response", command.at) <= state.targets["response"].amount
+                events.append(ev.ResponseMet(request_id=rid, at=command.at, on_time=on_time, how="resolved"))
+            after = _fold(state, events)
+            on_time = after.elapsed("resolution", command.at) <= after.targets["resolution"].amount
+            events.append(ev.ResolutionMet(request_id=rid, at=command.at, on_time=on_time))
+            return _finish(state, events)
+        case c.ReopenClock():
+            if state.resolved_at is None:
+                raise Conflict("the request is not resolved", code="not_resolved")
+            return _finish(state, [_resume(state, state.resolved_at, command.at, "reopened")])
+        case c.RetargetClock():
+            policy = command.policy
+            if (command.priority, policy.policy_id, policy.version) == (state.priority, state.policy_id,
+                                                                         state.policy_version):
+                raise Conflict("the clock already runs under this priority and policy", code="unchanged")
+            amounts = {"response": policy.first_response.total_seconds(),
+                       "resolution": policy.resolution.total_seconds()}
+            retargeted = ev.ClockRetargeted(
+                request_id=rid, at=command.at, priority=command.priority, policy_id=policy.policy_id,
+                policy_version=policy.version, targets=amounts, warning_thresholds=list(policy.warning_thresholds),
+                escalations=[{"percent": p, "role": r} for p, r in policy.escalations], due={})
+            after = evolve(state, retargeted)
+            return _finish(state, [retargeted.model_copy(update={"due": {n: after.due(n) for n in TARGETS}})])
+        case c.ChangeTeam():
+            if command.team == state.team:
+                raise Conflict("the team is unchanged", code="unchanged")
+            return _finish(state, [ev.TeamChanged(request_id=rid, at=command.at, team=command.team)])
+        case c.CancelClock():
+            return _finish(state, [ev.ClockCancelled(request_id=rid, at=command.at, reason=command.reason)])
+        case c.CheckClock():
+            return _check(state, now)
+    raise TypeError(f"no clock rule for {type(command).__name__}")
+
+
+def _start(command: c.StartClock) -> ev.ClockStarted:
+    policy = command.policy
+    calendar = calendar_from_spec(command.calendar)
+    amounts = {"response": policy.first_response, "resolution": policy.resolution}
+    return ev.ClockStarted(
+        request_id=command.request_id, at=command.at, organisation_id=command.organisation_id, kind=command.kind,
+        priority=command.priority, customer_tier=command.customer_tier, service=command.service, team=command.team,
+        policy_id=policy.policy_id, policy_version=policy.version, calendar_id=command.calendar_id,
+        calendar_version=command.calendar_version, calendar=command.calendar,
+        targets={n: a.total_seconds() for n, a in amounts.items()},
+        warning_thresholds=list(policy.warning_thresholds),
+        escalations=[{"percent": p, "role": r} for p, r in policy.escalations],
+        due={n: calendar.add(command.at, a) for n, a in amounts.items()})
+
+
+def _resume(state: Clock, since: datetime, at: datetime, reason: str) -> ev.ClockResumed:
+    paused = max(state.calendar.between(since, at), timedelta(0))
+    resumed = ev.ClockResumed(request_id=state.request_id, at=at, reason=reason,
+                              paused_seconds=paused.total_seconds(), due={})
+    after = evolve(state, resumed)
+    return resumed.model_copy(update={"due": {n: after.due(n) for n in TARGETS if after.running(n)}})
+
+
+def _check(state: Clock, now: datetime) -> list[ev.ClockEvent]:
+    """Every mark whose due time has passed, in the order they fell due."""
+    if state.paused_since is not None:
+        raise Conflict("the clock is paused", code="paused")
+    crossed = sorted((state.due(n, p), TARGETS.index(n), p, n) for n in TARGETS if state.running(n)
+                     for p in state.marks if p not in state.targets[n].reached and state.due(n, p) <= now)
+    if not crossed:
+        upcoming = state.next_check_at()
+        if upcoming is None:
+            raise Conflict("no threshold is pending", code="nothing_pending")
+        raise NotDueYet(f"the next threshold falls due at {upcoming.isoformat()}", due_at=upcoming)
+    events: list[ev.ClockEvent] = []
+    for due_at, _, percent, name in crossed:
+        role = state.escalations.get(percent)
+        rid = state.request_id
+        if percent == BREACH:
+            events.append(ev.TargetBreached(request_id=rid, at=due_at, target=name, due_at=due_at, escalate_to=role))
+        elif percent in state.warning_thresholds:
+            events.append(ev.ThresholdReached(request_id=rid, at=due_at, target=name, percent=percent, due_at=due_at,
+                                              escalate_to=role))
+        else:
+            events.append(ev.ClockEscalated(request_id=rid, at=due_at, target=name, percent=percent,
+                                            escalate_to=role or "unassigned"))
+    return _finish(state, events)
+
+
+def _fold(state: Clock | None, events: list[ev.ClockEvent]) -> Clock:
+    for event in events:
+        state = evolve(state, event)
+    assert state is not None
+    return state
+
+
+def _finish(state: Clock | None, events: list[ev.ClockEvent]) -> list[ev.ClockEvent]:
+    """Stamp every event of one decision with the clock's next check after all of them."""
+    upcoming = _fold(state, events).next_check_at()
+    return [e.model_copy(update={"next_check_at": upcoming}) for e in events]
+
+
+def view(state: Clock, now: datetime) -> dict[str, Any]:
+    """The clock as the state query shows it at `now`: targets, due times, remaining and paused business time."""
+    targets = {}
+    for name in TARGETS:
+        target = state.targets[name]
+        elapsed = state.elapsed(name, now)
+        breached = BREACH in target.reached or elapsed > target.amount
+        targets[name] = {
+            "target_seconds": target.amount.total_seconds(), "due_at": target.met_due or state.due(name),
+            "met_at": target.met_at, "status": "met" if target.met_at else ("running" if state.running(name)
+                                                                              else "stopped"),
+            "on_time": (not breached) if target.met_at else None, "breached": breached,
+            "elapsed_seconds": elapsed.total_seconds(),
+            "remaining_seconds": (target.amount - elapsed).total_seconds(),
+            "thresholds_reached": sorted(target.reached)}
+    return {"request_id": state.request_id, "status": state.status, "organisation_id": state.organisation_id,
+            "kind": state.kind, "priority": state.priority, "customer_tier": state.customer_tier,
+            "service": state.service, "team": state.team, "started_at": state.started_at,
+            "policy": {"policy_id": state.policy_id, "version": state.policy_version},
+            "calendar": {"calendar_id": state.calendar_id, "version": state.calendar_version},
+            "paused": state.paused_since is not None, "paused_since": state.paused_since,
+            "paused_seconds": state.paused_until(now).total_seconds(), "targets": targets,
+            "next_check_at": state.next_check_at()}

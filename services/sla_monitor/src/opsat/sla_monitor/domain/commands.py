@@ -1,0 +1,131 @@
+"""Commands of the SLA monitor. Configuration commands are routed (admin); clock commands come from
+intake's events (through the clock driver reaction) and from the clock's timer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from opsat.sla_monitor.domain.policies import Policy
+
+
+# --- configuration -----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class DefineCalendar:
+    """Create or replace a calendar (a new version)."""
+
+    calendar_id: str
+    time_zone: str = "Asia/Shanghai"
+    always_open: bool = False
+    hours: dict[str, Any] | None = None
+    holidays: tuple[str, ...] = ()
+    makeup_workdays: tuple[str, ...] = ()
+    makeup_hours: list[Any] | None = None
+
+
+@dataclass(frozen=True)
+class AddCalendarDays:
+    """Add holidays and make-up working days (e.g. next year's) to a calendar (a new version)."""
+
+    calendar_id: str
+    holidays: tuple[str, ...] = ()
+    makeup_workdays: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class DefinePolicy:
+    """Create or replace a policy (a new version); it applies to clocks started afterwards."""
+
+    policy_id: str
+    first_response_seconds: float
+    resolution_seconds: float
+    calendar_id: str = "cn-default"
+    kinds: tuple[str, ...] = ()
+    priorities: tuple[str, ...] = ()
+    customer_tiers: tuple[str, ...] = ()
+    services: tuple[str, ...] = ()
+    warning_thresholds: tuple[int, ...] = (50, 80)
+    escalations: tuple[dict[str, Any], ...] = ({"percent": 50, "role": "team_lead"},
+                                               {"percent": 100, "role": "manager"},
+                                               {"percent": 150, "role": "director"})
+
+
+# --- clocks ------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class StartClock:
+    request_id: str
+    organisation_id: str
+    kind: str
+    priority: str
+    customer_tier: str
+    at: datetime
+    policy: Policy
+    calendar_id: str
+    calendar_version: int
+    calendar: dict[str, Any]
+    service: str | None = None
+    team: str | None = None
+
+
+@dataclass(frozen=True)
+class MeetResponse:
+    request_id: str
+    at: datetime
+    how: str  # accepted | replied
+    team: str | None = None
+
+
+@dataclass(frozen=True)
+class PauseClock:
+    request_id: str
+    at: datetime
+    reason: str = "awaiting_customer"
+
+
+@dataclass(frozen=True)
+class ResumeClock:
+    request_id: str
+    at: datetime
+    reason: str = "customer_replied"
+
+
+@dataclass(frozen=True)
+class MeetResolution:
+    request_id: str
+    at: datetime
+
+
+@dataclass(frozen=True)
+class ReopenClock:
+    request_id: str
+    at: datetime
+
+
+@dataclass(frozen=True)
+class RetargetClock:
+    request_id: str
+    at: datetime
+    priority: str
+    policy: Policy
+
+
+@dataclass(frozen=True)
+class ChangeTeam:
+    request_id: str
+    at: datetime
+    team: str
+
+
+@dataclass(frozen=True)
+class CancelClock:
+    request_id: str
+    at: datetime
+    reason: str
+
+
+@dataclass(frozen=True)
+class CheckClock:
+    """The clock's timer: announce every threshold reached by now."""
+
+    request_id: str

@@ -1,0 +1,169 @@
+"""Events the SLA monitor publishes on `opsat.sla.events`: calendar and policy versions, and clock changes.
+
+Every clock event carries `next_check_at`, the next instant a threshold of the clock can be reached
+(None while paused or finished): the timer reaction keeps the clock's one deadline at that instant.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+from pydantic import AwareDatetime
+
+from opsat.common.domain import DomainEvent
+
+TargetName = Literal["response", "resolution"]
+
+
+def _type(name: str) -> str:
+    return f"opsat.sla.{name}"
+
+
+class CalendarDefined(DomainEvent):
+    """A calendar was created or replaced; `calendar` is the whole spec of this version."""
+
+    event_type: ClassVar[str] = _type("calendar.defined")
+    calendar_id: str
+    version: int
+    calendar: dict[str, Any]
+    at: AwareDatetime
+    by: str
+
+
+class CalendarDaysAdded(DomainEvent):
+    """Holidays and make-up working days added (e.g. next year's); `calendar` is the resulting spec."""
+
+    event_type: ClassVar[str] = _type("calendar.days_added")
+    calendar_id: str
+    version: int
+    holidays: list[str]
+    makeup_workdays: list[str]
+    calendar: dict[str, Any]
+    at: AwareDatetime
+    by: str
+
+
+class PolicyDefined(DomainEvent):
+    """A policy was created or replaced; `policy` is the whole spec of this version."""
+
+    event_type: ClassVar[str] = _type("policy.defined")
+    policy_id: str
+    version: int
+    policy: dict[str, Any]
+    at: AwareDatetime
+    by: str
+
+
+class ClockEvent(DomainEvent):
+    request_id: str
+    at: AwareDatetime
+    next_check_at: AwareDatetime | None = None
+
+
+class ClockStarted(ClockEvent):
+    """A request was submitted; the clock keeps the policy and calendar versions that applied then."""
+
+    event_type: ClassVar[str] = _type("clock.started")
+    organisation_id: str
+    kind: str
+    priority: str
+    customer_tier: str
+    service: str | None = None
+    team: str | None = None
+    policy_id: str
+    policy_version: int
+    calendar_id: str
+    calendar_version: int
+    calendar: dict[str, Any]
+    targets: dict[str, float]  # target -> business seconds
+    warning_thresholds: list[int]
+    escalations: list[dict[str, Any]]  # [{"percent": 50, "role": "team_lead"}, ...]
+    due: dict[str, AwareDatetime]
+
+
+class ResponseMet(ClockEvent):
+    """The request was accepted or got its first public reply from staff."""
+
+    event_type: ClassVar[str] = _type("clock.response_met")
+    on_time: bool
+    how: str  # accepted | replied
+    team: str | None = None
+
+
+class ClockPaused(ClockEvent):
+    """The request awaits the customer: no business time counts until it resumes."""
+
+    event_type: ClassVar[str] = _type("clock.paused")
+    reason: str
+
+
+class ClockResumed(ClockEvent):
+    """The customer answered (or the request was reopened): the due times moved by the paused business time."""
+
+    event_type: ClassVar[str] = _type("clock.resumed")
+    reason: str
+    paused_seconds: float  # business time of this pause (or of resolved -> reopened)
+    due: dict[str, AwareDatetime]
+
+
+class ResolutionMet(ClockEvent):
+    event_type: ClassVar[str] = _type("clock.resolution_met")
+    on_time: bool
+
+
+class ThresholdReached(ClockEvent):
+    """A warning threshold of a target was reached; `escalate_to` names the role to tell, if any."""
+
+    event_type: ClassVar[str] = _type("clock.warned")
+    target: TargetName
+    percent: int
+    due_at: AwareDatetime
+    escalate_to: str | None = None
+
+
+class TargetBreached(ClockEvent):
+    event_type: ClassVar[str] = _type("clock.breached")
+    target: TargetName
+    due_at: AwareDatetime
+    escalate_to: str | None = None
+
+
+class ClockEscalated(ClockEvent):
+    """An escalation level beyond warnings and breach (default: director at 150 %)."""
+
+    event_type: ClassVar[str] = _type("clock.escalated")
+    target: TargetName
+    percent: int
+    escalate_to: str
+
+
+class ClockRetargeted(ClockEvent):
+    """The request's priority changed: new targets from the policy now matching (the clock keeps its calendar,
+    the business time already used and the thresholds already announced)."""
+
+    event_type: ClassVar[str] = _type("clock.retargeted")
+    priority: str
+    policy_id: str
+    policy_version: int
+    targets: dict[str, float]
+    warning_thresholds: list[int]
+    escalations: list[dict[str, Any]]
+    due: dict[str, AwareDatetime]
+
+
+class TeamChanged(ClockEvent):
+    event_type: ClassVar[str] = _type("clock.team_changed")
+    team: str
+
+
+class ClockCancelled(ClockEvent):
+    """The request was rejected or cancelled: the clock stops and counts for no compliance figure."""
+
+    event_type: ClassVar[str] = _type("clock.cancelled")
+    reason: str
+
+
+CLOCK_EVENTS: tuple[type[ClockEvent], ...] = (ClockStarted, ResponseMet, ClockPaused, ClockResumed, ResolutionMet,
+                                              ThresholdReached, TargetBreached, ClockEscalated, ClockRetargeted,
+                                              TeamChanged, ClockCancelled)
+SLA_EVENTS: tuple[type[DomainEvent], ...] = (CalendarDefined, CalendarDaysAdded, PolicyDefined, *CLOCK_EVENTS)

@@ -1,0 +1,31 @@
+"""Platform tables (event store, outbox, idempotency keys, deadlines, reactions schema) and the SLA read model.
+
+Revision ID: 0001
+Revises:
+"""
+
+from alembic import op
+
+from opsat.common.db import PLATFORM_DDL_V1, PLATFORM_DDL_V2, PLATFORM_DROP_V1, PLATFORM_DROP_V2, READ_MODEL_SCHEMA
+from opsat.sla_monitor.projections.tables import metadata
+
+revision = "0001"
+down_revision = None
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    for statement in [*PLATFORM_DDL_V1, *PLATFORM_DDL_V2]:
+        op.execute(statement)
+    # Every clock start lists the policy streams; clocks' events must not make that a scan of the store.
+    op.execute("create index events_config_streams on events (stream_type, stream_id)"
+               " where stream_type in ('sla_policy', 'sla_calendar')")
+    # Read models are disposable (rebuilt from the topic), so their tables come from the current metadata.
+    metadata.create_all(op.get_bind())
+
+
+def downgrade() -> None:
+    op.execute(f"drop schema if exists {READ_MODEL_SCHEMA} cascade")
+    for statement in [*PLATFORM_DROP_V2, *PLATFORM_DROP_V1]:
+        op.execute(statement)

@@ -1,0 +1,147 @@
+"""Queries of the SLA monitor: a clock's state and explanation (folded from its stream), and the lists
+and figures from the `sla_targets` read model. Requesters see only their organisation's clocks."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from opsat.common.domain import Actor, InvalidInput, NotFound
+from opsat.common.envelope import EventRegistry
+from opsat.common.eventstore import EventStore, fold
+from opsat.common.workhours import calendar_from_spec
+from opsat.sla_monitor.domain import calendars, clocks, policies
+from opsat.sla_monitor.domain import events as ev
+from opsat.sla_monitor.projections.tables import sla_targets
+
+T = sla_targets.c
+GROUPS = {"team": T.team, "priority": T.priority, "kind": T.kind, "service": T.service,
+          "customer_tier": T.customer_tier}
+
+
+def _summary(event: Any) -> str:
+    name = event.event_type.removeprefix("opsat.sla.clock.")
+    match event:
+        case ev.ClockStarted():
+            return f"started under policy {event.policy_id} v{event.policy_version}, calendar " \
+                   f"{event.calendar_id} v{event.calendar_version}"
+        case ev.ResponseMet() | ev.ResolutionMet():
+            return f"{name} ({'on time' if event.on_time else 'late'})"
+        case ev.ClockPaused() | ev.ClockCancelled():
+            return f"{name}: {event.reason}"
+        case ev.ClockResumed():
+            return f"resumed ({event.reason}) after {event.paused_seconds:.0f} business seconds paused"
+        case ev.ThresholdReached():
+            return f"{event.target} at {event.percent} %" + (f", tell {event.escalate_to}" if event.escalate_to else "")
+        case ev.TargetBreached():
+            return f"{event.target} breached" + (f", tell {event.escalate_to}" if event.escalate_to else "")
+        case ev.ClockEscalated():
+            return f"{event.target} at {event.percent} %, escalated to {event.escalate_to}"
+        case ev.ClockRetargeted():
+            return f"re-targeted for {event.priority} under policy {event.policy_id} v{event.policy_version}"
+        case ev.TeamChanged():
+            return f"team {event.team}"
+    return name
+
+
+class SlaQueries:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self.store = EventStore(engine, EventRegistry("sla", ev.SLA_EVENTS))
+
+    def _scope(self, actor: Actor) -> Any:
+        return True if actor.reads_everything else T.organisation_id == actor.organisation
+
+    async def clock(self, actor: Actor, request_id: str, now: datetime) -> dict[str, Any]:
+        history = await self.store.load(request_id)
+        state = fold(clocks.evolve, history) if history and history[0].stream_type == "sla_clock" else None
+        if state is None or not (actor.reads_everything or state.organisation_id == actor.organisation):
+            raise NotFound(f"no SLA clock for request {request_id}", field="request_id")
+        view = clocks.view(state, now)
+        view["version"] = history[-1].version
+        view["explanation"] = [
+            {"version": r.version, "type": r.event.event_type, "at": getattr(r.event, "at", r.recorded_at),
+             "summary": _summary(r.event), "caused_by": r.metadata.get("causation_id"), "event_id": r.event_id}
+            for r in history]
+        return view
+
+    async def at_risk(self, actor: Actor, now: datetime, *, team: str | None, limit: int) -> list[dict[str, Any]]:
+        """Open targets that reached a warning or breach, soonest (or longest overdue) first."""
+        query = (select(sla_targets).where(T.status == "running", self._scope(actor),
+                                           (T.warned_percent.is_not(None)) | (T.breached_at.is_not(None)))
+                 .order_by(T.due_at, T.request_id, T.target).limit(limit))
+        if team:
+            query = query.where(T.team == team)
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).mappings().all()
+        return [{**row, "time_left_seconds": (row["due_at"] - now).total_seconds()} for row in rows]
+
+    async def breaches(self, actor: Actor, *, since: datetime | None, until: datetime | None, team: str | None,
+                       limit: int) -> list[dict[str, Any]]:
+        query = select(sla_targets).where(T.breached_at.is_not(None), self._scope(actor))
+        if since is not None:
+            query = query.where(T.breached_at >= since)
+        if until is not None:
+            query = query.where(T.breached_at < until)
+        if team is not None:
+            query = query.where(T.team == team)
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query.order_by(T.breached_at.desc(), T.request_id).limit(limit))).mappings()
+            return [dict(r) for r in rows.all()]
+
+    async def compliance(self, actor: Actor, *, target: str, since: datetime | None, until: datetime | None,
+                         group_by: list[str], period: str | None) -> list[dict[str, Any]]:
+        """Of the targets decided (met, or breached) in the period: how many were met on time."""
+        decided_at = func.coalesce(T.breached_at, T.met_at)
+        keys = [GROUPS[g].label(g) for g in group_by]
+        if period:
+            keys.insert(0, func.to_char(func.date_trunc(period, decided_at), "YYYY-MM-DD").label("period"))
+        # A met target's own verdict decides (a breach announced while its accept was still in flight is moot).
+        compliant = func.count().filter(T.on_time.is_(True))
+        query = (select(*keys, func.count().label("decided"), compliant.label("met_on_time"))
+                 .where(T.target == target, T.status != "cancelled", decided_at.is_not(None), self._scope(actor)))
+        if since is not None:
+            query = query.where(decided_at >= since)
+        if until is not None:
+            query = query.where(decided_at < until)
+        if keys:
+            query = query.group_by(*keys).order_by(*keys)
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).mappings().all()
+        return [{**r, "compliance_percent": round(100 * r["met_on_time"] / r["decided"], 2)} for r in rows
+                if r["decided"]]
+
+    # --- configuration -------------------------------------------------------------------------------
+    async def _ids(self, stream_type: str) -> list[str]:
+        async with self.engine.connect() as conn:
+            result = await conn.execute(text("select distinct stream_id from events where stream_type = :t"),
+                                        {"t": stream_type})
+            return sorted(result.scalars())
+
+    async def calendar(self, calendar_id: str) -> dict[str, Any]:
+        history = [r for r in await self.store.load(calendar_id) if r.stream_type == "sla_calendar"]
+        current = fold(calendars.evolve, history) or calendars.shipped_version(calendar_id)
+        if current is None:
+            raise NotFound(f"calendar {calendar_id} not found", field="calendar_id")
+        calendar_from_spec(current.spec)  # stored specs were validated when written
+        return {"calendar_id": current.calendar_id, "version": current.version, **current.spec}
+
+    async def calendars(self) -> list[dict[str, Any]]:
+        ids = sorted({*calendars.shipped(), *await self._ids("sla_calendar")})
+        return [await self.calendar(i) for i in ids]
+
+    async def policies(self) -> list[dict[str, Any]]:
+        book = dict(policies.DEFAULT_POLICIES)
+        for policy_id in await self._ids("sla_policy"):
+            book[policy_id] = fold(policies.evolve, await self.store.load(policy_id))
+        return [{"policy_id": p.policy_id, "version": p.version, **p.to_spec()} for _, p in sorted(book.items())]
+
+
+def check_period(period: str | None) -> str | None:
+    if period not in (None, "day", "week", "month", "quarter", "year"):
+        raise InvalidInput("period is one of day, week, month, quarter, year", field="period")
+    return period
+

@@ -1,0 +1,212 @@
+"""Clocks on the real stack: intake's API -> intake's topic -> the SLA monitor's clocks -> `opsat.sla.events`.
+
+A request submitted through intake gets a clock; awaiting the customer moves the due times by exactly the
+paused business time; a short test-configured target breaches once, with two worker replicas; replaying
+intake's topic from the start changes no clock and emits no second breach.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import datetime, timedelta
+from typing import Any
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from opsat.common import observability as obs
+from opsat.common.db import asyncpg_dsn
+from opsat.common.testing.infra import consume_all
+from opsat.sla_monitor.service import SERVICE as SLA
+
+
+async def rows(database_url: str, sql: str, *args: Any) -> list[asyncpg.Record]:
+    conn = await asyncpg.connect(asyncpg_dsn(database_url))
+    try:
+        return await conn.fetch(sql, *args)
+    finally:
+        await conn.close()
+
+
+async def eventually(check, timeout: float = 40.0):  # type: ignore[no-untyped-def]
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not (result := await check()):
+        assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.1)
+    return result
+
+
+async def define_policy(sla, policy_id: str, **spec: Any) -> None:  # type: ignore[no-untyped-def]
+    body = {"priorities": ["P2"], "customer_tiers": ["standard"], "calendar_id": "24x7", **spec}
+    r = await sla.client.post(f"/api/v1/policies/{policy_id}/define", json=body, headers=sla.token("root", "ops", "admin"))
+    assert r.status_code == 200, r.text
+
+
+async def clock(sla, request_id: str) -> dict | None:  # type: ignore[no-untyped-def]
+    r = await sla.client.get(f"/api/v1/clocks/{request_id}", headers=sla.token("bob", "ops", "agent"))
+    return r.json() if r.status_code == 200 else None
+
+
+async def intake_event(intake, request_id: str, name: str) -> asyncpg.Record:  # type: ignore[no-untyped-def]
+    [row] = await rows(intake.settings.database_url, "select event_id, data::text from events where stream_id = $1"
+                       " and event_type = $2", request_id, f"opsat.intake.request.{name}")
+    return row
+
+
+async def test_a_clock_follows_the_request_and_a_pause_moves_the_due_times_by_the_paused_time(intake, run_service):
+    sla = await run_service(SLA)
+    await define_policy(sla, "it-hour", first_response_seconds=3600, resolution_seconds=7200)
+    agent, requester = intake.token("agent-1", "ops", "agent"), intake.token()
+    async with intake.worker(only=("relay",)), sla.worker():
+        rid = await intake.submit()
+        started = await eventually(lambda: clock(sla, rid))
+        assert started["policy"] == {"policy_id": "it-hour", "version": 1}
+        assert started["calendar"] == {"calendar_id": "24x7", "version": 1}
+        due_before = datetime.fromisoformat(started["targets"]["resolution"]["due_at"])
+
+        for path, body in (("accept", {"team": "network"}), ("start", None), ("request-info", {"question": "which?"})):
+            r = await intake.client.post(f"/api/v1/requests/{rid}/{path}", json=body, headers=agent)
+            assert r.status_code == 200, r.text
+        await eventually(lambda: _paused(sla, rid, True))
+        await asyncio.sleep(1.0)
+        r = await intake.client.post(f"/api/v1/requests/{rid}/provide-info", json={"answer": "this"}, headers=requester)
+        assert r.status_code == 200, r.text
+        resumed = await eventually(lambda: _paused(sla, rid, False))
+        r = await intake.client.post(f"/api/v1/requests/{rid}/priority", json={"priority": "P1", "reason": "CEO"},
+                                     headers=agent)
+        assert r.status_code == 200, r.text
+        retargeted = await eventually(lambda: _with_policy(sla, rid, "p1"))
+
+    asked, answered = (await intake_event(intake, rid, "customer_info_requested"),
+                       await intake_event(intake, rid, "customer_info_provided"))
+    span = datetime.fromisoformat(json.loads(answered["data"])["at"]) - \
+        datetime.fromisoformat(json.loads(asked["data"])["at"])
+    assert span >= timedelta(seconds=1)
+    assert datetime.fromisoformat(resumed["targets"]["resolution"]["due_at"]) - due_before == span  # 24x7: exact
+    assert resumed["paused_seconds"] == span.total_seconds()
+    assert resumed["targets"]["response"]["status"] == "met" and resumed["targets"]["response"]["on_time"]
+    assert resumed["team"] == "network"
+
+    # The explanation: every clock event, caused by the intake event that moved it.
+    causes = {e["type"]: e["caused_by"] for e in resumed["explanation"]}
+    assert causes["opsat.sla.clock.paused"] == str(asked["event_id"])
+    assert causes["opsat.sla.clock.resumed"] == str(answered["event_id"])
+    assert causes["opsat.sla.clock.started"] == str((await intake_event(intake, rid, "submitted"))["event_id"])
+    assert causes["opsat.sla.clock.response_met"] == str((await intake_event(intake, rid, "accepted"))["event_id"])
+
+    # A priority change re-targets the running clock: P1's 4 h on the clock's own (24x7) calendar, pause kept.
+    assert retargeted["priority"] == "P1" and retargeted["policy"] == {"policy_id": "p1", "version": 1}
+    assert datetime.fromisoformat(retargeted["targets"]["resolution"]["due_at"]) == \
+        datetime.fromisoformat(started["started_at"]) + timedelta(hours=4) + span
+    causes = {e["type"]: e["caused_by"] for e in retargeted["explanation"]}
+    assert causes["opsat.sla.clock.retargeted"] == \
+        str((await intake_event(intake, rid, "priority_overridden"))["event_id"])
+
+    other = await sla.client.get(f"/api/v1/clocks/{rid}", headers=sla.token("eve", "globex", "requester"))
+    assert other.status_code == 404  # another organisation's clock does not exist for its requesters
+
+
+async def _with_policy(sla, rid: str, policy_id: str) -> dict | None:  # type: ignore[no-untyped-def]
+    found = await clock(sla, rid)
+    return found if found and found["policy"]["policy_id"] == policy_id else None
+
+
+async def _paused(sla, rid: str, paused: bool) -> dict | None:  # type: ignore[no-untyped-def]
+    found = await clock(sla, rid)
+    return found if found and found["paused"] is paused else None
+
+
+async def topics_visible(sla, kafka_bootstrap: str) -> None:  # type: ignore[no-untyped-def]
+    """Both topics exist and are in the broker's metadata before two replicas join a group: a group leader that
+    assigns while a topic has no metadata yet leaves it unassigned until the next metadata refresh."""
+    await sla.service.ensure_topics(sla.settings)
+    consumer = AIOKafkaConsumer(bootstrap_servers=kafka_bootstrap, metadata_max_age_ms=200)
+    await consumer.start()
+
+    async def visible(topic: str) -> bool:
+        if consumer.partitions_for_topic(topic):
+            return True
+        await consumer.topics()  # fetches fresh metadata
+        return False
+
+    try:
+        for topic in (sla.settings.topic("sla"), sla.settings.topic("intake")):
+            await eventually(lambda t=topic: visible(t))
+    finally:
+        await consumer.stop()
+
+
+def applied(outcome: str) -> float:
+    return obs.EVENTS_APPLIED.labels("clock_driver", outcome)._value.get()
+
+
+async def reset_to_earliest(sla, kafka_bootstrap: str) -> None:  # type: ignore[no-untyped-def]
+    """What an operator does to replay intake's topic: commit offset 0 for the (stopped) clock driver's group."""
+    config = sla.service.runner_config(sla.settings, "clock_driver")
+    topic = sla.settings.topic("intake")
+    consumer = AIOKafkaConsumer(bootstrap_servers=kafka_bootstrap, group_id=config.group_id, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or range(6))]
+        consumer.assign(partitions)
+        await consumer.commit({tp: 0 for tp in partitions})
+    finally:
+        await consumer.stop()
+
+
+async def test_a_short_target_breaches_once_with_two_replicas_and_a_replay_emits_no_second_breach(
+        intake, run_service, kafka_bootstrap):
+    sla = await run_service(SLA)
+    await define_policy(sla, "it-blink", first_response_seconds=1, resolution_seconds=2)
+    async with intake.worker(only=("relay",)):
+        await topics_visible(sla, kafka_bootstrap)
+        async with sla.worker(), sla.worker():  # two replicas: one consumer group, one deadlines table
+            rid = await intake.submit()
+            marks = await eventually(lambda: _marks(sla, rid, 8))  # 50, 80, 100, 150 % of both targets
+
+            async def listed(path: str) -> list[dict] | None:
+                body = (await sla.client.get(path, headers=sla.token("bob", "ops", "agent"))).json()
+                return body if len(body) == 2 and {b["request_id"] for b in body} == {rid} else None
+
+            breach_list = await eventually(lambda: listed("/api/v1/breaches"))
+            at_risk = await eventually(lambda: listed("/api/v1/at-risk"))
+        assert {b["target"] for b in breach_list} == {"response", "resolution"}
+        assert [r["target"] for r in at_risk] == ["response", "resolution"]  # least time left first
+        assert all(r["time_left_seconds"] < 0 and r["escalated_to"] == "director" for r in at_risk)
+        topic = sla.settings.topic("sla")
+        records = [json.loads(r.value) for r in await consume_all(kafka_bootstrap, topic, min_count=len(marks) + 1)]
+        breaches = [r for r in records if r["type"] == "opsat.sla.clock.breached.v1" and r["subject"] == rid]
+        assert sorted(b["data"]["target"] for b in breaches) == ["resolution", "response"]
+        assert all(b["data"]["escalate_to"] == "manager" and b["tenant"] == "acme" for b in breaches)
+        assert sorted(marks) == sorted([("opsat.sla.clock.warned", t) for t in ("response", "resolution")] * 2 +
+                                       [("opsat.sla.clock.breached", t) for t in ("response", "resolution")] +
+                                       [("opsat.sla.clock.escalated", t) for t in ("response", "resolution")])
+        version = len(await rows(sla.settings.database_url, "select 1 from events where stream_id = $1", rid))
+        on_intake = len(await rows(intake.settings.database_url, "select 1 from events"))
+
+        # Replay intake's topic from the start, with the dedupe rows gone too: the Idempotency-Keys still hold.
+        await rows(sla.settings.database_url, "delete from reactions.processed_events where projection = 'clock_driver'")
+        await reset_to_earliest(sla, kafka_bootstrap)
+        before = applied("applied")
+        async with sla.worker():
+            await eventually(lambda: _true(applied("applied") >= before + on_intake))
+            await asyncio.sleep(1.0)  # time for anything wrongly caused to reach the stream
+        assert len(await rows(sla.settings.database_url, "select 1 from events where stream_id = $1", rid)) == version
+        records = [json.loads(r.value) for r in await consume_all(kafka_bootstrap, topic, min_count=len(records) + 1,
+                                                                  timeout=3)]
+        assert len([r for r in records if r["type"] == "opsat.sla.clock.breached.v1"]) == 2
+
+    compliance = (await sla.client.get("/api/v1/compliance?target=resolution&group_by=priority",
+                                       headers=sla.token("bob", "ops", "agent"))).json()
+    assert compliance == [{"priority": "P2", "decided": 1, "met_on_time": 0, "compliance_percent": 0.0}]
+
+
+async def _marks(sla, rid: str, n: int) -> list[tuple[str, str]] | None:  # type: ignore[no-untyped-def]
+    found = await rows(sla.settings.database_url, "select event_type, data->>'target' as target from events"
+                       " where stream_id = $1 and data ? 'target'", rid)
+    return [(r["event_type"], r["target"]) for r in found] if len(found) >= n else None
+
+
+async def _true(value: bool) -> bool:
+    return value

@@ -1,0 +1,36 @@
+"""The SLA monitor's committed event contract is current, and what it reads of intake's events is published."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from opsat.common.reactions import check_against_schema, schemas_from_asyncapi
+from opsat.sla_monitor.app.reactions import INTAKE_READS
+from opsat.sla_monitor.domain.events import SLA_EVENTS
+from opsat.sla_monitor.service import SERVICE
+from opsat.sla_monitor.settings import SlaSettings
+
+DOCS = Path(__file__).resolve().parents[3] / "docs" / "events"
+
+
+def test_committed_asyncapi_document_is_current():
+    committed = json.loads((DOCS / "sla.asyncapi.json").read_text())
+    generated = json.loads(json.dumps(SERVICE.registry().asyncapi(SlaSettings().topic("sla"))))
+    assert committed == generated, "run `make docs` and commit docs/events/"
+    assert generated["channels"]["opsat_sla_events"]["address"] == "opsat.sla.events"
+    names = sorted(m["name"] for m in generated["components"]["messages"].values())
+    assert names == sorted(f"{cls.event_type}.v{cls.schema_version}" for cls in SLA_EVENTS)
+
+
+def test_the_fields_read_of_intake_events_are_in_intakes_published_schemas():
+    schemas = schemas_from_asyncapi(json.loads((DOCS / "intake.asyncapi.json").read_text()))
+    assert {cls.event_type: check_against_schema(cls, schemas) for cls in INTAKE_READS} == \
+        {cls.event_type: [] for cls in INTAKE_READS}
+
+
+def test_the_contract_check_can_fail():
+    schemas = schemas_from_asyncapi(json.loads((DOCS / "intake.asyncapi.json").read_text()))
+    accepted = next(cls for cls in INTAKE_READS if cls.event_type.endswith(".accepted"))
+    del schemas[f"{accepted.event_type}.v1"]["properties"]["team"]
+    assert check_against_schema(accepted, schemas) == [f"{accepted.event_type}.v1 has no field 'team'"]
