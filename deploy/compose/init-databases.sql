@@ -2,7 +2,7 @@
 -- One database per service: no service reads another's tables (ARCHITECTURE.md).
 -- The services still to come are created now, so adding one later needs no `docker compose down -v`.
 CREATE DATABASE intake;
-CREATE DATABASE sla_monitor;
+CREATE DATABASE sla;
 CREATE DATABASE feedback;
 CREATE DATABASE risk;
 CREATE DATABASE appraisal;

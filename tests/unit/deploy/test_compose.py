@@ -8,7 +8,6 @@ written into the file, a database reachable from the network.
 
 from __future__ import annotations
 
-import importlib
 import os
 import re
 import subprocess
@@ -19,6 +18,7 @@ from urllib.parse import urlparse
 
 import pytest
 import yaml
+from described import described
 
 from opsat.common.settings import ServiceSettings
 
@@ -92,14 +92,9 @@ def environment(svc: dict) -> dict[str, str]:
 
 
 def settings_class(service: str | None) -> type[ServiceSettings]:
-    """The service's own subclass (opsat.<service>.settings) when it has one: it may add OPSAT_* fields."""
-    try:
-        module = importlib.import_module(f"opsat.{service}.settings")
-    except ModuleNotFoundError:
-        return ServiceSettings
-    subclasses = [c for c in vars(module).values()
-                  if isinstance(c, type) and issubclass(c, ServiceSettings) and c is not ServiceSettings]
-    return subclasses[0] if len(subclasses) == 1 else ServiceSettings
+    """The service's own settings class (from its description): it may add OPSAT_* fields."""
+    found = described(service) if service else None
+    return found.settings if found is not None else ServiceSettings
 
 
 def settings_from(svc: dict) -> ServiceSettings:
@@ -173,7 +168,9 @@ def test_image_build_arg_matches_service_and_command(services):
         assert name == f"{service}-{command}", f"{name}: expected <service>-<command> naming"
         assert command in COMMANDS, name
         assert settings_from(svc).service_name == service, name
-        assert (REPO / "services" / service / "pyproject.toml").exists(), f"{name}: no service {service!r}"
+        # The image runs `opsat-<service>`: some package must install that program.
+        scripts = "".join(p.read_text() for p in (REPO / "services").glob("*/pyproject.toml"))
+        assert f'opsat-{service} = "' in scripts, f"{name}: no service installs opsat-{service}"
         seen.setdefault(service, set()).add(command)
     assert seen and all(commands == COMMANDS for commands in seen.values()), seen
 

@@ -10,7 +10,6 @@ kube-apiserver is in tests/deploy/.
 from __future__ import annotations
 
 import copy
-import importlib
 import os
 import re
 import subprocess
@@ -21,6 +20,7 @@ from urllib.parse import urlparse
 
 import pytest
 import yaml
+from described import described
 
 from opsat.common.settings import ServiceSettings
 
@@ -44,18 +44,13 @@ def dns(service: str) -> str:
 
 
 def has_code(service: str) -> bool:
-    return importlib.util.find_spec(f"opsat.{service}") is not None
+    return described(service) is not None
 
 
 def settings_class(service: str) -> type[ServiceSettings]:
-    """The service's own subclass (opsat.<service>.settings) when it has one: it may add OPSAT_* fields."""
-    try:
-        module = importlib.import_module(f"opsat.{service}.settings")
-    except ModuleNotFoundError:
-        return ServiceSettings
-    subclasses = [c for c in vars(module).values()
-                  if isinstance(c, type) and issubclass(c, ServiceSettings) and c is not ServiceSettings]
-    return subclasses[0] if len(subclasses) == 1 else ServiceSettings
+    """The service's own settings class (from its description): it may add OPSAT_* fields."""
+    found = described(service)
+    return found.settings if found is not None else ServiceSettings
 
 
 def known_settings(service: str) -> set[str]:
@@ -64,7 +59,7 @@ def known_settings(service: str) -> set[str]:
 
 def topics_the_worker_creates(service: str, settings: ServiceSettings) -> dict[str, int]:
     """{topic: partitions} that `opsat-<service> worker` creates at start (from the service's description)."""
-    return importlib.import_module(f"opsat.{service}.service").SERVICE.topics(settings)
+    return described(service).topics(settings)
 
 
 def topics_the_entry_declares(service: str, entry: dict, namespace: str = "opsat") -> dict[str, int]:
@@ -528,8 +523,8 @@ def test_the_events_topic_is_the_asyncapi_channel(rendered):
     objs = rendered["dev"]
     topics = {t["spec"]["topicName"] for t in of_kind(objs, "KafkaTopic")}
     for service in services_in(objs):
-        described = importlib.import_module(f"opsat.{service}.service").SERVICE
-        doc = described.registry().asyncapi(described.topic(ServiceSettings()))
+        description = described(service)
+        doc = description.registry().asyncapi(description.topic(ServiceSettings()))
         addresses = {channel["address"] for channel in doc["channels"].values()}
         assert addresses and addresses <= topics, f"{service}: {addresses - topics} has no KafkaTopic"
 

@@ -2,7 +2,8 @@
 
 A service supplies an `Aggregate` (its pure `decide`/`evolve` plus the stream's type, id field and
 tenant) and declares each command route in one line on a `CommandRouter`. Commands may say, as class
-attributes, that they start a stream (`creates_stream`), that some fields name other streams which
+attributes, that they start a stream (`creates_stream`: no load), that they create or change one
+(`may_create`: loaded, and a missing stream is the domain's to judge), that some fields name other streams which
 must exist (`references`), or that some id fields are minted by the server when absent
 (`generated_ids`). No service-specific `isinstance` checks live here.
 """
@@ -116,7 +117,8 @@ class CommandHandler:
         creates = getattr(command, "creates_stream", False)
         history = [] if creates else await self.store.load(stream_id)
         state = fold(aggregate.evolve, history)
-        if not creates and (not history or not actor.sees(aggregate.tenant(state, command, actor))):
+        missing = not history and not getattr(command, "may_create", False)
+        if not creates and (missing or not actor.sees(aggregate.tenant(state, command, actor))):
             raise NotFound(f"{aggregate.stream_type} {stream_id!r} not found")
         current = history[-1].version if history else 0
         if meta.expected_version is not None and meta.expected_version != current:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from opsat.sla_monitor.domain.policies import Policy
 
@@ -14,6 +14,8 @@ from opsat.sla_monitor.domain.policies import Policy
 @dataclass(frozen=True)
 class DefineCalendar:
     """Create or replace a calendar (a new version)."""
+
+    may_create: ClassVar[bool] = True  # a shipped default or a new one: the domain decides
 
     calendar_id: str
     time_zone: str = "Asia/Shanghai"
@@ -28,6 +30,8 @@ class DefineCalendar:
 class AddCalendarDays:
     """Add holidays and make-up working days (e.g. next year's) to a calendar (a new version)."""
 
+    may_create: ClassVar[bool] = True  # a shipped default or a new one: the domain decides
+
     calendar_id: str
     holidays: tuple[str, ...] = ()
     makeup_workdays: tuple[str, ...] = ()
@@ -36,6 +40,8 @@ class AddCalendarDays:
 @dataclass(frozen=True)
 class DefinePolicy:
     """Create or replace a policy (a new version); it applies to clocks started afterwards."""
+
+    may_create: ClassVar[bool] = True  # a shipped default or a new one: the domain decides
 
     policy_id: str
     first_response_seconds: float
@@ -54,6 +60,8 @@ class DefinePolicy:
 # --- clocks ------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class StartClock:
+    may_create: ClassVar[bool] = True  # a new clock: the domain refuses a second start
+
     request_id: str
     organisation_id: str
     kind: str

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from sqlalchemy import Boolean, Column, DateTime, Index, Integer, MetaData, PrimaryKeyConstraint, String, Table
 
-from opsat.common.consumer import processed_events_table
+from opsat.common.consumer import processed_events_table, stream_versions_table
 from opsat.common.db import READ_MODEL_SCHEMA
 
 metadata = MetaData(schema=READ_MODEL_SCHEMA)
 processed_events = processed_events_table(metadata)
+stream_versions = stream_versions_table(metadata)  # the runner keeps the read model monotone
 
 sla_targets = Table(
     "sla_targets",

@@ -6,7 +6,15 @@ Revises:
 
 from alembic import op
 
-from opsat.common.db import PLATFORM_DDL_V1, PLATFORM_DDL_V2, PLATFORM_DROP_V1, PLATFORM_DROP_V2, READ_MODEL_SCHEMA
+from opsat.common.db import (
+    PLATFORM_DDL_V1,
+    PLATFORM_DDL_V2,
+    PLATFORM_DDL_V3,
+    PLATFORM_DROP_V1,
+    PLATFORM_DROP_V2,
+    PLATFORM_DROP_V3,
+    READ_MODEL_SCHEMA,
+)
 from opsat.sla_monitor.projections.tables import metadata
 
 revision = "0001"
@@ -16,7 +24,7 @@ depends_on = None
 
 
 def upgrade() -> None:
-    for statement in [*PLATFORM_DDL_V1, *PLATFORM_DDL_V2]:
+    for statement in [*PLATFORM_DDL_V1, *PLATFORM_DDL_V2, *PLATFORM_DDL_V3]:
         op.execute(statement)
     # Every clock start lists the policy streams; clocks' events must not make that a scan of the store.
     op.execute("create index events_config_streams on events (stream_type, stream_id)"
@@ -27,5 +35,5 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.execute(f"drop schema if exists {READ_MODEL_SCHEMA} cascade")
-    for statement in [*PLATFORM_DROP_V2, *PLATFORM_DROP_V1]:
+    for statement in [*PLATFORM_DROP_V3, *PLATFORM_DROP_V2, *PLATFORM_DROP_V1]:
         op.execute(statement)
