@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import httpx
 
 from opsat.common.auth import mint_token
+from opsat.common.testing.service import TEST_SIGNING_KEY
 from opsat.intake.settings import IntakeSettings
 
 # (path, who, body): one request's life; time is logged twice so a duplicate would show in the sum.
@@ -50,7 +51,8 @@ class Load:
     _ids: itertools.count = field(default_factory=itertools.count)
 
     def __post_init__(self) -> None:
-        settings = IntakeSettings()
+        settings = IntakeSettings(environment="test", auth_mode="dev", auth_dev_key=TEST_SIGNING_KEY,
+                                  provider_organisations=["ops"])
         self.headers = {
             "requester": {"Authorization": "Bearer " + mint_token(settings, sub="req-1", org="acme",
                                                                     roles=["requester"])},

@@ -14,7 +14,13 @@ from pathlib import Path
 
 import httpx
 
+from opsat.common.testing.service import TEST_SIGNING_KEY
+
 BIN = Path(sys.executable).parent
+
+# Dev-mode tokens signed with this test run's key; `ops` is the provider organisation.
+AUTH_ENV = {"OPSAT_ENVIRONMENT": "test", "OPSAT_AUTH_MODE": "dev", "OPSAT_AUTH_DEV_KEY": TEST_SIGNING_KEY,
+            "OPSAT_PROVIDER_ORGANISATIONS": '["ops"]'}
 
 
 def free_port() -> int:
@@ -38,7 +44,7 @@ class Stack:
                 "OPSAT_TOPIC_NAMESPACE": self.namespace, "OPSAT_HTTP_PORT": str(self.api_port),
                 "OPSAT_RELAY_POLL_INTERVAL_S": "0.2", "OPSAT_KAFKA_REQUEST_TIMEOUT_MS": "5000",
                 "OPSAT_RELAY_DELIVERY_TIMEOUT_S": "5", "OPSAT_KAFKA_SESSION_TIMEOUT_MS": "6000",
-                "OPSAT_DATABASE_POOL_SIZE": "16", "OPSAT_LOG_JSON": "false", **extra}
+                "OPSAT_DATABASE_POOL_SIZE": "16", "OPSAT_LOG_JSON": "false", **AUTH_ENV, **extra}
 
     @property
     def api(self) -> str:
