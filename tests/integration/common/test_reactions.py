@@ -7,11 +7,11 @@ import asyncio
 import json
 
 import asyncpg
-from aiokafka import AIOKafkaConsumer, TopicPartition
 from probe_service import probe
 
 from opsat.common import observability as obs
 from opsat.common.db import asyncpg_dsn
+from opsat.common.testing.infra import reset_group_to_earliest as replay_from_start
 from opsat.intake.service import SERVICE as INTAKE
 
 
@@ -42,18 +42,8 @@ def counted(outcome: str) -> float:
 
 
 async def reset_group_to_earliest(service, kafka_bootstrap: str) -> None:  # type: ignore[no-untyped-def]
-    """What an operator does to replay a topic: commit offset 0 for the (stopped) consumer group."""
     config = service.service.runner_config(service.settings, "survey_on_close")
-    topic = service.settings.topic("intake")
-    consumer = AIOKafkaConsumer(bootstrap_servers=kafka_bootstrap, group_id=config.group_id, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])
-                      ] or [TopicPartition(topic, p) for p in range(INTAKE.partitions)]
-        consumer.assign(partitions)
-        await consumer.commit({tp: 0 for tp in partitions})
-    finally:
-        await consumer.stop()
+    await replay_from_start(kafka_bootstrap, config.group_id, service.settings.topic("intake"), INTAKE.partitions)
 
 
 async def close_request(intake) -> str:  # type: ignore[no-untyped-def]

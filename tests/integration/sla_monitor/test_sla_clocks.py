@@ -13,11 +13,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 
 from opsat.common import observability as obs
 from opsat.common.db import asyncpg_dsn
-from opsat.common.testing.infra import consume_all
+from opsat.common.testing.infra import consume_all, reset_group_to_earliest
 from opsat.sla_monitor.service import SERVICE as SLA
 
 
@@ -142,17 +142,8 @@ def applied(outcome: str) -> float:
 
 
 async def reset_to_earliest(sla, kafka_bootstrap: str) -> None:  # type: ignore[no-untyped-def]
-    """What an operator does to replay intake's topic: commit offset 0 for the (stopped) clock driver's group."""
     config = sla.service.runner_config(sla.settings, "clock_driver")
-    topic = sla.settings.topic("intake")
-    consumer = AIOKafkaConsumer(bootstrap_servers=kafka_bootstrap, group_id=config.group_id, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or range(6))]
-        consumer.assign(partitions)
-        await consumer.commit({tp: 0 for tp in partitions})
-    finally:
-        await consumer.stop()
+    await reset_group_to_earliest(kafka_bootstrap, config.group_id, sla.settings.topic("intake"), 6)
 
 
 async def test_a_short_target_breaches_once_with_two_replicas_and_a_replay_emits_no_second_breach(

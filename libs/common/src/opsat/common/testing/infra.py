@@ -14,7 +14,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
 EXTERNAL_DATABASE_ENV = "OPSAT_TEST_DATABASE_ADMIN_URL"
@@ -151,3 +151,15 @@ async def consume_all(
     finally:
         await consumer.stop()
     return records
+
+
+async def reset_group_to_earliest(bootstrap: str, group_id: str, topic: str, partitions: int) -> None:
+    """What an operator does to replay a topic: commit offset 0 for every partition of a (stopped) group."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group_id, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        assigned = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or range(partitions))]
+        consumer.assign(assigned)
+        await consumer.commit({tp: 0 for tp in assigned})
+    finally:
+        await consumer.stop()
