@@ -173,3 +173,68 @@ async def test_with_a_token_of_the_wrong_role_malformed_requests_are_403_not_422
     assert_problem(r, 403)
     r = await intake.client.get("/api/v1/queues/network", params={"limit": "abc"}, headers=intake.token(*ALICE))
     assert_problem(r, 403)
+
+
+async def test_malformed_input_on_another_tenant_s_request_is_not_found_like_well_formed_input(intake):
+    rid = await intake.submit(intake.token(*ALICE))
+    before = await event_count(intake)
+    foreign = intake.token("carol", "globex", "requester")
+    json_type = {"content-type": "application/json"}
+    bodies = [{"json": {"body": ["not", "text"]}}, {"content": b'{"body": ', "headers": json_type}]
+    for kwargs in bodies:
+        for if_match in ({}, {"If-Match": '"7"'}, {"If-Match": '"1"'}):
+            r = await intake.client.post(f"/api/v1/requests/{rid}/replies", **{
+                **kwargs, "headers": {**kwargs.get("headers", {}), **foreign, **if_match}})
+            body = assert_problem(r, 404)
+            assert "version" not in body["detail"], body
+        unknown = await intake.client.post("/api/v1/requests/no-such-request-0001/replies", **{
+            **kwargs, "headers": {**kwargs.get("headers", {}), **foreign}})
+        assert_problem(unknown, 404)
+    assert await event_count(intake) == before
+
+
+async def test_on_an_own_request_a_stale_if_match_comes_before_malformed_input(intake):
+    rid = await intake.submit(intake.token(*ALICE))
+    own = intake.token(*ALICE)
+    r = await intake.client.post(f"/api/v1/requests/{rid}/replies", json={"body": ["x"]},
+                                 headers={**own, "If-Match": '"7"'})
+    assert assert_problem(r, 412)["type"] == "/problems/version-mismatch"
+    r = await intake.client.post(f"/api/v1/requests/{rid}/replies", json={"body": ["x"]},
+                                 headers={**own, "If-Match": '"1"'})
+    assert assert_problem(r, 422)["errors"][0]["field"] == "body"
+    r = await intake.client.post(f"/api/v1/requests/{rid}/replies", json={"body": ["x"]},
+                                 headers={**own, "If-Match": "seven"})
+    assert assert_problem(r, 422)
+
+
+async def test_an_oversize_body_is_413_only_after_authentication(intake):
+    """Announced by Content-Length it is refused before routing: 401 without a valid token, else 413 for any id
+    (an unknown one too, so it tells nothing). Found while read, every check before input comes first."""
+    rid = await intake.submit(intake.token(*ALICE))
+    before = await event_count(intake)
+    huge = b'{"body": "' + b"x" * (intake.settings.max_body_bytes + 10) + b'"}'
+    url = f"/api/v1/requests/{rid}/replies"
+    json_type = {"content-type": "application/json"}
+
+    async def streamed():  # no Content-Length: the limit is found while reading
+        for i in range(0, len(huge), 8192):
+            yield huge[i:i + 8192]
+
+    for content in (huge, streamed):
+        def send(headers: dict[str, str]):  # a fresh generator per request
+            return intake.client.post(url, content=content() if callable(content) else content,
+                                      headers={**json_type, **headers})
+
+        for token in ({}, {"Authorization": "Bearer not-a-jwt"}):
+            r = await send(token)
+            assert_problem(r, 401)
+        foreign = await send(intake.token("carol", "globex", "requester"))
+        assert_problem(foreign, 404 if callable(content) else 413)
+        if not callable(content):
+            unknown = await intake.client.post("/api/v1/requests/no-such-request-0001/replies", content=content,
+                                               headers={**json_type, **intake.token("carol", "globex", "requester")})
+            assert_problem(unknown, 413)
+        assert_problem(await send(intake.token(*ALICE)), 413)
+        assert_problem(await intake.client.post("/api/v1/requests", content=content() if callable(content)
+                                                else content, headers=json_type), 401)
+    assert await event_count(intake) == before

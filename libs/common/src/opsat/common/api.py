@@ -22,10 +22,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from opsat.common import observability as obs
-from opsat.common.auth import Authenticator
+from opsat.common.auth import Authenticator, Unauthenticated
 from opsat.common.db import create_engine
 from opsat.common.envelope import EventRegistry
-from opsat.common.errors import install_error_handlers, problem
+from opsat.common.errors import install_error_handlers, problem, unauthenticated_problem
 from opsat.common.eventstore import EventStore
 from opsat.common.settings import ServiceSettings
 
@@ -64,8 +64,34 @@ class BodyLimitMiddleware:
             await self._reject(scope, receive, send)
 
     async def _reject(self, scope: dict, receive: Callable, send: Callable) -> None:
+        """Refused before routing: an operation that needs a token answers 401 without a valid one, not 413. (A
+        body found too large while read is refused by the error handler, after every check before input.)"""
+        request = Request(scope)
+        if _needs_token(request):
+            header = request.headers.get("authorization", "")
+            scheme, _, token = header.partition(" ")
+            try:
+                if scheme.lower() != "bearer" or not token.strip():
+                    raise Unauthenticated("missing bearer token")
+                await request.app.state.authenticator.authenticate(token.strip())
+            except Unauthenticated as exc:
+                return await unauthenticated_problem(request, exc)(scope, receive, send)
         response = problem(413, f"request body exceeds {self.max_bytes} bytes", code="body-too-large")
         await response(scope, receive, send)
+
+
+def _needs_token(request: Request) -> bool:
+    """Whether the OpenAPI document says the request's operation needs a bearer token."""
+    app = request.scope.get("app")
+    if app is None or not hasattr(app, "openapi"):
+        return False
+    secured = getattr(app.state, "secured_operations", None)
+    if secured is None:
+        secured = [(re.compile(re.sub(r"\\{[^/]+?\\}", "[^/]+", re.escape(template)) + "$"), method.upper())
+                   for template, item in app.openapi().get("paths", {}).items()
+                   for method, operation in item.items() if operation.get("security")]
+        app.state.secured_operations = secured
+    return any(method == request.method and pattern.match(request.url.path) for pattern, method in secured)
 
 
 class _TooLarge(StarletteHTTPException):

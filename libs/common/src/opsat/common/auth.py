@@ -126,13 +126,14 @@ def check_roles(actor: Actor, roles: Iterable[Role]) -> None:
         raise NotAllowed(f"requires one of the roles: {', '.join(r.value for r in roles)}")
 
 
-async def judge_before_input(request: Request) -> None:
+async def judge_before_input(request: Request) -> Actor | None:
     """Raise what authentication or the route's role guard would answer, before an input error is reported:
-    without a valid token a malformed request is a 401, with the wrong role a 403, never a 400 or 422."""
+    without a valid token a malformed request is a 401, with the wrong role a 403, never a 400 or 422.
+    Returns the authenticated actor (None for a route that needs no token)."""
     route = request.scope.get("route")
     dependant = getattr(route, "dependant", None)
     if dependant is None:
-        return
+        return None
     guards, pending = [], [dependant]
     while pending:
         current = pending.pop()
@@ -140,7 +141,7 @@ async def judge_before_input(request: Request) -> None:
             guards.append(current.call)
         pending.extend(current.dependencies)
     if not guards:
-        return
+        return None
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
@@ -149,6 +150,7 @@ async def judge_before_input(request: Request) -> None:
     for guard in guards:
         if hasattr(guard, "roles"):
             check_roles(actor, guard.roles)
+    return actor
 
 
 def mint_token_cli() -> None:

@@ -34,7 +34,14 @@ from opsat.common.domain import (
     Role,
 )
 from opsat.common.envelope import EventMetadata
-from opsat.common.eventstore import AppendResult, ConcurrencyConflict, Idempotency, StreamStore, fold
+from opsat.common.eventstore import (
+    AppendResult,
+    ConcurrencyConflict,
+    Idempotency,
+    RecordedEvent,
+    StreamStore,
+    fold,
+)
 
 
 @dataclass(frozen=True)
@@ -104,6 +111,24 @@ class CommandHandler:
         pick = getattr(self.aggregate, "for_command", None)
         return pick(command_cls) if pick is not None else self.aggregate
 
+    async def judge_stream(self, command_cls: type, stream_id: str, actor: Actor,
+                           expected_version: int | None) -> None:
+        """The checks before input, for a command whose input could not be read (malformed or too large): the
+        stream exists and is visible to the actor (else 404), and If-Match names its version (else 412)."""
+        if getattr(command_cls, "creates_stream", False):
+            return
+        aggregate = self.aggregate_for(command_cls)
+        history = await self.store.load(stream_id)
+        if not history:
+            if getattr(command_cls, "may_create", False):
+                return  # nothing exists to hide; the input decides
+            raise NotFound(f"{aggregate.stream_type} {stream_id!r} not found")
+        if not actor.sees(_tenant_of(aggregate, history, actor)):
+            raise NotFound(f"{aggregate.stream_type} {stream_id!r} not found")
+        if expected_version is not None and expected_version != history[-1].version:
+            raise PreconditionFailed(f"If-Match names version {expected_version}; reload the "
+                                     f"{aggregate.stream_type} and retry", code="version_mismatch")
+
     async def execute(self, command: Any, actor: Actor, meta: CommandMeta) -> AppendResult:
         aggregate = self.aggregate_for(type(command))
         stream_id = getattr(command, aggregate.id_field)
@@ -143,6 +168,15 @@ class CommandHandler:
         if not result.replayed:
             obs.EVENTS_APPENDED.labels(self.service).inc(len(result.event_ids))
         return result
+
+
+def _tenant_of(aggregate: Aggregate, history: Sequence[RecordedEvent], actor: Actor) -> str:
+    """An existing stream's tenant without a command: the aggregate's answer from the state, or the tenant
+    stored with its last event where the aggregate needs the command to say."""
+    try:
+        return aggregate.tenant(fold(aggregate.evolve, history), None, actor)
+    except AttributeError:
+        return str(history[-1].metadata.get("tenant", ""))
 
 
 # --- HTTP ------------------------------------------------------------------------------------------------
@@ -240,6 +274,8 @@ class CommandRouter(APIRouter):
             ("actor", Annotated[Actor, Depends(require(*roles))]))]
         endpoint.__signature__ = inspect.Signature(params, return_annotation=self.accepted_model)  # type: ignore[attr-defined]
         endpoint.__name__ = re.sub(r"\W", "_", path)
+        # Read when the input is refused: visibility and If-Match are judged first (opsat.common.errors).
+        endpoint.command_cls, endpoint.id_name = command_cls, self.id_name  # type: ignore[attr-defined]
         self.add_api_route(f"{self.item_path}/{path}", endpoint, methods=["POST"], summary=summary, description=doc,
                            response_model=self.accepted_model)
         self.command_classes.append(command_cls)

@@ -121,8 +121,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Unauthenticated)
     async def _unauthenticated(request: Request, exc: Unauthenticated) -> JSONResponse:
-        return problem(401, str(exc), code="unauthenticated", instance=request.url.path,
-                       headers={"WWW-Authenticate": 'Bearer realm="opsat"'})
+        return unauthenticated_problem(request, exc)
 
     @app.exception_handler(NotAllowed)
     async def _not_allowed(request: Request, exc: NotAllowed) -> JSONResponse:
@@ -130,12 +129,11 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
-        try:  # FastAPI reads the input before the guards run; who asks is judged first all the same
-            await judge_before_input(request)
-        except Unauthenticated as denied:
-            return await _unauthenticated(request, denied)
-        except NotAllowed as denied:
-            return await _not_allowed(request, denied)
+        # FastAPI reads the input before the guards run; who asks and what they may see are judged first.
+        in_path = any(tuple(e.get("loc", ()))[:1] == ("path",) for e in exc.errors())
+        denied = await problem_before_input(request, stream=not in_path)
+        if denied is not None:
+            return denied
         errors = [{"field": _field_path(tuple(e.get("loc", ()))), "reason": e.get("msg", "invalid")}
                   for e in exc.errors()]
         invalid_json = [e for e in exc.errors() if e.get("type") == "json_invalid"]
@@ -148,6 +146,10 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 413:  # the body is input: who asks and what they may see are judged first
+            denied = await problem_before_input(request)
+            if denied is not None:
+                return denied
         code = "body-too-large" if exc.status_code == 413 else None
         headers = dict(getattr(exc, "headers", None) or {})
         if exc.status_code == 405:  # every method of the path, not only those of the first route matched
@@ -176,6 +178,41 @@ def install_error_handlers(app: FastAPI) -> None:
             return _unavailable(request, exc)
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return problem(500, "An unexpected error occurred; it has been logged.", instance=request.url.path)
+
+
+def unauthenticated_problem(request: Request, exc: Unauthenticated) -> JSONResponse:
+    return problem(401, str(exc), code="unauthenticated", instance=request.url.path,
+                   headers={"WWW-Authenticate": 'Bearer realm="opsat"'})
+
+
+_STRONG_ETAG = re.compile(r'^"(\d{1,9})"$')
+
+
+async def problem_before_input(request: Request, *, stream: bool = True) -> JSONResponse | None:
+    """What the checks that come before input answer for a request whose input is refused (malformed, invalid
+    or too large), or None when they pass: authentication (401), the route's roles (403), and for a command on
+    an existing stream (with `stream`) its visibility to the caller (404) and If-Match (412)."""
+    try:
+        actor = await judge_before_input(request)
+        endpoint = getattr(request.scope.get("route"), "endpoint", None)
+        command_cls = getattr(endpoint, "command_cls", None)
+        commands = getattr(request.app.state, "commands", None)
+        if stream and actor is not None and command_cls is not None and commands is not None:
+            stream_id = request.path_params.get(endpoint.id_name)  # type: ignore[union-attr]
+            if isinstance(stream_id, str):
+                etag = _STRONG_ETAG.match(request.headers.get("if-match", ""))  # malformed: an input error, later
+                await commands.judge_stream(command_cls, stream_id, actor, int(etag.group(1)) if etag else None)
+    except Unauthenticated as exc:
+        return unauthenticated_problem(request, exc)
+    except NotAllowed as exc:
+        return problem(403, str(exc), code="forbidden", instance=request.url.path)
+    except DomainError as exc:
+        return problem(status_for(exc), exc.detail, code=exc.code, instance=request.url.path)
+    except Exception as exc:  # raised inside an exception handler it would be a bare 500
+        if faults.is_transient(exc):
+            return _unavailable(request, exc)
+        raise
+    return None
 
 
 def _unavailable(request: Request, exc: BaseException) -> JSONResponse:
