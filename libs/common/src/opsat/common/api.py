@@ -27,6 +27,7 @@ from opsat.common.db import create_engine
 from opsat.common.envelope import EventRegistry
 from opsat.common.errors import install_error_handlers, problem, unauthenticated_problem
 from opsat.common.eventstore import EventStore
+from opsat.common.freshness import ReadModelWatch
 from opsat.common.settings import ServiceSettings
 
 ASGIApp = Callable[[dict, Callable, Callable], Awaitable[None]]
@@ -221,11 +222,14 @@ def create_service_app(
         own_engine = engine is None
         app.state.engine = engine or create_engine(settings.database_url, pool_size=settings.database_pool_size)
         app.state.store = EventStore(app.state.engine, registry, settings.idempotency_retention_s)
+        app.state.read_model = ReadModelWatch(settings.database_url)
+        await app.state.read_model.start()
         if on_startup is not None:
             await on_startup(app)
         try:
             yield
         finally:
+            await app.state.read_model.stop()
             if own_engine:
                 await app.state.engine.dispose()
 

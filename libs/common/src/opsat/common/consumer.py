@@ -45,6 +45,7 @@ from opsat.common import observability as obs
 from opsat.common.db import READ_MODEL_SCHEMA
 from opsat.common.domain import DomainEvent
 from opsat.common.envelope import EventRegistry, split_type
+from opsat.common.freshness import NOTIFY_READ_MODEL
 
 log = logging.getLogger(__name__)
 
@@ -217,6 +218,8 @@ class ProjectionRunner:
         self._outage = faults.Outage(log, f"projection {projection.name}")
         self._lag_series: set[TopicPartition] = set()
         self.ready = asyncio.Event()
+        # A live read model (not a rebuild, not a reaction's memory) tells the API when it changed.
+        self.notifies = self.versions is not None and config.schema == READ_MODEL_SCHEMA
 
     async def run(self, stop: asyncio.Event) -> RunnerStats:
         rebuilding = self.config.until_end
@@ -277,6 +280,8 @@ class ProjectionRunner:
             try:
                 async with self.engine.begin() as conn:
                     outcomes = await self._apply_records(conn, records)
+                    if outcomes.applied and self.notifies:  # wakes read-your-writes waits when this commits
+                        await conn.execute(text(NOTIFY_READ_MODEL), {"projection": self.projection.name})
                 break
             except Exception as exc:
                 if not faults.is_transient(exc):

@@ -145,7 +145,8 @@ async def get_request(request_id: RequestId, queries: Queries, actor: Readers, r
                       response: Response, min_version: Annotated[int | None, Query(ge=1)] = None) -> s.RequestDetail:
     async with request.app.state.waits.slot(f"{actor.organisation}/{actor.id}") as may_wait:
         wait = request.app.state.settings.read_your_writes_timeout_s if min_version and may_wait else 0.0
-        detail, fresh = await queries.get(actor, request_id, min_version=min_version, wait_s=wait)
+        detail, fresh = await queries.get(actor, request_id, min_version=min_version, wait_s=wait,
+                                          watch=request.app.state.read_model)
     if not fresh:
         response.headers["X-Opsat-Stale"] = "true"
     response.headers["ETag"] = f'"{detail["version"]}"'

@@ -14,6 +14,7 @@ from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from opsat.common.domain import Actor, InvalidInput, NotFound
+from opsat.common.freshness import ReadModelWatch
 from opsat.intake.projections.tables import links, requests, time_entries, timeline
 
 OPEN_STATUSES = ("submitted", "accepted", "in_progress", "awaiting_customer", "reopened")
@@ -88,10 +89,12 @@ class IntakeQueries:
         self.engine = engine
 
     async def get(self, actor: Actor, request_id: str, *, min_version: int | None = None,
-                  wait_s: float = 0.0) -> tuple[dict[str, Any], bool]:
-        """The request, and whether it is at least `min_version` (waits up to `wait_s` for the projection)."""
-        deadline = asyncio.get_running_loop().time() + wait_s
+                  wait_s: float = 0.0, watch: ReadModelWatch | None = None) -> tuple[dict[str, Any], bool]:
+        """The request, and whether it is at least `min_version` (waits up to `wait_s` for the projection, woken
+        by `watch` when the read model changes)."""
+        deadline = asyncio.get_running_loop().time() + (wait_s if watch is not None else 0.0)
         while True:
+            seen = watch.generation if watch is not None else 0  # before reading: a later change wakes us
             async with self.engine.connect() as conn:
                 row = (await conn.execute(select(requests).where(requests.c.id == request_id,
                                                                  _visible_to(actor)))).mappings().first()
@@ -110,7 +113,8 @@ class IntakeQueries:
                     else:
                         detail.pop("time_spent_minutes", None)
                     return detail, fresh
-            await asyncio.sleep(0.02)
+            assert watch is not None
+            await watch.wait_beyond(seen, deadline - asyncio.get_running_loop().time())
 
     async def timeline(self, actor: Actor, request_id: str) -> list[dict[str, Any]]:
         query = select(timeline).where(timeline.c.request_id == request_id).order_by(timeline.c.sequence)
