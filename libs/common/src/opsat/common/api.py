@@ -220,7 +220,8 @@ def create_service_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         own_engine = engine is None
-        app.state.engine = engine or create_engine(settings.database_url, pool_size=settings.database_pool_size)
+        app.state.engine = engine or create_engine(settings.database_url, pool_size=settings.database_pool_size,
+                                                   pool_timeout_s=settings.database_pool_timeout_s)
         app.state.store = EventStore(app.state.engine, registry, settings.idempotency_retention_s)
         app.state.read_model = ReadModelWatch(settings.database_url)
         await app.state.read_model.start()

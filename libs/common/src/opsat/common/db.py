@@ -120,13 +120,14 @@ PLATFORM_DROP_V3 = [
 ]
 
 
-def create_engine(database_url: str, *, pool_size: int = 10) -> AsyncEngine:
+def create_engine(database_url: str, *, pool_size: int = 10, pool_timeout_s: float = 30.0) -> AsyncEngine:
     """No pre-ping: it cost three of a submit's six round trips. A connection broken by a database
     restart fails one request (503, retry) and the pool replaces it; recycling bounds a connection's age.
     No overflow: overflow connections are closed on return, and reopening them cost PostgreSQL more CPU
-    than waiting for a pooled one (bench: new sessions 205 -> 47, PostgreSQL CPU -40 %)."""
+    than waiting for a pooled one (bench: new sessions 205 -> 47, PostgreSQL CPU -40 %). A request that waits
+    `pool_timeout_s` for a connection fails with a pool timeout (the API answers 503 with Retry-After)."""
     return create_async_engine(database_url, pool_size=pool_size, max_overflow=0, pool_pre_ping=False,
-                               pool_recycle=1800)
+                               pool_recycle=1800, pool_timeout=pool_timeout_s)
 
 
 def asyncpg_dsn(database_url: str) -> str:

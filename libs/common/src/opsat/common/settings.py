@@ -29,6 +29,8 @@ class ServiceSettings(BaseSettings):
     database_url: str = "postgresql+asyncpg://opsat@127.0.0.1:5432/opsat"
     # About the requests in flight per process (the bench keeps 48 in flight against one process).
     database_pool_size: int = Field(default=32, ge=1, le=200)
+    # A request waiting this long for a pooled connection is answered 503 with Retry-After.
+    database_pool_timeout_s: float = Field(default=10.0, gt=0, le=300)
 
     # Kafka: topics are named f"{topic_namespace}.{service}.events".
     kafka_bootstrap: str = "127.0.0.1:9092"
