@@ -32,6 +32,10 @@ CONSUMER_LAG = Gauge("opsat_consumer_lag", "Records behind the end of the partit
 CONSUMER_RETRIES = Counter("opsat_consumer_retries_total", "Batches rolled back by a transient fault and retried",
                            ["projection"])
 DLQ_PARKED = Counter("opsat_dlq_parked_total", "Events parked on a dead-letter topic", ["projection"])
+# Per process and pool ("api" or "worker"): connections checked out, the pool's size, callers waiting for one.
+DB_POOL_IN_USE = Gauge("opsat_db_pool_in_use", "Database connections checked out of the pool", ["pool"])
+DB_POOL_SIZE = Gauge("opsat_db_pool_size", "Database connections the pool holds at most", ["pool"])
+DB_POOL_WAITERS = Gauge("opsat_db_pool_waiters", "Callers waiting for a pooled database connection", ["pool"])
 DEADLINES_FIRED = Counter("opsat_deadlines_fired_total", "Due deadlines turned into commands", ["kind", "outcome"])
 
 

@@ -156,7 +156,7 @@ class Service:
                     clock: Callable[[], datetime] = utcnow) -> list[tuple[str, Loop]]:
         """The worker's loops, each `async (stop) -> ...`; tests run them in-process the same way."""
         engine = create_engine(settings.database_url, pool_size=settings.database_pool_size,
-                               pool_timeout_s=settings.database_pool_timeout_s)
+                               pool_timeout_s=settings.database_pool_timeout_s, pool_name="worker")
         handler = self.command_handler(settings, EventStore(engine, self.registry(), settings.idempotency_retention_s),
                                        clock)
         relay = OutboxRelay(RelayConfig(database_url=settings.database_url, bootstrap=settings.kafka_bootstrap,
