@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from opsat.common import observability as obs
+from opsat.common import tracing
 from opsat.common.auth import Authenticator, Unauthenticated
 from opsat.common.db import create_engine
 from opsat.common.envelope import EventRegistry
@@ -131,6 +132,11 @@ class ObservabilityMiddleware:
                 message.setdefault("headers", []).append((b"x-correlation-id", cid.encode("latin-1")))
             await send(message)
 
+        if tracing.active():  # FastAPI's own server span (child of the client's traceparent) is current
+            server = tracing.current_traceparent()
+            if server:
+                scope["state"]["traceparent"] = server  # the events appended carry it to the relay and consumers
+                obs.trace_id.set(tracing.trace_id_of(server))
         try:
             await self.app(scope, receive, send_with_id)
         finally:
@@ -234,7 +240,12 @@ def create_service_app(
             if own_engine:
                 await app.state.engine.dispose()
 
+    tracing.configure(settings, settings.service_name)
+    # FastAPI's native OpenTelemetry spans (server, dependencies, endpoint) when tracing is on, else none;
+    # metrics and logs stay ours (Prometheus, JSON lines).
     app = FastAPI(title=title, description=description, version="1.0.0", lifespan=lifespan,
+                  telemetry={"tracing": tracing.active(), "tracer_provider": tracing.provider(),
+                             "operation_spans": tracing.active(), "metrics": False, "logs": False},
                   docs_url="/docs", openapi_url="/openapi.json")
     app.state.settings = settings
     app.state.registry = registry

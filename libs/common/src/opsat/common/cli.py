@@ -73,7 +73,10 @@ def api(service: Service, settings: ServiceSettings) -> None:
 
 
 async def worker(service: Service, settings: ServiceSettings) -> None:
+    from opsat.common import tracing
     from opsat.common.worker import serve_worker
+
+    tracing.configure(settings, service.name)
 
     async def wait_for_kafka(stop: asyncio.Event) -> None:
         delay = 1.0

@@ -23,6 +23,7 @@ from fastapi import APIRouter, Depends, Header, Request, Response
 from pydantic import BaseModel
 
 from opsat.common import observability as obs
+from opsat.common import tracing
 from opsat.common.auth import require
 from opsat.common.domain import (
     Actor,
@@ -157,8 +158,10 @@ class CommandHandler:
                                  correlation_id=meta.correlation_id, causation_id=meta.causation_id,
                                  traceparent=meta.traceparent)
         try:
-            result = await self.store.append(stream_id, aggregate.stream_type, current, events, metadata,
-                                             idempotency)
+            with (tracing.span(f"append {aggregate.stream_type}", attributes={"opsat.stream_id": stream_id})
+                  if tracing.active() else tracing.NO_SPAN):
+                result = await self.store.append(stream_id, aggregate.stream_type, current, events, metadata,
+                                                 idempotency)
         except ConcurrencyConflict:
             if meta.expected_version is None:
                 raise

@@ -24,6 +24,7 @@ from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.structs import ConsumerRecord
+from opentelemetry.trace import SpanKind
 from sqlalchemy import (
     Column,
     Integer,
@@ -40,7 +41,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from opsat.common import faults
+from opsat.common import faults, tracing
 from opsat.common import observability as obs
 from opsat.common.db import READ_MODEL_SCHEMA
 from opsat.common.domain import DomainEvent
@@ -243,7 +244,10 @@ class ProjectionRunner:
                 batch = await consumer.getmany(timeout_ms=200, max_records=self.config.max_records)
                 if batch:
                     async with self._batch_lock:
-                        await self._process(consumer, batch, stop)
+                        if tracing.active():
+                            await self._process_traced(consumer, batch, stop)
+                        else:
+                            await self._process(consumer, batch, stop)
                 self._record_lag(consumer)
         finally:
             self._forget_lag(set(self._lag_series))  # a stopped runner reports no lag
@@ -302,6 +306,26 @@ class ProjectionRunner:
                 log.warning("projection %s: offset commit failed (%s: %s); the batch may be delivered again",
                             self.projection.name, type(exc).__name__, exc)
         self.stats.offsets.update(offsets)
+
+    async def _process_traced(self, consumer: AIOKafkaConsumer, batch: dict[TopicPartition, list[ConsumerRecord]],
+                              stop: asyncio.Event) -> None:
+        """`_process` with a consumer span per record, child of the traceparent in its headers (the relay's
+        publish span), and a debug line per record carrying the trace id."""
+        spans = []
+        for record in (r for records in batch.values() for r in records):
+            parent = next((v.decode("latin-1") for k, v in record.headers or () if k == "traceparent"), None)
+            spans.append((record, tracing.tracer().start_span(
+                f"apply {self.projection.name}", kind=SpanKind.CONSUMER, context=tracing.context_from(parent),
+                attributes={"messaging.destination.name": record.topic, "messaging.kafka.offset": record.offset,
+                            "opsat.projection": self.projection.name})))
+        try:
+            await self._process(consumer, batch, stop)
+        finally:
+            for record, span in spans:
+                trace_id = format(span.get_span_context().trace_id, "032x")
+                log.debug("projection %s handled %s[%d]@%d", self.projection.name, record.topic, record.partition,
+                          record.offset, extra={"trace_id": trace_id})
+                span.end()
 
     def _count(self, outcomes: Outcomes) -> None:
         duplicates = outcomes.duplicates + len(outcomes.stale)

@@ -79,7 +79,7 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
             "correlation_id": correlation_id.get(),
-            "trace_id": trace_id.get(),
+            "trace_id": getattr(record, "trace_id", None) or trace_id.get(),  # a consumer names its record's
         }
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)

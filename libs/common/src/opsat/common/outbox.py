@@ -24,8 +24,9 @@ from typing import Any
 import asyncpg
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError, KafkaTimeoutError
+from opentelemetry.trace import SpanKind
 
-from opsat.common import faults
+from opsat.common import faults, tracing
 from opsat.common import observability as obs
 from opsat.common.db import OUTBOX_CHANNEL, connect_raw
 from opsat.common.envelope import encode, to_cloudevent
@@ -87,13 +88,16 @@ class OutboxRelay:
             return 0
         producer = await self._ensure_producer()
         futures = []
+        spans: list[Any] | None = [] if tracing.active() else None  # one producer span per event, when tracing
         try:
             for row in rows:
-                futures.append(await producer.send(self.config.topic, **self._message(row)))
+                futures.append(await producer.send(self.config.topic, **self._message(row, spans)))
         except KafkaError:
             pass  # fall through: whatever was queued is awaited below, the rest waits for the next round
         if futures:
             await asyncio.wait(futures, timeout=self.config.delivery_timeout_s)
+        for span in spans or ():
+            span.end()
         acked: list[int] = []
         failure: BaseException | None = None
         for row, fut in zip(rows, futures):
@@ -116,7 +120,8 @@ class OutboxRelay:
             raise failure or KafkaError("send failed before every event of the batch was queued")
         return len(acked)
 
-    def _message(self, row: asyncpg.Record) -> dict[str, Any]:
+    def _message(self, row: asyncpg.Record, spans: list[Any] | None = None) -> dict[str, Any]:
+        metadata = json.loads(row["metadata"])
         event = to_cloudevent(
             source=self.config.source,
             event_id=row["event_id"],
@@ -126,17 +131,24 @@ class OutboxRelay:
             version=row["version"],
             time=row["recorded_at"],
             data=json.loads(row["data"]),
-            metadata=json.loads(row["metadata"]),
+            metadata=metadata,
         )
-        return {
-            "key": row["stream_id"].encode(),
-            "value": encode(event),
-            "headers": [
-                ("id", row["event_id"].encode()),
-                ("type", event["type"].encode()),
-                ("content-type", b"application/cloudevents+json"),
-            ],
-        }
+        headers = [
+            ("id", row["event_id"].encode()),
+            ("type", event["type"].encode()),
+            ("content-type", b"application/cloudevents+json"),
+        ]
+        traceparent = metadata.get("traceparent")
+        if spans is not None:  # the consumer's span becomes a child of this one
+            span = tracing.tracer().start_span(f"publish {self.config.topic}", kind=SpanKind.PRODUCER,
+                                               context=tracing.context_from(traceparent),
+                                               attributes={"messaging.destination.name": self.config.topic,
+                                                           "messaging.message.id": row["event_id"]})
+            spans.append(span)
+            traceparent = tracing.traceparent_of(span)
+        if traceparent:  # W3C trace context in the record's headers, as well as in the CloudEvent
+            headers.append(("traceparent", traceparent.encode()))
+        return {"key": row["stream_id"].encode(), "value": encode(event), "headers": headers}
 
     async def _ensure_producer(self) -> AIOKafkaProducer:
         if self._producer is None:

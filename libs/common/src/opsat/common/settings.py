@@ -83,6 +83,11 @@ class ServiceSettings(BaseSettings):
     consumer_max_retries: int = Field(default=3, ge=0)
     read_your_writes_timeout_s: float = Field(default=2.0, ge=0)
 
+    # OpenTelemetry traces (README "Operating"): off unless an exporter is named.
+    tracing_exporter: Literal["none", "otlp"] = "none"
+    tracing_otlp_endpoint: str | None = None  # e.g. http://otel-collector:4318/v1/traces; default: the SDK's
+    tracing_sample_ratio: float = Field(default=1.0, ge=0, le=1)  # of new traces; a sampled parent is followed
+
     log_level: str = "INFO"
     log_json: bool = True
 
