@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
+import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -28,17 +30,36 @@ def run(service: Service, argv: Sequence[str] | None = None) -> None:
     sub.add_parser("worker", help="run the outbox relay, projections, reactions and deadlines")
     sub.add_parser("migrate", help="apply database migrations and exit")
     sub.add_parser("asyncapi", help="print the AsyncAPI document of the events this service publishes (JSON)")
-    rebuild = sub.add_parser("rebuild", help="replay the topics into a fresh read-model schema")
+    rebuild = sub.add_parser("rebuild", help="replay the topics into a fresh read-model schema; with --swap, "
+                             "online: rebuild every projection, pause, catch up, swap, resume")
     rebuild.add_argument("projection", nargs="?", choices=projections, default=projections[0] if projections else None)
     rebuild.add_argument("--schema", default="read_model_rebuild")
+    rebuild.add_argument("--swap", action="store_true", help="make the rebuilt read model the live one, losing "
+                         "no event applied meanwhile (the old one is kept as read_model_old_<time>)")
     redrive = sub.add_parser("redrive", help="apply the events parked on a consumer's dead-letter topic again")
     redrive.add_argument("consumer", choices=consumers)
+    ops = sub.add_parser("events", help="print a stream's events from the event store, in order")
+    ops.add_argument("stream_id")
+    tail = sub.add_parser("tail", help="print the events arriving on this service's topic (or a dead-letter topic)")
+    tail.add_argument("--dlq", choices=consumers, help="the dead-letter topic of this consumer instead")
+    tail.add_argument("--from-beginning", action="store_true")
+    tail.add_argument("--limit", type=int)
+    tail.add_argument("--idle-exit", type=float, help="stop after this many seconds without a new record")
+    sub.add_parser("lag", help="consumer lag per consumer and partition, and the relay's outbox backlog")
+    token = sub.add_parser("token", help="mint a development token (dev auth mode only)")
+    token.add_argument("--sub", required=True)
+    token.add_argument("--org", required=True)
+    token.add_argument("--roles", default="requester")
+    token.add_argument("--ttl", type=int, default=3600, help="seconds")
     args = parser.parse_args(argv)
     settings = service.settings()
     if args.command == "asyncapi":
         from opsat.common.api import dump_json
 
         print(dump_json(service.registry().asyncapi(service.topic(settings))))
+        return
+    if args.command in OPERATOR_VERBS:
+        asyncio.run(OPERATOR_VERBS[args.command](service, settings, args))
         return
     configure_logging(service.name, settings.log_level, settings.log_json)
     if args.command == "migrate":
@@ -47,6 +68,8 @@ def run(service: Service, argv: Sequence[str] | None = None) -> None:
         api(service, settings)
     elif args.command == "worker":
         asyncio.run(worker(service, settings))
+    elif args.command == "rebuild" and args.swap:
+        asyncio.run(_rebuild_and_swap(service, settings, args.schema))
     elif args.command == "rebuild":
         asyncio.run(_rebuild(service, settings, args.projection, args.schema))
     elif args.command == "redrive":
@@ -115,3 +138,91 @@ async def _redrive(service: Service, settings: ServiceSettings, name: str) -> No
     done = await redrive(engine, consumer, service.runner_config(settings, name))
     await engine.dispose()
     log.info("re-drove %d parked events of %s (those still failing are parked again)", done, name)
+
+
+async def _rebuild_and_swap(service: Service, settings: ServiceSettings, schema: str) -> None:
+    from opsat.common.db import create_engine
+    from opsat.common.projections import rebuild_and_swap
+
+    engine = create_engine(settings.database_url)
+    try:
+        projections = [(service.consumer(settings, c.name), service.runner_config(settings, c.name))
+                       for c in service.projections]
+        await rebuild_and_swap(engine, projections, schema, progress=lambda line: print(line, file=sys.stderr,
+                                                                                         flush=True))
+    finally:
+        await engine.dispose()
+
+
+# --- operator's verbs: read-only views and a development token, printed for people --------------------------
+
+async def _events(service: Service, settings: ServiceSettings, args: argparse.Namespace) -> None:
+    from opsat.common.db import connect_raw
+
+    conn = await connect_raw(settings.database_url)
+    try:
+        rows = await conn.fetch("select position, version, event_type, schema_version, data::text, metadata::text,"
+                                " recorded_at from events where stream_id = $1 order by version", args.stream_id)
+    finally:
+        await conn.close()
+    if not rows:
+        raise SystemExit(f"opsat-{service.name}: no stream {args.stream_id!r}")
+    for r in rows:
+        print(json.dumps({"version": r["version"], "position": r["position"],
+                          "type": f"{r['event_type']}.v{r['schema_version']}",
+                          "recorded_at": r["recorded_at"].isoformat(), "data": json.loads(r["data"]),
+                          "metadata": json.loads(r["metadata"])}, ensure_ascii=False))
+
+
+async def _tail(service: Service, settings: ServiceSettings, args: argparse.Namespace) -> None:
+    from opsat.common.tail import tail
+
+    topic = service.dlq_topic(settings, args.dlq) if args.dlq else service.topic(settings)
+    await tail(settings.kafka_bootstrap, topic, from_beginning=args.from_beginning, limit=args.limit,
+               idle_exit_s=args.idle_exit, pretty=False)
+
+
+async def _lag(service: Service, settings: ServiceSettings, args: argparse.Namespace) -> None:
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    from opsat.common.db import connect_raw
+
+    conn = await connect_raw(settings.database_url)
+    try:
+        backlog = await conn.fetchval("select count(*) from outbox")
+        oldest = await conn.fetchval("select min(e.recorded_at) from outbox o join events e using (position)")
+    finally:
+        await conn.close()
+    print(f"outbox backlog {service.topic(settings)}: {backlog} events"
+          + (f", oldest recorded {oldest.isoformat()}" if oldest else ""))
+    for cls in service.consumer_classes():
+        group = service.runner_config(settings, cls.name).group_id
+        consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=group,
+                                    enable_auto_commit=False)
+        await consumer.start()
+        try:
+            await consumer.topics()  # loads the metadata partitions_for_topic reads
+            partitions = [TopicPartition(topic, p) for topic in (settings.topic(s) for s in cls.sources)
+                          for p in sorted(consumer.partitions_for_topic(topic) or ())]
+            ends = await consumer.end_offsets(partitions) if partitions else {}
+            total = 0
+            for tp in partitions:
+                committed = await consumer.committed(tp) or 0
+                total += ends[tp] - committed
+                print(f"  {cls.name} {tp.topic}[{tp.partition}]: committed {committed}, end {ends[tp]}, "
+                      f"lag {ends[tp] - committed}")
+            print(f"consumer {cls.name} (group {group}): lag {total}")
+        finally:
+            await consumer.stop()
+
+
+async def _token(service: Service, settings: ServiceSettings, args: argparse.Namespace) -> None:
+    from opsat.common.auth import mint_token
+
+    try:
+        print(mint_token(settings, sub=args.sub, org=args.org, roles=args.roles.split(","), ttl_s=args.ttl))
+    except RuntimeError as exc:
+        raise SystemExit(f"opsat-{service.name}: {exc}") from None
+
+
+OPERATOR_VERBS = {"events": _events, "tail": _tail, "lag": _lag, "token": _token}

@@ -43,7 +43,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from opsat.common import faults, tracing
 from opsat.common import observability as obs
-from opsat.common.db import READ_MODEL_SCHEMA
+from opsat.common.db import LOCK_READ_MODEL_SHARED, READ_MODEL_LOCK, READ_MODEL_SCHEMA
 from opsat.common.domain import DomainEvent
 from opsat.common.envelope import EventRegistry, split_type
 from opsat.common.freshness import NOTIFY_READ_MODEL
@@ -185,6 +185,8 @@ class RunnerConfig:
     registries: tuple[EventRegistry, ...] = ()
     # Rebuild mode: read every partition from the beginning (no group) and stop at the end offsets.
     until_end: bool = False
+    # In rebuild mode, start here instead of the beginning (a catch-up after a rebuild).
+    start_offsets: dict[TopicPartition, int] | None = None
 
 
 @dataclass
@@ -221,6 +223,7 @@ class ProjectionRunner:
         self.ready = asyncio.Event()
         # A live read model (not a rebuild, not a reaction's memory) tells the API when it changed.
         self.notifies = self.versions is not None and config.schema == READ_MODEL_SCHEMA
+        self.end_offsets: dict[TopicPartition, int] = {}  # rebuild mode: where it stops
 
     async def run(self, stop: asyncio.Event) -> RunnerStats:
         rebuilding = self.config.until_end
@@ -265,8 +268,16 @@ class ProjectionRunner:
             for p in await _partitions(consumer, topic):
                 partitions.append(TopicPartition(topic, p))
         consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        return await consumer.end_offsets(partitions) if partitions else {}
+        start = self.config.start_offsets
+        if start is None:
+            await consumer.seek_to_beginning(*partitions)
+        else:
+            for tp in partitions:
+                consumer.seek(tp, start.get(tp, 0))
+                if tp in start:
+                    self.stats.offsets[tp] = start[tp]  # reached already when nothing came since
+        self.end_offsets = await consumer.end_offsets(partitions) if partitions else {}
+        return self.end_offsets
 
     def _reached(self, consumer: AIOKafkaConsumer, end_offsets: dict[TopicPartition, int]) -> bool:
         return all(self.stats.offsets.get(tp, 0) >= end for tp, end in end_offsets.items() if end > 0) and all(
@@ -283,6 +294,8 @@ class ProjectionRunner:
         while True:
             try:
                 async with self.engine.begin() as conn:
+                    if self.notifies:  # a read-model swap holds this exclusively (opsat.common.projections)
+                        await conn.execute(text(LOCK_READ_MODEL_SHARED), {"key": READ_MODEL_LOCK})
                     outcomes = await self._apply_records(conn, records)
                     if outcomes.applied and self.notifies:  # wakes read-your-writes waits when this commits
                         await conn.execute(text(NOTIFY_READ_MODEL), {"projection": self.projection.name})

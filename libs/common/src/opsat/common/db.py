@@ -17,6 +17,10 @@ from opsat.common.observability import DB_POOL_IN_USE, DB_POOL_SIZE, DB_POOL_WAI
 READ_MODEL_SCHEMA = "read_model"
 REACTIONS_SCHEMA = "reactions"  # what reactions remember; survives read-model rebuilds
 OUTBOX_CHANNEL = "opsat_outbox"
+# Live projection batches hold this advisory lock shared; a read-model swap holds it exclusively, so no batch
+# writes into the schema being retired while the rebuilt one catches up and takes its name.
+READ_MODEL_LOCK = 0x6F70736174726D  # "opsatrm"
+LOCK_READ_MODEL_SHARED = "select pg_advisory_xact_lock_shared(:key)"
 
 PLATFORM_DDL_V1 = [
     """

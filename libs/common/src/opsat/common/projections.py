@@ -2,18 +2,20 @@
 
 The rebuild reads every partition from the beginning (no consumer group) up to the end offsets seen
 when it started, into `schema`; the live schema keeps serving meanwhile. `swap` renames both schemas
-in one transaction, so readers see either the old or the new read model, never a mix.
+in one transaction, so readers see either the old or the new read model, never a mix; `rebuild_and_swap`
+does all of it online, catching up with what the live projections applied meanwhile.
 """
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import replace
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select, text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from opsat.common.consumer import (
     Projection,
@@ -23,7 +25,7 @@ from opsat.common.consumer import (
     create_read_model,
     read_model_engine,
 )
-from opsat.common.db import READ_MODEL_SCHEMA
+from opsat.common.db import READ_MODEL_LOCK, READ_MODEL_SCHEMA
 
 
 async def rebuild(engine: AsyncEngine, projection: Projection, config: RunnerConfig, schema: str) -> RunnerStats:
@@ -37,12 +39,10 @@ async def rebuild(engine: AsyncEngine, projection: Projection, config: RunnerCon
 
 
 async def swap(engine: AsyncEngine, rebuilt: str) -> str:
-    """Make `rebuilt` the live read model; returns the name the old one was kept under."""
-    retired = f"{READ_MODEL_SCHEMA}_old_{datetime.now(UTC):%Y%m%d%H%M%S}"
+    """Make `rebuilt` the live read model; returns the name the old one was kept under. Events applied live
+    since `rebuilt` was built are not in it: `rebuild_and_swap` catches up before swapping."""
     async with engine.begin() as conn:
-        await conn.execute(text(f'alter schema "{READ_MODEL_SCHEMA}" rename to "{retired}"'))
-        await conn.execute(text(f'alter schema "{rebuilt}" rename to "{READ_MODEL_SCHEMA}"'))
-    return retired
+        return await _rename(conn, rebuilt)
 
 
 async def snapshot(engine: AsyncEngine, projection: Projection, schema: str = READ_MODEL_SCHEMA,
@@ -56,3 +56,85 @@ async def snapshot(engine: AsyncEngine, projection: Projection, schema: str = RE
             rows = [dict(r) for r in (await conn.execute(select(table))).mappings()]
             out[table.name] = sorted(rows, key=lambda r: [str(r[c.name]) for c in table.primary_key.columns])
     return out
+
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class SwapReport:
+    retired: str  # the name the old read model is kept under
+    applied: dict[str, int] = field(default_factory=dict)  # per projection: rebuild + catch-ups
+    caught_up_paused: int = 0  # events applied while the live projections were paused
+
+
+async def rebuild_and_swap(engine: AsyncEngine, projections: Sequence[tuple[Projection, RunnerConfig]],
+                           schema: str = "read_model_rebuild", *, progress: Progress = print,
+                           close_enough: int = 500, max_catch_ups: int = 5) -> SwapReport:
+    """Rebuild every projection of the read model into `schema` while the live one keeps serving, then swap
+    it in without losing an event: catch up while live (until fewer than `close_enough` remain), pause the
+    live projections (the exclusive read-model lock: their next batch waits), catch up to the topics' ends,
+    rename the schemas, resume. A live batch that waited then writes into the new schema, where the events
+    it carries are already applied and are skipped as duplicates (the processed ids moved with the schema)."""
+    if schema == READ_MODEL_SCHEMA:
+        raise ValueError("rebuild into a fresh schema, not the live one")
+    async with engine.begin() as conn:
+        await conn.execute(text(f'drop schema if exists "{schema}" cascade'))
+    for projection, _ in projections:
+        await create_read_model(engine, projection, schema)
+    report = SwapReport(retired="")
+    offsets: dict[str, dict[Any, int] | None] = {p.name: None for p, _ in projections}
+
+    async def replay(phase: str) -> int:
+        remaining = 0
+        for projection, config in projections:
+            stats, left = await _replay(engine, projection, config, schema, offsets[projection.name], phase,
+                                        progress)
+            offsets[projection.name] = stats.offsets
+            report.applied[projection.name] = report.applied.get(projection.name, 0) + stats.applied
+            remaining += left
+        return remaining
+
+    await replay("rebuild")
+    for _ in range(max_catch_ups):  # while live: each pass reads what arrived during the previous one
+        if await replay("catch-up") < close_enough:
+            break
+    progress("pausing the live projections")
+    async with engine.connect() as conn, conn.begin():
+        await conn.execute(text("select pg_advisory_xact_lock(:key)"), {"key": READ_MODEL_LOCK})
+        before = sum(report.applied.values())
+        await replay("paused catch-up")
+        report.caught_up_paused = sum(report.applied.values()) - before
+        report.retired = await _rename(conn, schema)
+    progress(f"swapped: {schema} is the live read model, the old one kept as {report.retired}; projections resume")
+    return report
+
+
+async def _replay(engine: AsyncEngine, projection: Projection, config: RunnerConfig, schema: str,
+                  start: dict[Any, int] | None, phase: str, progress: Progress) -> tuple[RunnerStats, int]:
+    """One pass from `start` (None: the beginning) to the end offsets seen when it starts, reporting progress
+    every second; returns the stats and how many records the pass read."""
+    runner = ProjectionRunner(engine, projection, replace(config, schema=schema, until_end=True,
+                                                          start_offsets=start))
+    first = sum((start or {}).values())
+
+    def report() -> str:
+        total = sum(runner.end_offsets.values()) - first
+        done = sum(runner.stats.offsets.values()) - first if runner.stats.offsets else 0
+        return f"{phase} {projection.name}: {max(done, 0)}/{max(total, 0)} events"
+
+    task = asyncio.create_task(runner.run(asyncio.Event()))
+    while not task.done():
+        await asyncio.wait({task}, timeout=1.0)
+        if not task.done():
+            progress(report())
+    stats = task.result()
+    progress(report() + f" ({stats.applied} applied)")
+    return stats, max(sum(runner.end_offsets.values()) - first, 0)
+
+
+async def _rename(conn: AsyncConnection, rebuilt: str) -> str:
+    retired = f"{READ_MODEL_SCHEMA}_old_{datetime.now(UTC):%Y%m%d%H%M%S}"
+    await conn.execute(text(f'alter schema "{READ_MODEL_SCHEMA}" rename to "{retired}"'))
+    await conn.execute(text(f'alter schema "{rebuilt}" rename to "{READ_MODEL_SCHEMA}"'))
+    return retired
