@@ -50,6 +50,7 @@ async def test_events_tail_lag_and_token(intake):
     assert tailed.returncode == 0, tailed.stderr
     records = [json.loads(line) for line in tailed.stdout.splitlines()]
     assert sum(1 for r in records if r["event"]["subject"] == rid) == 2
+    assert all(r["headers"]["type"] == r["event"]["type"] for r in records)
 
     # Lag: nothing behind while the worker had caught up; the events written while it is stopped show.
     await intake.client.post(f"/api/v1/requests/{rid}/notes", json={"body": "again"}, headers=agent)

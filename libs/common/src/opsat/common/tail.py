@@ -28,8 +28,10 @@ async def tail(bootstrap: str, topic: str, *, from_beginning: bool, limit: int |
                         value = json.loads(record.value)
                     except ValueError:
                         value = {"undecodable": record.value.decode("utf-8", "replace")}
-                    line = json.dumps({"partition": record.partition, "offset": record.offset, "event": value},
-                                      ensure_ascii=False, indent=2 if pretty else None)
+                    shown = {"partition": record.partition, "offset": record.offset, "event": value}
+                    if record.headers:  # a dead letter's reason and origin are in its headers
+                        shown["headers"] = {k: v.decode("utf-8", "replace") for k, v in record.headers}
+                    line = json.dumps(shown, ensure_ascii=False, indent=2 if pretty else None)
                     print(line, flush=True)
                     seen += 1
     finally:
