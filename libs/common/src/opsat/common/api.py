@@ -199,7 +199,8 @@ def create_service_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         own_engine = engine is None
         app.state.engine = engine or create_engine(settings.database_url, pool_size=settings.database_pool_size)
-        app.state.store = EventStore(app.state.engine, registry, settings.idempotency_retention_s)
+        app.state.store = EventStore(app.state.engine, registry, settings.idempotency_retention_s,
+                                     group_commit=settings.event_store_group_commit)
         if on_startup is not None:
             await on_startup(app)
         try:

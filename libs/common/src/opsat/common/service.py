@@ -156,8 +156,8 @@ class Service:
                     clock: Callable[[], datetime] = utcnow) -> list[tuple[str, Loop]]:
         """The worker's loops, each `async (stop) -> ...`; tests run them in-process the same way."""
         engine = create_engine(settings.database_url, pool_size=settings.database_pool_size)
-        handler = self.command_handler(settings, EventStore(engine, self.registry(), settings.idempotency_retention_s),
-                                       clock)
+        handler = self.command_handler(settings, EventStore(engine, self.registry(), settings.idempotency_retention_s,
+                                                            group_commit=settings.event_store_group_commit), clock)
         relay = OutboxRelay(RelayConfig(database_url=settings.database_url, bootstrap=settings.kafka_bootstrap,
                                         topic=self.topic(settings), source=self.registry().source,
                                         batch_size=settings.relay_batch_size,

@@ -45,6 +45,8 @@ class ServiceSettings(BaseSettings):
     # HTTP
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8000, ge=0, le=65535)
+    # Appends arriving together share one statement and commit (EventStore group commit); off: one each.
+    event_store_group_commit: bool = True
     # uvicorn processes; 0: one per usable core (the container's CPU quota, else the cores this process may use).
     # `make run`, the image and the chart set 0; tests and embedding code get one process unless they ask.
     http_workers: int = Field(default=1, ge=0, le=64)
