@@ -34,7 +34,8 @@ ENV PATH=/opt/venv/bin:$PATH \
     HOME=/tmp \
     OPSAT_SERVICE=${SERVICE} \
     OPSAT_SERVICE_NAME=${SERVICE} \
-    OPSAT_HTTP_HOST=0.0.0.0
+    OPSAT_HTTP_HOST=0.0.0.0 \
+    OPSAT_HTTP_WORKERS=0
 EXPOSE 8000 8001
 USER 10001:10001
 # `exec` makes the service PID 1, so it gets SIGTERM directly and shuts down cleanly.

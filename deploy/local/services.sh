@@ -48,6 +48,7 @@ service_env() {  # $1 service, $2 index
   export OPSAT_KAFKA_BOOTSTRAP OPSAT_HTTP_HOST=127.0.0.1
   export OPSAT_HTTP_PORT=$((BASE_PORT + 10 * $2)) OPSAT_WORKER_PORT=$((BASE_PORT + 10 * $2 + 1))
   export OPSAT_LOG_JSON=${OPSAT_LOG_JSON:-true}
+  export OPSAT_HTTP_WORKERS=${OPSAT_HTTP_WORKERS:-0}  # one uvicorn process per core
   # One worker per service here: a stable member id lets a restarted worker take its partitions back at once.
   export OPSAT_KAFKA_GROUP_INSTANCE_ID=${OPSAT_KAFKA_GROUP_INSTANCE_ID:-$1-worker-0}
 }
@@ -107,7 +108,8 @@ down() {
       if alive "$pidfile"; then
         kill -TERM "$(cat "$pidfile")"
         for _ in $(seq 1 50); do alive "$pidfile" || break; sleep 0.2; done
-        alive "$pidfile" && kill -KILL "$(cat "$pidfile")"
+        # started with setsid: the group holds uvicorn's worker processes too
+        alive "$pidfile" && kill -KILL -- "-$(cat "$pidfile")"
       fi
       rm -f "$pidfile"
     done

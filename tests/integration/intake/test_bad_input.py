@@ -13,6 +13,7 @@ the 500 a real client would get, so that the sweeps report every failing endpoin
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import time
@@ -880,7 +881,9 @@ async def test_a_repeated_command_replays_even_when_it_would_no_longer_be_allowe
                          headers=intake.token(*AGENT))
 
 
+@pytest.mark.intake_settings(event_store_group_commit=False)  # racing sessions, as of separate API processes
 async def test_concurrent_repeats_of_a_submit_append_once(intake):
+    # One process's group commit would serialise the repeats before the database; several processes do not.
     headers = {**intake.token(*REQUESTER), "Idempotency-Key": "submit-race"}
     before = await event_count(intake)
     # All five pass the key look-up before any commits and block at the insert: the repeats can only
@@ -888,6 +891,17 @@ async def test_concurrent_repeats_of_a_submit_append_once(intake):
     async with append_barrier(intake.settings.database_url) as barrier:
         answers = await barrier.race([intake.client.post("/api/v1/requests", json=SUBMIT, headers=headers)
                                       for _ in range(5)])
+    assert [a.status_code for a in answers] == [201] * 5, [a.text for a in answers]
+    assert len({a.json()["request_id"] for a in answers}) == 1
+    assert sum(not a.json()["replayed"] for a in answers) == 1
+    assert await event_count(intake) == before + 1
+
+async def test_concurrent_repeats_of_a_submit_in_one_process_append_once(intake):
+    """Group commit: the repeats share no group (one key per group); the later ones find the first result."""
+    headers = {**intake.token(*REQUESTER), "Idempotency-Key": "submit-race-grouped"}
+    before = await event_count(intake)
+    answers = await asyncio.gather(*(intake.client.post("/api/v1/requests", json=SUBMIT, headers=headers)
+                                     for _ in range(5)))
     assert [a.status_code for a in answers] == [201] * 5, [a.text for a in answers]
     assert len({a.json()["request_id"] for a in answers}) == 1
     assert sum(not a.json()["replayed"] for a in answers) == 1

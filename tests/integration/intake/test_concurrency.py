@@ -9,6 +9,7 @@ those checks, so only `unique (stream_id, version)` can tell them apart: the los
 
 from __future__ import annotations
 
+import pytest
 from db_barrier import append_barrier
 
 from opsat.common.testing.helpers import scalar as count_rows
@@ -19,6 +20,7 @@ def code(r) -> str:
     return r.json()["type"].rsplit("/", 1)[-1].replace("-", "_")
 
 
+@pytest.mark.intake_settings(event_store_group_commit=False)  # racing sessions, as of separate API processes
 async def test_two_concurrent_commands_one_succeeds_one_conflicts(intake):
     agent = intake.token("agent-1", "ops", "agent")
     other = intake.token("agent-2", "ops", "agent")
@@ -40,6 +42,7 @@ async def test_two_concurrent_commands_one_succeeds_one_conflicts(intake):
         assert await count_rows(db, f"select count(*) from events where stream_id = '{rid}'") == version + 1
 
 
+@pytest.mark.intake_settings(event_store_group_commit=False)  # racing sessions, as of separate API processes
 async def test_racing_accepts_append_exactly_one_acceptance(intake):
     agents = [intake.token(f"agent-{i}", "ops", "agent") for i in range(4)]
     db = intake.settings.database_url

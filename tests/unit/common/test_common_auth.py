@@ -51,6 +51,43 @@ async def test_unknown_roles_are_ignored(settings: ServiceSettings):
     assert actor.name is None
 
 
+async def test_a_verified_token_is_trusted_again_only_until_it_expires_or_a_minute_passes(
+        settings: ServiceSettings, monkeypatch: pytest.MonkeyPatch):
+    from opsat.common import auth
+
+    authenticator = Authenticator(settings)
+    verified: list[str] = []
+    verify = authenticator._verify
+
+    async def counting(token: str) -> Any:
+        verified.append(token)
+        return await verify(token)
+
+    monkeypatch.setattr(authenticator, "_verify", counting)
+    now = time.time()
+    short = raw_token(settings, exp=int(now) + 30)
+    long = raw_token(settings, sub="u2", exp=int(now) + 3000)
+    for _ in range(3):
+        assert (await authenticator.authenticate(short)).id == "u1"
+        assert (await authenticator.authenticate(long)).id == "u2"
+    assert verified == [short, long]
+    monkeypatch.setattr(auth.time, "time", lambda: now + 31)  # past the short one's exp, within the minute
+    await authenticator.authenticate(short)
+    await authenticator.authenticate(long)
+    assert verified == [short, long, short]
+    monkeypatch.setattr(auth.time, "time", lambda: now + auth.VERIFIED_TTL_S + 1)
+    await authenticator.authenticate(long)
+    assert verified == [short, long, short, long]
+
+
+async def test_a_refused_token_is_refused_every_time(settings: ServiceSettings):
+    authenticator = Authenticator(settings)
+    forged = raw_token(settings, key="another-key-0123456789abcdef-0123456789")
+    for _ in range(2):
+        with pytest.raises(Unauthenticated):
+            await authenticator.authenticate(forged)
+
+
 async def test_a_token_without_roles_gives_no_roles(settings: ServiceSettings):
     actor = await Authenticator(settings).authenticate(raw_token(settings, roles=None))
     assert actor.roles == frozenset()

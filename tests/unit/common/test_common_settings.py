@@ -79,6 +79,7 @@ def test_unknown_opsat_variables_are_ignored(clean_env: pytest.MonkeyPatch):
         ("OPSAT_ENVIRONMENT", "staging"),
         ("OPSAT_AUTH_MODE", "basic"),
         ("OPSAT_HTTP_PORT", "70000"),
+        ("OPSAT_HTTP_WORKERS", "-1"),
         ("OPSAT_DATABASE_POOL_SIZE", "0"),
         ("OPSAT_MAX_BODY_BYTES", "100"),
         ("OPSAT_RELAY_POLL_INTERVAL_S", "0"),
@@ -117,3 +118,16 @@ def test_a_subclass_adds_fields_read_from_the_environment(clean_env: pytest.Monk
     s = WidgetSettings()
     assert s.widget_limit == 9
     assert s.topic() == "opsat.widgets.events"
+
+
+@pytest.mark.parametrize(("cpu_max", "expected"), [
+    ("max 100000\n", None), ("50000 100000\n", 1), ("100000 100000\n", 1), ("150000 100000\n", 2),
+    ("6400000 100000\n", None), (None, None)])
+def test_http_workers_zero_means_one_per_usable_core(tmp_path, cpu_max: str | None, expected: int | None):
+    from opsat.common.cli import usable_cores
+
+    path = tmp_path / "cpu.max"
+    if cpu_max is not None:
+        path.write_text(cpu_max)
+    cores = len(os.sched_getaffinity(0))
+    assert usable_cores(path) == (min(expected, cores) if expected else cores)

@@ -109,6 +109,7 @@ class ObservabilityMiddleware:
     def __init__(self, app: ASGIApp, service: str) -> None:
         self.app = app
         self.service = service
+        self._series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         if scope["type"] != "http":
@@ -140,10 +141,14 @@ class ObservabilityMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            route = scope.get("route")
-            path = getattr(route, "path", "unmatched")
-            obs.HTTP_REQUESTS.labels(self.service, scope["method"], path, str(status)).inc()
-            obs.HTTP_LATENCY.labels(self.service, scope["method"], path).observe(watch.seconds)
+            key = (scope["method"], getattr(scope.get("route"), "path", "unmatched"), status)
+            series = self._series.get(key)
+            if series is None:  # label lookups hash and lock every time: keep the children per route
+                method, path, _ = key
+                series = self._series[key] = (obs.HTTP_REQUESTS.labels(self.service, method, path, str(status)),
+                                              obs.HTTP_LATENCY.labels(self.service, method, path))
+            series[0].inc()
+            series[1].observe(watch.seconds)
             obs.correlation_id.reset(cid_token)
             obs.trace_id.reset(trace_token)
 
@@ -228,7 +233,8 @@ def create_service_app(
         own_engine = engine is None
         app.state.engine = engine or create_engine(settings.database_url, pool_size=settings.database_pool_size,
                                                    pool_timeout_s=settings.database_pool_timeout_s)
-        app.state.store = EventStore(app.state.engine, registry, settings.idempotency_retention_s)
+        app.state.store = EventStore(app.state.engine, registry, settings.idempotency_retention_s,
+                                     group_commit=settings.event_store_group_commit)
         app.state.read_model = ReadModelWatch(settings.database_url)
         await app.state.read_model.start()
         if on_startup is not None:

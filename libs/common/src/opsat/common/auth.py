@@ -30,14 +30,34 @@ class NotAllowed(Exception):
     pass
 
 
+# Verifying a token's signature and claims is a third of a stubbed command's CPU: a token verified once is
+# trusted again until it expires, and at most this long, so a key the issuer withdrew stops working soon.
+VERIFIED_TTL_S = 60.0
+VERIFIED_MAX = 10_000
+
+
 class Authenticator:
     def __init__(self, settings: ServiceSettings) -> None:
         self.settings = settings
         self.tenancy = settings.tenancy()
         self._jwks = jwt.PyJWKClient(settings.auth_jwks_url, cache_keys=True) if (
             settings.auth_mode == "oidc" and settings.auth_jwks_url) else None
+        self._verified: dict[str, tuple[float, Actor]] = {}  # token -> (trusted until, actor)
 
     async def authenticate(self, token: str) -> Actor:
+        now = time.time()
+        known = self._verified.get(token)
+        if known is not None:
+            if now < known[0]:
+                return known[1]
+            del self._verified[token]
+        actor, expires = await self._verify(token)
+        if len(self._verified) >= VERIFIED_MAX:
+            self._verified.clear()
+        self._verified[token] = (min(expires, now + VERIFIED_TTL_S), actor)
+        return actor
+
+    async def _verify(self, token: str) -> tuple[Actor, float]:
         try:
             if self.settings.auth_mode == "dev":
                 assert self.settings.auth_dev_key is not None  # settings refuse dev mode without a key
@@ -56,7 +76,7 @@ class Authenticator:
         lifetime = claims["exp"] - (claims.get("iat") if isinstance(claims.get("iat"), (int, float)) else time.time())
         if lifetime > self.settings.auth_max_token_lifetime_s:
             raise Unauthenticated(f"token lifetime exceeds {self.settings.auth_max_token_lifetime_s} s")
-        return actor_from_claims(claims, self.tenancy)
+        return actor_from_claims(claims, self.tenancy), float(claims["exp"])
 
 
 def actor_from_claims(claims: dict[str, Any], tenancy: Tenancy | None = None) -> Actor:

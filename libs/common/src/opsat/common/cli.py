@@ -6,8 +6,11 @@ import argparse
 import asyncio
 import json
 import logging
+import math
+import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import uvicorn
@@ -85,12 +88,26 @@ def migrate(service: Service, settings: ServiceSettings) -> None:
         log.info("%s database already at the latest revision", service.name)
 
 
+def usable_cores(cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
+    """Cores this process may keep busy: the cgroup v2 CPU quota (a container's limit) rounded up, else the
+    cores it may be scheduled on."""
+    cores = len(os.sched_getaffinity(0))
+    try:
+        quota, period = cpu_max.read_text().split()[:2]
+    except (OSError, ValueError):
+        return cores
+    if quota == "max":
+        return cores
+    return max(1, min(cores, math.ceil(int(quota) / int(period))))
+
+
 def api(service: Service, settings: ServiceSettings) -> None:
     log.info("%s API listening on http://%s:%d (docs at /docs)", service.name, settings.http_host, settings.http_port)
     # Several processes need an import string; each builds its app from the same environment.
-    many = settings.http_workers > 1
+    workers = settings.http_workers or usable_cores()
+    many = workers > 1
     app = f"{service.module}:create_app" if many else service.create_app(settings)
-    uvicorn.run(app, factory=many, workers=settings.http_workers, host=settings.http_host, port=settings.http_port,
+    uvicorn.run(app, factory=many, workers=workers, host=settings.http_host, port=settings.http_port,
                 log_config=None, access_log=False, proxy_headers=True,
                 timeout_keep_alive=settings.http_keepalive_timeout_s)
 

@@ -187,7 +187,7 @@ def _tenant_of(aggregate: Aggregate, history: Sequence[RecordedEvent], actor: Ac
 _ETAG = re.compile(r'^"(\d{1,9})"$')  # a strong entity tag: the version in quotes
 
 
-def _if_match(
+async def _if_match(
     value: Annotated[str | None, Header(alias="If-Match", pattern=r'^(\*|"\d{1,9}")$',
                                         description='act only on this version, e.g. "3" (the ETag a command or '
                                                     'a read returned); `*`: any version. Otherwise 412.')] = None,
@@ -200,7 +200,7 @@ def _if_match(
     return int(match.group(1))
 
 
-def creation_meta(
+async def creation_meta(
     request: Request,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=200,
                                                   description="repeat a command safely: the first result "
@@ -211,16 +211,16 @@ def creation_meta(
                        traceparent=request.scope.get("state", {}).get("traceparent"), idempotency_key=idempotency_key)
 
 
-def command_meta(meta: Annotated[CommandMeta, Depends(creation_meta)],
+async def command_meta(meta: Annotated[CommandMeta, Depends(creation_meta)],
                  expected_version: Annotated[int | None, Depends(_if_match)]) -> CommandMeta:
     return replace(meta, expected_version=expected_version)
 
 
-def command_handler(request: Request) -> CommandHandler:
+async def command_handler(request: Request) -> CommandHandler:
     return request.app.state.commands
 
 
-def queries(request: Request) -> Any:
+async def queries(request: Request) -> Any:
     return request.app.state.queries
 
 
@@ -265,8 +265,10 @@ class CommandRouter(APIRouter):
                 if fields.get(name) is None:
                     fields[name] = str(uuid.uuid4())
             command = command_cls(**{self.id_name: stream_id}, **fields)
-            fingerprint = [stream_id, payload.model_dump(mode="json") if payload is not None else None]
-            result = await kw["commands"].execute(command, kw["actor"], replace(kw["meta"], fingerprint=fingerprint))
+            meta = kw["meta"]
+            if meta.idempotency_key:  # only a repeat under the same key compares fingerprints
+                meta = replace(meta, fingerprint=[stream_id, payload.model_dump(mode="json") if payload else None])
+            result = await kw["commands"].execute(command, kw["actor"], meta)
             return self.accepted(result, kw["response"])
 
         params = [inspect.Parameter(self.id_name, inspect.Parameter.KEYWORD_ONLY, annotation=self.id_param)]

@@ -17,7 +17,7 @@ import hashlib
 import json
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
@@ -122,13 +122,81 @@ _INSERT_IDEMPOTENCY_KEY = """
 """
 DEFAULT_IDEMPOTENCY_RETENTION_S = 24 * 3600
 
+# Group commit: the appends of several commands (one per stream and per Idempotency-Key) in one statement, so one
+# round trip and one commit. Run outside a transaction block, the statement is its own transaction. A command whose
+# expected version is not its stream's is left out (a conflict); one whose key a live row holds too (its first
+# result answers). The key row's result has no position (not known before the insert): it is read from its last
+# event. A race with another process (unique violation) or any other error fails the statement: each command of
+# the group is then appended alone, so one command's failure is only its own.
+_APPEND_GROUP = """
+    with cmd as (
+        select * from unnest($1::integer[], $2::text[], $3::text[], $4::integer[], $5::jsonb[], $6::text[],
+                             $7::text[], $8::text[], $9::text[], $10::text[], $11::jsonb[])
+            as c(n, stream_id, stream_type, expected, metadata, k_issuer, k_org, k_actor, k_key, k_hash, k_result)
+    ), current_version as (
+        select c.n from cmd c
+        where c.expected = coalesce((select max(e.version) from events e where e.stream_id = c.stream_id), 0)
+    ), claimed as (
+        insert into idempotency_keys (issuer, organisation, actor, key, request_hash, result)
+        select c.k_issuer, c.k_org, c.k_actor, c.k_key, c.k_hash, c.k_result
+        from cmd c join current_version using (n) where c.k_key is not null
+        on conflict on constraint idempotency_keys_pkey do update
+            set request_hash = excluded.request_hash, result = excluded.result, created_at = now()
+            where idempotency_keys.created_at < now() - make_interval(secs => $18)
+        returning issuer, organisation, actor, key
+    ), admitted as (
+        select c.n, c.stream_id, c.stream_type, c.metadata from cmd c join current_version using (n)
+        where c.k_key is null or exists (select 1 from claimed k where k.issuer = c.k_issuer
+                                         and k.organisation = c.k_org and k.actor = c.k_actor and k.key = c.k_key)
+    ), appended as (
+        insert into events (stream_id, stream_type, version, event_id, event_type, schema_version, data, metadata)
+        select a.stream_id, a.stream_type, t.version, t.event_id, t.event_type, t.schema_version, t.data, a.metadata
+        from unnest($12::integer[], $13::integer[], $14::uuid[], $15::text[], $16::integer[], $17::jsonb[])
+             as t(n, version, event_id, event_type, schema_version, data)
+        join admitted a using (n)
+        order by t.n, t.version
+        returning position, stream_id
+    ), queued as (
+        insert into outbox (position) select position from appended returning position
+    )
+    select c.n, v.n is not null as version_ok,
+           (select max(p.position) from appended p where p.stream_id = c.stream_id) as position
+    from cmd c left join current_version v using (n)
+"""
+GROUP_MAX_COMMANDS = 256
+
+
+@dataclass
+class _Pending:
+    """One command's append waiting for its group."""
+
+    stream_id: str
+    stream_type: str
+    expected_version: int
+    events: Sequence[DomainEvent]
+    metadata: EventMetadata
+    idempotency: Idempotency | None
+    done: asyncio.Future[AppendResult]
+
+    @property
+    def key(self) -> tuple[str, str, str, str] | None:
+        i = self.idempotency
+        return (i.issuer, i.organisation, i.actor, i.key) if i is not None else None
+
 
 class EventStore:
+    """`group_commit`: appends that arrive while another group is being written share the next group's statement
+    (one round trip, one commit, one outbox wake-up for all of them); False: one transaction per append."""
+
     def __init__(self, engine: AsyncEngine, registry: EventRegistry,
-                 idempotency_retention_s: float = DEFAULT_IDEMPOTENCY_RETENTION_S) -> None:
+                 idempotency_retention_s: float = DEFAULT_IDEMPOTENCY_RETENTION_S, *,
+                 group_commit: bool = True) -> None:
         self.engine = engine
         self.registry = registry
         self.idempotency_retention_s = idempotency_retention_s
+        self.group_commit = group_commit
+        self._waiting: list[_Pending] = []
+        self._writer: asyncio.Task[None] | None = None
 
     async def load(self, stream_id: str) -> list[RecordedEvent]:
         async with self.engine.connect() as conn:
@@ -164,6 +232,97 @@ class EventStore:
     ) -> AppendResult:
         if not events:
             raise ValueError("a command must produce at least one event")
+        if not self.group_commit:
+            return await self._append_one(stream_id, stream_type, expected_version, events, metadata, idempotency)
+        done: asyncio.Future[AppendResult] = asyncio.get_running_loop().create_future()
+        self._waiting.append(_Pending(stream_id, stream_type, expected_version, events, metadata, idempotency, done))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_groups())
+        return await asyncio.shield(done)  # a caller that goes away must not cancel its neighbours' group
+
+    async def _write_groups(self) -> None:
+        """Writes groups while appends wait: those arriving during one group's round trip form the next."""
+        while self._waiting:
+            group, later, streams, keys = [], [], set(), set()
+            for pending in self._waiting:  # one command per stream and per key in a group; the rest wait
+                if (len(group) >= GROUP_MAX_COMMANDS or pending.stream_id in streams
+                        or (pending.key is not None and pending.key in keys)):
+                    later.append(pending)
+                    continue
+                group.append(pending)
+                streams.add(pending.stream_id)
+                if pending.key is not None:
+                    keys.add(pending.key)
+            self._waiting = later
+            if len(group) == 1:
+                await self._append_alone(group[0])
+                continue
+            try:
+                results, rows = await self._append_group(group)
+            except Exception:  # the group's statement failed as a whole: each command alone, so a failure is its own
+                await asyncio.gather(*(self._append_alone(p) for p in group))
+                continue
+            taken = []
+            for n, version_ok, position in rows:
+                p = group[n]
+                if position is not None:
+                    _settle(p, result=replace(results[n], position=position))
+                elif not version_ok:
+                    _settle(p, error=ConcurrencyConflict(
+                        f"stream {p.stream_id} changed since version {p.expected_version}; reload and retry",
+                        code="version_conflict"))
+                else:  # a live row holds the key: its first result answers
+                    taken.append(self._answer_taken_key(p))
+            await asyncio.gather(*taken)
+
+    async def _append_alone(self, p: _Pending) -> None:
+        try:
+            result = await self._append_one(p.stream_id, p.stream_type, p.expected_version, p.events, p.metadata,
+                                            p.idempotency)
+        except Exception as exc:
+            _settle(p, error=exc)
+        else:
+            _settle(p, result=result)
+
+    async def _append_group(self, group: list[_Pending]) -> tuple[list[AppendResult], list[Any]]:
+        """The group's statement: the results it would give (positions to come) and its rows."""
+        cmd: list[list[Any]] = [[] for _ in range(11)]
+        ev: list[list[Any]] = [[] for _ in range(6)]
+        results: list[AppendResult] = []
+        for n, p in enumerate(group):
+            event_ids = tuple(str(uuid.uuid4()) for _ in p.events)
+            version = p.expected_version + len(p.events)
+            results.append(AppendResult(p.stream_id, version, 0, event_ids))
+            i = p.idempotency
+            stored = json.dumps({"stream_id": p.stream_id, "version": version, "event_ids": list(event_ids)})
+            for column, value in zip(cmd, (n, p.stream_id, p.stream_type, p.expected_version,
+                                           json.dumps(p.metadata.as_dict()), i and i.issuer, i and i.organisation,
+                                           i and i.actor, i and i.key, i and i.request_hash, i and stored)):
+                column.append(value)
+            for offset, (event, event_id) in enumerate(zip(p.events, event_ids)):
+                for column, value in zip(ev, (n, p.expected_version + offset + 1, event_id, event.event_type,
+                                              event.schema_version, event.model_dump_json())):
+                    column.append(value)
+        async with self.engine.connect() as pooled:
+            conn = (await pooled.get_raw_connection()).driver_connection
+            rows = await conn.fetch(_APPEND_GROUP, *cmd, *ev, float(self.idempotency_retention_s))
+        return results, [tuple(r) for r in rows]
+
+    async def _answer_taken_key(self, p: _Pending) -> None:
+        assert p.idempotency is not None
+        try:
+            stored = await self.idempotent_result(p.idempotency)
+        except Exception as exc:
+            _settle(p, error=exc)
+            return
+        if stored is None:  # expired between the insert and this read: the caller may retry
+            _settle(p, error=ConcurrencyConflict("the Idempotency-Key was in use; retry", code="version_conflict"))
+        else:
+            _settle(p, result=stored)
+
+    async def _append_one(self, stream_id: str, stream_type: str, expected_version: int,
+                          events: Sequence[DomainEvent], metadata: EventMetadata,
+                          idempotency: Idempotency | None) -> AppendResult:
         event_ids = [str(uuid.uuid4()) for _ in events]
         result_version = expected_version + len(events)
         try:
@@ -201,8 +360,11 @@ class EventStore:
         async with self.engine.connect() as conn:
             row = (
                 await conn.execute(
-                    text("select request_hash, result from idempotency_keys where issuer = :i and organisation = :o"
-                         " and actor = :a and key = :k and created_at >= now() - make_interval(secs => :r)"
+                    # a group's key row has no position: its command's last event has it
+                    text("select k.request_hash, k.result, e.position from idempotency_keys k left join events e"
+                         " on not k.result ? 'position' and e.event_id = (k.result->'event_ids'->> -1)::uuid"
+                         " where k.issuer = :i and k.organisation = :o and k.actor = :a and k.key = :k"
+                         " and k.created_at >= now() - make_interval(secs => :r)"
                          ).columns(result=JSONB),
                     {"i": idempotency.issuer, "o": idempotency.organisation, "a": idempotency.actor,
                      "k": idempotency.key, "r": float(self.idempotency_retention_s)},
@@ -215,6 +377,7 @@ class EventStore:
                 "this Idempotency-Key was already used for a different request", field="Idempotency-Key"
             )
         stored = dict(row.result)
+        stored.setdefault("position", row.position)
         stored["event_ids"] = tuple(stored["event_ids"])
         stored["replayed"] = True
         return AppendResult(**stored)
@@ -223,6 +386,15 @@ class EventStore:
         async with self.engine.connect() as conn:
             v = (await conn.execute(text("select max(version) from events where stream_id = :s"), {"s": stream_id})).scalar()
         return v or 0
+
+
+def _settle(p: _Pending, *, result: AppendResult | None = None, error: BaseException | None = None) -> None:
+    if p.done.done():  # its caller went away
+        return
+    if error is not None:
+        p.done.set_exception(error)
+    else:
+        p.done.set_result(result)  # type: ignore[arg-type]
 
 
 def fold(evolve: Callable[[S | None, DomainEvent], S], events: Sequence[RecordedEvent]) -> S | None:

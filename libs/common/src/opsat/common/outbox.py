@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +38,7 @@ _PENDING = """
     select e.position, e.stream_id, e.stream_type, e.version, e.event_id::text as event_id, e.event_type,
            e.schema_version, e.data::text as data, e.metadata::text as metadata, e.recorded_at
     from outbox o join events e on e.position = o.position
+    where o.position <> all($2::bigint[])
     order by o.position
     limit $1
 """
@@ -83,21 +85,34 @@ class OutboxRelay:
     # --- one batch ----------------------------------------------------------------------
     async def publish_batch(self, conn: asyncpg.Connection) -> int:
         """Publish up to batch_size pending events in position order; returns how many left the outbox."""
-        rows = await conn.fetch(_PENDING, self.config.batch_size)
+        rows = await conn.fetch(_PENDING, self.config.batch_size, [])
         if not rows:
             return 0
+        return await self._settle(conn, rows, await self._send(rows))
+
+    async def _send(self, rows: list[asyncpg.Record]) -> list[asyncio.Future[Any]]:
+        """Queue the rows on the producer; the futures of those queued (a broker error stops the queuing)."""
         producer = await self._ensure_producer()
         futures = []
         spans: list[Any] | None = [] if tracing.active() else None  # one producer span per event, when tracing
         try:
             for row in rows:
-                futures.append(await producer.send(self.config.topic, **self._message(row, spans)))
+                future = await producer.send(self.config.topic, **self._message(row, spans))
+                if spans:  # the producer span ends with the broker's acknowledgement
+                    future.add_done_callback(lambda _, span=spans.pop(): span.end())
+                futures.append(future)
         except KafkaError:
-            pass  # fall through: whatever was queued is awaited below, the rest waits for the next round
+            for span in spans or ():  # the event whose send failed
+                span.end()
+            # fall through: whatever was queued is awaited by _settle, the rest waits for the next round
+        return futures
+
+    async def _settle(self, conn: asyncpg.Connection, rows: list[asyncpg.Record],
+                      futures: list[asyncio.Future[Any]], after: Sequence[asyncio.Future[Any]] = ()) -> int:
+        """Wait for the acknowledgements, delete what Kafka has from the outbox; on a failure, give up the producer
+        (also failing `after`, a later batch already queued) and raise."""
         if futures:
             await asyncio.wait(futures, timeout=self.config.delivery_timeout_s)
-        for span in spans or ():
-            span.end()
         acked: list[int] = []
         failure: BaseException | None = None
         for row, fut in zip(rows, futures):
@@ -114,7 +129,7 @@ class OutboxRelay:
             obs.EVENTS_PUBLISHED.labels(topic=self.config.topic).inc(len(acked))
         if failure is not None or len(acked) < len(rows):
             await self._reset_producer()
-            for fut in futures:  # failed by the reset; nobody else will look at them
+            for fut in [*futures, *after]:  # failed by the reset; nobody else will look at them
                 if fut.done() and not fut.cancelled():
                     fut.exception()
             raise failure or KafkaError("send failed before every event of the batch was queued")
@@ -122,20 +137,24 @@ class OutboxRelay:
 
     def _message(self, row: asyncpg.Record, spans: list[Any] | None = None) -> dict[str, Any]:
         metadata = json.loads(row["metadata"])
+        ce_type = f"{row['event_type']}.v{row['schema_version']}"
         event = to_cloudevent(
             source=self.config.source,
             event_id=row["event_id"],
-            ce_type=f"{row['event_type']}.v{row['schema_version']}",
+            ce_type=ce_type,
             stream_id=row["stream_id"],
             stream_type=row["stream_type"],
             version=row["version"],
             time=row["recorded_at"],
-            data=json.loads(row["data"]),
+            data={},
             metadata=metadata,
         )
+        del event["data"]
+        # `data` goes in as the database's JSON text: not parsed and dumped again (most of an event's bytes).
+        envelope = encode(event)
         headers = [
             ("id", row["event_id"].encode()),
-            ("type", event["type"].encode()),
+            ("type", ce_type.encode()),
             ("content-type", b"application/cloudevents+json"),
         ]
         traceparent = metadata.get("traceparent")
@@ -148,7 +167,8 @@ class OutboxRelay:
             traceparent = tracing.traceparent_of(span)
         if traceparent:  # W3C trace context in the record's headers, as well as in the CloudEvent
             headers.append(("traceparent", traceparent.encode()))
-        return {"key": row["stream_id"].encode(), "value": encode(event), "headers": headers}
+        return {"key": row["stream_id"].encode(),
+                "value": b"".join((envelope[:-1], b',"data":', row["data"].encode(), b"}")), "headers": headers}
 
     async def _ensure_producer(self) -> AIOKafkaProducer:
         if self._producer is None:
@@ -180,11 +200,27 @@ class OutboxRelay:
         await self._reset_producer()
 
     async def drain(self, conn: asyncpg.Connection) -> int:
-        """Publish until the outbox is empty."""
+        """Publish until the outbox is empty. The next batch is fetched and queued while Kafka acknowledges the
+        one before. It is read from the outbox's head, leaving out only the batch in flight, so an event that
+        committed late below it goes out before any later event of its stream (which commits after it)."""
         total = 0
-        while n := await self.publish_batch(conn):
-            total += n
-        return total
+        in_flight: tuple[list[asyncpg.Record], list[asyncio.Future[Any]]] | None = None
+        while True:
+            rows = await conn.fetch(_PENDING, self.config.batch_size,
+                                    [r["position"] for r in in_flight[0]] if in_flight else [])
+            sent: list[asyncio.Future[Any]] = []
+            if rows:
+                try:
+                    sent = await self._send(rows)
+                except BaseException:
+                    if in_flight is not None:  # settle what is in flight, then report this failure
+                        total += await self._settle(conn, *in_flight)
+                    raise
+            if in_flight is not None:
+                total += await self._settle(conn, *in_flight, after=sent)
+            if not rows:
+                return total
+            in_flight = (rows, sent)
 
     # --- the long-running loop ------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:

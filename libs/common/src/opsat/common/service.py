@@ -157,8 +157,8 @@ class Service:
         """The worker's loops, each `async (stop) -> ...`; tests run them in-process the same way."""
         engine = create_engine(settings.database_url, pool_size=settings.database_pool_size,
                                pool_timeout_s=settings.database_pool_timeout_s, pool_name="worker")
-        handler = self.command_handler(settings, EventStore(engine, self.registry(), settings.idempotency_retention_s),
-                                       clock)
+        handler = self.command_handler(settings, EventStore(engine, self.registry(), settings.idempotency_retention_s,
+                                                            group_commit=settings.event_store_group_commit), clock)
         relay = OutboxRelay(RelayConfig(database_url=settings.database_url, bootstrap=settings.kafka_bootstrap,
                                         topic=self.topic(settings), source=self.registry().source,
                                         batch_size=settings.relay_batch_size,

@@ -47,7 +47,11 @@ class ServiceSettings(BaseSettings):
     # HTTP
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8000, ge=0, le=65535)
-    http_workers: int = Field(default=1, ge=1, le=64)  # uvicorn processes; on Kubernetes scale pods instead
+    # Appends arriving together share one statement and commit (EventStore group commit); off: one each.
+    event_store_group_commit: bool = True
+    # uvicorn processes; 0: one per usable core (the container's CPU quota, else the cores this process may use).
+    # `make run`, the image and the chart set 0; tests and embedding code get one process unless they ask.
+    http_workers: int = Field(default=1, ge=0, le=64)
     # Longer than a load balancer's idle timeout (60 s on common ones), so the balancer closes first.
     http_keepalive_timeout_s: int = Field(default=75, ge=1, le=3600)
     api_metrics: bool = False  # /metrics on the API port too (it is always on the worker's port)

@@ -58,7 +58,9 @@ async def submit(body: s.SubmitBody, response: Response, commands: Commands, met
         requester_id=body.requester_id or actor.id, organisation_id=body.organisation_id or actor.organisation,
         service=body.service, customer_tier=body.customer_tier, requires_approval=body.requires_approval,
         team=body.team, watchers=tuple(body.watchers))
-    result = await commands.execute(command, actor, replace(meta, fingerprint=body.model_dump(mode="json")))
+    if meta.idempotency_key:  # only a repeat under the same key compares fingerprints
+        meta = replace(meta, fingerprint=body.model_dump(mode="json"))
+    result = await commands.execute(command, actor, meta)
     response.headers["Location"] = f"/api/v1/requests/{result.stream_id}"
     return router.accepted(result, response)
 
