@@ -12,6 +12,7 @@ from fastapi import APIRouter, Depends, Path, Query
 from opsat.common.auth import require
 from opsat.common.commands import CommandRouter, queries
 from opsat.common.domain import Actor, InvalidInput, Role
+from opsat.common.isotime import IsoDateTime, aware
 from opsat.sla_monitor.api import schemas as s
 from opsat.sla_monitor.app.handlers import callers
 from opsat.sla_monitor.domain import commands as c
@@ -39,12 +40,6 @@ policy_router.command("define", c.DefinePolicy, s.PolicyBody,
                       "Create or replace an SLA policy (a new version; applies to clocks started afterwards)")
 
 router = APIRouter(prefix="/api/v1")
-
-
-def _aware(value: datetime | None, field: str) -> datetime | None:
-    if value is not None and value.tzinfo is None:
-        raise InvalidInput("give a time zone offset, e.g. 2026-01-31T00:00:00+08:00", field=field)
-    return value
 
 
 @router.get("/calendars", tags=["calendars"], summary="Every calendar at its current version")
@@ -78,10 +73,10 @@ async def at_risk(queries: Queries, actor: Staff,
 
 
 @router.get("/breaches", tags=["clocks"], summary="Breached targets, newest first")
-async def breaches(queries: Queries, actor: Staff, since: datetime | None = None, until: datetime | None = None,
+async def breaches(queries: Queries, actor: Staff, since: IsoDateTime | None = None, until: IsoDateTime | None = None,
                    team: Annotated[str | None, Query(max_length=200, pattern=r"^[^\x00]*$")] = None,
                    limit: Annotated[int, Query(ge=1, le=500)] = 100) -> list[dict[str, Any]]:
-    return await queries.breaches(actor, since=_aware(since, "since"), until=_aware(until, "until"), team=team,
+    return await queries.breaches(actor, since=aware(since, "since"), until=aware(until, "until"), team=team,
                                   limit=limit)
 
 
@@ -90,12 +85,12 @@ async def breaches(queries: Queries, actor: Staff, since: datetime | None = None
                         "do not count.")
 async def compliance(queries: Queries, actor: Staff,
                      target: Literal["response", "resolution"] = "resolution",
-                     since: datetime | None = None, until: datetime | None = None,
+                     since: IsoDateTime | None = None, until: IsoDateTime | None = None,
                      group_by: Annotated[list[str] | None, Query(max_length=5)] = None,
                      period: str | None = None) -> list[dict[str, Any]]:
     for group in group_by or []:
         if group not in GROUPS:
             raise InvalidInput(f"group_by is one of {', '.join(GROUPS)}", field="group_by")
-    return await queries.compliance(actor, target=target, since=_aware(since, "since"),
-                                    until=_aware(until, "until"), group_by=list(dict.fromkeys(group_by or [])),
+    return await queries.compliance(actor, target=target, since=aware(since, "since"),
+                                    until=aware(until, "until"), group_by=list(dict.fromkeys(group_by or [])),
                                     period=check_period(period))

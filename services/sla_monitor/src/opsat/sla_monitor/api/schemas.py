@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 Name = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"^[^\x00]*$")]
-Seconds = Annotated[float, Field(gt=0, le=10 * 365 * 86400, allow_inf_nan=False,
+Seconds = Annotated[float, Field(ge=1, le=10 * 365 * 86400, allow_inf_nan=False,
                                  description="business seconds on the policy's calendar")]
 Days = Annotated[list[Annotated[str, StringConstraints(max_length=10)]], Field(max_length=2000)]
 Shifts = Annotated[list[Annotated[list[Annotated[str, StringConstraints(max_length=5)]], Field(max_length=2)]],
