@@ -39,6 +39,16 @@ policy_router = CommandRouter(prefix="/api/v1", tags=["policies"], item_path="/p
 policy_router.command("define", c.DefinePolicy, s.PolicyBody,
                       "Create or replace an SLA policy (a new version; applies to clocks started afterwards)")
 
+clock_router = CommandRouter(prefix="/api/v1", tags=["clocks"], item_path="/clocks/{request_id}", id_param=RequestId,
+                             accepted=s.ClockAccepted, callers=callers)
+clock_router.command("excusal", c.RequestExcusal, s.ExcusalRequestBody,
+                     "Ask that a breach caused by the customer or a third party be excused (with a reason)")
+clock_router.command("excusal/approve", c.ApproveExcusal, s.ExcusalDecisionBody,
+                     "Excuse a breach (a manager other than the one who asked, with a reason): it leaves the "
+                     "compliance figures and stays in the breach list")
+clock_router.command("excusal/reject", c.RejectExcusal, s.ExcusalDecisionBody,
+                     "Turn down a request to excuse a breach (with a reason): the breach counts")
+
 router = APIRouter(prefix="/api/v1")
 
 

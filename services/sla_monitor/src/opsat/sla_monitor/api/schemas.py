@@ -3,7 +3,7 @@ domain validates the values and names the offending field."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
@@ -50,6 +50,21 @@ class PolicyBody(_Body):
         {"percent": 150, "role": "director"}]
 
 
+Reason = Annotated[str, StringConstraints(min_length=1, max_length=2000, pattern=r"^[^\x00]*$")]
+TargetField = Annotated[Literal["response", "resolution"], Field(description="the breached target")]
+
+
+class ExcusalRequestBody(_Body):
+    target: TargetField
+    cause: Literal["customer", "third_party"] = Field(description="who caused the breach")
+    reason: Reason
+
+
+class ExcusalDecisionBody(_Body):
+    target: TargetField
+    reason: Reason
+
+
 class _Accepted(BaseModel):
     version: int
     position: int
@@ -63,3 +78,7 @@ class CalendarAccepted(_Accepted):
 
 class PolicyAccepted(_Accepted):
     policy_id: str
+
+
+class ClockAccepted(_Accepted):
+    request_id: str

@@ -44,6 +44,10 @@ def _summary(event: Any) -> str:
             return f"re-targeted for {event.priority} under policy {event.policy_id} v{event.policy_version}"
         case ev.TeamChanged():
             return f"team {event.team}"
+        case ev.ExcusalRequested():
+            return f"{event.target} breach: excusal asked by {event.by} ({event.cause}): {event.reason}"
+        case ev.ExcusalApproved() | ev.ExcusalRejected():
+            return f"{event.target} breach: {name} by {event.by}: {event.reason}"
     return name
 
 
@@ -100,8 +104,11 @@ class SlaQueries:
         if period:
             keys.insert(0, func.to_char(func.date_trunc(period, decided_at), "YYYY-MM-DD").label("period"))
         # A met target's own verdict decides (a breach announced while its accept was still in flight is moot).
-        compliant = func.count().filter(T.on_time.is_(True))
-        query = (select(*keys, func.count().label("decided"), compliant.label("met_on_time"))
+        # An excused breach leaves the figures; it is counted apart so that it stays visible.
+        excused = T.excusal.is_not_distinct_from("approved")
+        compliant = func.count().filter(T.on_time.is_(True), ~excused)
+        query = (select(*keys, func.count().filter(~excused).label("decided"), compliant.label("met_on_time"),
+                        func.count().filter(excused).label("excused"))
                  .where(T.target == target, T.status != "cancelled", decided_at.is_not(None), self._scope(actor)))
         if since is not None:
             query = query.where(decided_at >= since)
@@ -111,8 +118,8 @@ class SlaQueries:
             query = query.group_by(*keys).order_by(*keys)
         async with self.engine.connect() as conn:
             rows = (await conn.execute(query)).mappings().all()
-        return [{**r, "compliance_percent": round(100 * r["met_on_time"] / r["decided"], 2)} for r in rows
-                if r["decided"]]
+        return [{**r, "compliance_percent": round(100 * r["met_on_time"] / r["decided"], 2) if r["decided"] else None}
+                for r in rows if r["decided"] or r["excused"]]
 
     # --- configuration -------------------------------------------------------------------------------
     async def _ids(self, stream_type: str) -> list[str]:
