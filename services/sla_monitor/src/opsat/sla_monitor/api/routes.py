@@ -71,14 +71,22 @@ async def list_policies(queries: Queries, actor: Readers) -> list[dict[str, Any]
             description="Targets, due times, remaining and paused business time, and every event that shaped the "
                         "clock with the intake event that caused it. Callers: requester (own organisation), staff, "
                         "auditor, service accounts.")
-async def get_clock(request_id: RequestId, queries: Queries, actor: Readers) -> dict[str, Any]:
-    return await queries.clock(actor, request_id, datetime.now(UTC))
+async def get_clock(request_id: RequestId, queries: Queries, actor: Readers,
+                    as_of: Annotated[IsoDateTime | None, Query(description=(
+                        "the state as it was at this instant (ISO 8601 with offset): only the events recorded by "
+                        "then count"))] = None) -> dict[str, Any]:
+    return await queries.clock(actor, request_id, datetime.now(UTC), as_of=aware(as_of, "as_of"))
 
 
 @router.get("/at-risk", tags=["clocks"], summary="Open targets past a warning threshold, least time left first")
 async def at_risk(queries: Queries, actor: Staff,
                   team: Annotated[str | None, Query(max_length=200, pattern=r"^[^\x00]*$")] = None,
-                  limit: Annotated[int, Query(ge=1, le=500)] = 100) -> list[dict[str, Any]]:
+                  limit: Annotated[int, Query(ge=1, le=500)] = 100,
+                  as_of: Annotated[IsoDateTime | None, Query(description=(
+                      "the queue as it was at this instant (ISO 8601 with offset), folded from the clocks' "
+                      "events recorded by then"))] = None) -> list[dict[str, Any]]:
+    if as_of is not None:
+        return await queries.at_risk_as_of(actor, aware(as_of, "as_of"), team=team, limit=limit)  # type: ignore[arg-type]
     return await queries.at_risk(actor, datetime.now(UTC), team=team, limit=limit)
 
 

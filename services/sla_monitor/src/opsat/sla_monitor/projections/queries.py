@@ -59,8 +59,12 @@ class SlaQueries:
     def _scope(self, actor: Actor) -> Any:
         return True if actor.reads_everything else T.organisation_id == actor.organisation
 
-    async def clock(self, actor: Actor, request_id: str, now: datetime) -> dict[str, Any]:
+    async def clock(self, actor: Actor, request_id: str, now: datetime, *, as_of: datetime | None = None
+                    ) -> dict[str, Any]:
+        """The clock at `now`; with `as_of`, as it was then: only the events recorded by that instant."""
         history = await self.store.load(request_id)
+        if as_of is not None:
+            history, now = [r for r in history if r.recorded_at <= as_of], as_of
         state = fold(clocks.evolve, history) if history and history[0].stream_type == "sla_clock" else None
         if state is None or not (actor.reads_everything or state.organisation_id == actor.organisation):
             raise NotFound(f"no SLA clock for request {request_id}", field="request_id")
@@ -82,6 +86,37 @@ class SlaQueries:
         async with self.engine.connect() as conn:
             rows = (await conn.execute(query)).mappings().all()
         return [{**row, "time_left_seconds": (row["due_at"] - now).total_seconds()} for row in rows]
+
+    async def at_risk_as_of(self, actor: Actor, as_of: datetime, *, team: str | None,
+                            limit: int) -> list[dict[str, Any]]:
+        """The at-risk queue as it was at `as_of`, folded from the clocks' streams (the read model holds only now):
+        clocks that had announced a warning or breach by then, their running targets, least time left first."""
+        marks = [cls.event_type for cls in (ev.ThresholdReached, ev.TargetBreached, ev.ClockEscalated)]
+        async with self.engine.connect() as conn:
+            ids = (await conn.execute(text(
+                "select distinct stream_id from events where stream_type = 'sla_clock' and recorded_at <= :t"
+                " and event_type = any(:marks)"), {"t": as_of, "marks": marks})).scalars().all()
+        queue = []
+        for request_id in ids:
+            history = [r for r in await self.store.load(request_id) if r.recorded_at <= as_of]
+            state = fold(clocks.evolve, history)
+            if state is None or not (actor.reads_everything or state.organisation_id == actor.organisation):
+                continue
+            if state.paused_since is not None or (team and state.team != team):
+                continue
+            for name in clocks.TARGETS:
+                target = state.targets[name]
+                if not state.running(name) or not (target.reached & {*state.warning_thresholds, clocks.BREACH}):
+                    continue
+                due = state.due(name)
+                queue.append({"request_id": state.request_id, "target": name, "organisation_id": state.organisation_id,
+                              "kind": state.kind, "priority": state.priority, "service": state.service,
+                              "team": state.team, "policy_id": state.policy_id, "due_at": due,
+                              "warned_percent": max((p for p in target.reached if p < clocks.BREACH), default=None),
+                              "breached": clocks.BREACH in target.reached,
+                              "time_left_seconds": (due - as_of).total_seconds()})
+        queue.sort(key=lambda row: (row["due_at"], row["request_id"], row["target"]))
+        return queue[:limit]
 
     async def breaches(self, actor: Actor, *, since: datetime | None, until: datetime | None, team: str | None,
                        limit: int) -> list[dict[str, Any]]:
