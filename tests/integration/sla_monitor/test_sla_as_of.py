@@ -1,5 +1,5 @@
 """As-of queries on the real stack: one request's SLA state and the at-risk queue as they were at a past
-instant, after the request has since been resolved."""
+instant, after the request has since been resolved; and the same request in the MTTA / MTTR figures."""
 
 from __future__ import annotations
 
@@ -59,3 +59,15 @@ async def test_a_clock_and_the_at_risk_queue_as_they_were_before_the_resolve(int
     assert (await clock_as_of(rid, before)).status_code == 404  # no clock yet at that instant
     r = await sla.client.get(f"/api/v1/clocks/{rid}?as_of=1700000000", headers=agent)
     assert r.status_code == 422  # ISO 8601 only
+
+    # The same request in the response-time figures: MTTA to the accept, MTTR to the resolve.
+    now = await clock(sla, rid)
+    started = datetime.fromisoformat(now["started_at"])
+    took = {n: (datetime.fromisoformat(now["targets"][n]["met_at"]) - started).total_seconds()
+            for n in ("response", "resolution")}
+    r = await sla.client.get("/api/v1/metrics/response-times?group_by=team&group_by=priority", headers=agent)
+    assert r.status_code == 200, r.text
+    assert r.json() == [{"team": "desk", "priority": "P2", "acknowledged": 1, "resolved": 1,
+                         "mtta_seconds": round(took["response"], 3), "mttr_seconds": round(took["resolution"], 3)}]
+    later = quote((datetime.now(UTC) + timedelta(hours=1)).isoformat())
+    assert (await sla.client.get(f"/api/v1/metrics/response-times?since={later}", headers=agent)).json() == []

@@ -112,3 +112,17 @@ async def compliance(queries: Queries, actor: Staff,
     return await queries.compliance(actor, target=target, since=aware(since, "since"),
                                     until=aware(until, "until"), group_by=list(dict.fromkeys(group_by or [])),
                                     period=check_period(period))
+
+
+@router.get("/metrics/response-times", tags=["metrics"], summary="MTTA and MTTR by team, kind, priority...",
+            description="Mean time to acknowledge (submit to accept or first staff reply) and to resolve (submit to "
+                        "resolve), in wall-clock seconds, of the targets met in the period. Callers: staff, auditor.")
+async def response_times(queries: Queries, actor: Staff,
+                         since: Annotated[IsoDateTime | None, Query(description="inclusive, ISO 8601 with offset")] = None,
+                         until: Annotated[IsoDateTime | None, Query(description="exclusive, ISO 8601 with offset")] = None,
+                         group_by: Annotated[list[str] | None, Query(max_length=5)] = None) -> list[dict[str, Any]]:
+    for group in group_by or []:
+        if group not in GROUPS:
+            raise InvalidInput(f"group_by is one of {', '.join(GROUPS)}", field="group_by")
+    return await queries.response_times(actor, since=aware(since, "since"), until=aware(until, "until"),
+                                        group_by=list(dict.fromkeys(group_by or [])))

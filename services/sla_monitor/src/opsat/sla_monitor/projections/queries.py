@@ -156,6 +156,29 @@ class SlaQueries:
         return [{**r, "compliance_percent": round(100 * r["met_on_time"] / r["decided"], 2) if r["decided"] else None}
                 for r in rows if r["decided"] or r["excused"]]
 
+    async def response_times(self, actor: Actor, *, since: datetime | None, until: datetime | None,
+                             group_by: list[str]) -> list[dict[str, Any]]:
+        """MTTA (submit to accept or first reply) and MTTR (submit to resolve), wall-clock seconds, of the targets
+        met in the period; cancelled requests do not count."""
+        keys = [GROUPS[g].label(g) for g in group_by]
+        took = func.extract("epoch", T.met_at - T.started_at)
+        response, resolution = T.target == "response", T.target == "resolution"
+        query = (select(*keys, func.count().filter(response).label("acknowledged"),
+                        func.avg(took).filter(response).label("mtta_seconds"),
+                        func.count().filter(resolution).label("resolved"),
+                        func.avg(took).filter(resolution).label("mttr_seconds"))
+                 .where(T.met_at.is_not(None), T.status != "cancelled", self._scope(actor)))
+        if since is not None:
+            query = query.where(T.met_at >= since)
+        if until is not None:
+            query = query.where(T.met_at < until)
+        if keys:
+            query = query.group_by(*keys).order_by(*keys)
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).mappings().all()
+        return [{**r, **{k: round(float(r[k]), 3) if r[k] is not None else None
+                         for k in ("mtta_seconds", "mttr_seconds")}} for r in rows if r["acknowledged"] or r["resolved"]]
+
     # --- configuration -------------------------------------------------------------------------------
     async def _ids(self, stream_type: str) -> list[str]:
         async with self.engine.connect() as conn:
