@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from opsat.common.commands import CommandMeta
 from opsat.common.domain import SYSTEM_ACTOR, Actor, Conflict, Forbidden, InvalidInput, NotDueYet, NotFound, Role
@@ -110,3 +112,22 @@ async def test_a_policy_id_cannot_become_a_calendar_nor_the_other_way_round(hand
     with pytest.raises(Conflict) as raised:
         await handler.execute(c.DefinePolicy("hk", first_response_seconds=60, resolution_seconds=600), ADMIN, meta(4))
     assert raised.value.field == "policy_id"
+
+
+_targets = st.floats(min_value=1e-9, max_value=10 * 365 * 86400, allow_nan=False, allow_infinity=False)
+
+
+@settings(max_examples=200, deadline=None)
+@given(response=_targets, resolution=_targets,
+       thresholds=st.lists(st.integers(1, 99), max_size=3, unique=True).map(sorted),
+       tiers=st.lists(st.text(min_size=1, max_size=5), max_size=3))
+def test_every_policy_a_define_stores_reads_back_as_the_same_policy(response, resolution, thresholds, tiers):
+    command = c.DefinePolicy("gold", first_response_seconds=response, resolution_seconds=resolution,
+                             customer_tiers=tuple(tiers), warning_thresholds=tuple(thresholds))
+    try:
+        [event] = policies.decide(None, command, T0, "root")
+    except InvalidInput as refused:
+        assert min(response, resolution) < 1 and refused.field in ("first_response_seconds", "resolution_seconds")
+        return
+    read_back = policies.evolve(None, event)
+    assert read_back.to_spec() == event.policy and read_back.version == 1

@@ -72,6 +72,10 @@ class Aggregate(Protocol):
         """The organisation the stream belongs to (stored with every event)."""
         ...
 
+    # Optional: `async def prepare(self, command, state, store) -> command` looks up what a decision needs from
+    # this service's own tables (e.g. its projection of another service's configuration) and returns the
+    # command carrying it; called after the checks of tenant and If-Match, before `decide`.
+
 
 class AggregateSet:
     """Several kinds of stream in one service (e.g. calendars, policies and clocks): subclasses list the
@@ -153,6 +157,9 @@ class CommandHandler:
         for name in getattr(command, "references", ()):
             if await self.store.stream_version(getattr(command, name)) == 0:
                 raise NotFound(f"{aggregate.stream_type} {getattr(command, name)} not found", field=name)
+        prepare = getattr(aggregate, "prepare", None)
+        if prepare is not None:  # I/O a decision needs beyond the stream happens here, so `decide` stays pure
+            command = await prepare(command, state, self.store)
         events = aggregate.decide(state, command, CommandContext(actor=actor, now=self.clock()))
         metadata = EventMetadata(actor=actor.id, tenant=aggregate.tenant(state, command, actor),
                                  correlation_id=meta.correlation_id, causation_id=meta.causation_id,

@@ -105,6 +105,20 @@ class WorkCalendar:
                    makeup_workdays=calendar.makeup_workdays, makeup_hours=(shift,),
                    always_open=calendar.always_open)
 
+    def to_business_calendar(self) -> BusinessCalendar:
+        """The same days (weekdays with hours, holidays, make-up days) as a one-shift `BusinessCalendar`, open
+        from the earliest start to the latest end of a working weekday: for counting business days (auto-close),
+        where a lunch break or a shorter day does not matter."""
+        shifts = [shift for day in self.hours for shift in day]
+        if self.always_open or not shifts:
+            return BusinessCalendar(time_zone=self.time_zone, holidays=self.holidays,
+                                    makeup_workdays=self.makeup_workdays, always_open=True)
+        start, end = min(s for s, _ in shifts), max(e for _, e in shifts)
+        return BusinessCalendar(time_zone=self.time_zone, working_weekdays={d for d in range(7) if self.hours[d]},
+                                work_start=time(start // 60, start % 60),
+                                work_end=time(23, 59, 59, 999999) if end == 1440 else time(end // 60, end % 60),
+                                holidays=self.holidays, makeup_workdays=self.makeup_workdays)
+
     # --- arithmetic -----------------------------------------------------------------------------------
     def add(self, start: datetime, amount: timedelta) -> datetime:
         """The first instant at which `amount` of working time has passed since `start` (UTC)."""

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from opsat.common.service import Service
 from opsat.intake.api.routes import router
+from opsat.intake.app.calendars import CalendarFollower
 from opsat.intake.app.handlers import RequestAggregate
 from opsat.intake.app.policies import AUTO_CLOSE, AutoCloseScheduler
 from opsat.intake.domain.commands import AutoCloseRequest
@@ -30,8 +31,9 @@ SERVICE = Service(
     routers=[router],
     queries=IntakeQueries,
     projections=[RequestsProjection],
-    reactions=[AutoCloseScheduler],
+    reactions=[AutoCloseScheduler, CalendarFollower],
     deadlines={AUTO_CLOSE: AutoCloseRequest},
+    consumes=("sla",),  # the SLA monitor's calendars, for auto-close
     migrations=Path(__file__).parent / "migrations" / "versions",
 )
 create_app = SERVICE.create_app

@@ -5,18 +5,17 @@ and admits the roles the domain's rule names. No `from __future__ import annotat
 reads the annotations of the endpoints below.
 """
 
-import re
 import uuid
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import Depends, Path, Query, Request, Response
-from pydantic import BeforeValidator
 
 from opsat.common.auth import require
 from opsat.common.commands import CommandRouter, Commands, CreationMeta, queries
-from opsat.common.domain import Actor, InvalidInput, Role
+from opsat.common.domain import Actor, Role
+from opsat.common.isotime import IsoDateTime, aware
 from opsat.intake.api import schemas as s
 from opsat.intake.api.schemas import NO_NUL
 from opsat.intake.domain import commands as c
@@ -28,17 +27,6 @@ STAFF = (Role.agent, Role.team_lead, Role.manager, Role.admin)
 READERS = (Role.requester, *STAFF, Role.auditor, Role.risk_officer, Role.service)
 
 RequestId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
-_ISO_DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
-
-
-def _iso_8601(value: object) -> object:
-    """Only an ISO 8601 date-time: pydantic would also read "0" as Unix time, which no client means."""
-    if isinstance(value, str) and not _ISO_DATETIME.match(value):
-        raise ValueError("give an ISO 8601 date-time, e.g. 2026-01-31T00:00:00+08:00")
-    return value
-
-
-IsoDateTime = Annotated[datetime, BeforeValidator(_iso_8601)]
 Queries = Annotated[IntakeQueries, Depends(queries)]
 
 # Command routes admit the roles the domain's rule names (aggregate.callers); the rule checks the rest.
@@ -133,8 +121,8 @@ async def list_requests(
     filters = RequestFilters(
         status=[x.value for x in status] if status else None, priority=[x.value for x in priority] if priority else None,
         kind=[x.value for x in kind] if kind else None, team=team, assignee=assignee, requester=requester,
-        organisation=organisation, service=service, submitted_from=_aware(submitted_from, "submitted_from"),
-        submitted_to=_aware(submitted_to, "submitted_to"), open_only=open_only)
+        organisation=organisation, service=service, submitted_from=aware(submitted_from, "submitted_from"),
+        submitted_to=aware(submitted_to, "submitted_to"), open_only=open_only)
     items, next_cursor = await queries.list(actor, filters, limit=limit, cursor=cursor)
     return s.RequestPage(items=[s.RequestView(**i) for i in items], next_cursor=next_cursor)
 
@@ -181,15 +169,3 @@ async def backlog(queries: Queries, actor: Readers,
                   kind: Annotated[list[RequestKind] | None, Query()] = None) -> s.Backlog:
     filters = RequestFilters(team=team, organisation=organisation, kind=[k.value for k in kind] if kind else None)
     return s.Backlog(**await queries.backlog(actor, filters, datetime.now(UTC)))
-
-
-def _aware(value: datetime | None, field: str) -> datetime | None:
-    if value is None:
-        return None
-    if value.tzinfo is None:
-        raise InvalidInput("give a time zone offset, e.g. 2026-01-31T00:00:00+08:00", field=field)
-    try:
-        value.astimezone(UTC)
-    except OverflowError:
-        raise InvalidInput("time is out of range", field=field) from None
-    return value

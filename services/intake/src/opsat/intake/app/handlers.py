@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from opsat.common.domain import Actor, CommandContext, DomainEvent
+from opsat.common.eventstore import EventStore, StreamStore
 from opsat.common.settings import merge_nested
+from opsat.intake.app.calendars import latest_calendar
 from opsat.intake.domain import aggregate
+from opsat.intake.domain.commands import ResolveRequest
 from opsat.intake.domain.policy import IntakePolicy
 from opsat.intake.settings import IntakeSettings
 
@@ -39,6 +43,14 @@ class RequestAggregate:
         if state is not None:
             return state.organisation_id
         return getattr(command, "organisation_id", None) or actor.organisation  # a submit names its organisation
+
+    async def prepare(self, command: Any, state: aggregate.ServiceRequest | None, store: StreamStore) -> Any:
+        """A resolve counts auto-close on the latest followed version of the policy's calendar."""
+        if not isinstance(command, ResolveRequest) or not isinstance(store, EventStore) or state is None:
+            return command
+        follows = self.policies.for_org(state.organisation_id).follows_calendar
+        latest = await latest_calendar(store.engine, follows) if follows else None
+        return replace(command, calendar=latest) if latest is not None else command
 
     def decide(self, state: aggregate.ServiceRequest | None, command: Any, ctx: CommandContext) -> list[DomainEvent]:
         return aggregate.decide(state, command, ctx, self.policies.for_org(self.tenant(state, command, ctx.actor)))

@@ -270,7 +270,7 @@ def _resolve(
             code="requirement_change_pending",
         )
     _expect_confirmed_requirement(state, "delivery")
-    due = business_days_from_working_time(policy.calendar, ctx.now, policy.auto_close_business_days)
+    due = business_days_from_working_time(cmd.calendar or policy.calendar, ctx.now, policy.auto_close_business_days)
     return [e.RequestResolved(**_meta(state, ctx), solution=_text(cmd.solution, "solution"), auto_close_due_at=due)]
 
 

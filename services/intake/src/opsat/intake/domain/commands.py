@@ -12,6 +12,7 @@ from dataclasses import dataclass, is_dataclass
 from datetime import date
 from typing import ClassVar
 
+from opsat.common.calendar import BusinessCalendar
 from opsat.intake.domain.values import Channel, LinkType, Priority, RequestKind
 
 
@@ -72,6 +73,8 @@ class ProvideCustomerInfo:
 class ResolveRequest:
     request_id: str
     solution: str
+    # The latest version of the calendar the policy follows, looked up before deciding (never in the body).
+    calendar: BusinessCalendar | None = None
 
 
 @dataclass(frozen=True)

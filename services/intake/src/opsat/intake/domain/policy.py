@@ -5,6 +5,7 @@ Every business default of DOMAIN.md lives here, so that the aggregate never hard
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -46,6 +47,9 @@ class IntakePolicy:
         {RequestKind.service_request, RequestKind.change}
     )
     calendar: BusinessCalendar = field(default_factory=default_calendar)
+    # The SLA monitor's calendar whose latest version (followed from its events) replaces `calendar` for
+    # auto-close; None keeps `calendar`. An organisation configuring its own `calendar` follows none by default.
+    follows_calendar: str | None = "cn-default"
     # The organisation's service tier (drives service levels): configuration, never the requester's say.
     customer_tier: str = "standard"
 
@@ -57,6 +61,10 @@ class IntakePolicy:
             _non_negative_int(getattr(self, name), name)
         if not isinstance(self.calendar, BusinessCalendar):
             raise InvalidInput("calendar must be a BusinessCalendar", field="calendar")
+        if self.follows_calendar is not None and not (
+                isinstance(self.follows_calendar, str) and _CALENDAR_ID.match(self.follows_calendar)):
+            raise InvalidInput("follows_calendar is a calendar id of the SLA monitor, or null",
+                               field="follows_calendar")
 
     def priority_for(self, impact: int, urgency: int) -> Priority:
         _level(impact, "impact")
@@ -89,6 +97,9 @@ class IntakePolicy:
                 kwargs[name] = _kinds(data[name], name)
         if "calendar" in data:
             kwargs["calendar"] = _parse_calendar(data["calendar"])
+            kwargs["follows_calendar"] = None
+        if "follows_calendar" in data:
+            kwargs["follows_calendar"] = data["follows_calendar"]
         if "customer_tier" in data:
             tier = data["customer_tier"]
             if not isinstance(tier, str) or not tier.strip() or len(tier) > 200:
@@ -108,6 +119,7 @@ class IntakePolicy:
             "approval_required_kinds": sorted(k.value for k in self.approval_required_kinds),
             "requirement_confirmation_kinds": sorted(k.value for k in self.requirement_confirmation_kinds),
             "calendar": self.calendar.to_mapping(),
+            "follows_calendar": self.follows_calendar,
             "customer_tier": self.customer_tier,
         }
 
@@ -120,9 +132,11 @@ _CONFIG_KEYS = frozenset(
         "approval_required_kinds",
         "requirement_confirmation_kinds",
         "calendar",
+        "follows_calendar",
         "customer_tier",
     }
 )
+_CALENDAR_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,30}$")
 
 
 def _level(value: Any, name: str) -> int:

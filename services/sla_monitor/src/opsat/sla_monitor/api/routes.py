@@ -12,6 +12,7 @@ from fastapi import APIRouter, Depends, Path, Query
 from opsat.common.auth import require
 from opsat.common.commands import CommandRouter, queries
 from opsat.common.domain import Actor, InvalidInput, Role
+from opsat.common.isotime import IsoDateTime, aware
 from opsat.sla_monitor.api import schemas as s
 from opsat.sla_monitor.app.handlers import callers
 from opsat.sla_monitor.domain import commands as c
@@ -38,13 +39,17 @@ policy_router = CommandRouter(prefix="/api/v1", tags=["policies"], item_path="/p
 policy_router.command("define", c.DefinePolicy, s.PolicyBody,
                       "Create or replace an SLA policy (a new version; applies to clocks started afterwards)")
 
+clock_router = CommandRouter(prefix="/api/v1", tags=["clocks"], item_path="/clocks/{request_id}", id_param=RequestId,
+                             accepted=s.ClockAccepted, callers=callers)
+clock_router.command("excusal", c.RequestExcusal, s.ExcusalRequestBody,
+                     "Ask that a breach caused by the customer or a third party be excused (with a reason)")
+clock_router.command("excusal/approve", c.ApproveExcusal, s.ExcusalDecisionBody,
+                     "Excuse a breach (a manager other than the one who asked, with a reason): it leaves the "
+                     "compliance figures and stays in the breach list")
+clock_router.command("excusal/reject", c.RejectExcusal, s.ExcusalDecisionBody,
+                     "Turn down a request to excuse a breach (with a reason): the breach counts")
+
 router = APIRouter(prefix="/api/v1")
-
-
-def _aware(value: datetime | None, field: str) -> datetime | None:
-    if value is not None and value.tzinfo is None:
-        raise InvalidInput("give a time zone offset, e.g. 2026-01-31T00:00:00+08:00", field=field)
-    return value
 
 
 @router.get("/calendars", tags=["calendars"], summary="Every calendar at its current version")
@@ -66,22 +71,30 @@ async def list_policies(queries: Queries, actor: Readers) -> list[dict[str, Any]
             description="Targets, due times, remaining and paused business time, and every event that shaped the "
                         "clock with the intake event that caused it. Callers: requester (own organisation), staff, "
                         "auditor, service accounts.")
-async def get_clock(request_id: RequestId, queries: Queries, actor: Readers) -> dict[str, Any]:
-    return await queries.clock(actor, request_id, datetime.now(UTC))
+async def get_clock(request_id: RequestId, queries: Queries, actor: Readers,
+                    as_of: Annotated[IsoDateTime | None, Query(description=(
+                        "the state as it was at this instant (ISO 8601 with offset): only the events recorded by "
+                        "then count"))] = None) -> dict[str, Any]:
+    return await queries.clock(actor, request_id, datetime.now(UTC), as_of=aware(as_of, "as_of"))
 
 
 @router.get("/at-risk", tags=["clocks"], summary="Open targets past a warning threshold, least time left first")
 async def at_risk(queries: Queries, actor: Staff,
                   team: Annotated[str | None, Query(max_length=200, pattern=r"^[^\x00]*$")] = None,
-                  limit: Annotated[int, Query(ge=1, le=500)] = 100) -> list[dict[str, Any]]:
+                  limit: Annotated[int, Query(ge=1, le=500)] = 100,
+                  as_of: Annotated[IsoDateTime | None, Query(description=(
+                      "the queue as it was at this instant (ISO 8601 with offset), folded from the clocks' "
+                      "events recorded by then"))] = None) -> list[dict[str, Any]]:
+    if as_of is not None:
+        return await queries.at_risk_as_of(actor, aware(as_of, "as_of"), team=team, limit=limit)  # type: ignore[arg-type]
     return await queries.at_risk(actor, datetime.now(UTC), team=team, limit=limit)
 
 
 @router.get("/breaches", tags=["clocks"], summary="Breached targets, newest first")
-async def breaches(queries: Queries, actor: Staff, since: datetime | None = None, until: datetime | None = None,
+async def breaches(queries: Queries, actor: Staff, since: IsoDateTime | None = None, until: IsoDateTime | None = None,
                    team: Annotated[str | None, Query(max_length=200, pattern=r"^[^\x00]*$")] = None,
                    limit: Annotated[int, Query(ge=1, le=500)] = 100) -> list[dict[str, Any]]:
-    return await queries.breaches(actor, since=_aware(since, "since"), until=_aware(until, "until"), team=team,
+    return await queries.breaches(actor, since=aware(since, "since"), until=aware(until, "until"), team=team,
                                   limit=limit)
 
 
@@ -90,12 +103,26 @@ async def breaches(queries: Queries, actor: Staff, since: datetime | None = None
                         "do not count.")
 async def compliance(queries: Queries, actor: Staff,
                      target: Literal["response", "resolution"] = "resolution",
-                     since: datetime | None = None, until: datetime | None = None,
+                     since: IsoDateTime | None = None, until: IsoDateTime | None = None,
                      group_by: Annotated[list[str] | None, Query(max_length=5)] = None,
                      period: str | None = None) -> list[dict[str, Any]]:
     for group in group_by or []:
         if group not in GROUPS:
             raise InvalidInput(f"group_by is one of {', '.join(GROUPS)}", field="group_by")
-    return await queries.compliance(actor, target=target, since=_aware(since, "since"),
-                                    until=_aware(until, "until"), group_by=list(dict.fromkeys(group_by or [])),
+    return await queries.compliance(actor, target=target, since=aware(since, "since"),
+                                    until=aware(until, "until"), group_by=list(dict.fromkeys(group_by or [])),
                                     period=check_period(period))
+
+
+@router.get("/metrics/response-times", tags=["metrics"], summary="MTTA and MTTR by team, kind, priority...",
+            description="Mean time to acknowledge (submit to accept or first staff reply) and to resolve (submit to "
+                        "resolve), in wall-clock seconds, of the targets met in the period. Callers: staff, auditor.")
+async def response_times(queries: Queries, actor: Staff,
+                         since: Annotated[IsoDateTime | None, Query(description="inclusive, ISO 8601 with offset")] = None,
+                         until: Annotated[IsoDateTime | None, Query(description="exclusive, ISO 8601 with offset")] = None,
+                         group_by: Annotated[list[str] | None, Query(max_length=5)] = None) -> list[dict[str, Any]]:
+    for group in group_by or []:
+        if group not in GROUPS:
+            raise InvalidInput(f"group_by is one of {', '.join(GROUPS)}", field="group_by")
+    return await queries.response_times(actor, since=aware(since, "since"), until=aware(until, "until"),
+                                        group_by=list(dict.fromkeys(group_by or [])))

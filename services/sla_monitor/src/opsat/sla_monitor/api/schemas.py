@@ -3,12 +3,12 @@ domain validates the values and names the offending field."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 Name = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"^[^\x00]*$")]
-Seconds = Annotated[float, Field(gt=0, le=10 * 365 * 86400, allow_inf_nan=False,
+Seconds = Annotated[float, Field(ge=1, le=10 * 365 * 86400, allow_inf_nan=False,
                                  description="business seconds on the policy's calendar")]
 Days = Annotated[list[Annotated[str, StringConstraints(max_length=10)]], Field(max_length=2000)]
 Shifts = Annotated[list[Annotated[list[Annotated[str, StringConstraints(max_length=5)]], Field(max_length=2)]],
@@ -50,6 +50,21 @@ class PolicyBody(_Body):
         {"percent": 150, "role": "director"}]
 
 
+Reason = Annotated[str, StringConstraints(min_length=1, max_length=2000, pattern=r"^[^\x00]*$")]
+TargetField = Annotated[Literal["response", "resolution"], Field(description="the breached target")]
+
+
+class ExcusalRequestBody(_Body):
+    target: TargetField
+    cause: Literal["customer", "third_party"] = Field(description="who caused the breach")
+    reason: Reason
+
+
+class ExcusalDecisionBody(_Body):
+    target: TargetField
+    reason: Reason
+
+
 class _Accepted(BaseModel):
     version: int
     position: int
@@ -63,3 +78,7 @@ class CalendarAccepted(_Accepted):
 
 class PolicyAccepted(_Accepted):
     policy_id: str
+
+
+class ClockAccepted(_Accepted):
+    request_id: str

@@ -12,11 +12,17 @@ from opsat.sla_monitor.domain import calendars, clocks, policies
 from opsat.sla_monitor.domain import commands as c
 
 CONFIG_CALLERS = (Role.admin,)
+# A breach is excused only through a request by staff and a manager's approval (never the requester's own).
+EXCUSAL_CALLERS: dict[type, tuple[Role, ...]] = {
+    c.RequestExcusal: (Role.agent, Role.team_lead, Role.manager),
+    c.ApproveExcusal: (Role.manager,),
+    c.RejectExcusal: (Role.manager,),
+}
 
 
 def callers(command_cls: type) -> Sequence[Role]:
-    """Who may issue a routed command: configuration is the administrators'."""
-    return CONFIG_CALLERS
+    """Who may issue a routed command: configuration is the administrators', excusals are staff's."""
+    return EXCUSAL_CALLERS.get(command_cls, CONFIG_CALLERS)
 
 
 class _ConfigAggregate:
@@ -57,7 +63,8 @@ class ClockAggregate:
     stream_type = "sla_clock"
     id_field = "request_id"
     commands = frozenset({c.StartClock, c.MeetResponse, c.PauseClock, c.ResumeClock, c.MeetResolution,
-                          c.ReopenClock, c.RetargetClock, c.ChangeTeam, c.CancelClock, c.CheckClock})
+                          c.ReopenClock, c.RetargetClock, c.ChangeTeam, c.CancelClock, c.CheckClock,
+                          *EXCUSAL_CALLERS})
     evolve = staticmethod(clocks.evolve)
 
     def __init__(self, settings: Any) -> None:
@@ -67,6 +74,11 @@ class ClockAggregate:
         return state.organisation_id if state is not None else command.organisation_id
 
     def decide(self, state: clocks.Clock | None, command: Any, ctx: CommandContext) -> list[DomainEvent]:
+        excusal_callers = EXCUSAL_CALLERS.get(type(command))
+        if excusal_callers is not None:
+            if not (ctx.actor.is_staff and ctx.actor.has(*excusal_callers)):
+                raise Forbidden(f"{type(command).__name__} is for {', '.join(r.value for r in excusal_callers)}")
+            return list(clocks.decide_excusal(state, command, ctx.now, ctx.actor.id))
         if not ctx.actor.has(Role.service):  # clocks move only by intake's events and their timer
             raise Forbidden("clocks are driven by events, not by people")
         return list(clocks.decide(state, command, ctx.now))

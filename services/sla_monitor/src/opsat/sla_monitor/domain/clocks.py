@@ -8,11 +8,11 @@ escalation levels) are announced once each, by the timer, when their due time ha
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from opsat.common.domain import AlreadyExists, Conflict, DomainEvent, NotDueYet, NotFound
+from opsat.common.domain import AlreadyExists, Conflict, DomainEvent, Forbidden, InvalidInput, NotDueYet, NotFound
 from opsat.common.workhours import WorkCalendar, calendar_from_spec
 from opsat.sla_monitor.domain import commands as c
 from opsat.sla_monitor.domain import events as ev
@@ -27,6 +27,17 @@ class Target:
     met_at: datetime | None = None
     met_due: datetime | None = None  # the due time when met (later pauses do not move a met target)
     reached: frozenset[int] = frozenset()  # percents already announced
+    excusal: Excusal | None = None  # of a breach
+
+
+@dataclass(frozen=True)
+class Excusal:
+    status: str  # requested | approved | rejected
+    cause: str
+    requested_by: str
+    request_reason: str
+    decided_by: str | None = None
+    decision_reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -102,7 +113,9 @@ def evolve(state: Clock | None, event: DomainEvent) -> Clock:
             started_at=event.at, targets={n: Target(timedelta(seconds=s)) for n, s in event.targets.items()},
             warning_thresholds=tuple(event.warning_thresholds),
             escalations={e["percent"]: e["role"] for e in event.escalations})
-    assert state is not None, "a clock starts with clock.started"
+    if state is None:  # configuration and clocks share one namespace of streams: a calendar is no clock
+        raise NotFound(f"no SLA clock for {getattr(event, 'calendar_id', getattr(event, 'policy_id', '?'))}",
+                       field="request_id")
     match event:
         case ev.ResponseMet():
             state = state._with_target("response", met_at=event.at, met_due=state.due("response"))
@@ -131,7 +144,61 @@ def evolve(state: Clock | None, event: DomainEvent) -> Clock:
             return replace(state, team=event.team)
         case ev.ClockCancelled():
             return replace(state, cancelled=True)
+        case ev.ExcusalRequested():
+            return state._with_target(event.target, excusal=Excusal("requested", event.cause, event.by, event.reason))
+        case ev.ExcusalApproved() | ev.ExcusalRejected():
+            asked = state.targets[event.target].excusal
+            assert asked is not None, "a decision follows a request"
+            status = "approved" if isinstance(event, ev.ExcusalApproved) else "rejected"
+            return state._with_target(event.target, excusal=replace(asked, status=status, decided_by=event.by,
+                                                                     decision_reason=event.reason))
     raise ValueError(f"not a clock event: {event.event_type}")
+
+
+EXCUSAL_CAUSES = ("customer", "third_party")
+_MAX_REASON = 2000
+
+
+def _reason(text: str) -> str:
+    if not isinstance(text, str) or not text.strip() or len(text) > _MAX_REASON or "\x00" in text:
+        raise InvalidInput(f"give a reason (1 to {_MAX_REASON} characters)", field="reason")
+    return text.strip()
+
+
+def _breached_target(state: Clock, name: str) -> Target:
+    if name not in TARGETS:
+        raise InvalidInput(f"target is one of {', '.join(TARGETS)}", field="target")
+    target = state.targets[name]
+    if BREACH not in target.reached:
+        raise Conflict(f"the {name} target is not breached: there is nothing to excuse", code="not_breached")
+    return target
+
+
+def decide_excusal(state: Clock | None, command: Any, now: datetime, by: str) -> list[ev.ClockEvent]:
+    """Request, approve or reject the excusal of a breach; the approver is never the one who asked."""
+    if state is None:
+        raise NotFound(f"no clock for request {command.request_id}", field="request_id")
+    target = _breached_target(state, command.target)
+    rid, name = command.request_id, command.target
+    match command:
+        case c.RequestExcusal():
+            if command.cause not in EXCUSAL_CAUSES:
+                raise InvalidInput(f"cause is one of {', '.join(EXCUSAL_CAUSES)}", field="cause")
+            reason = _reason(command.reason)
+            if target.excusal is not None and target.excusal.status != "rejected":
+                raise Conflict(f"the excusal of this breach is already {target.excusal.status}",
+                               code=f"excusal_{target.excusal.status}")
+            return _finish(state, [ev.ExcusalRequested(request_id=rid, at=now, target=name, cause=command.cause,
+                                                       reason=reason, by=by)])
+        case c.ApproveExcusal() | c.RejectExcusal():
+            reason = _reason(command.reason)
+            if target.excusal is None or target.excusal.status != "requested":
+                raise Conflict("no excusal of this breach awaits a decision", code="no_excusal_requested")
+            if target.excusal.requested_by == by:
+                raise Forbidden("nobody decides on their own request for an excusal")
+            event_cls = ev.ExcusalApproved if isinstance(command, c.ApproveExcusal) else ev.ExcusalRejected
+            return _finish(state, [event_cls(request_id=rid, at=now, target=name, reason=reason, by=by)])
+    raise TypeError(f"no excusal rule for {type(command).__name__}")
 
 
 def decide(state: Clock | None, command: Any, now: datetime) -> list[ev.ClockEvent]:
@@ -276,7 +343,8 @@ def view(state: Clock, now: datetime) -> dict[str, Any]:
             "on_time": (not breached) if target.met_at else None, "breached": breached,
             "elapsed_seconds": elapsed.total_seconds(),
             "remaining_seconds": (target.amount - elapsed).total_seconds(),
-            "thresholds_reached": sorted(target.reached)}
+            "thresholds_reached": sorted(target.reached),
+            "excusal": asdict(target.excusal) if target.excusal else None}
     return {"request_id": state.request_id, "status": state.status, "organisation_id": state.organisation_id,
             "kind": state.kind, "priority": state.priority, "customer_tier": state.customer_tier,
             "service": state.service, "team": state.team, "started_at": state.started_at,

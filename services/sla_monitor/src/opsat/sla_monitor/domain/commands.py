@@ -132,6 +132,33 @@ class CancelClock:
     reason: str
 
 
+# --- breach excusal (staff, through the API) -------------------------------------------------------------
+@dataclass(frozen=True)
+class RequestExcusal:
+    """Ask that a breach caused by the customer or a third party be excused."""
+
+    request_id: str
+    target: str
+    cause: str  # customer | third_party
+    reason: str
+
+
+@dataclass(frozen=True)
+class ApproveExcusal:
+    """Excuse a breach: it leaves the compliance figures and stays in the breach list, marked excused."""
+
+    request_id: str
+    target: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class RejectExcusal:
+    request_id: str
+    target: str
+    reason: str
+
+
 @dataclass(frozen=True)
 class CheckClock:
     """The clock's timer: announce every threshold reached by now."""

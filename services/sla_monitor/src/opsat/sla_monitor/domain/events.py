@@ -163,7 +163,36 @@ class ClockCancelled(ClockEvent):
     reason: str
 
 
+class ExcusalRequested(ClockEvent):
+    """Someone asked that a breach be excused: caused by the customer or a third party, with a reason."""
+
+    event_type: ClassVar[str] = _type("clock.excusal_requested")
+    target: TargetName
+    cause: Literal["customer", "third_party"]
+    reason: str
+    by: str
+
+
+class ExcusalApproved(ClockEvent):
+    """A breach is excused: it leaves the compliance figures and stays visible in the breach list."""
+
+    event_type: ClassVar[str] = _type("clock.excusal_approved")
+    target: TargetName
+    reason: str
+    by: str
+
+
+class ExcusalRejected(ClockEvent):
+    """The request to excuse a breach was turned down: the breach counts."""
+
+    event_type: ClassVar[str] = _type("clock.excusal_rejected")
+    target: TargetName
+    reason: str
+    by: str
+
+
 CLOCK_EVENTS: tuple[type[ClockEvent], ...] = (ClockStarted, ResponseMet, ClockPaused, ClockResumed, ResolutionMet,
                                               ThresholdReached, TargetBreached, ClockEscalated, ClockRetargeted,
-                                              TeamChanged, ClockCancelled)
+                                              TeamChanged, ClockCancelled, ExcusalRequested, ExcusalApproved,
+                                              ExcusalRejected)
 SLA_EVENTS: tuple[type[DomainEvent], ...] = (CalendarDefined, CalendarDaysAdded, PolicyDefined, *CLOCK_EVENTS)

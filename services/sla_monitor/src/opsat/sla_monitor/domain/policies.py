@@ -65,8 +65,9 @@ class Policy:
         targets = {}
         for name in ("first_response_seconds", "resolution_seconds"):
             value = spec.get(name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-                raise InvalidInput(f"{name} must be a number of seconds greater than 0", field=name)
+            # At least a second: a smaller amount rounds to a timedelta of 0, which would not read back.
+            if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 1:
+                raise InvalidInput(f"{name} must be a number of seconds, at least 1", field=name)
             targets[name] = timedelta(seconds=value)
         calendar_id = spec.get("calendar_id", "cn-default")
         if not isinstance(calendar_id, str) or not CONFIG_ID.match(calendar_id):

@@ -44,6 +44,10 @@ def _summary(event: Any) -> str:
             return f"re-targeted for {event.priority} under policy {event.policy_id} v{event.policy_version}"
         case ev.TeamChanged():
             return f"team {event.team}"
+        case ev.ExcusalRequested():
+            return f"{event.target} breach: excusal asked by {event.by} ({event.cause}): {event.reason}"
+        case ev.ExcusalApproved() | ev.ExcusalRejected():
+            return f"{event.target} breach: {name} by {event.by}: {event.reason}"
     return name
 
 
@@ -55,8 +59,12 @@ class SlaQueries:
     def _scope(self, actor: Actor) -> Any:
         return True if actor.reads_everything else T.organisation_id == actor.organisation
 
-    async def clock(self, actor: Actor, request_id: str, now: datetime) -> dict[str, Any]:
+    async def clock(self, actor: Actor, request_id: str, now: datetime, *, as_of: datetime | None = None
+                    ) -> dict[str, Any]:
+        """The clock at `now`; with `as_of`, as it was then: only the events recorded by that instant."""
         history = await self.store.load(request_id)
+        if as_of is not None:
+            history, now = [r for r in history if r.recorded_at <= as_of], as_of
         state = fold(clocks.evolve, history) if history and history[0].stream_type == "sla_clock" else None
         if state is None or not (actor.reads_everything or state.organisation_id == actor.organisation):
             raise NotFound(f"no SLA clock for request {request_id}", field="request_id")
@@ -79,6 +87,37 @@ class SlaQueries:
             rows = (await conn.execute(query)).mappings().all()
         return [{**row, "time_left_seconds": (row["due_at"] - now).total_seconds()} for row in rows]
 
+    async def at_risk_as_of(self, actor: Actor, as_of: datetime, *, team: str | None,
+                            limit: int) -> list[dict[str, Any]]:
+        """The at-risk queue as it was at `as_of`, folded from the clocks' streams (the read model holds only now):
+        clocks that had announced a warning or breach by then, their running targets, least time left first."""
+        marks = [cls.event_type for cls in (ev.ThresholdReached, ev.TargetBreached, ev.ClockEscalated)]
+        async with self.engine.connect() as conn:
+            ids = (await conn.execute(text(
+                "select distinct stream_id from events where stream_type = 'sla_clock' and recorded_at <= :t"
+                " and event_type = any(:marks)"), {"t": as_of, "marks": marks})).scalars().all()
+        queue = []
+        for request_id in ids:
+            history = [r for r in await self.store.load(request_id) if r.recorded_at <= as_of]
+            state = fold(clocks.evolve, history)
+            if state is None or not (actor.reads_everything or state.organisation_id == actor.organisation):
+                continue
+            if state.paused_since is not None or (team and state.team != team):
+                continue
+            for name in clocks.TARGETS:
+                target = state.targets[name]
+                if not state.running(name) or not (target.reached & {*state.warning_thresholds, clocks.BREACH}):
+                    continue
+                due = state.due(name)
+                queue.append({"request_id": state.request_id, "target": name, "organisation_id": state.organisation_id,
+                              "kind": state.kind, "priority": state.priority, "service": state.service,
+                              "team": state.team, "policy_id": state.policy_id, "due_at": due,
+                              "warned_percent": max((p for p in target.reached if p < clocks.BREACH), default=None),
+                              "breached": clocks.BREACH in target.reached,
+                              "time_left_seconds": (due - as_of).total_seconds()})
+        queue.sort(key=lambda row: (row["due_at"], row["request_id"], row["target"]))
+        return queue[:limit]
+
     async def breaches(self, actor: Actor, *, since: datetime | None, until: datetime | None, team: str | None,
                        limit: int) -> list[dict[str, Any]]:
         query = select(sla_targets).where(T.breached_at.is_not(None), self._scope(actor))
@@ -100,8 +139,11 @@ class SlaQueries:
         if period:
             keys.insert(0, func.to_char(func.date_trunc(period, decided_at), "YYYY-MM-DD").label("period"))
         # A met target's own verdict decides (a breach announced while its accept was still in flight is moot).
-        compliant = func.count().filter(T.on_time.is_(True))
-        query = (select(*keys, func.count().label("decided"), compliant.label("met_on_time"))
+        # An excused breach leaves the figures; it is counted apart so that it stays visible.
+        excused = T.excusal.is_not_distinct_from("approved")
+        compliant = func.count().filter(T.on_time.is_(True), ~excused)
+        query = (select(*keys, func.count().filter(~excused).label("decided"), compliant.label("met_on_time"),
+                        func.count().filter(excused).label("excused"))
                  .where(T.target == target, T.status != "cancelled", decided_at.is_not(None), self._scope(actor)))
         if since is not None:
             query = query.where(decided_at >= since)
@@ -111,8 +153,31 @@ class SlaQueries:
             query = query.group_by(*keys).order_by(*keys)
         async with self.engine.connect() as conn:
             rows = (await conn.execute(query)).mappings().all()
-        return [{**r, "compliance_percent": round(100 * r["met_on_time"] / r["decided"], 2)} for r in rows
-                if r["decided"]]
+        return [{**r, "compliance_percent": round(100 * r["met_on_time"] / r["decided"], 2) if r["decided"] else None}
+                for r in rows if r["decided"] or r["excused"]]
+
+    async def response_times(self, actor: Actor, *, since: datetime | None, until: datetime | None,
+                             group_by: list[str]) -> list[dict[str, Any]]:
+        """MTTA (submit to accept or first reply) and MTTR (submit to resolve), wall-clock seconds, of the targets
+        met in the period; cancelled requests do not count."""
+        keys = [GROUPS[g].label(g) for g in group_by]
+        took = func.extract("epoch", T.met_at - T.started_at)
+        response, resolution = T.target == "response", T.target == "resolution"
+        query = (select(*keys, func.count().filter(response).label("acknowledged"),
+                        func.avg(took).filter(response).label("mtta_seconds"),
+                        func.count().filter(resolution).label("resolved"),
+                        func.avg(took).filter(resolution).label("mttr_seconds"))
+                 .where(T.met_at.is_not(None), T.status != "cancelled", self._scope(actor)))
+        if since is not None:
+            query = query.where(T.met_at >= since)
+        if until is not None:
+            query = query.where(T.met_at < until)
+        if keys:
+            query = query.group_by(*keys).order_by(*keys)
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).mappings().all()
+        return [{**r, **{k: round(float(r[k]), 3) if r[k] is not None else None
+                         for k in ("mtta_seconds", "mttr_seconds")}} for r in rows if r["acknowledged"] or r["resolved"]]
 
     # --- configuration -------------------------------------------------------------------------------
     async def _ids(self, stream_type: str) -> list[str]:

@@ -37,6 +37,7 @@ sla_targets = Table(
     Column("warned_percent", Integer),
     Column("breached_at", DateTime(timezone=True)),
     Column("escalated_to", String),
+    Column("excusal", String),  # requested | approved | rejected: an approved one leaves compliance
     Column("updated_at", DateTime(timezone=True), nullable=False),
     PrimaryKeyConstraint("request_id", "target"),
 )

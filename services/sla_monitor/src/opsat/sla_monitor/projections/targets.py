@@ -77,3 +77,9 @@ class TargetsProjection:
                 await change(None, team=event.team)
             case ev.ClockCancelled():
                 await change(None, T.status != "met", status="cancelled")
+            case ev.ExcusalRequested():
+                await change(event.target, excusal="requested")
+            case ev.ExcusalApproved():
+                await change(event.target, excusal="approved")
+            case ev.ExcusalRejected():
+                await change(event.target, excusal="rejected")
