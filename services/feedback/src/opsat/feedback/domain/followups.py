@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from opsat.common.domain import AlreadyExists, DomainEvent, InvalidInput, InvalidTransition, NotDueYet
+from opsat.common.domain import AlreadyExists, DomainEvent, InvalidInput, InvalidTransition, NotDueYet, NotFound
 from opsat.feedback.domain import commands as c
 from opsat.feedback.domain import events as ev
 
@@ -39,7 +39,8 @@ def evolve(state: FollowUp | None, event: DomainEvent) -> FollowUp:
     match event:
         case ev.FollowUpOpened():
             return FollowUp(event.followup_id, event.organisation_id, event.owner, event.due_at)
-    assert state is not None, "a follow-up's stream starts with its opening"
+    if state is None:  # another kind of stream under this id: no follow-up
+        raise NotFound("follow-up not found", field="followup_id")
     match event:
         case ev.FollowUpContacted():
             return replace(state, status="contacted")
@@ -75,7 +76,8 @@ def decide(state: FollowUp | None, command: Any, now: datetime, by: str, *, defa
             source=command.source, reasons=reasons, survey_id=command.survey_id, request_id=command.request_id,
             customer_id=command.customer_id, team=command.team, assignee=command.assignee, complaint=complaint,
             owner=command.owner or default_owner, due_at=now + due_after)]
-    assert state is not None
+    if state is None:
+        raise NotFound("follow-up not found", field="followup_id")
     if isinstance(command, c.MarkFollowUpOverdue):
         if state.overdue or state.status in ("resolved", "customer_confirmed"):
             raise InvalidTransition("only an unresolved follow-up becomes overdue, once")

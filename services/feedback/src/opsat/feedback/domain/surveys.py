@@ -39,7 +39,8 @@ def evolve(state: Survey | None, event: DomainEvent) -> Survey:
         case ev.SurveyIssued():
             return Survey(event.survey_id, event.organisation_id, event.requester_id,
                           Template.from_spec(event.template), event.token_hash, event.remind_at, event.expires_at)
-    assert state is not None, "a survey's stream starts with its issue"
+    if state is None:  # another kind of stream under this id: no survey
+        raise NotFound(UNKNOWN_LINK)
     match event:
         case ev.SurveyReminded():
             return replace(state, reminded=True)
@@ -84,7 +85,7 @@ def decide(state: Survey | None, command: Any, now: datetime) -> list[DomainEven
                 nps=int(command.nps), comment=(command.comment or "").strip() or None, score=judged.score,
                 band=judged.band, nps_category=judged.nps_category, follow_up_reasons=list(judged.follow_up_reasons))]
         case c.RemindSurvey():
-            if state.status != "issued" or state.reminded:
+            if state.status != "issued" or state.reminded or now >= state.expires_at:
                 raise Conflict("no reminder for an answered, expired or reminded survey")
             if now < state.remind_at:
                 raise NotDueYet("the reminder is not due yet", due_at=state.remind_at)

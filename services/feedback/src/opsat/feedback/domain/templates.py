@@ -11,7 +11,7 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from opsat.common.domain import DomainEvent, InvalidInput
+from opsat.common.domain import Conflict, DomainEvent, InvalidInput
 from opsat.feedback.domain import events as ev
 
 TEMPLATE_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,30}$")
@@ -113,7 +113,8 @@ def build(template_id: str, version: int, dimensions: list[dict[str, Any]], **op
 def evolve(state: Template | None, event: DomainEvent) -> Template:
     if isinstance(event, ev.TemplateDefined):
         return Template.from_spec(event.template)
-    raise TypeError(f"{type(event).__name__} is no template event")
+    # Templates and contacts share one namespace of streams: an id taken by a contact is no template.
+    raise Conflict("this id is taken by another kind of record", field="template_id", code="id_taken")
 
 
 def decide(state: Template | None, command: Any, now: Any, by: str) -> list[DomainEvent]:
