@@ -18,7 +18,7 @@ from opsat.common.testing.service import ServiceHarness
 
 LINK_TOKEN = re.compile(r"#t=([A-Za-z0-9_-]+)")
 LOW = {"response_speed": 2, "professionalism": 2, "attitude": 3, "resolution": 1}  # 37.0: very dissatisfied
-HIGH = {"response_speed": 5, "professionalism": 5, "attitude": 5, "resolution": 4}  # 93.0
+ALL_FOUR_GOOD = {"response_speed": 5, "professionalism": 5, "attitude": 5, "resolution": 4}  # 93.0
 
 
 def free_port() -> int:
@@ -97,3 +97,32 @@ async def close_request(intake, requester: str = "u-req", org: str = "acme") -> 
         r = await intake.client.post(f"/api/v1/requests/{rid}/{path}", json=body, headers=who)
         assert r.status_code == 200, (path, r.text)
     return rid
+
+
+async def issue_survey(feedback: Feedback, survey_id: str, at, recipient: str | None = None,  # type: ignore[no-untyped-def]
+                       template: dict | None = None) -> str:
+    """Issue a survey as the service's reaction would, at time `at` (e.g. days ago); returns its token."""
+    from datetime import timedelta
+
+    from opsat.common.commands import CommandMeta
+    from opsat.common.db import create_engine
+    from opsat.common.domain import SYSTEM_ACTOR
+    from opsat.common.eventstore import EventStore
+    from opsat.feedback.domain import commands as c
+    from opsat.feedback.domain import tokens
+    from opsat.feedback.domain.templates import DEFAULT_TEMPLATE
+
+    engine = create_engine(feedback.settings.database_url, pool_size=1)
+    try:
+        handler = feedback.service.command_handler(feedback.settings, EventStore(engine, feedback.service.registry()),
+                                                   clock=lambda: at)
+        token = tokens.token_for(feedback.settings.token_key_bytes(), survey_id)
+        await handler.execute(c.IssueSurvey(
+            survey_id=survey_id, organisation_id="acme", request_id=f"r-{survey_id}", requester_id="u-req",
+            template=template or DEFAULT_TEMPLATE.to_spec(), token_hash=tokens.token_hash(token), language="zh",
+            recipient=recipient, validity=timedelta(days=7), reminder_after=timedelta(days=3), team="network",
+            assignee="agent-1", kind="incident", priority="P2", service="mail"),
+            SYSTEM_ACTOR, CommandMeta(correlation_id="test"))
+        return token
+    finally:
+        await engine.dispose()

@@ -189,7 +189,7 @@ FIGURES = "Callers: agent, team_lead, manager, admin, auditor, risk_officer, ser
 @router.get("/satisfaction", tags=["figures"], summary="CSAT (mean score, % satisfied) and NPS",
             description="Of the responses answered in [since, until), grouped by period and any of team, engineer, "
                         f"kind, service, priority, organisation. Satisfied: score ≥ 75. {FIGURES}")
-async def satisfaction(queries: Queries, actor: Analysts, since: datetime | None = None, until: datetime | None = None,
+async def satisfaction(queries: Queries, actor: Analysts, since: s.IsoDateTime | None = None, until: s.IsoDateTime | None = None,
                        group_by: GroupBy = None, period: Period = None) -> list[dict[str, Any]]:
     return await queries.satisfaction(actor, since=_aware(since, "since"), until=_aware(until, "until"),
                                       group_by=check_groups(group_by), period=check_period(period))
@@ -198,7 +198,7 @@ async def satisfaction(queries: Queries, actor: Analysts, since: datetime | None
 @router.get("/satisfaction/dimensions", tags=["figures"], summary="Mean rating per survey dimension",
             description=f"Dimension breakdown of the responses answered in [since, until), grouped as /satisfaction. "
                         f"{FIGURES}")
-async def dimensions(queries: Queries, actor: Analysts, since: datetime | None = None, until: datetime | None = None,
+async def dimensions(queries: Queries, actor: Analysts, since: s.IsoDateTime | None = None, until: s.IsoDateTime | None = None,
                      group_by: GroupBy = None, period: Period = None) -> list[dict[str, Any]]:
     return await queries.dimensions(actor, since=_aware(since, "since"), until=_aware(until, "until"),
                                     group_by=check_groups(group_by), period=check_period(period))
@@ -206,8 +206,8 @@ async def dimensions(queries: Queries, actor: Analysts, since: datetime | None =
 
 @router.get("/response-rate", tags=["figures"], summary="Surveys issued, answered and expired, and the response rate",
             description=f"Of the surveys issued in [since, until), grouped as /satisfaction. {FIGURES}")
-async def response_rate(queries: Queries, actor: Analysts, since: datetime | None = None,
-                        until: datetime | None = None, group_by: GroupBy = None,
+async def response_rate(queries: Queries, actor: Analysts, since: s.IsoDateTime | None = None,
+                        until: s.IsoDateTime | None = None, group_by: GroupBy = None,
                         period: Period = None) -> list[dict[str, Any]]:
     return await queries.response_rate(actor, since=_aware(since, "since"), until=_aware(until, "until"),
                                        group_by=check_groups(group_by), period=check_period(period))
@@ -216,8 +216,8 @@ async def response_rate(queries: Queries, actor: Analysts, since: datetime | Non
 @router.get("/verbatims", tags=["figures"], summary="Respondents' comments, newest first",
             description="The respondent of an anonymous template is withheld (requester_id null). Pass the last "
                         f"`answered_at` as `before` for the next page. {FIGURES}")
-async def verbatims(queries: Queries, actor: Analysts, since: datetime | None = None, until: datetime | None = None,
-                    before: datetime | None = None, team: Filter = None,
+async def verbatims(queries: Queries, actor: Analysts, since: s.IsoDateTime | None = None, until: s.IsoDateTime | None = None,
+                    before: s.IsoDateTime | None = None, team: Filter = None,
                     band: Literal["very_satisfied", "satisfied", "neutral", "dissatisfied",
                                   "very_dissatisfied"] | None = None,
                     limit: Limit = 50) -> list[dict[str, Any]]:

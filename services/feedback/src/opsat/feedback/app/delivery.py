@@ -117,6 +117,9 @@ class MailSender:
                 select(mail_outbox).where(O.status == "pending", O.next_attempt_at <= now)
                 .order_by(O.next_attempt_at).limit(limit).with_for_update(skip_locked=True))).mappings().all()
             for row in rows:
+                if row["expires_at"] <= now:  # a dead link helps nobody
+                    await conn.execute(update(mail_outbox).where(O.id == row["id"]).values(status="cancelled"))
+                    continue
                 await self._attempt(conn, row, now)
         return len(rows)
 

@@ -120,7 +120,7 @@ def evolve(state: Template | None, event: DomainEvent) -> Template:
 def decide(state: Template | None, command: Any, now: Any, by: str) -> list[DomainEvent]:
     current = state or shipped(command.template_id)
     options = {k: v for k, v in command.options().items() if v is not None}
-    template = build(command.template_id, (current.version if current else 0) + 1, list(command.dimensions),
+    template = build(command.template_id, (current.version if current else 0) + 1, [dict(d) for d in command.dimensions],
                      **options)
     return [ev.TemplateDefined(template_id=template.template_id, version=template.version,
                                template=template.to_spec(), at=now, by=by)]
