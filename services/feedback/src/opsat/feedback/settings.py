@@ -48,17 +48,17 @@ class FeedbackSettings(ServiceSettings):
     answer_limit_window_s: float = Field(default=60.0, gt=0)
 
     @model_validator(mode="after")
-    def _token_key(self) -> FeedbackSettings:
-        if self.token_key is None:
-            if self.environment == "prod" or self.auth_dev_key is None:
-                raise ValueError("OPSAT_TOKEN_KEY is required (openssl rand -hex 32)")
-            # dev and test: derived from the stack's own dev key, so every process of one stack agrees
-            derived = hmac.new(self.auth_dev_key.get_secret_value().encode(), b"feedback-token-key", hashlib.sha256)
-            self.token_key = SecretStr(derived.hexdigest())
-        elif len(self.token_key.get_secret_value().encode()) < 32:
+    def _token_key_length(self) -> FeedbackSettings:
+        if self.token_key is not None and len(self.token_key.get_secret_value().encode()) < 32:
             raise ValueError("OPSAT_TOKEN_KEY must be at least 32 bytes")
         return self
 
     def token_key_bytes(self) -> bytes:
-        assert self.token_key is not None
-        return self.token_key.get_secret_value().encode()
+        """The key survey tokens are derived from: OPSAT_TOKEN_KEY, required in prod (the worker refuses to start
+        without it); in dev and test derived from the stack's own dev signing key, so its processes agree."""
+        if self.token_key is not None:
+            return self.token_key.get_secret_value().encode()
+        if self.environment == "prod" or self.auth_dev_key is None:
+            raise ValueError("OPSAT_TOKEN_KEY is required (at least 32 bytes, e.g. openssl rand -hex 32)")
+        return hmac.new(self.auth_dev_key.get_secret_value().encode(), b"feedback-token-key",
+                        hashlib.sha256).hexdigest().encode()

@@ -94,6 +94,7 @@ class MailSender:
     def __init__(self, settings: FeedbackSettings, engine: AsyncEngine, handler: CommandHandler,
                  clock: Callable[[], datetime] = _utcnow) -> None:
         self.settings, self.engine, self.handler, self.clock = settings, engine, handler, clock
+        settings.token_key_bytes()  # no key, no worker: fail at start, not at the first survey
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
