@@ -76,7 +76,7 @@ SMTP_PORT=$((BASE_PORT + 25))
 # The survey emails go to a local sink: aiosmtpd writing every message it receives into a Maildir.
 mail_sink() {
   local pidfile=$RUN/smtp-sink.pid
-  mkdir -p "$STATE/mail"
+  mkdir -p "$STATE/mail/cur" "$STATE/mail/new" "$STATE/mail/tmp"  # a Maildir
   if ! alive "$pidfile"; then
     port_in_use "$SMTP_PORT" && die "port $SMTP_PORT is taken (by another program); set OPSAT_BASE_PORT"
     setsid nohup "$VENV/bin/python" -m aiosmtpd -n -u -l "127.0.0.1:$SMTP_PORT" -c aiosmtpd.handlers.Mailbox \
@@ -118,7 +118,7 @@ PY
   echo "Tokens      . $STATE/auth.env; $VENV/bin/opsat-token --sub alice --org acme   (the key: $STATE/auth.env)"
   if alive "$RUN/smtp-sink.pid"; then
     echo "Mail sink   smtp://127.0.0.1:$SMTP_PORT   (caught emails, one file each: ls $STATE/mail/new;"
-    echo "            read them: $VENV/bin/python -c \"import mailbox; [print(m['To'], m['Subject'], m.get_payload(decode=True).decode(), sep='\\n') for m in mailbox.Maildir('$STATE/mail')]\")"
+    echo "            read them: $VENV/bin/python -c \"import mailbox, email.header as h; [print(m['To'], h.make_header(h.decode_header(m['Subject'])), m.get_payload(decode=True).decode(), sep='\\n') for m in mailbox.Maildir('$STATE/mail')]\")"
   fi
   echo "Logs        $LOGS      Stop: make stop"
 }
