@@ -15,6 +15,7 @@ from opsat.common.db import asyncpg_dsn
 from opsat.common.testing.infra import consume_all
 from opsat.common.testing.infra import reset_group_to_earliest as replay_from_start
 from opsat.intake.service import SERVICE as INTAKE
+from opsat.sla_monitor.service import SERVICE as SLA
 
 MAIL = "alice@acme.example"
 
@@ -48,11 +49,12 @@ async def every_text_in_the_database(feedback) -> str:  # type: ignore[no-untype
 
 
 async def test_a_closed_request_is_surveyed_once_by_email_and_a_low_answer_opens_a_follow_up(
-        intake, feedback, smtp_sink, kafka_bootstrap, caplog):
+        intake, feedback, smtp_sink, kafka_bootstrap, caplog, run_service):
     caplog.set_level(logging.INFO)
     caplog.set_level(logging.DEBUG, logger="opsat")
     await feedback.register("u-req", "acme", MAIL, language="en")
-    async with intake.worker(only=("relay",)), feedback.worker():
+    sla = await run_service(SLA)
+    async with intake.worker(only=("relay",)), sla.worker(), feedback.worker():
         first = await close_request(intake)
         [invitation] = await eventually(lambda: _some(smtp_sink.to(MAIL)), what="the invitation email")
         assert first in invitation["Subject"] and invitation["To"] == MAIL
@@ -83,6 +85,13 @@ async def test_a_closed_request_is_surveyed_once_by_email_and_a_low_answer_opens
         assert {d["dimension"]: d["mean_rating"] for d in dims} == {k: float(v) for k, v in LOW.items()}
         verbatim = (await feedback.client.get("/api/v1/verbatims", headers=staff)).json()
         assert [(v["comment"], v["requester_id"]) for v in verbatim] == [("took three days to call back", "u-req")]
+
+        # Satisfaction against how the request was served (the SLA monitor's and intake's events).
+        by_sla = await eventually(lambda: _json(feedback, "/api/v1/satisfaction/service-facts?by=sla", staff,
+                                                lambda rows: rows[0]["sla"] == "met"), what="SLA facts")
+        assert [(r["sla"], r["responses"], r["csat_mean"]) for r in by_sla] == [("met", 1, 37.0)]
+        reopened = (await feedback.client.get("/api/v1/satisfaction/service-facts?by=reopened", headers=staff)).json()
+        assert [(r["reopened"], r["responses"]) for r in reopened] == [(False, 1)]
 
         [follow_up] = await eventually(lambda: _json(feedback, "/api/v1/follow-ups?status=open", staff),
                                        what="a follow-up")
@@ -136,10 +145,10 @@ async def _has(seen, wanted) -> bool:  # type: ignore[no-untyped-def]
     return bool(want) and want <= have
 
 
-async def _json(feedback, path: str, headers: dict):  # type: ignore[no-untyped-def]
+async def _json(feedback, path: str, headers: dict, accept=bool):  # type: ignore[no-untyped-def]
     r = await feedback.client.get(path, headers=headers)
     assert r.status_code == 200, r.text
-    return r.json() or None
+    return r.json() if r.json() and accept(r.json()) else None
 
 
 async def _status(feedback, fid: str, headers: dict, status: str):  # type: ignore[no-untyped-def]

@@ -11,6 +11,7 @@ import pytest
 from opsat.common.reactions import check_against_schema, schemas_from_asyncapi
 from opsat.feedback.app.reactions import INTAKE_READS
 from opsat.feedback.domain.events import FEEDBACK_EVENTS
+from opsat.feedback.projections.service_facts import INTAKE_FACTS, SLA_FACTS
 from opsat.feedback.service import SERVICE
 from opsat.feedback.settings import FeedbackSettings
 
@@ -38,6 +39,13 @@ def test_the_fields_read_of_intake_events_are_in_intakes_published_schemas():
     schemas = schemas_from_asyncapi(json.loads((DOCS / "intake.asyncapi.json").read_text()))
     assert {cls.event_type: check_against_schema(cls, schemas) for cls in INTAKE_READS} == \
         {cls.event_type: [] for cls in INTAKE_READS}
+
+
+def test_the_service_facts_read_of_intake_and_sla_events_are_published():
+    for publisher, reads in (("intake", INTAKE_FACTS), ("sla", SLA_FACTS)):
+        schemas = schemas_from_asyncapi(json.loads((DOCS / f"{publisher}.asyncapi.json").read_text()))
+        assert {cls.event_type: check_against_schema(cls, schemas) for cls in reads} == \
+            {cls.event_type: [] for cls in reads}
 
 
 def test_the_token_key_is_required_in_prod_and_long_enough():

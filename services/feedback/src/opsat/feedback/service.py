@@ -20,6 +20,7 @@ from opsat.feedback.domain.commands import ExpireSurvey, MarkFollowUpOverdue, Re
 from opsat.feedback.domain.events import FEEDBACK_EVENTS
 from opsat.feedback.projections.queries import FeedbackQueries
 from opsat.feedback.projections.satisfaction import SatisfactionProjection
+from opsat.feedback.projections.service_facts import ServiceFactsProjection
 from opsat.feedback.settings import FeedbackSettings
 
 DESCRIPTION = """Satisfaction (满意度): transactional surveys on intake's closed requests, delivered by email with a
@@ -40,11 +41,11 @@ SERVICE = Service(
     aggregate=FeedbackAggregates,
     routers=[template_router, contact_router, followup_router, router],
     queries=FeedbackQueries,
-    projections=[SatisfactionProjection],
+    projections=[SatisfactionProjection, ServiceFactsProjection],
     reactions=[SurveyOnClose, SurveyScheduler, FollowUpOnAnswer],
     deadlines={SURVEY_REMINDER: RemindSurvey, SURVEY_EXPIRY: ExpireSurvey, FOLLOWUP_OVERDUE: MarkFollowUpOverdue},
     loops={"mail": MailSender},
-    consumes=("intake",),
+    consumes=("intake", "sla"),
     migrations=Path(__file__).parent / "migrations" / "versions",
 )
 create_app = SERVICE.create_app

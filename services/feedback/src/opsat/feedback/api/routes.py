@@ -196,6 +196,17 @@ async def satisfaction(queries: Queries, actor: Analysts, since: s.IsoDateTime |
                                       group_by=check_groups(group_by), period=check_period(period))
 
 
+@router.get("/satisfaction/service-facts", tags=["figures"],
+            summary="CSAT and NPS by how requests were served: SLA breached or met, reassignments, reopened",
+            description="Of the responses answered in [since, until); `by`: sla (breached, met, unknown), "
+                        f"reassignments (count) or reopened (true/false), from intake's and the SLA monitor's events. "
+                        f"{FIGURES}")
+async def by_service_facts(queries: Queries, actor: Analysts, by: Literal["sla", "reassignments", "reopened"] = "sla",
+                           since: s.IsoDateTime | None = None,
+                           until: s.IsoDateTime | None = None) -> list[dict[str, Any]]:
+    return await queries.by_service_facts(actor, by=by, since=_aware(since, "since"), until=_aware(until, "until"))
+
+
 @router.get("/satisfaction/dimensions", tags=["figures"], summary="Mean rating per survey dimension",
             description=f"Dimension breakdown of the responses answered in [since, until), grouped as /satisfaction. "
                         f"{FIGURES}")

@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Integer, cast, func, literal_column, select, text
+from sqlalchemy import Integer, case, cast, func, literal_column, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from opsat.common.domain import Actor, InvalidInput, NotFound
@@ -15,9 +15,10 @@ from opsat.common.envelope import EventRegistry
 from opsat.common.eventstore import EventStore, fold
 from opsat.feedback.domain import events as ev
 from opsat.feedback.domain import scoring, templates
-from opsat.feedback.projections.tables import followups, responses, surveys
+from opsat.feedback.projections.tables import followups, request_service_facts, responses, surveys
 
-R, S, F = responses.c, surveys.c, followups.c
+R, S, F, X = responses.c, surveys.c, followups.c, request_service_facts.c
+FACTS = ("sla", "reassignments", "reopened")
 GROUPS = ("team", "engineer", "kind", "service", "priority", "organisation")
 _COLUMN = {"team": "team", "engineer": "assignee", "kind": "kind", "service": "service", "priority": "priority",
            "organisation": "organisation_id"}
@@ -89,6 +90,29 @@ class FeedbackQueries:
                         "satisfied_percent": round(100 * row["satisfied"] / n, 2),
                         "nps": round(100 * (row["promoters"] - row["detractors"]) / n, 2)})
         return out
+
+    async def by_service_facts(self, actor: Actor, *, by: str, since: datetime | None,
+                               until: datetime | None) -> list[dict[str, Any]]:
+        """CSAT and NPS of the responses answered in the window, split by a fact of how the request was served:
+        its SLA (breached, met, unknown), its number of reassignments, or whether it was reopened."""
+        key = {
+            "sla": case((X.sla_breached.is_(True), "breached"), (X.resolution_on_time.is_not(None), "met"),
+                        else_="unknown"),
+            "reassignments": func.coalesce(X.reassignments, 0),
+            "reopened": func.coalesce(X.reopened, False),
+        }[by].label(by)
+        count = func.count()
+        query = (select(key, count.label("responses"), func.avg(R.score).label("csat_mean"),
+                        count.filter(R.score >= scoring.SATISFIED_FROM).label("satisfied"),
+                        count.filter(R.nps_category == "promoter").label("promoters"),
+                        count.filter(R.nps_category == "detractor").label("detractors"))
+                 .select_from(responses.outerjoin(request_service_facts, X.request_id == R.request_id))
+                 .where(self._scope(actor, responses)).group_by(key).order_by(key))
+        query = self._window(query, R.answered_at, since, until)
+        return [{**row, "csat_mean": round(float(row["csat_mean"]), 2),
+                 "satisfied_percent": round(100 * row["satisfied"] / row["responses"], 2),
+                 "nps": round(100 * (row["promoters"] - row["detractors"]) / row["responses"], 2)}
+                for row in await self._rows(query)]
 
     async def dimensions(self, actor: Actor, *, since: datetime | None, until: datetime | None,
                          group_by: list[str], period: str | None) -> list[dict[str, Any]]:

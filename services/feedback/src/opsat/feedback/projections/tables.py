@@ -89,3 +89,13 @@ followups = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
 Index("followups_open", followups.c.status, followups.c.due_at)
+
+# Service facts of each request, from intake's and the SLA monitor's events: what satisfaction is compared with.
+request_service_facts = Table(
+    "request_service_facts", metadata,
+    Column("request_id", String, primary_key=True),
+    Column("sla_breached", Boolean, nullable=False, server_default="false"),  # any target breached
+    Column("resolution_on_time", Boolean),
+    Column("reassignments", Integer, nullable=False, server_default="0"),
+    Column("reopened", Boolean, nullable=False, server_default="false"),
+)
