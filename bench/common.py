@@ -357,7 +357,7 @@ class Bench:
         self.peak_rss_kb: dict[str, int] = {}  # role -> highest VmHWM seen of one process of that role
 
     # --- databases -----------------------------------------------------------------------
-    async def create_database(self, what: str, migrate: bool = True) -> str:
+    async def create_database(self, what: str, migrate: bool = True, service: str = "intake") -> str:
         name = f"opsat_bench_{self.id}_{what}"
         conn = await asyncpg.connect(self.infra.admin_url)
         try:
@@ -367,10 +367,10 @@ class Bench:
         self.databases.append(name)
         if migrate:
             env = self.service_env(name)
-            out = subprocess.run([str(BIN / "opsat-intake"), "migrate"], env=env, cwd=ROOT, capture_output=True,
+            out = subprocess.run([str(BIN / f"opsat-{service}"), "migrate"], env=env, cwd=ROOT, capture_output=True,
                                  text=True)
             if out.returncode:
-                raise RuntimeError(f"opsat-intake migrate failed:\n{out.stdout}\n{out.stderr}")
+                raise RuntimeError(f"opsat-{service} migrate failed:\n{out.stdout}\n{out.stderr}")
         return name
 
     async def drop_databases(self) -> None:
@@ -402,11 +402,11 @@ class Bench:
         return env
 
     async def start_api(self, database: str, workers: int, tag: str, namespace: str | None = None,
-                        **env_extra: str) -> tuple[Proc, str]:
+                        service: str = "intake", **env_extra: str) -> tuple[Proc, str]:
         """uvicorn with the app factory (create_app() reads OPSAT_* settings), `workers` processes."""
         port = free_port()
         env = self.service_env(database, http_port=port, namespace=namespace, **env_extra)
-        args = [str(BIN / "uvicorn"), "opsat.intake.service:create_app", "--factory", "--host", "127.0.0.1",
+        args = [str(BIN / "uvicorn"), f"opsat.{service}.service:create_app", "--factory", "--host", "127.0.0.1",
                 "--port", str(port), "--workers", str(workers), "--no-access-log", "--log-level", "warning"]
         proc = Proc(f"api-{tag}", args, env, self.logs / f"api-{tag}.log")
         self.procs.append(proc)
@@ -419,10 +419,11 @@ class Bench:
             await asyncio.sleep(1.0)
         return proc, url
 
-    async def start_worker(self, database: str, tag: str, namespace: str | None = None) -> Proc:
+    async def start_worker(self, database: str, tag: str, namespace: str | None = None, service: str = "intake",
+                           **env_extra: str) -> Proc:
         port = free_port()
-        env = self.service_env(database, worker_port=port, namespace=namespace)
-        proc = Proc(f"worker-{tag}", [str(BIN / "opsat-intake"), "worker"], env, self.logs / f"worker-{tag}.log")
+        env = self.service_env(database, worker_port=port, namespace=namespace, **env_extra)
+        proc = Proc(f"worker-{tag}", [str(BIN / f"opsat-{service}"), "worker"], env, self.logs / f"worker-{tag}.log")
         self.procs.append(proc)
         await wait_http(f"http://127.0.0.1:{port}/readyz", proc, timeout=60)
         return proc

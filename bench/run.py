@@ -175,6 +175,18 @@ async def main(args: argparse.Namespace) -> int:
                     if whatif:
                         diagnosis["projection_batched_whatif"] = whatif
 
+        # ---- 7. feedback: survey answers ---------------------------------------------------------------
+        import feedback_answers
+
+        step("7. feedback: survey answers per second over HTTP, answer -> CSAT read model latency")
+        out = await guarded("feedback_answers", feedback_answers.throughput(
+            bench, concurrency=32, seconds=4 if quick else 10, surveys=2_000 if quick else 6_000))
+        if out:
+            results.append(out[0])
+        out = await guarded("feedback_latency", feedback_answers.latency(bench, rate=50.0, seconds=4 if quick else 8))
+        if out:
+            results.append(out)
+
         # ---- 5. peak RSS --------------------------------------------------------------------------------
         for role, label in (("api", "API (each uvicorn worker process)"), ("worker", "worker process")):
             kb = bench.peak_rss_kb.get(role)
@@ -239,8 +251,11 @@ def print_report(results: list[Result], ratios: dict[str, Any], notify: dict[str
         rows.append([x.name, x.target, x.value, x.unit, "yes" if x.met else "NO", _note(x)])
     print(table(rows, ["benchmark", "target", "measured", "unit", "met", "notes"]))
     print()
-    print(table([[x.name, x.value, x.unit, _note(x)] for x in results if x.target is None],
-                ["limit (same run)", "measured", "unit", "notes"]))
+    print(table([[x.name, x.value, x.unit, _note(x)] for x in results if x.target is None
+                 and not x.name.startswith("feedback_")], ["limit (same run)", "measured", "unit", "notes"]))
+    print()
+    print(table([[x.name, x.value, x.unit, _note(x)] for x in results if x.target is None
+                 and x.name.startswith("feedback_")], ["figure (no target)", "measured", "unit", "notes"]))
     print()
     print(table([[k, v] for k, v in ratios.items()], ["ratio", "value"]))
     if notify:

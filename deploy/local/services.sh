@@ -6,7 +6,9 @@
 #   services.sh status [SERVICE...]
 #
 # Service N in the list gets API port 8000+10*N and worker port 8001+10*N (intake: 8000/8001),
-# (sla: 8010/8011) unless OPSAT_BASE_PORT says otherwise. Logs: .local/logs/<service>-{api,worker}.log.
+# (sla: 8010/8011, feedback: 8020/8021) unless OPSAT_BASE_PORT says otherwise. Logs: .local/logs/<service>-{api,worker}.log.
+# With feedback, a local SMTP sink (aiosmtpd) on port OPSAT_BASE_PORT+25 catches the survey emails into
+# .local/mail (a Maildir), and feedback sends to it.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -70,12 +72,29 @@ wait_ready() {  # $1 url, $2 log
   die "$1 did not become ready; log: $2"
 }
 
+SMTP_PORT=$((BASE_PORT + 25))
+
+# The survey emails go to a local sink: aiosmtpd writing every message it receives into a Maildir.
+mail_sink() {
+  local pidfile=$RUN/smtp-sink.pid
+  mkdir -p "$STATE/mail/cur" "$STATE/mail/new" "$STATE/mail/tmp"  # a Maildir
+  if ! alive "$pidfile"; then
+    port_in_use "$SMTP_PORT" && die "port $SMTP_PORT is taken (by another program); set OPSAT_BASE_PORT"
+    setsid nohup "$VENV/bin/python" -m aiosmtpd -n -u -l "127.0.0.1:$SMTP_PORT" -c aiosmtpd.handlers.Mailbox \
+      "$STATE/mail" >>"$LOGS/smtp-sink.log" 2>&1 </dev/null &
+    echo $! >"$pidfile"
+  fi
+  export OPSAT_SMTP_HOST=127.0.0.1 OPSAT_SMTP_PORT=$SMTP_PORT
+  export OPSAT_ANSWER_BASE_URL=${OPSAT_ANSWER_BASE_URL:-http://127.0.0.1:$((BASE_PORT + 20))/survey}
+}
+
 up() {
   load_infra
   mkdir -p "$LOGS" "$RUN"
   auth_env
   local i=0
   for svc in "$@"; do
+    [[ $svc == feedback ]] && mail_sink
     service_env "$svc" "$i"
     "$VENV/bin/python" - "$PG_URL" "opsat_$svc" <<'PY'
 import asyncio, sys, asyncpg
@@ -98,6 +117,10 @@ PY
   echo "Kafka       $OPSAT_KAFKA_BOOTSTRAP   (topic: opsat.<service>.events; tail: $VENV/bin/opsat-tail --from-beginning)"
   echo "PostgreSQL  $PG_URL   (one database per service: opsat_<service>)"
   echo "Tokens      . $STATE/auth.env; $VENV/bin/opsat-token --sub alice --org acme   (the key: $STATE/auth.env)"
+  if alive "$RUN/smtp-sink.pid"; then
+    echo "Mail sink   smtp://127.0.0.1:$SMTP_PORT   (caught emails, one file each: ls $STATE/mail/new;"
+    echo "            read them: $VENV/bin/python -c \"import mailbox, email.header as h; [print(m['To'], h.make_header(h.decode_header(m['Subject'])), m.get_payload(decode=True).decode(), sep='\\n') for m in mailbox.Maildir('$STATE/mail')]\")"
+  fi
   echo "Logs        $LOGS      Stop: make stop"
 }
 
@@ -113,6 +136,9 @@ down() {
       fi
       rm -f "$pidfile"
     done
+    if [[ $svc == feedback ]] && alive "$RUN/smtp-sink.pid"; then
+      kill -TERM "$(cat "$RUN/smtp-sink.pid")"; rm -f "$RUN/smtp-sink.pid"
+    fi
   done
 }
 
@@ -126,7 +152,7 @@ status() {
 }
 
 cmd=${1:-}; shift || true
-[[ $# -gt 0 ]] || set -- intake sla
+[[ $# -gt 0 ]] || set -- intake sla feedback
 case $cmd in
   up) up "$@" ;;
   down) down "$@" ;;

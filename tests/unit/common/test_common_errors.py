@@ -15,6 +15,7 @@ from opsat.common.domain import (
     Conflict,
     DomainError,
     Forbidden,
+    Gone,
     InvalidInput,
     InvalidTransition,
     NotFound,
@@ -136,6 +137,7 @@ def test_status_for_prefers_the_most_specific_class():
     assert status_for(AlreadyExists("x")) == 409
     assert status_for(Forbidden("x")) == 403
     assert status_for(InvalidInput("x")) == 422
+    assert status_for(Gone("x")) == 410
 
     class Custom(NotFound):
         pass

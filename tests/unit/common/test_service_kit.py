@@ -136,3 +136,22 @@ def test_a_projection_without_stream_versions_is_refused() -> None:
 
     with pytest.raises(DescriptionError, match="projection 'surveys' has no stream_versions table"):
         probe(projections=[Unguarded])
+
+
+def test_a_further_worker_loop_is_built_from_the_settings_engine_and_handler() -> None:
+    """A service's own loop (e.g. a mail sender) runs beside the relay and the consumers, with the same handler."""
+    from opsat.common.testing.service import settings_for_tests
+
+    built = []
+
+    class Sender:
+        def __init__(self, settings, engine, handler) -> None:  # type: ignore[no-untyped-def]
+            built.append((settings, handler))
+
+        async def run(self, stop) -> None:  # type: ignore[no-untyped-def]
+            await stop.wait()
+
+    service = probe(loops={"sender": Sender})
+    settings = settings_for_tests(service, "postgresql+asyncpg://x@127.0.0.1:1/x", "127.0.0.1:1", "t")
+    names = [name for name, _ in service.build_loops(settings)]
+    assert "sender" in names and built[0][0] is settings and built[0][1].service == "probe"

@@ -60,6 +60,10 @@ class NotDueYet(Conflict):
         self.due_at = due_at
 
 
+class Gone(DomainError):
+    """The resource existed and is no longer usable, e.g. an expired link (HTTP 410)."""
+
+
 class InvalidTransition(Conflict):
     """The life cycle does not allow this step from the current status (HTTP 409)."""
 

@@ -24,6 +24,7 @@ from opsat.common.domain import (
     Conflict,
     DomainError,
     Forbidden,
+    Gone,
     InvalidInput,
     NotFound,
     PreconditionFailed,
@@ -45,6 +46,7 @@ STATUS_BY_ERROR: list[tuple[type[DomainError], int]] = [
     (AlreadyExists, 409),
     (Conflict, 409),
     (PreconditionFailed, 412),
+    (Gone, 410),
     (InvalidInput, 422),
     (DomainError, 422),
 ]
@@ -56,6 +58,7 @@ TITLES = {
     404: "Not found",
     405: "Method not allowed",
     409: "Conflict",
+    410: "Gone",
     412: "Precondition failed",
     413: "Request body too large",
     415: "Unsupported media type",

@@ -57,6 +57,8 @@ class Service:
     reactions: Sequence[type] = ()  # event -> command (CommandReaction) or event -> deadline
     deadlines: Mapping[str, type] = field(default_factory=dict)  # kind -> command built as cls(<id>=stream_id)
     consumes: Sequence[str] = ()  # other services whose topics this one reads
+    # name -> factory(settings, engine, command handler) of an object whose `run(stop)` is a further worker loop
+    loops: Mapping[str, Callable[[Any, AsyncEngine, CommandHandler], Loop]] = field(default_factory=dict)
     partitions: int = 6  # of this service's events topic (key = stream id)
     module: str = ""  # where `create_app` lives, for uvicorn's multi-process mode; default opsat.<name>.service
 
@@ -174,6 +176,8 @@ class Service:
                     consumer.handler = handler
                 runner = ProjectionRunner(engine, consumer, self.runner_config(settings, cls.name))
                 loops.append((f"{kind}:{cls.name}", runner.run))
+        for name, factory in self.loops.items():
+            loops.append((name, factory(settings, engine, handler).run))
         if self.deadlines:
             handlers = {kind: _deadline_handler(handler, kind, command) for kind, command in self.deadlines.items()}
             loops.append(("deadlines", lambda stop: deadline_table.run_scheduler(

@@ -1,0 +1,5 @@
+"""`python -m opsat.feedback` = `opsat-feedback`."""
+
+from opsat.feedback.service import main
+
+main()

@@ -1,0 +1,139 @@
+"""HTTP bodies of the feedback API (never the domain events). Unknown fields are refused; the domain validates
+the values and names the offending field."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+
+NO_NUL = r"^[^\x00]*$"
+_ISO_DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
+
+
+def _iso_8601(value: object) -> object:
+    """Only an ISO 8601 date-time: pydantic would also read "0" as Unix time, which no client means.
+    (Kept here until the shared one in opsat.common lands.)"""
+    if isinstance(value, str) and not _ISO_DATETIME.match(value):
+        raise ValueError("give an ISO 8601 date-time, e.g. 2026-01-31T00:00:00+08:00")
+    return value
+
+
+IsoDateTime = Annotated[datetime, BeforeValidator(_iso_8601)]
+Label = Annotated[str, StringConstraints(min_length=1, max_length=300, pattern=NO_NUL)]
+Text = Annotated[str, StringConstraints(max_length=4000, pattern=NO_NUL)]
+Name = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=NO_NUL)]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DimensionBody(_Body):
+    key: Annotated[str, StringConstraints(min_length=1, max_length=40)]
+    weight: Annotated[int, Field(description="whole per cent; the weights of a template sum to 100")]
+    label_zh: Label
+    label_en: Label
+
+
+class TemplateBody(_Body):
+    dimensions: Annotated[list[DimensionBody], Field(min_length=1, max_length=12)]
+    nps_label_zh: Label | None = None
+    nps_label_en: Label | None = None
+    comment_label_zh: Label | None = None
+    comment_label_en: Label | None = None
+    anonymous: bool | None = Field(default=None, description="scores count; names are withheld from staff views")
+    comment_required_below: Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)] | None = None
+    follow_up_below: Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)] | None = None
+    max_comment_chars: Annotated[int, Field(ge=1, le=10_000)] | None = None
+
+
+class ContactBody(_Body):
+    organisation_id: Name
+    email: Annotated[str, StringConstraints(min_length=3, max_length=254)]
+    language: Literal["zh", "en"] = "zh"
+    name: Name | None = None
+
+
+class ComplaintBody(_Body):
+    complaint: Annotated[str, StringConstraints(min_length=1, max_length=4000, pattern=NO_NUL)]
+    request_id: Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")] | None \
+        = None
+    team: Name | None = None
+    assignee: Name | None = None
+    organisation_id: Name | None = Field(default=None, description="staff filing for a customer: the customer's "
+                                                                   "organisation (default: the caller's)")
+    customer_id: Name | None = Field(default=None, description="staff filing for a customer: the customer's id")
+
+
+class NoteBody(_Body):
+    note: Text
+
+
+class ResolutionBody(_Body):
+    resolution: Text
+
+
+class ReactionBody(_Body):
+    accepted: bool
+    comment: Text | None = None
+
+
+Token = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+
+
+class FormRequest(_Body):
+    token: Token
+
+
+class AnswerBody(_Body):
+    token: Token
+    template_version: Annotated[int, Field(ge=1, le=1_000_000, description="the version the form showed")]
+    ratings: Annotated[dict[Annotated[str, StringConstraints(max_length=40)], int], Field(
+        max_length=12, description="dimension key -> 1..5; every dimension of the template, none pre-selected")]
+    nps: int = Field(description="0..10: how likely to recommend")
+    comment: Annotated[str, StringConstraints(max_length=20_000)] | None = Field(
+        default=None, description="required below the template's threshold; at most its max_comment_chars")
+
+
+class _Accepted(BaseModel):
+    version: int
+    position: int
+    event_ids: list[str]
+    replayed: bool = Field(description="true when an Idempotency-Key repeat returned the first result")
+
+
+class TemplateAccepted(_Accepted):
+    template_id: str
+
+
+class ContactAccepted(_Accepted):
+    contact_id: str
+
+
+class FollowUpAccepted(_Accepted):
+    followup_id: str
+
+
+class AnswerAccepted(BaseModel):
+    survey_id: str
+    score: float
+    band: str
+    thanks: str
+
+
+class SurveyForm(BaseModel):
+    survey_id: str
+    request_id: str
+    language: str
+    expires_at: Any
+    template_id: str
+    template_version: int
+    dimensions: list[dict[str, Any]]
+    nps_label: str
+    comment_label: str
+    comment_required_below: float
+    max_comment_chars: int
+    anonymous: bool

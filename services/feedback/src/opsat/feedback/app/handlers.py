@@ -1,0 +1,118 @@
+"""The feedback service's aggregates as the kit's command handler sees them: templates, contacts, surveys and
+follow-ups, four kinds of stream in one service (`AggregateSet`)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+
+from opsat.common.commands import AggregateSet
+from opsat.common.domain import Actor, CommandContext, DomainEvent, Forbidden, Role
+from opsat.feedback.domain import commands as c
+from opsat.feedback.domain import contacts, followups, surveys, templates
+from opsat.feedback.settings import FeedbackSettings
+
+FOLLOW_UP_STAFF = (Role.agent, Role.team_lead, Role.manager, Role.admin)
+CALLERS: dict[type, tuple[Role, ...]] = {
+    c.DefineTemplate: (Role.admin,),
+    c.RegisterContact: (Role.admin, Role.agent, Role.team_lead, Role.manager, Role.service),
+    c.OpenFollowUp: (Role.requester, *FOLLOW_UP_STAFF, Role.service),  # a complaint
+    c.RecordContact: FOLLOW_UP_STAFF,
+    c.ResolveFollowUp: FOLLOW_UP_STAFF,
+    c.RecordCustomerReaction: (Role.requester, *FOLLOW_UP_STAFF),
+}
+
+
+def callers(command_cls: type) -> Sequence[Role]:
+    """Who may issue a routed command (the rule below checks the rest)."""
+    return CALLERS[command_cls]
+
+
+def _check(command: Any, actor: Actor) -> None:
+    if not actor.has(*CALLERS[type(command)]):
+        raise Forbidden(f"{type(command).__name__} is not yours to issue")
+
+
+class TemplateAggregate:
+    stream_type = "survey_template"
+    id_field = "template_id"
+    commands = frozenset({c.DefineTemplate})
+    evolve = staticmethod(templates.evolve)
+
+    def __init__(self, settings: Any) -> None:
+        self.settings = settings
+
+    def tenant(self, state: Any, command: Any, actor: Actor) -> str:
+        return actor.organisation
+
+    def decide(self, state: Any, command: Any, ctx: CommandContext) -> list[DomainEvent]:
+        _check(command, ctx.actor)
+        return templates.decide(state, command, ctx.now, ctx.actor.id)
+
+
+class ContactAggregate:
+    stream_type = "contact"
+    id_field = "contact_id"
+    commands = frozenset({c.RegisterContact})
+    evolve = staticmethod(contacts.evolve)
+
+    def __init__(self, settings: Any) -> None:
+        self.settings = settings
+
+    def tenant(self, state: contacts.Contact | None, command: Any, actor: Actor) -> str:
+        return state.organisation_id if state is not None else command.organisation_id
+
+    def decide(self, state: Any, command: Any, ctx: CommandContext) -> list[DomainEvent]:
+        _check(command, ctx.actor)
+        return contacts.decide(state, command, ctx.now, ctx.actor.id)
+
+
+class SurveyAggregate:
+    """Issued, reminded, expired and mail attempts by the service itself; answered by whoever holds the token
+    (the public endpoint is the only way in, and the token is the authority)."""
+
+    stream_type = "survey"
+    id_field = "survey_id"
+    commands = frozenset({c.IssueSurvey, c.AnswerSurvey, c.RemindSurvey, c.ExpireSurvey, c.RecordMailAttempt})
+    evolve = staticmethod(surveys.evolve)
+
+    def __init__(self, settings: Any) -> None:
+        self.settings = settings
+
+    def tenant(self, state: surveys.Survey | None, command: Any, actor: Actor) -> str:
+        return state.organisation_id if state is not None else getattr(command, "organisation_id", actor.organisation)
+
+    def decide(self, state: Any, command: Any, ctx: CommandContext) -> list[DomainEvent]:
+        if not isinstance(command, c.AnswerSurvey) and not ctx.actor.has(Role.service):
+            raise Forbidden("surveys move by the service's own reactions and timers")
+        return surveys.decide(state, command, ctx.now)
+
+
+class FollowUpAggregate:
+    stream_type = "followup"
+    id_field = "followup_id"
+    commands = frozenset({c.OpenFollowUp, c.RecordContact, c.ResolveFollowUp, c.RecordCustomerReaction,
+                          c.MarkFollowUpOverdue})
+    evolve = staticmethod(followups.evolve)
+
+    def __init__(self, settings: FeedbackSettings) -> None:
+        self.settings = settings
+
+    def tenant(self, state: followups.FollowUp | None, command: Any, actor: Actor) -> str:
+        return state.organisation_id if state is not None else command.organisation_id
+
+    def decide(self, state: Any, command: Any, ctx: CommandContext) -> list[DomainEvent]:
+        if isinstance(command, c.MarkFollowUpOverdue):
+            if not ctx.actor.has(Role.service):
+                raise Forbidden("overdue is flagged by the follow-up's timer")
+        else:
+            _check(command, ctx.actor)
+        owner = self.settings.followup_owner_by_team.get(getattr(command, "team", None) or "",
+                                                         self.settings.followup_default_owner)
+        return followups.decide(state, command, ctx.now, ctx.actor.id, default_owner=owner,
+                                due_after=timedelta(seconds=self.settings.followup_due_s))
+
+
+class FeedbackAggregates(AggregateSet):
+    members = (TemplateAggregate, ContactAggregate, SurveyAggregate, FollowUpAggregate)

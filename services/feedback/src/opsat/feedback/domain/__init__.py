@@ -1,0 +1,1 @@
+"""The feedback domain: pure rules, no I/O."""

@@ -1,0 +1,162 @@
+"""Events the feedback service publishes on `opsat.feedback.events`.
+
+Streams: templates (`template_id`), contacts (`contact_id`, the requester's subject id), surveys
+(`svy-...`) and follow-ups (`fu-...`). Fields marked `x-personal` hold contact details (README,
+"Personal data in events"). No event carries a survey's token: only its SHA-256 hash.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+from pydantic import AwareDatetime, Field
+
+from opsat.common.domain import DomainEvent
+
+Personal = {"x-personal": True}
+Language = Literal["zh", "en"]
+
+
+def _type(name: str) -> str:
+    return f"opsat.feedback.{name}"
+
+
+class TemplateDefined(DomainEvent):
+    """A survey template was created or replaced; `template` is the whole spec of this version."""
+
+    event_type: ClassVar[str] = _type("template.defined")
+    template_id: str
+    version: int
+    template: dict[str, Any]
+    at: AwareDatetime
+    by: str
+
+
+class ContactRegistered(DomainEvent):
+    """Where a customer contact receives surveys (registered or changed by staff or an enterprise directory)."""
+
+    event_type: ClassVar[str] = _type("contact.registered")
+    contact_id: str
+    organisation_id: str
+    email: str = Field(json_schema_extra=Personal)
+    name: str | None = Field(default=None, json_schema_extra=Personal)
+    language: Language
+    at: AwareDatetime
+    by: str
+
+
+class SurveyEvent(DomainEvent):
+    survey_id: str
+    at: AwareDatetime
+
+
+class SurveyIssued(SurveyEvent):
+    """A transactional survey for a closed request: the facts it is judged against, the template version it asks,
+    the hash of its one-time token and when it is reminded and expires."""
+
+    event_type: ClassVar[str] = _type("survey.issued")
+    organisation_id: str
+    request_id: str
+    requester_id: str
+    team: str | None = None
+    assignee: str | None = None
+    kind: str | None = None
+    priority: str | None = None
+    service: str | None = None
+    template: dict[str, Any]
+    token_hash: str  # SHA-256 hex of the token; the token itself is never stored
+    language: Language
+    recipient: str | None = Field(default=None, json_schema_extra=Personal)  # None: no contact address known
+    remind_at: AwareDatetime
+    expires_at: AwareDatetime
+
+
+class SurveyReminded(SurveyEvent):
+    """The one reminder is due (unanswered after the reminder delay): a reminder email goes out."""
+
+    event_type: ClassVar[str] = _type("survey.reminded")
+
+
+class SurveyExpired(SurveyEvent):
+    event_type: ClassVar[str] = _type("survey.expired")
+
+
+class SurveyAnswered(SurveyEvent):
+    """The respondent answered; score, band and NPS category follow from the template version answered."""
+
+    event_type: ClassVar[str] = _type("survey.answered")
+    template_id: str
+    template_version: int
+    ratings: dict[str, int]
+    nps: int
+    comment: str | None = None
+    score: float
+    band: str
+    nps_category: Literal["promoter", "passive", "detractor"]
+    follow_up_reasons: list[str]  # low_score | detractor; non-empty opens a follow-up
+
+
+class MailAttempted(SurveyEvent):
+    """One attempt to hand a survey's email to the SMTP relay. `outcome` failed: retried later;
+    bounced: the relay refused the address for good; undeliverable: no address is known."""
+
+    event_type: ClassVar[str] = _type("survey.mail_attempted")
+    purpose: Literal["invitation", "reminder"]
+    attempt: int
+    outcome: Literal["sent", "failed", "bounced", "undeliverable"]
+    error: str | None = None
+    next_attempt_at: AwareDatetime | None = None
+
+
+class FollowUpEvent(DomainEvent):
+    followup_id: str
+    at: AwareDatetime
+    by: str
+
+
+class FollowUpOpened(FollowUpEvent):
+    """Closed loop (5.4): a low score, an NPS detractor or a complaint filed directly opens a follow-up."""
+
+    event_type: ClassVar[str] = _type("followup.opened")
+    organisation_id: str
+    source: Literal["survey", "complaint"]
+    reasons: list[str]  # low_score | detractor | complaint
+    survey_id: str | None = None
+    request_id: str | None = None
+    customer_id: str | None = None
+    team: str | None = None
+    assignee: str | None = None
+    complaint: str | None = None
+    owner: str
+    due_at: AwareDatetime
+
+
+class FollowUpContacted(FollowUpEvent):
+    event_type: ClassVar[str] = _type("followup.contacted")
+    note: str
+
+
+class FollowUpResolved(FollowUpEvent):
+    event_type: ClassVar[str] = _type("followup.resolved")
+    resolution: str
+
+
+class CustomerReacted(FollowUpEvent):
+    """The customer's reaction to the resolution: accepted closes the follow-up, otherwise it opens again."""
+
+    event_type: ClassVar[str] = _type("followup.customer_reacted")
+    accepted: bool
+    comment: str | None = None
+
+
+class FollowUpOverdue(FollowUpEvent):
+    """Due time passed before the follow-up was resolved (flagged once)."""
+
+    event_type: ClassVar[str] = _type("followup.overdue")
+    due_at: AwareDatetime
+
+
+SURVEY_EVENTS = (SurveyIssued, SurveyReminded, SurveyExpired, SurveyAnswered, MailAttempted)
+FOLLOWUP_EVENTS = (FollowUpOpened, FollowUpContacted, FollowUpResolved, CustomerReacted, FollowUpOverdue)
+FEEDBACK_EVENTS: tuple[type[DomainEvent], ...] = (TemplateDefined, ContactRegistered, *SURVEY_EVENTS,
+                                                  *FOLLOWUP_EVENTS)

@@ -1,0 +1,52 @@
+"""The feedback service as the kit builds it: app, worker, topics and `opsat-feedback api|worker|migrate|...`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from opsat.common.service import Service
+from opsat.feedback.api.routes import contact_router, followup_router, router, template_router
+from opsat.feedback.app.delivery import MailSender
+from opsat.feedback.app.handlers import FeedbackAggregates
+from opsat.feedback.app.reactions import (
+    FOLLOWUP_OVERDUE,
+    SURVEY_EXPIRY,
+    SURVEY_REMINDER,
+    FollowUpOnAnswer,
+    SurveyOnClose,
+    SurveyScheduler,
+)
+from opsat.feedback.domain.commands import ExpireSurvey, MarkFollowUpOverdue, RemindSurvey
+from opsat.feedback.domain.events import FEEDBACK_EVENTS
+from opsat.feedback.projections.queries import FeedbackQueries
+from opsat.feedback.projections.satisfaction import SatisfactionProjection
+from opsat.feedback.projections.service_facts import ServiceFactsProjection
+from opsat.feedback.settings import FeedbackSettings
+
+DESCRIPTION = """Satisfaction (满意度): transactional surveys on intake's closed requests, delivered by email with a
+one-time link, scored against versioned templates; complaints and the closed loop of follow-ups; CSAT, NPS,
+response rate and dimension breakdowns by period, team, engineer, kind and business service.
+
+A request closed in intake issues a survey to its requester (never twice within the sampling window), emailed
+through the SMTP relay with a link valid 7 days and one reminder after 3. Answering needs only the token
+(`POST /api/v1/public/answers`). A score below 60, an NPS detractor or a complaint opens a follow-up.
+Events: `GET /api/v1/events/asyncapi.json`."""
+
+SERVICE = Service(
+    name="feedback",
+    module="opsat.feedback.service",
+    description=DESCRIPTION,
+    settings=FeedbackSettings,
+    events=FEEDBACK_EVENTS,
+    aggregate=FeedbackAggregates,
+    routers=[template_router, contact_router, followup_router, router],
+    queries=FeedbackQueries,
+    projections=[SatisfactionProjection, ServiceFactsProjection],
+    reactions=[SurveyOnClose, SurveyScheduler, FollowUpOnAnswer],
+    deadlines={SURVEY_REMINDER: RemindSurvey, SURVEY_EXPIRY: ExpireSurvey, FOLLOWUP_OVERDUE: MarkFollowUpOverdue},
+    loops={"mail": MailSender},
+    consumes=("intake", "sla"),
+    migrations=Path(__file__).parent / "migrations" / "versions",
+)
+create_app = SERVICE.create_app
+main = SERVICE.main

@@ -1,0 +1,92 @@
+"""Delivery and time on the real stack: an unreachable SMTP relay delays the invitation (attempts recorded and
+visible on the survey) and it goes out once the relay is back; the reminder after 3 days and the expiry after 7
+run on the deadlines table; complaints open follow-ups."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from feedback_story import Feedback, SmtpSink, eventually, free_port, issue_survey
+
+from opsat.feedback.service import SERVICE
+
+NOW = datetime.now(UTC)
+
+
+async def survey(feedback, survey_id: str, check):  # type: ignore[no-untyped-def]
+    async def seen():  # type: ignore[no-untyped-def]
+        r = await feedback.client.get(f"/api/v1/surveys/{survey_id}", headers=feedback.staff())
+        return r.json() if r.status_code == 200 and check(r.json()) else None
+
+    return await eventually(seen, what=f"survey {survey_id}")
+
+
+async def test_an_unreachable_relay_delays_the_invitation_and_loses_nothing(run_service):
+    port = free_port()  # nothing listens here yet
+    feedback = await run_service(SERVICE, harness=Feedback, smtp_port=port, smtp_timeout_s=1.0,
+                                 mail_poll_interval_s=0.2, mail_retry_base_s=0.3, mail_retry_max_s=0.6)
+    async with feedback.worker():
+        await issue_survey(feedback, "svy-wait", NOW, recipient="bob@acme.example")
+        failing = await survey(feedback, "svy-wait",
+                               lambda s: s["delivery"].get("invitation", {}).get("attempts", 0) >= 2)
+        invitation = failing["delivery"]["invitation"]
+        assert invitation["status"] == "pending" and invitation["last_outcome"] == "failed"
+        assert "Connect" in invitation["last_error"] or "refused" in invitation["last_error"].lower()
+        sink = SmtpSink(port).start()
+        try:
+            sent = await survey(feedback, "svy-wait", lambda s: s["delivery"]["invitation"]["status"] == "sent")
+            assert [m["To"] for m in sink.messages] == ["bob@acme.example"]
+            assert "请评价我们的服务" in sink.messages[0]["Subject"]  # the contact's language (zh)
+        finally:
+            sink.stop()
+    attempts = await feedback.rows("select outcome from mail_attempts order by id")
+    assert [a[0] for a in attempts][-1] == "sent" and len(attempts) == sent["delivery"]["invitation"]["attempts"]
+    assert all(a[0] == "failed" for a in attempts[:-1])
+
+
+async def test_reminder_after_three_days_and_expiry_after_seven_on_the_deadlines(feedback, smtp_sink):
+    await issue_survey(feedback, "svy-quiet", NOW - timedelta(days=4), recipient="carol@acme.example")
+    await issue_survey(feedback, "svy-gone", NOW - timedelta(days=8), recipient="dave@acme.example")
+    await issue_survey(feedback, "svy-none", NOW, recipient=None)
+    async with feedback.worker():
+        reminded = await survey(feedback, "svy-quiet",
+                                lambda s: s["delivery"].get("reminder", {}).get("status") == "sent")
+        assert reminded["reminded_at"] is not None and reminded["status"] == "issued"
+        expired = await survey(feedback, "svy-gone", lambda s: s["status"] == "expired")
+        assert expired["delivery"] == {}  # its link is dead: no email sent
+        nowhere = await survey(feedback, "svy-none", lambda s: "invitation" in s["delivery"])
+        assert nowhere["delivery"]["invitation"]["status"] == "undeliverable"
+    subjects = sorted((m["To"], m["Subject"][:2]) for m in smtp_sink.messages)
+    assert subjects == [("carol@acme.example", "提醒"), ("carol@acme.example", "请评")]
+    rate = (await feedback.client.get("/api/v1/response-rate", headers=feedback.staff())).json()
+    assert rate == [{"issued": 3, "answered": 0, "expired": 1, "response_rate_percent": 0.0}]
+
+
+async def test_a_customer_files_a_complaint_and_staff_close_the_loop(feedback):
+    customer = feedback.token("u-req", "acme", "requester")
+    r = await feedback.client.post("/api/v1/complaints", json={"complaint": "nobody called back", "team": "network"},
+                                   headers=customer)
+    assert r.status_code == 201, r.text
+    fid = r.json()["followup_id"]
+    assert (await feedback.client.post("/api/v1/complaints", json={"complaint": " "}, headers=customer)
+            ).status_code == 422
+    assert (await feedback.client.post(f"/api/v1/follow-ups/{fid}/resolve", json={"resolution": "x"},
+                                       headers=customer)).status_code == 403
+    staff = feedback.staff()
+    assert (await feedback.client.post(f"/api/v1/follow-ups/{fid}/resolve", json={"resolution": "x"},
+                                       headers=staff)).status_code == 409  # open: contact the customer first
+    for path, who, body in (("contact", staff, {"note": "called"}), ("resolve", staff, {"resolution": "apologised"}),
+                            ("customer-reaction", customer, {"accepted": False, "comment": "still waiting"})):
+        r = await feedback.client.post(f"/api/v1/follow-ups/{fid}/{path}", json=body, headers=who)
+        assert r.status_code == 200, (path, r.text)
+    async with feedback.worker(only=("relay", "projection")):
+        async def reopened():  # type: ignore[no-untyped-def]
+            r = await feedback.client.get(f"/api/v1/follow-ups/{fid}", headers=customer)
+            return r.json() if r.status_code == 200 and len(r.json()["history"]) == 4 else None
+
+        row = await eventually(reopened, what="the follow-up read model")
+    assert row["status"] == "open" and row["source"] == "complaint" and row["customer_accepted"] is False
+    listed = (await feedback.client.get("/api/v1/follow-ups?source=complaint", headers=staff)).json()
+    assert [f["followup_id"] for f in listed] == [fid]
+    other = feedback.token("eve", "globex", "requester")
+    assert (await feedback.client.get(f"/api/v1/follow-ups/{fid}", headers=other)).status_code == 404
