@@ -1,0 +1,14 @@
+"""The risk service's settings: the shared ones and the score thresholds of the risk levels (signal rules,
+plans and rotas are event-sourced configuration, not settings)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from opsat.common.settings import ServiceSettings
+
+
+class RiskSettings(ServiceSettings):
+    service_name: str = "risk"
+    # Lowest score of each level above low (DOMAIN.md: low 1-4, medium 5-9, high 10-16, critical 17-25).
+    risk_levels: dict[str, int] = Field(default_factory=lambda: {"medium": 5, "high": 10, "critical": 17})
