@@ -11,6 +11,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, func, or_, select, text
+from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from opsat.common.domain import InvalidInput, NotFound
@@ -66,7 +67,8 @@ class RiskQueries:
         if as_of is None:
             return select(*[R[n] for n in SUMMARY], R.updated_at.label("since")).subquery("register")
         return (select(*[V[n] for n in SUMMARY], V.valid_from.label("since")).where(V.valid_from <= as_of)
-                .order_by(V.risk_id, V.valid_from.desc(), V.version.desc()).distinct(V.risk_id).subquery("register"))
+                .order_by(V.risk_id, V.valid_from.desc(), V.version.desc()).ext(distinct_on(V.risk_id))
+                .subquery("register"))
 
     async def register(self, filters: RiskFilters, *, as_of: datetime | None, limit: int, cursor: str | None
                        ) -> tuple[list[dict[str, Any]], str | None]:
