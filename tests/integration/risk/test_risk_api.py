@@ -12,7 +12,7 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from risk_harness import ADMIN, AGENT, AUDITOR, LEAD, MANAGER, OFFICER, REQUESTER
+from risk_harness import ADMIN, AGENT, AUDITOR, LEAD, MANAGER, OFFICER, REQUESTER, topics_visible
 
 PROBLEM_JSON = "application/problem+json"
 RISK_BODY = {"title": "Backup window overruns", "category": "capacity", "description": "nightly backup ends at 08:30",
@@ -69,6 +69,7 @@ async def test_only_risk_officers_accept_and_stand_down_and_auditors_change_noth
     assert r.status_code == 409 and problem_field(r) == "status"
     assert await risk.events() == before
 
+    await topics_visible(risk)
     async with risk.worker(only=("relay", "projection")):  # auditors read everything
         await risk.eventually(lambda: _register_has(risk, 1))
         for path in ("/api/v1/risks", f"/api/v1/risks/{rid}", "/api/v1/heat-map", "/api/v1/top-risks",
@@ -154,6 +155,7 @@ async def test_register_queries_filters_pages_as_of_heat_map_trend_and_emergenci
                                                        (2, 2, "wiki")]):
         ids.append(await identify(risk, title=f"risk {i}", likelihood=likelihood, impact=impact, subject=subject))
         await asyncio.sleep(0.01)
+    await topics_visible(risk)
     async with risk.worker(only=("relay", "projection")):
         await risk.eventually(lambda: _register_has(risk, 5))
         between = datetime.now(UTC)

@@ -3,10 +3,11 @@
 `SignalDriver` keeps, in the `reactions` schema (outside the disposable read models), what it needs to judge:
 the team, service and priority of each request as the SLA monitor last announced them, every observation
 (breach, incident, response) by upstream event id, and the open risk of each rule's subject. For every
-observation it evaluates the rules as of the observation's time and issues `RecordSignal` for each rule that
-fires (a new risk, or a re-score of the subject's open one) and, for a P1 breach or P1 incident,
+observation it evaluates the rules as of the subject's newest observation and issues `RecordSignal` for each
+rule that fires (a new risk, or a re-score of the subject's open one) and, for a P1 breach or P1 incident,
 `ActivateEmergency` for the matching plan (once per plan and request). Each command's Idempotency-Key is
-derived from the upstream event id and the rule, so a replayed topic issues nothing new.
+derived from the upstream event id and the rule, and evidence already recorded on a risk adds nothing, so a
+replayed topic issues nothing new.
 
 The feedback service's responses are read by `ResponseRecorded` and the `csat-team` rule; the driver reads
 `opsat.feedback.events` once that topic exists (add "feedback" to `sources` and the service's `consumes`).
@@ -148,7 +149,11 @@ class SignalDriver(CommandReaction):
         for rule in sorted(rules.values(), key=lambda r: r.rule_id):
             if rule.subject_of(observation) is None:
                 continue
-            signal = rule.evaluate(observation, await self.history(conn, rule, observation))
+            # As of the subject's newest observation: events of one subject arrive from several partitions,
+            # so the last to arrive is not always the latest.
+            subject = rule.subject_of(observation)
+            counted = [o for o in await self.history(conn, rule, observation) if rule.subject_of(o) == subject]
+            signal = rule.evaluate(max(counted, key=lambda o: (o.at, o.event_id)), counted)
             if signal is not None:
                 await self.signal(conn, received, signal)
         if observation.priority == "P1" and (observation.source == "sla_breach" or observation.kind == "incident"):
@@ -190,11 +195,11 @@ class SignalDriver(CommandReaction):
             where=REQUESTS.c.sequence < received.sequence))
 
     async def history(self, conn: AsyncConnection, rule: SignalRule, latest: Observation) -> list[Observation]:
-        """The observations of the rule's source and subject up to `latest` that its window or last N can see."""
+        """The observations of the rule's source and subject that a window or last N including `latest` can see
+        (`latest` itself among them: it was stored before)."""
         o = OBSERVATIONS.c
         column = o.team if rule.subject == "team" else o.service
-        query = select(OBSERVATIONS).where(o.source == rule.source, column == getattr(latest, rule.subject),
-                                           o.at <= latest.at)
+        query = select(OBSERVATIONS).where(o.source == rule.source, column == getattr(latest, rule.subject))
         if rule.per_kind:
             query = query.where(o.kind == latest.kind)
         if rule.window_seconds is not None:

@@ -2,7 +2,8 @@
 
 An upstream event becomes an `Observation` (a breach, an incident, a satisfaction response) with the team,
 service, kind and priority it concerns. A rule groups the observations of its source by subject (a team or a
-service, and the kind when `per_kind`) and fires when, as of the observation's own time:
+service, and the kind when `per_kind`) and fires when, as of a given observation of the subject (the
+signal driver takes the newest):
 - `count`: at least `threshold` observations lie in the last `window_seconds`, or
 - `mean_below`: the mean `value` of the subject's last `last_n` observations is below `threshold`.
 A rule's likelihood rises by one for each observation beyond the threshold (at most 5). DOMAIN.md's
