@@ -6,7 +6,7 @@ never). No `from __future__ import annotations` here: FastAPI reads the annotati
 """
 
 import uuid
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
@@ -117,7 +117,7 @@ async def register(queries: Queries, actor: Readers,
                    open_only: bool = False, category: s.Category | None = None,
                    level: Literal["low", "medium", "high", "critical"] | None = None,
                    subject_type: Literal["team", "service"] | None = None, subject: Filter = None,
-                   owner: Filter = None, as_of: datetime | None = None,
+                   owner: Filter = None, as_of: s.IsoDateTime | None = None,
                    limit: Annotated[int, Query(ge=1, le=500)] = 50,
                    cursor: Annotated[str | None, Query(max_length=500)] = None) -> s.RiskPage:
     filters = RiskFilters(status=status, open_only=open_only, category=category, level=level,
@@ -134,7 +134,7 @@ async def get_risk(risk_id: RiskId, queries: Queries, actor: Readers) -> dict[st
 
 
 @router.get("/heat-map", tags=["risks"], summary="5×5 heat map of open risks (likelihood rows, impact columns)")
-async def heat_map(queries: Queries, actor: Readers, as_of: datetime | None = None) -> dict[str, Any]:
+async def heat_map(queries: Queries, actor: Readers, as_of: s.IsoDateTime | None = None) -> dict[str, Any]:
     return await queries.heat_map(_aware(as_of, "as_of"))
 
 
@@ -151,8 +151,8 @@ async def by_subject(queries: Queries, actor: Readers,
 
 
 @router.get("/trend", tags=["risks"], summary="Total score of open risks at the end of each day (UTC)")
-async def trend(queries: Queries, actor: Readers, since: date | None = None,
-                until: date | None = None) -> list[dict[str, Any]]:
+async def trend(queries: Queries, actor: Readers, since: s.IsoDate | None = None,
+                until: s.IsoDate | None = None) -> list[dict[str, Any]]:
     until = until or datetime.now(UTC).date()
     return await queries.trend(since or until - timedelta(days=30), until)
 
@@ -188,14 +188,14 @@ async def list_rotas(queries: Queries, actor: Readers) -> list[dict[str, Any]]:
 
 
 @router.get("/on-call", tags=["on-call"], summary="Who is on call at an instant (default: now), per rota")
-async def on_call(queries: Queries, actor: Readers, at: datetime | None = None, team: Filter = None,
+async def on_call(queries: Queries, actor: Readers, at: s.IsoDateTime | None = None, team: Filter = None,
                   role: Filter = None) -> list[dict[str, Any]]:
     return await queries.on_call(_aware(at, "at") or datetime.now(UTC), team=team, role=role)
 
 
 @router.get("/on-call/schedule", tags=["on-call"], summary="Who is on call over a span: shifts per rota",
             description="Shifts split at hand-overs and overrides; at most a year per request.")
-async def schedule(queries: Queries, actor: Readers, start: datetime, end: datetime, team: Filter = None,
+async def schedule(queries: Queries, actor: Readers, start: s.IsoDateTime, end: s.IsoDateTime, team: Filter = None,
                    role: Filter = None) -> list[dict[str, Any]]:
     return await queries.schedule(_aware(start, "start"), _aware(end, "end"), team=team,  # type: ignore[arg-type]
                                   role=role)

@@ -3,10 +3,33 @@ validates the values and names the offending field."""
 
 from __future__ import annotations
 
-from datetime import date
+import re
+from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+
+_ISO_DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def _iso_8601(value: object) -> object:
+    """Only an ISO 8601 date-time: pydantic would also read 0 or "0" as Unix time, which no client means."""
+    if not isinstance(value, datetime) and not (isinstance(value, str) and _ISO_DATETIME.match(value)):
+        raise ValueError("give an ISO 8601 date-time, e.g. 2026-01-31T00:00:00+08:00")
+    return value
+
+
+def _iso_date(value: object) -> object:
+    if not isinstance(value, date) and not (isinstance(value, str) and _ISO_DATE.match(value)):
+        raise ValueError("give an ISO 8601 date, e.g. 2026-01-31")
+    return value
+
+
+# ISO-only date and date-time (as intake's `IsoDateTime`; local until a shared one lives in opsat.common).
+IsoDateTime = Annotated[datetime, BeforeValidator(_iso_8601)]
+IsoAwareDateTime = Annotated[AwareDatetime, BeforeValidator(_iso_8601)]
+IsoDate = Annotated[date, BeforeValidator(_iso_date)]
 
 Text = Annotated[str, StringConstraints(min_length=1, max_length=2000, pattern=r"^[^\x00]*$")]
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^\x00]*$")]
@@ -39,7 +62,7 @@ class AssessBody(_Body):
 
 class MitigationBody(_Body):
     plan: Text
-    due_on: date
+    due_on: IsoDate
     owner: Name | None = None
 
 
@@ -115,8 +138,8 @@ class RotaBody(_Body):
 
 class OverrideBody(_Body):
     person: Name
-    start: AwareDatetime
-    end: AwareDatetime
+    start: IsoAwareDateTime
+    end: IsoAwareDateTime
     reason: Annotated[str, StringConstraints(max_length=2000, pattern=r"^[^\x00]*$")] = ""
 
 
@@ -139,7 +162,7 @@ class StandDownBody(_Body):
 class ReviewAction(_Body):
     title: Name
     owner: Name
-    due_on: date
+    due_on: IsoDate
 
 
 class ReviewBody(_Body):
