@@ -6,7 +6,7 @@
 #   services.sh status [SERVICE...]
 #
 # Service N in the list gets API port 8000+10*N and worker port 8001+10*N (intake: 8000/8001),
-# (sla: 8010/8011) unless OPSAT_BASE_PORT says otherwise. Logs: .local/logs/<service>-{api,worker}.log.
+# (sla: 8010/8011, risk: 8020/8021) unless OPSAT_BASE_PORT says otherwise. Logs: .local/logs/<service>-{api,worker}.log.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -124,7 +124,7 @@ status() {
 }
 
 cmd=${1:-}; shift || true
-[[ $# -gt 0 ]] || set -- intake sla
+[[ $# -gt 0 ]] || set -- intake sla risk
 case $cmd in
   up) up "$@" ;;
   down) down "$@" ;;
