@@ -126,3 +126,12 @@ def test_a_signal_never_reopens_a_closed_risk():
     events += register.close(fold(events), c.CloseRisk("r9", "fixed"), NOW, "rita")
     with pytest.raises(Conflict):
         register.record_signal(fold(events), c.RecordSignal("r9", signal(["e1", "e2"])), LEVELS, NOW, "system")
+
+
+def test_level_thresholds_in_settings_are_checked_when_the_service_starts():
+    from opsat.risk.settings import RiskSettings
+
+    assert RiskSettings(risk_levels={"medium": 4, "high": 9, "critical": 16}).risk_levels["high"] == 9
+    for bad in ({"medium": 9, "high": 5, "critical": 17}, {"medium": 5, "high": 10}):
+        with pytest.raises(ValueError):
+            RiskSettings(risk_levels=bad)
