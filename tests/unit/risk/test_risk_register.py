@@ -113,6 +113,7 @@ def test_a_signal_raises_an_assessed_risk_then_re_scores_it_and_never_records_th
     rescored = register.record_signal(risk, c.RecordSignal("r9", signal(["e1", "e2", "e3", "e4"], likelihood=4)),
                                       LEVELS, NOW, "system")
     assert [type(e) for e in rescored] == [ev.SignalRecorded, ev.RiskAssessed]
+    assert rescored[0].evidence == ["e4"]  # only what is new; the risk keeps the union
     risk = fold(raised + rescored)
     assert (risk.score, risk.level, risk.assessments) == (12, "high", 2)
     assert risk.evidence == ("e1", "e2", "e3", "e4")

@@ -6,6 +6,7 @@ never). No `from __future__ import annotations` here: FastAPI reads the annotati
 """
 
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
@@ -82,8 +83,7 @@ def _aware(value: datetime | None, field: str) -> datetime | None:
 async def identify(body: s.IdentifyBody, response: Response, commands: Commands, meta: CreationMeta,
                    actor: Annotated[Actor, Depends(require(*callers(c.IdentifyRisk)))]) -> s.RiskAccepted:
     command = c.IdentifyRisk(risk_id=str(uuid.uuid4()), **body.model_dump())
-    result = await commands.execute(command, actor, meta.__class__(**{**meta.__dict__,
-                                                                     "fingerprint": body.model_dump(mode="json")}))
+    result = await commands.execute(command, actor, replace(meta, fingerprint=body.model_dump(mode="json")))
     response.headers["ETag"] = f'"{result.version}"'
     return s.RiskAccepted(risk_id=result.stream_id, version=result.version, position=result.position,
                           event_ids=list(result.event_ids), replayed=result.replayed)
@@ -100,8 +100,7 @@ async def activate(body: s.ActivateBody, request: Request, response: Response, c
                                              plan_id=body.plan_id, reason=body.reason, team=body.team,
                                              service=body.service, at=commands.clock(),
                                              trigger={"source": "manual"})
-    result = await commands.execute(command, actor, meta.__class__(**{**meta.__dict__,
-                                                                     "fingerprint": body.model_dump(mode="json")}))
+    result = await commands.execute(command, actor, replace(meta, fingerprint=body.model_dump(mode="json")))
     response.headers["ETag"] = f'"{result.version}"'
     return s.EmergencyAccepted(emergency_id=result.stream_id, version=result.version, position=result.position,
                                event_ids=list(result.event_ids), replayed=result.replayed)

@@ -53,7 +53,8 @@ class RiskAssessed(RiskEvent):
 
 
 class SignalRecorded(RiskEvent):
-    """A signal rule fired for the risk's subject; `evidence` are the ids of the upstream events behind it."""
+    """A signal rule fired for the risk's subject; `evidence` are the ids of the upstream events behind it not
+    recorded on the risk before (the risk's evidence is the union over its signals)."""
 
     event_type: ClassVar[str] = _type("risk.signal_recorded")
     rule_id: str

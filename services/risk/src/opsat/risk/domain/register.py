@@ -196,9 +196,10 @@ def record_signal(state: Risk | None, command: Any, levels: Levels, now: Any, by
     else:
         events = []
     status = "mitigating" if state.status == "mitigating" else "assessed"
+    new_evidence = [e for e in signal.evidence if e not in set(state.evidence)]  # the risk keeps the union
     events.append(ev.SignalRecorded(risk_id=state.risk_id, at=now, by=by, status=status, rule_id=signal.rule_id,
                                     rule_version=signal.rule_version, observed=signal.observed,
-                                    evidence=list(signal.evidence)))
+                                    evidence=new_evidence))
     if (signal.likelihood, signal.impact) != (state.likelihood, state.impact):
         events.append(_assessment(state, signal.likelihood, signal.impact,
                                   f"signal {signal.rule_id} v{signal.rule_version}: {signal.observed:g} observed",
