@@ -1,0 +1,5 @@
+"""`python -m opsat.risk` = `opsat-risk`."""
+
+from opsat.risk.service import main
+
+main()

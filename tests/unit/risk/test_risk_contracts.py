@@ -1,0 +1,40 @@
+"""The risk service's committed event contract is current, and what it reads of intake's and the SLA monitor's
+events is in their published schemas."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from opsat.common.reactions import check_against_schema, schemas_from_asyncapi
+from opsat.risk.app.reactions import UPSTREAM_READS, ResponseRecorded
+from opsat.risk.domain.events import RISK_SERVICE_EVENTS
+from opsat.risk.service import SERVICE
+from opsat.risk.settings import RiskSettings
+
+DOCS = Path(__file__).resolve().parents[3] / "docs" / "events"
+
+
+def test_committed_asyncapi_document_is_current():
+    committed = json.loads((DOCS / "risk.asyncapi.json").read_text())
+    generated = json.loads(json.dumps(SERVICE.registry().asyncapi(RiskSettings().topic("risk"))))
+    assert committed == generated, "run `make docs` and commit docs/events/"
+    assert generated["channels"]["opsat_risk_events"]["address"] == "opsat.risk.events"
+    names = sorted(m["name"] for m in generated["components"]["messages"].values())
+    assert names == sorted(f"{cls.event_type}.v{cls.schema_version}" for cls in RISK_SERVICE_EVENTS)
+
+
+def test_the_fields_read_of_intake_and_sla_events_are_in_their_published_schemas():
+    schemas = {**schemas_from_asyncapi(json.loads((DOCS / "intake.asyncapi.json").read_text())),
+               **schemas_from_asyncapi(json.loads((DOCS / "sla.asyncapi.json").read_text()))}
+    published = [cls for cls in UPSTREAM_READS if cls is not ResponseRecorded]  # feedback publishes nothing yet
+    assert {cls.event_type: check_against_schema(cls, schemas) for cls in published} == \
+        {cls.event_type: [] for cls in published}
+
+
+def test_the_contract_check_can_fail():
+    schemas = schemas_from_asyncapi(json.loads((DOCS / "sla.asyncapi.json").read_text()))
+    started = next(cls for cls in UPSTREAM_READS if cls.event_type == "opsat.sla.clock.started")
+    del schemas["opsat.sla.clock.started.v1"]["properties"]["team"]
+    assert check_against_schema(started, schemas) == ["opsat.sla.clock.started.v1 has no field 'team'"]
+    assert check_against_schema(ResponseRecorded, schemas) == ["opsat.feedback.response.recorded.v1 is not published"]
