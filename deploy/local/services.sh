@@ -124,7 +124,7 @@ status() {
 }
 
 cmd=${1:-}; shift || true
-[[ $# -gt 0 ]] || set -- intake sla
+[[ $# -gt 0 ]] || set -- intake sla appraisal
 case $cmd in
   up) up "$@" ;;
   down) down "$@" ;;

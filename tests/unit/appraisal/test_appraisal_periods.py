@@ -44,7 +44,7 @@ class Story:
 
 def opened(**kw):
     story = Story()
-    story.do(c.OpenPeriod(period_id="2026-11", organisation_id="ops", cadence="monthly",
+    story.do(c.OpenPeriod(period_id="2026-11", cadence="monthly",
                           starts_on=date(2026, 11, 1), catalogue_version=1, **kw))
     return story
 
@@ -68,7 +68,7 @@ def test_period_ends_on_the_last_day_of_its_month_or_quarter():
     ({"appeal_days": 0}, "appeal_days"), ({"incentives": {"rules": []}}, "incentives.rules"),
 ])
 def test_opening_refuses_bad_periods(kw, field):
-    base = {"period_id": "2026-11", "organisation_id": "ops", "cadence": "monthly", "starts_on": date(2026, 11, 1),
+    base = {"period_id": "2026-11", "cadence": "monthly", "starts_on": date(2026, 11, 1),
             "catalogue_version": 1}
     with pytest.raises(InvalidInput) as caught:
         decide(None, c.OpenPeriod(**{**base, **kw}), MANAGER, T0)
@@ -77,7 +77,7 @@ def test_opening_refuses_bad_periods(kw, field):
 
 def test_only_managers_run_a_period():
     with pytest.raises(Forbidden):
-        decide(None, c.OpenPeriod("2026-11", "ops", "monthly", date(2026, 11, 1), 1), ALICE, T0)
+        decide(None, c.OpenPeriod("2026-11", "monthly", date(2026, 11, 1), 1), ALICE, T0)
     story = opened()
     for actor in (ALICE, AUDITOR):
         with pytest.raises(Forbidden):

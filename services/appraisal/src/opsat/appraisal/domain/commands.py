@@ -23,13 +23,13 @@ class DefineCatalogue:
 class OpenPeriod:
     creates_stream: ClassVar[bool] = True
     period_id: str
-    organisation_id: str
     cadence: str
     starts_on: date
     catalogue_version: int
     grades: dict[str, Any] | None = None
     incentives: dict[str, Any] | None = None
     appeal_days: int = 7
+    time_zone: str = "Asia/Shanghai"  # whose days the period's days are
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,7 @@ class PeriodOpened(DomainEvent):
     grades: dict[str, Any]
     incentives: dict[str, Any]
     appeal_days: int
+    time_zone: str = "Asia/Shanghai"
     at: AwareDatetime
     by: str
 

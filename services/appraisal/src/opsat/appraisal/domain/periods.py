@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from opsat.appraisal.domain import commands as c
 from opsat.appraisal.domain import events as ev
@@ -20,7 +21,7 @@ from opsat.appraisal.domain.kpis import as_number
 from opsat.appraisal.domain.scorecards import DEFAULT_GRADES, NOT_GRADED, GradeScale, Scorecard, cents
 from opsat.common.domain import Actor, Conflict, DomainEvent, Forbidden, InvalidInput, InvalidTransition, NotFound, Role
 
-PERIOD_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
+PERIOD_ID = re.compile(r"^[0-9]{4}-[a-z0-9-]{1,35}$")  # starts with its year: never a catalogue id
 CADENCES = {"monthly": 1, "quarterly": 3}
 MAX_REASON = 2000
 MANAGERS = (Role.manager, Role.admin)
@@ -48,6 +49,7 @@ class Period:
     grades: GradeScale
     incentives: IncentiveRules
     appeal_days: int
+    time_zone: str = "Asia/Shanghai"
     status: str = "open"  # open | calculated | published | closed
     scorecards: dict[str, Scorecard] = field(default_factory=dict)
     appeal_until: datetime | None = None
@@ -70,7 +72,7 @@ def evolve(state: Period | None, event: DomainEvent) -> Period:
         case ev.PeriodOpened():
             return Period(event.period_id, event.organisation_id, event.cadence, event.starts_on, event.ends_on,
                           event.catalogue_version, GradeScale.from_spec(event.grades),
-                          IncentiveRules.from_spec(event.incentives), event.appeal_days)
+                          IncentiveRules.from_spec(event.incentives), event.appeal_days, event.time_zone)
     assert state is not None, f"{event.event_type} before period.opened"
     match event:
         case ev.PeriodCalculated():
@@ -202,7 +204,7 @@ def _open(state: Period | None, command: c.OpenPeriod, actor: Actor, now: dateti
     if state is not None:
         raise Conflict(f"period {command.period_id} exists", code="already_exists")
     if not PERIOD_ID.match(command.period_id):
-        raise InvalidInput("a period id is a slug: a-z, 0-9 and '-', e.g. 2026-11", field="period_id")
+        raise InvalidInput("a period id is its year, a dash and a slug of a-z, 0-9 and -, e.g. 2026-11 or 2026-q4", field="period_id")
     if command.cadence not in CADENCES:
         raise InvalidInput("cadence is 'monthly' or 'quarterly'", field="cadence")
     starts = command.starts_on
@@ -211,12 +213,17 @@ def _open(state: Period | None, command: c.OpenPeriod, actor: Actor, now: dateti
         raise InvalidInput(f"a {command.cadence} period starts on the first day of a {what}", field="starts_on")
     if isinstance(command.appeal_days, bool) or not 1 <= command.appeal_days <= 90:
         raise InvalidInput("appeal_days is a number of days from 1 to 90", field="appeal_days")
+    try:
+        ZoneInfo(command.time_zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise InvalidInput(f"unknown time zone {command.time_zone!r}", field="time_zone") from None
     grades = GradeScale.from_spec(command.grades) if command.grades is not None else DEFAULT_GRADES
     incentives = IncentiveRules.from_spec(command.incentives) if command.incentives is not None else DEFAULT_INCENTIVES
-    return [ev.PeriodOpened(period_id=command.period_id, organisation_id=command.organisation_id,
+    return [ev.PeriodOpened(period_id=command.period_id, organisation_id=actor.organisation,
                             cadence=command.cadence, starts_on=starts, ends_on=period_end(command.cadence, starts),
                             catalogue_version=command.catalogue_version, grades=grades.to_spec(),
-                            incentives=incentives.to_spec(), appeal_days=command.appeal_days, at=now, by=actor.id)]
+                            incentives=incentives.to_spec(), appeal_days=command.appeal_days, time_zone=command.time_zone, at=now,
+                            by=actor.id)]
 
 
 def _awards(state: Period, now: datetime) -> list[DomainEvent]:
