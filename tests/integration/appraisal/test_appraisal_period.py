@@ -1,6 +1,7 @@
 """A period on the real stack: intake's API → intake's and the SLA monitor's topics → appraisal's facts →
 scorecards that equal the hand calculation, a drill-down to the exact events, adjustment, publication,
-an appeal that re-grades, and a late event shown as a pending difference, never folded in.
+an appeal that re-grades, a late event shown as a pending difference, never folded in, and read models
+rebuilt from the topics equal to the live ones.
 
 Alice resolves two requests on time, one of them reopened and resolved again; Bob answers and resolves
 one late. The SLA policy has short targets on the 24×7 calendar, so on time and late are real outcomes
@@ -17,8 +18,11 @@ from zoneinfo import ZoneInfo
 
 import asyncpg
 
+from opsat.appraisal.projections.facts import FactsProjection
+from opsat.appraisal.projections.periods import PeriodsProjection
 from opsat.appraisal.service import SERVICE as APPRAISAL
-from opsat.common.db import asyncpg_dsn
+from opsat.common.db import asyncpg_dsn, create_engine
+from opsat.common.projections import rebuild, snapshot
 from opsat.sla_monitor.service import SERVICE as SLA
 
 RESPONSE_S, RESOLUTION_S = 3, 6
@@ -187,6 +191,28 @@ async def test_scorecards_equal_the_hand_calculation_and_drill_down_to_their_eve
         late = await eventually(pending)
         assert (late["total"], late["grade"]) == ("80.00", "B")
         assert {p["kpi_id"] for p in late["pending_differences"]} >= {"first_time_resolution", "reopen_rate"}
+
+        async def settled() -> bool:  # the live read models have every event before they are compared
+            rows = await fetch(appraisal.settings.database_url, "select (select count(*) from read_model.sla_outcomes)"
+                               " = 8 and (select count(*) from read_model.appeals where outcome = 'amended') = 1")
+            return rows[0][0]
+        await eventually(settled)
+
+    # Rebuilt from the topics, the read models equal the live ones: the same ranking, appeals, facts.
+    engine = create_engine(appraisal.settings.database_url)
+    try:
+        for projection, tables in ((FactsProjection(*(appraisal.settings.topic(s) for s in ("intake", "sla"))),
+                                    ("request_credits", "sla_outcomes")),
+                                   (PeriodsProjection(appraisal.settings.topic("appraisal")),
+                                    ("periods", "scorecards", "appeals"))):
+            config = APPRAISAL.runner_config(appraisal.settings, projection.name)
+            await rebuild(engine, projection, config, f"rm_{projection.name}")
+            live, rebuilt = (await snapshot(engine, projection), await snapshot(engine, projection,
+                                                                                f"rm_{projection.name}"))
+            assert all(live[t] for t in tables)
+            assert {t: rebuilt[t] for t in tables} == {t: live[t] for t in tables}
+    finally:
+        await engine.dispose()
 
 
 async def _open_appeals(appraisal, headers) -> list | None:  # type: ignore[no-untyped-def]
