@@ -155,6 +155,17 @@ async def test_scorecards_equal_the_hand_calculation_and_drill_down_to_their_eve
         assert set(facts["reopened"]["event_ids"]) == await event_ids(
             intake.settings.database_url, "opsat.intake.request.reopened", [r2])
 
+        # Every number of every card: the facts summed by PostgreSQL equal those listed event by event.
+        for subject, got in (("alice", a), ("bob", b), ("team:network", t)):
+            for line in got["lines"]:
+                r = await appraisal.client.get(f"/api/v1/periods/{period}/scorecards/{subject}/kpis/"
+                                               f"{line['kpi_id']}", headers=manager)
+                assert r.json()["matches_card"], r.text
+                for fact in r.json()["facts"]:
+                    assert line["facts"][fact["fact"]] == fact["amount"]
+                    if fact["fact"] in ("resolved", "resolution_measured", "response_measured"):
+                        assert len(fact["event_ids"]) == int(fact["amount"])
+
         # Adjust with a reason, publish, and an appeal by bob amended by another manager re-grades his card.
         r = await appraisal.client.post(f"/api/v1/periods/{period}/adjust", headers=manager,
                                         json={"subject": "bob", "kpi_id": "sla_response", "score": 50, "reason": "  "})

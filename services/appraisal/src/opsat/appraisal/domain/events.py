@@ -49,13 +49,25 @@ class PeriodOpened(DomainEvent):
 
 
 class PeriodCalculated(DomainEvent):
-    """Scorecards calculated from the facts known at `at`; a later calculation replaces them until publication."""
+    """A calculation from the facts known at `at`: its `scorecards` cards follow as `scorecard.calculated`
+    events of the same append; a later calculation replaces them all until publication."""
 
     event_type: ClassVar[str] = _type("period.calculated")
     period_id: str
-    scorecards: list[dict[str, Any]]
+    catalogue_version: int
+    scorecards: int
     at: AwareDatetime
     by: str
+
+
+class ScorecardCalculated(DomainEvent):
+    """One engineer's or team's card of a calculation (one event per card keeps every event small)."""
+
+    event_type: ClassVar[str] = _type("scorecard.calculated")
+    period_id: str
+    subject: str
+    scorecard: dict[str, Any]
+    at: AwareDatetime
 
 
 class ScoreAdjusted(DomainEvent):
@@ -74,11 +86,12 @@ class ScoreAdjusted(DomainEvent):
 
 
 class PeriodPublished(DomainEvent):
-    """The scorecards are published; appeals may be filed until `appeal_until`."""
+    """The scorecards as they stand (calculated, adjusted) are published; appeals may be filed until
+    `appeal_until`."""
 
     event_type: ClassVar[str] = _type("period.published")
     period_id: str
-    scorecards: list[dict[str, Any]]
+    scorecards: int
     appeal_until: AwareDatetime
     at: AwareDatetime
     by: str
@@ -154,6 +167,6 @@ class ImprovementPlanAssigned(DomainEvent):
 
 
 PERIOD_EVENTS: tuple[type[DomainEvent], ...] = (
-    PeriodOpened, PeriodCalculated, ScoreAdjusted, PeriodPublished, AppealFiled, AppealUpheld, AppealAmended,
+    PeriodOpened, PeriodCalculated, ScorecardCalculated, ScoreAdjusted, PeriodPublished, AppealFiled, AppealUpheld, AppealAmended,
     PeriodClosed, IncentiveAwarded, ImprovementPlanAssigned)
 APPRAISAL_EVENTS: tuple[type[DomainEvent], ...] = (CatalogueDefined, *PERIOD_EVENTS)

@@ -5,7 +5,7 @@ events. Every fact keeps the id of the event behind it, so any number can be dri
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 
@@ -40,10 +40,11 @@ class Fact:
 
 @dataclass(frozen=True)
 class Totals:
-    """Fact totals of one subject over a period, with the events behind each."""
+    """Fact totals of one subject over a period, with the events behind each (when they were asked for: a
+    calculation needs only the amounts, a drill-down the events)."""
 
     amounts: Mapping[str, Decimal]
-    evidence: Mapping[str, tuple[str, ...]]
+    evidence: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     @classmethod
     def of(cls, facts: Iterable[Fact]) -> Totals:

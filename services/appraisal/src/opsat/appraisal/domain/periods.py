@@ -76,8 +76,9 @@ def evolve(state: Period | None, event: DomainEvent) -> Period:
     assert state is not None, f"{event.event_type} before period.opened"
     match event:
         case ev.PeriodCalculated():
-            cards = {d["subject"]: Scorecard.from_dict(d) for d in event.scorecards}
-            return replace(state, status="calculated", scorecards=cards)
+            return replace(state, status="calculated", scorecards={})
+        case ev.ScorecardCalculated():
+            return replace(state, scorecards={**state.scorecards, event.subject: Scorecard.from_dict(event.scorecard)})
         case ev.ScoreAdjusted() | ev.AppealAmended():
             card = Scorecard.from_dict(event.scorecard)
             state = replace(state, scorecards={**state.scorecards, card.subject: card})
@@ -117,8 +118,10 @@ def decide(state: Period | None, command: Any, actor: Actor, now: datetime) -> l
             if any(card.catalogue_version != state.catalogue_version for card in cards):
                 raise InvalidInput("scorecards are calculated with the period's catalogue version",
                                    field="catalogue_version")
-            return [ev.PeriodCalculated(period_id=state.period_id, scorecards=[card.to_dict() for card in cards],
-                                        at=now, by=actor.id)]
+            return [ev.PeriodCalculated(period_id=state.period_id, catalogue_version=state.catalogue_version,
+                                        scorecards=len(cards), at=now, by=actor.id),
+                    *(ev.ScorecardCalculated(period_id=state.period_id, subject=card.subject, scorecard=card.to_dict(),
+                                             at=now) for card in cards)]
         case c.AdjustScore():
             _require(actor, MANAGERS, "a manager adjusts a score")
             if state.status != "calculated":
@@ -140,7 +143,7 @@ def decide(state: Period | None, command: Any, actor: Actor, now: datetime) -> l
                 raise InvalidTransition(f"only a calculated period is published (it is {state.status})", code=code)
             until = now + timedelta(days=state.appeal_days)
             return [ev.PeriodPublished(period_id=state.period_id, appeal_until=until, at=now, by=actor.id,
-                                       scorecards=[state.scorecards[s].to_dict() for s in sorted(state.scorecards)])]
+                                       scorecards=len(state.scorecards))]
         case c.FileAppeal():
             if state.status != "published":
                 raise InvalidTransition(f"appeals are filed on published scorecards (the period is {state.status})")

@@ -77,8 +77,7 @@ class Line:
     weight: Decimal  # as configured
     effective_weight: Decimal  # after sharing out the weight of KPIs that do not apply
     contribution: Decimal
-    facts: Mapping[str, Decimal] = field(default_factory=dict)
-    evidence: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    facts: Mapping[str, Decimal] = field(default_factory=dict)  # the totals it came from (drill-down: their events)
     adjusted_from: Decimal | None = None  # the calculated score, when a manager adjusted it
     reason: str | None = None
 
@@ -115,7 +114,6 @@ class Scorecard:
                     {"kpi_id": x.kpi_id, "value": num(x.value), "score": num(x.score), "weight": str(x.weight),
                      "effective_weight": str(x.effective_weight), "contribution": str(x.contribution),
                      "facts": {k: str(v) for k, v in x.facts.items()},
-                     "evidence": {k: list(v) for k, v in x.evidence.items()},
                      "adjusted_from": num(x.adjusted_from), "reason": x.reason} for x in self.lines]}
 
     @classmethod
@@ -126,7 +124,6 @@ class Scorecard:
                            weight=Decimal(x["weight"]), effective_weight=Decimal(x["effective_weight"]),
                            contribution=Decimal(x["contribution"]),
                            facts={k: Decimal(v) for k, v in x.get("facts", {}).items()},
-                           evidence={k: tuple(v) for k, v in x.get("evidence", {}).items()},
                            adjusted_from=num(x.get("adjusted_from")), reason=x.get("reason"))
                       for x in data["lines"])
         return cls(subject=data["subject"], catalogue_version=data["catalogue_version"], lines=lines,
@@ -142,15 +139,14 @@ def calculate(subject: str, totals: Totals, catalogue: Catalogue, scale: GradeSc
         value = values[kpi.kpi_id]
         names = (*kpi.numerator, *((kpi.denominator,) if kpi.denominator else ()))
         facts = {n: totals.amounts.get(n, Decimal(0)) for n in names}
-        evidence = {n: totals.evidence.get(n, ()) for n in names}
         if value is None or not measured:
             lines.append(Line(kpi.kpi_id, None if value is None else cents(value), None, kpi.weight, Decimal(0),
-                              Decimal(0), facts, evidence))
+                              Decimal(0), facts))
             continue
         score = cents(kpi.score(value))
         effective = kpi.weight * HUNDRED / applicable
         lines.append(Line(kpi.kpi_id, cents(value), score, kpi.weight, cents(effective),
-                          cents(score * effective / HUNDRED), facts, evidence))
+                          cents(score * effective / HUNDRED), facts))
     return _totalled(subject, catalogue.version, tuple(lines), scale)
 
 

@@ -46,15 +46,18 @@ class PeriodsProjection:
                     "starts_on": event.starts_on, "ends_on": event.ends_on,
                     "catalogue_version": event.catalogue_version, "status": "open", "opened_at": event.at,
                     "updated_at": event.at}])
-            case ev.PeriodCalculated() | ev.PeriodPublished():
+            case ev.PeriodCalculated():  # its cards follow: the previous calculation's go
                 await conn.execute(delete(scorecards).where(scorecards.c.period_id == event.period_id))
-                if event.scorecards:
-                    await conn.execute(insert(scorecards), [card_row(event.period_id, c) for c in event.scorecards])
-                status = "calculated" if isinstance(event, ev.PeriodCalculated) else "published"
-                values = {"status": status, "updated_at": event.at}
-                if isinstance(event, ev.PeriodPublished):
-                    values["appeal_until"] = event.appeal_until
-                await conn.execute(update(periods).where(periods.c.period_id == event.period_id).values(**values))
+                await conn.execute(update(periods).where(periods.c.period_id == event.period_id).values(
+                    status="calculated", updated_at=event.at))
+            case ev.ScorecardCalculated():
+                stmt = insert(scorecards).values(card_row(event.period_id, event.scorecard))
+                await conn.execute(stmt.on_conflict_do_update(
+                    index_elements=["period_id", "subject"],
+                    set_={k: stmt.excluded[k] for k in ("subject_kind", "total", "grade", "card")}))
+            case ev.PeriodPublished():
+                await conn.execute(update(periods).where(periods.c.period_id == event.period_id).values(
+                    status="published", appeal_until=event.appeal_until, updated_at=event.at))
             case ev.ScoreAdjusted() | ev.AppealAmended():
                 row = card_row(event.period_id, event.scorecard)
                 await conn.execute(update(scorecards).where(
