@@ -2,12 +2,13 @@
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
-SERVICES := intake sla feedback risk
+SERVICES := intake sla feedback risk appraisal
 # service name -> its folder under services/ and its console script opsat-<name>
 SERVICE_DIR_intake := intake
 SERVICE_DIR_sla := sla_monitor
 SERVICE_DIR_feedback := feedback
 SERVICE_DIR_risk := risk
+SERVICE_DIR_appraisal := appraisal
 INFRA := deploy/local/infra.sh
 LOCAL := deploy/local/services.sh
 PYTHON ?= python3

@@ -9,6 +9,7 @@ needed), with throwaway databases `opsat_bench_<id>_*`, topics `bench<id>.*` and
   4 projection_replay               projections.rebuild over the 100k-event topic
   5 peak_rss_{api,worker}           VmHWM of the service processes during the runs above
   6 limit_*                         raw asyncpg inserts, Kafka ProducerPerformance, aiokafka consumer
+  7 appraisal_scorecards_500x90     a quarter's scorecards from 135,000 resolved requests' facts (≤ 5 s)
 
 Prints a table, writes bench/results/<name>.json per result and bench/results/summary.json (with the
 ratios to the limits and the "where does the time go" splits). Everything it started is stopped and
@@ -195,6 +196,14 @@ async def main(args: argparse.Namespace) -> int:
                         + ("(submit throughput 1 and 2 workers, latency run)" if role == "api" else
                            "(latency run: relay + projection + scheduler at 200 events/s)"),
                 "note": "relay catch-up and replay ran inside the bench process, not a service process"}))
+
+        # ---- 7. appraisal: scorecards of a quarter ----------------------------------------------------
+        import scorecards
+
+        step("7. appraisal: scorecards for 500 engineers x 90 days of facts (COPY-loaded)")
+        out = await guarded("appraisal_scorecards", scorecards.run(bench, days=30 if quick else 90))
+        if out:
+            results += out
     finally:
         step("cleaning up: processes, databases, topics")
         await bench.cleanup()

@@ -6,7 +6,7 @@
 #   services.sh status [SERVICE...]
 #
 # Service N in the list gets API port 8000+10*N and worker port 8001+10*N (intake: 8000/8001),
-# (sla: 8010/8011, feedback: 8020/8021, risk: 8030/8031) unless OPSAT_BASE_PORT says otherwise. Logs: .local/logs/<service>-{api,worker}.log.
+# (sla: 8010/8011, feedback: 8020/8021, risk: 8030/8031, appraisal: 8040/8041) unless OPSAT_BASE_PORT says otherwise. Logs: .local/logs/<service>-{api,worker}.log.
 # With feedback, a local SMTP sink (aiosmtpd) on port OPSAT_BASE_PORT+25 catches the survey emails into
 # .local/mail (a Maildir), and feedback sends to it.
 set -euo pipefail
@@ -152,7 +152,7 @@ status() {
 }
 
 cmd=${1:-}; shift || true
-[[ $# -gt 0 ]] || set -- intake sla feedback risk
+[[ $# -gt 0 ]] || set -- intake sla feedback risk appraisal
 case $cmd in
   up) up "$@" ;;
   down) down "$@" ;;

@@ -358,8 +358,12 @@ def document_errors(app: FastAPI) -> None:
         for item in doc.get("paths", {}).values():
             for method, operation in item.items():
                 responses = operation.setdefault("responses", {})
-                for status in error_statuses(method, operation):
-                    responses[str(status)] = {"description": ERROR_DESCRIPTIONS[status], "content": problem}
+                # A route may declare more (e.g. `responses={404: ...}` on a query by version): same schema.
+                declared = {int(s): r.get("description") for s, r in responses.items()
+                            if s.isdigit() and int(s) in ERROR_DESCRIPTIONS}
+                for status in sorted(set(error_statuses(method, operation)) | set(declared)):
+                    responses[str(status)] = {"description": declared.get(status) or ERROR_DESCRIPTIONS[status],
+                                              "content": problem}
         app.openapi_schema = doc
         return doc
 
