@@ -10,7 +10,7 @@ import re
 from datetime import UTC, datetime
 from typing import Annotated
 
-from pydantic import BeforeValidator
+from pydantic import AwareDatetime, BeforeValidator
 
 from opsat.common.domain import InvalidInput
 
@@ -18,12 +18,16 @@ _ISO_DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
 
 
 def _iso_8601(value: object) -> object:
-    if isinstance(value, str) and not _ISO_DATETIME.match(value):
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str) or not _ISO_DATETIME.match(value):
         raise ValueError("give an ISO 8601 date-time, e.g. 2026-01-31T00:00:00+08:00")
     return value
 
 
 IsoDateTime = Annotated[datetime, BeforeValidator(_iso_8601)]
+# In a JSON body too: a number is not read as Unix time, and the offset is required.
+AwareIsoDateTime = Annotated[AwareDatetime, BeforeValidator(_iso_8601)]
 
 
 def aware(value: datetime | None, field: str) -> datetime | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from opsat.common.service import Service
-from opsat.sla_monitor.api.routes import calendar_router, clock_router, policy_router, router
+from opsat.sla_monitor.api.routes import calendar_router, clock_router, outage_router, policy_router, router
 from opsat.sla_monitor.app.handlers import SlaAggregates
 from opsat.sla_monitor.app.reactions import SLA_CHECK, ClockDriver, ClockTimers
 from opsat.sla_monitor.domain.commands import CheckClock
@@ -29,7 +29,7 @@ SERVICE = Service(
     settings=SlaSettings,
     events=SLA_EVENTS,
     aggregate=SlaAggregates,
-    routers=[calendar_router, policy_router, clock_router, router],
+    routers=[calendar_router, policy_router, clock_router, outage_router, router],
     queries=SlaQueries,
     projections=[TargetsProjection],
     reactions=[ClockDriver, ClockTimers],

@@ -4,10 +4,10 @@ Clocks have no command routes: only intake's events and their timer move them. N
 import annotations` here: FastAPI reads the annotations of the endpoints below.
 """
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Depends, Path, Query, Request
 
 from opsat.common.auth import require
 from opsat.common.commands import CommandRouter, queries
@@ -48,6 +48,14 @@ clock_router.command("excusal/approve", c.ApproveExcusal, s.ExcusalDecisionBody,
                      "compliance figures and stays in the breach list")
 clock_router.command("excusal/reject", c.RejectExcusal, s.ExcusalDecisionBody,
                      "Turn down a request to excuse a breach (with a reason): the breach counts")
+
+OutageId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$",
+                               description="the monitor's own id of the outage (a repeat is the same outage)")]
+outage_router = CommandRouter(prefix="/api/v1", tags=["availability"], item_path="/outages/{outage_id}",
+                              id_param=OutageId, accepted=s.OutageAccepted, callers=callers)
+outage_router.command("report", c.ReportOutage, s.OutageBody,
+                      "Report an outage of a business service (start, end when known, severity)")
+outage_router.command("end", c.EndOutage, s.OutageEndBody, "Report the end of an ongoing outage")
 
 router = APIRouter(prefix="/api/v1")
 
@@ -126,3 +134,23 @@ async def response_times(queries: Queries, actor: Staff,
             raise InvalidInput(f"group_by is one of {', '.join(GROUPS)}", field="group_by")
     return await queries.response_times(actor, since=aware(since, "since"), until=aware(until, "until"),
                                         group_by=list(dict.fromkeys(group_by or [])))
+
+
+@router.get("/availability", tags=["availability"], summary="Availability of each business service against its target",
+            description="Over [since, until) (default: the last 30 days): the time no reported outage covered, as a "
+                        "percentage, beside the service's target. Callers: staff, auditor.")
+async def availability(queries: Queries, actor: Staff, request: Request,
+                       service: Annotated[str | None, Query(max_length=100, pattern=r"^[^\x00]*$")] = None,
+                       since: Annotated[IsoDateTime | None, Query(description="inclusive, ISO 8601 with offset")] = None,
+                       until: Annotated[IsoDateTime | None, Query(description="exclusive, ISO 8601 with offset")] = None
+                       ) -> list[dict[str, Any]]:
+    now = datetime.now(UTC)
+    until_ = aware(until, "until") or now
+    since_ = aware(since, "since") or until_ - timedelta(days=30)
+    if since_ >= until_:
+        raise InvalidInput("since must be before until", field="since")
+    targets = request.app.state.settings.business_services
+    if service is not None and service not in targets:
+        raise InvalidInput(f"{service!r} is not a business service", field="service")
+    chosen = {service: targets[service]} if service is not None else dict(targets)
+    return await queries.availability(chosen, since=since_, until=until_, now=now)

@@ -7,6 +7,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from opsat.common.isotime import AwareIsoDateTime
+
 Name = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"^[^\x00]*$")]
 Seconds = Annotated[float, Field(ge=1, le=10 * 365 * 86400, allow_inf_nan=False,
                                  description="business seconds on the policy's calendar")]
@@ -65,6 +67,17 @@ class ExcusalDecisionBody(_Body):
     reason: Reason
 
 
+class OutageBody(_Body):
+    service: Name = Field(description="a configured business service")
+    severity: Literal["critical", "major", "minor"]
+    started_at: AwareIsoDateTime
+    ended_at: AwareIsoDateTime | None = Field(default=None, description="null while the outage lasts")
+
+
+class OutageEndBody(_Body):
+    ended_at: AwareIsoDateTime
+
+
 class _Accepted(BaseModel):
     version: int
     position: int
@@ -82,3 +95,7 @@ class PolicyAccepted(_Accepted):
 
 class ClockAccepted(_Accepted):
     request_id: str
+
+
+class OutageAccepted(_Accepted):
+    outage_id: str

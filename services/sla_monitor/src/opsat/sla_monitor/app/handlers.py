@@ -8,7 +8,7 @@ from typing import Any
 
 from opsat.common.commands import AggregateSet
 from opsat.common.domain import Actor, CommandContext, DomainEvent, Forbidden, Role
-from opsat.sla_monitor.domain import calendars, clocks, policies
+from opsat.sla_monitor.domain import calendars, clocks, outages, policies
 from opsat.sla_monitor.domain import commands as c
 
 CONFIG_CALLERS = (Role.admin,)
@@ -22,6 +22,8 @@ EXCUSAL_CALLERS: dict[type, tuple[Role, ...]] = {
 
 def callers(command_cls: type) -> Sequence[Role]:
     """Who may issue a routed command: configuration is the administrators', excusals are staff's."""
+    if command_cls in (c.ReportOutage, c.EndOutage):
+        return (Role.service,)
     return EXCUSAL_CALLERS.get(command_cls, CONFIG_CALLERS)
 
 
@@ -84,5 +86,23 @@ class ClockAggregate:
         return list(clocks.decide(state, command, ctx.now))
 
 
+class OutageAggregate:
+    stream_type = "sla_outage"
+    id_field = "outage_id"
+    commands = frozenset({c.ReportOutage, c.EndOutage})
+    evolve = staticmethod(outages.evolve)
+
+    def __init__(self, settings: Any) -> None:
+        self.services = dict(settings.business_services)
+
+    def tenant(self, state: Any, command: Any, actor: Actor) -> str:
+        return actor.organisation
+
+    def decide(self, state: outages.Outage | None, command: Any, ctx: CommandContext) -> list[DomainEvent]:
+        if not ctx.actor.has(Role.service):
+            raise Forbidden("outages are reported by monitoring (a service account)")
+        return outages.decide(state, command, ctx.now, ctx.actor.id, self.services)
+
+
 class SlaAggregates(AggregateSet):
-    members = (CalendarAggregate, PolicyAggregate, ClockAggregate)
+    members = (CalendarAggregate, PolicyAggregate, ClockAggregate, OutageAggregate)

@@ -159,6 +159,24 @@ class RejectExcusal:
     reason: str
 
 
+# --- outages (monitoring) ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ReportOutage:
+    may_create: ClassVar[bool] = True  # a new outage: the domain refuses a second report
+
+    outage_id: str
+    service: str
+    severity: str
+    started_at: datetime
+    ended_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class EndOutage:
+    outage_id: str
+    ended_at: datetime
+
+
 @dataclass(frozen=True)
 class CheckClock:
     """The clock's timer: announce every threshold reached by now."""

@@ -195,4 +195,28 @@ CLOCK_EVENTS: tuple[type[ClockEvent], ...] = (ClockStarted, ResponseMet, ClockPa
                                               ThresholdReached, TargetBreached, ClockEscalated, ClockRetargeted,
                                               TeamChanged, ClockCancelled, ExcusalRequested, ExcusalApproved,
                                               ExcusalRejected)
-SLA_EVENTS: tuple[type[DomainEvent], ...] = (CalendarDefined, CalendarDaysAdded, PolicyDefined, *CLOCK_EVENTS)
+class OutageReported(DomainEvent):
+    """Monitoring reported an outage of a business service (`ended_at` null while it lasts)."""
+
+    event_type: ClassVar[str] = _type("outage.reported")
+    outage_id: str
+    service: str
+    severity: Literal["critical", "major", "minor"]
+    started_at: AwareDatetime
+    ended_at: AwareDatetime | None = None
+    at: AwareDatetime
+    by: str
+
+
+class OutageEnded(DomainEvent):
+    event_type: ClassVar[str] = _type("outage.ended")
+    outage_id: str
+    service: str
+    ended_at: AwareDatetime
+    at: AwareDatetime
+    by: str
+
+
+OUTAGE_EVENTS: tuple[type[DomainEvent], ...] = (OutageReported, OutageEnded)
+SLA_EVENTS: tuple[type[DomainEvent], ...] = (CalendarDefined, CalendarDaysAdded, PolicyDefined, *CLOCK_EVENTS,
+                                             *OUTAGE_EVENTS)

@@ -15,7 +15,7 @@ from opsat.common.eventstore import EventStore, fold
 from opsat.common.workhours import calendar_from_spec
 from opsat.sla_monitor.domain import calendars, clocks, policies
 from opsat.sla_monitor.domain import events as ev
-from opsat.sla_monitor.projections.tables import sla_targets
+from opsat.sla_monitor.projections.tables import outages, sla_targets
 
 T = sla_targets.c
 GROUPS = {"team": T.team, "priority": T.priority, "kind": T.kind, "service": T.service,
@@ -178,6 +178,32 @@ class SlaQueries:
             rows = (await conn.execute(query)).mappings().all()
         return [{**r, **{k: round(float(r[k]), 3) if r[k] is not None else None
                          for k in ("mtta_seconds", "mttr_seconds")}} for r in rows if r["acknowledged"] or r["resolved"]]
+
+    async def availability(self, targets: dict[str, float], *, since: datetime, until: datetime,
+                           now: datetime) -> list[dict[str, Any]]:
+        """Per business service: the share of [since, until) no outage covered (overlapping outages count once;
+        an ongoing one counts until now)."""
+        query = (select(outages).where(outages.c.service.in_(list(targets)), outages.c.started_at < until,
+                                       func.coalesce(outages.c.ended_at, now) > since)
+                 .order_by(outages.c.service, outages.c.started_at))
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).mappings().all()
+        period = (until - since).total_seconds()
+        report = []
+        for service, target in sorted(targets.items()):
+            spans = sorted((max(r["started_at"], since), min(r["ended_at"] or now, until))
+                           for r in rows if r["service"] == service)
+            down, reach = 0.0, since
+            for start, end in spans:  # merged: overlapping outages count once
+                start = max(start, reach)
+                if end > start:
+                    down += (end - start).total_seconds()
+                    reach = end
+            percent = round(100 * (1 - down / period), 4)
+            report.append({"service": service, "since": since, "until": until, "target_percent": target,
+                           "availability_percent": percent, "met": percent >= target, "downtime_seconds": down,
+                           "outages": len(spans)})
+        return report
 
     # --- configuration -------------------------------------------------------------------------------
     async def _ids(self, stream_type: str) -> list[str]:

@@ -42,4 +42,15 @@ sla_targets = Table(
     PrimaryKeyConstraint("request_id", "target"),
 )
 Index("sla_targets_open_due", sla_targets.c.status, sla_targets.c.due_at)
+
+outages = Table(
+    "outages",
+    metadata,
+    Column("outage_id", String, primary_key=True),
+    Column("service", String, nullable=False),
+    Column("severity", String, nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("ended_at", DateTime(timezone=True)),  # null while it lasts
+)
+Index("outages_service_start", outages.c.service, outages.c.started_at)
 Index("sla_targets_breached", sla_targets.c.breached_at)

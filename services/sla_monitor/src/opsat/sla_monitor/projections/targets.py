@@ -1,4 +1,5 @@
-"""The `sla_targets` projection: the clocks' own events -> one row per clock and target."""
+"""The `sla_targets` projection: the clocks' own events -> one row per clock and target; and the outages
+monitoring reported -> one row per outage (what availability reads)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from opsat.common.consumer import ReceivedEvent
 from opsat.sla_monitor.domain import events as ev
-from opsat.sla_monitor.projections.tables import metadata, sla_targets
+from opsat.sla_monitor.projections.tables import metadata, outages, sla_targets
 
 T = sla_targets.c
 
@@ -25,6 +26,15 @@ class TargetsProjection:
 
     async def apply(self, conn: AsyncConnection, received: ReceivedEvent) -> None:
         event = received.event
+        if isinstance(event, ev.OutageReported):
+            await conn.execute(insert(outages).values(
+                outage_id=event.outage_id, service=event.service, severity=event.severity,
+                started_at=event.started_at, ended_at=event.ended_at).on_conflict_do_nothing())
+            return
+        if isinstance(event, ev.OutageEnded):
+            await conn.execute(update(outages).where(outages.c.outage_id == event.outage_id)
+                               .values(ended_at=event.ended_at))
+            return
         if not isinstance(event, ev.ClockEvent):
             return
         rid = event.request_id
