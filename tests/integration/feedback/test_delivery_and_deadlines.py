@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from feedback_story import Feedback, SmtpSink, eventually, free_port, issue_survey
+from feedback_story import Feedback, SmtpSink, eventually, free_port, issue_survey, token_in
 
 from opsat.feedback.service import SERVICE
 
@@ -90,3 +90,39 @@ async def test_a_customer_files_a_complaint_and_staff_close_the_loop(feedback):
     assert [f["followup_id"] for f in listed] == [fid]
     other = feedback.token("eve", "globex", "requester")
     assert (await feedback.client.get(f"/api/v1/follow-ups/{fid}", headers=other)).status_code == 404
+
+
+async def test_a_relationship_campaign_surveys_each_registered_contact_once(feedback, smtp_sink):
+    await feedback.register("u-ann", "acme", "ann@acme.example", language="zh")
+    await feedback.register("u-ben", "globex", "ben@globex.example", language="en")
+    manager = feedback.token("boss", "ops", "manager")
+    body = {"name": "2026 Q4", "contact_ids": ["u-ann", "u-ben", "u-unknown"]}
+    r = await feedback.client.post("/api/v1/campaigns/q4-2026/launch", json=body, headers=manager)
+    assert r.status_code == 200, r.text
+    again = await feedback.client.post("/api/v1/campaigns/q4-2026/launch", json=body, headers=manager)
+    assert again.status_code == 409
+    bad = await feedback.client.post("/api/v1/campaigns/q4-empty/launch", json={**body, "contact_ids": []},
+                                     headers=manager)
+    assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "contact_ids"
+    assert (await feedback.client.post("/api/v1/campaigns/q4-x/launch", json=body,
+                                       headers=feedback.token("bob", "ops", "agent"))).status_code == 403
+    async with feedback.worker():
+        await eventually(lambda: _at_least(smtp_sink.messages, 2), what="two campaign emails")
+        ann = smtp_sink.to("ann@acme.example")[0]
+        assert ann["Subject"] == "运维服务满意度调查"
+        r = await feedback.answer(token_in(ann), {"response_speed": 5, "professionalism": 4, "attitude": 5,
+                                                  "resolution": 4}, nps=8)
+        assert r.status_code == 201, r.text
+
+        async def rate():  # type: ignore[no-untyped-def]
+            rows = (await feedback.client.get("/api/v1/response-rate?group_by=campaign",
+                                              headers=feedback.staff())).json()
+            return rows if rows and rows[0]["answered"] == 1 else None
+
+        assert await eventually(rate, what="the campaign's response rate") == [
+            {"campaign": "q4-2026", "issued": 2, "answered": 1, "expired": 0, "response_rate_percent": 50.0}]
+    assert sorted(m["To"] for m in smtp_sink.messages) == ["ann@acme.example", "ben@globex.example"]
+
+
+async def _at_least(items: list, n: int) -> bool:  # type: ignore[type-arg]
+    return len(items) >= n

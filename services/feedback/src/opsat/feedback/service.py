@@ -5,13 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from opsat.common.service import Service
-from opsat.feedback.api.routes import contact_router, followup_router, router, template_router
+from opsat.feedback.api.routes import campaign_router, contact_router, followup_router, router, template_router
 from opsat.feedback.app.delivery import MailSender
 from opsat.feedback.app.handlers import FeedbackAggregates
 from opsat.feedback.app.reactions import (
     FOLLOWUP_OVERDUE,
     SURVEY_EXPIRY,
     SURVEY_REMINDER,
+    CampaignSurveys,
     FollowUpOnAnswer,
     SurveyOnClose,
     SurveyScheduler,
@@ -39,10 +40,10 @@ SERVICE = Service(
     settings=FeedbackSettings,
     events=FEEDBACK_EVENTS,
     aggregate=FeedbackAggregates,
-    routers=[template_router, contact_router, followup_router, router],
+    routers=[template_router, contact_router, campaign_router, followup_router, router],
     queries=FeedbackQueries,
     projections=[SatisfactionProjection, ServiceFactsProjection],
-    reactions=[SurveyOnClose, SurveyScheduler, FollowUpOnAnswer],
+    reactions=[SurveyOnClose, SurveyScheduler, FollowUpOnAnswer, CampaignSurveys],
     deadlines={SURVEY_REMINDER: RemindSurvey, SURVEY_EXPIRY: ExpireSurvey, FOLLOWUP_OVERDUE: MarkFollowUpOverdue},
     loops={"mail": MailSender},
     consumes=("intake", "sla"),

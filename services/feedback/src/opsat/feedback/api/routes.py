@@ -37,7 +37,7 @@ FollowUpId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^fu-[a-z
 SurveyId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^svy-[a-z0-9]+$")]
 Filter = Annotated[str | None, Query(max_length=200, pattern=r"^[^\x00]*$")]
 GroupBy = Annotated[list[str] | None, Query(max_length=5, description="team, engineer, kind, service, priority, "
-                                                                      "organisation")]
+                                                                      "organisation, campaign")]
 Period = Annotated[str | None, Query(description="day, week, month, quarter or year")]
 Limit = Annotated[int, Query(ge=1, le=500)]
 
@@ -53,6 +53,14 @@ contact_router = CommandRouter(prefix="/api/v1", tags=["contacts"], item_path="/
 contact_router.command("register", c.RegisterContact, s.ContactBody,
                        "Register where a customer contact (a requester's subject id) receives surveys",
                        "The e-mail address and language (zh or en) surveys of this requester's closed requests go to")
+
+CampaignId = Annotated[str, Path(min_length=1, max_length=31, pattern=r"^[a-z0-9][a-z0-9-]*$")]
+campaign_router = CommandRouter(prefix="/api/v1", tags=["campaigns"], item_path="/campaigns/{campaign_id}",
+                                id_param=CampaignId, accepted=s.CampaignAccepted, callers=callers)
+campaign_router.command("launch", c.LaunchCampaign, s.CampaignBody,
+                        "Launch a relationship survey: every listed customer contact gets one survey",
+                        "Contacts are registered ids (`/contacts/{id}/register`); unregistered ones are skipped. The "
+                        "response rate per campaign: `/response-rate?group_by=campaign`")
 
 followup_router = CommandRouter(prefix="/api/v1", tags=["follow-ups"], item_path="/follow-ups/{followup_id}",
                                 id_param=FollowUpId, accepted=s.FollowUpAccepted, callers=callers)

@@ -68,6 +68,15 @@ class ComplaintBody(_Body):
     customer_id: Name | None = Field(default=None, description="staff filing for a customer: the customer's id")
 
 
+class CampaignBody(_Body):
+    name: Name
+    contact_ids: Annotated[list[Annotated[str, StringConstraints(min_length=1, max_length=200,
+                                                                 pattern=r"^[A-Za-z0-9_.:@-]+$")]],
+                           Field(min_length=1, max_length=1000, description="at most 1000: a larger list would not "
+                                                                            "fit in one request body")]
+    template_id: Annotated[str, StringConstraints(min_length=1, max_length=31)] = "default"
+
+
 class NoteBody(_Body):
     note: Text
 
@@ -111,6 +120,10 @@ class TemplateAccepted(_Accepted):
 
 class ContactAccepted(_Accepted):
     contact_id: str
+
+
+class CampaignAccepted(_Accepted):
+    campaign_id: str
 
 
 class FollowUpAccepted(_Accepted):

@@ -56,7 +56,7 @@ mail_outbox = Table(
     Column("purpose", String, nullable=False),  # invitation | reminder
     Column("recipient", String),  # personal data; None: no address known
     Column("language", String, nullable=False),
-    Column("request_id", String, nullable=False),
+    Column("request_id", String),  # None: a campaign's survey
     Column("expires_at", DateTime(timezone=True), nullable=False),
     Column("status", String, nullable=False),  # pending | sent | bounced | undeliverable | cancelled
     Column("attempts", Integer, nullable=False, server_default="0"),

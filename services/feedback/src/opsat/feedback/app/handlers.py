@@ -9,13 +9,14 @@ from typing import Any
 
 from opsat.common.commands import AggregateSet
 from opsat.common.domain import Actor, CommandContext, DomainEvent, Forbidden, Role
+from opsat.feedback.domain import campaigns, contacts, followups, surveys, templates
 from opsat.feedback.domain import commands as c
-from opsat.feedback.domain import contacts, followups, surveys, templates
 from opsat.feedback.settings import FeedbackSettings
 
 FOLLOW_UP_STAFF = (Role.agent, Role.team_lead, Role.manager, Role.admin)
 CALLERS: dict[type, tuple[Role, ...]] = {
     c.DefineTemplate: (Role.admin,),
+    c.LaunchCampaign: (Role.admin, Role.manager),
     c.RegisterContact: (Role.admin, Role.agent, Role.team_lead, Role.manager, Role.service),
     c.OpenFollowUp: (Role.requester, *FOLLOW_UP_STAFF, Role.service),  # a complaint
     c.RecordContact: FOLLOW_UP_STAFF,
@@ -68,6 +69,23 @@ class ContactAggregate:
         return contacts.decide(state, command, ctx.now, ctx.actor.id)
 
 
+class CampaignAggregate:
+    stream_type = "campaign"
+    id_field = "campaign_id"
+    commands = frozenset({c.LaunchCampaign})
+    evolve = staticmethod(campaigns.evolve)
+
+    def __init__(self, settings: Any) -> None:
+        self.settings = settings
+
+    def tenant(self, state: Any, command: Any, actor: Actor) -> str:
+        return actor.organisation
+
+    def decide(self, state: Any, command: Any, ctx: CommandContext) -> list[DomainEvent]:
+        _check(command, ctx.actor)
+        return campaigns.decide(state, command, ctx.now, ctx.actor.id)
+
+
 class SurveyAggregate:
     """Issued, reminded, expired and mail attempts by the service itself; answered by whoever holds the token
     (the public endpoint is the only way in, and the token is the authority)."""
@@ -115,4 +133,4 @@ class FollowUpAggregate:
 
 
 class FeedbackAggregates(AggregateSet):
-    members = (TemplateAggregate, ContactAggregate, SurveyAggregate, FollowUpAggregate)
+    members = (TemplateAggregate, ContactAggregate, CampaignAggregate, SurveyAggregate, FollowUpAggregate)

@@ -21,9 +21,11 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from opsat.common import deadlines
+from opsat.common.commands import CommandMeta
 from opsat.common.consumer import ReceivedEvent
 from opsat.common.db import REACTIONS_SCHEMA
-from opsat.common.eventstore import fold
+from opsat.common.domain import DomainError
+from opsat.common.eventstore import StreamStore, fold
 from opsat.common.reactions import CommandReaction, ForeignEvent, reaction_metadata
 from opsat.feedback.app.delivery import enqueue
 from opsat.feedback.domain import commands as c
@@ -145,14 +147,8 @@ class SurveyOnClose(CommandReaction):
         if not surveyed:
             log.info("request %s closed: no survey (%s)", closed.request_id, why)
             return
-        store = self.handler.store
-        contact = fold(contacts.evolve, [r for r in await store.load(facts["requester_id"])
-                                         if r.stream_type == "contact"])
-        if contact is not None and contact.organisation_id != facts["organisation_id"]:
-            contact = None
-        template = (fold(templates.evolve, [r for r in await store.load(settings.survey_template)
-                                            if r.stream_type == "survey_template"])
-                    or templates.shipped(settings.survey_template) or templates.DEFAULT_TEMPLATE)
+        contact = await contact_of(self.handler.store, facts["requester_id"], facts["organisation_id"])
+        template = await current_template(self.handler.store, settings.survey_template) or templates.DEFAULT_TEMPLATE
         token = tokens.token_for(settings.token_key_bytes(), survey_id)
         self._command = c.IssueSurvey(
             survey_id=survey_id, organisation_id=facts["organisation_id"], request_id=closed.request_id,
@@ -170,6 +166,57 @@ class SurveyOnClose(CommandReaction):
 
     def command_for(self, received: ReceivedEvent) -> Any | None:
         return self._command
+
+
+async def contact_of(store: StreamStore, contact_id: str, organisation_id: str | None) -> contacts.Contact | None:
+    contact = fold(contacts.evolve, [r for r in await store.load(contact_id) if r.stream_type == "contact"])
+    if contact is not None and organisation_id is not None and contact.organisation_id != organisation_id:
+        return None
+    return contact
+
+
+async def current_template(store: StreamStore, template_id: str) -> templates.Template | None:
+    return (fold(templates.evolve, [r for r in await store.load(template_id) if r.stream_type == "survey_template"])
+            or templates.shipped(template_id))
+
+
+class CampaignSurveys(CommandReaction):
+    """A launched campaign issues one survey per registered contact (ids derived from campaign and contact, so a
+    replay issues nothing new); a contact without a registration is skipped and logged."""
+
+    name: ClassVar[str] = "campaign_surveys"
+    sources: ClassVar[tuple[str, ...]] = ("feedback",)
+    command: ClassVar[type] = c.IssueSurvey
+
+    async def apply(self, conn: AsyncConnection, received: ReceivedEvent) -> None:
+        event = received.event
+        if not isinstance(event, ev.CampaignLaunched):
+            return
+        assert self.handler is not None, "the service kit sets the handler"
+        settings: FeedbackSettings = self.handler.aggregate_for(c.IssueSurvey).settings  # type: ignore[attr-defined]
+        template = await current_template(self.handler.store, event.template_id) or templates.DEFAULT_TEMPLATE
+        for contact_id in event.contact_ids:
+            contact = await contact_of(self.handler.store, contact_id, None)
+            if contact is None:
+                log.info("campaign %s: contact %s is not registered; no survey", event.campaign_id, contact_id)
+                continue
+            survey_id = f"svy-{uuid.uuid5(SURVEY_IDS, f'{event.campaign_id}:{contact_id}').hex}"
+            token = tokens.token_for(settings.token_key_bytes(), survey_id)
+            command = c.IssueSurvey(
+                survey_id=survey_id, organisation_id=contact.organisation_id, request_id=None,
+                campaign_id=event.campaign_id, requester_id=contact_id, template=template.to_spec(),
+                token_hash=tokens.token_hash(token), language=contact.language, recipient=contact.email,
+                validity=timedelta(seconds=settings.survey_validity_s),
+                reminder_after=timedelta(seconds=settings.survey_reminder_after_s))
+            meta = CommandMeta(correlation_id=received.correlation_id or received.id, causation_id=received.id,
+                               idempotency_key=f"{self.name}:{received.id}:{contact_id}", fingerprint=received.id)
+            try:
+                await self.handler.execute(command, self.actor, meta)
+            except DomainError as exc:  # issued already (a replay): a decision, not a failure
+                log.info("campaign %s: no survey for %s: %s", event.campaign_id, contact_id, exc.detail)
+
+    def command_for(self, received: ReceivedEvent) -> Any | None:
+        return None  # apply issues one command per contact
 
 
 class FollowUpOnAnswer(CommandReaction):

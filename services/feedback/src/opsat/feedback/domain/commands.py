@@ -44,12 +44,24 @@ class RegisterContact:
 
 
 @dataclass(frozen=True)
+class LaunchCampaign:
+    """Send a relationship survey to a list of customer contacts (each gets one survey)."""
+
+    may_create: ClassVar[bool] = True  # the domain refuses a second launch
+
+    campaign_id: str
+    name: str
+    contact_ids: tuple[str, ...]
+    template_id: str = "default"
+
+
+@dataclass(frozen=True)
 class IssueSurvey:
     may_create: ClassVar[bool] = True  # the domain refuses a second issue of one survey id
 
     survey_id: str
     organisation_id: str
-    request_id: str
+    request_id: str | None
     requester_id: str
     template: dict[str, Any]
     token_hash: str
@@ -62,6 +74,7 @@ class IssueSurvey:
     kind: str | None = None
     priority: str | None = None
     service: str | None = None
+    campaign_id: str | None = None
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,18 @@ class ContactRegistered(DomainEvent):
     by: str
 
 
+class CampaignLaunched(DomainEvent):
+    """A relationship survey (handbook 4.1): the listed customer contacts each get a survey of the template."""
+
+    event_type: ClassVar[str] = _type("campaign.launched")
+    campaign_id: str
+    name: str
+    template_id: str
+    contact_ids: list[str]
+    at: AwareDatetime
+    by: str
+
+
 class SurveyEvent(DomainEvent):
     survey_id: str
     at: AwareDatetime
@@ -56,7 +68,8 @@ class SurveyIssued(SurveyEvent):
 
     event_type: ClassVar[str] = _type("survey.issued")
     organisation_id: str
-    request_id: str
+    request_id: str | None = None  # None: a relationship survey of a campaign
+    campaign_id: str | None = None
     requester_id: str
     team: str | None = None
     assignee: str | None = None
@@ -158,5 +171,5 @@ class FollowUpOverdue(FollowUpEvent):
 
 SURVEY_EVENTS = (SurveyIssued, SurveyReminded, SurveyExpired, SurveyAnswered, MailAttempted)
 FOLLOWUP_EVENTS = (FollowUpOpened, FollowUpContacted, FollowUpResolved, CustomerReacted, FollowUpOverdue)
-FEEDBACK_EVENTS: tuple[type[DomainEvent], ...] = (TemplateDefined, ContactRegistered, *SURVEY_EVENTS,
+FEEDBACK_EVENTS: tuple[type[DomainEvent], ...] = (TemplateDefined, ContactRegistered, CampaignLaunched, *SURVEY_EVENTS,
                                                   *FOLLOWUP_EVENTS)

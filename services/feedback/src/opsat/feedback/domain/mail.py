@@ -15,6 +15,15 @@ SUBJECTS = {
     ("invitation", "en"): "How did we do? Your request {request_id}",
     ("reminder", "zh"): "提醒：请评价我们的服务：{request_id}",
     ("reminder", "en"): "Reminder: how did we do? Your request {request_id}",
+    ("campaign", "zh"): "运维服务满意度调查",
+    ("campaign", "en"): "How satisfied are you with our IT operations service?",
+}
+CAMPAIGN_BODIES = {
+    "zh": "您好，\n\n我们正在进行运维服务满意度调查，请花一分钟评价我们的服务（无需登录）：\n\n{link}\n\n"
+          "链接在 {expires} 前有效，只能使用一次。\n\n运维服务台",
+    "en": "Hello,\n\nwe are asking our customers how satisfied they are with our IT operations service. Please take a "
+          "minute to tell us (no login needed):\n\n{link}\n\nThe link works once and is valid until {expires}.\n\n"
+          "IT service desk",
 }
 BODIES = {
     "zh": ("您好，\n\n您的服务请求 {request_id} 已关闭。请花一分钟评价我们的服务（无需登录）：\n\n{link}\n\n"
@@ -30,7 +39,7 @@ class SurveyMail:
     language: str  # zh | en
     recipient: str
     sender: str
-    request_id: str
+    request_id: str | None  # None: a relationship survey of a campaign
     expires_at: datetime
 
 
@@ -43,8 +52,16 @@ def render(mail: SurveyMail, link: str, message_id: str) -> EmailMessage:
     message = EmailMessage()
     message["From"] = mail.sender
     message["To"] = mail.recipient
-    message["Subject"] = SUBJECTS[(mail.purpose, language)].format(request_id=mail.request_id)
+    expires = mail.expires_at.strftime("%Y-%m-%d %H:%M UTC")
+    if mail.request_id is None:  # a campaign's relationship survey
+        subject = SUBJECTS[("campaign", language)]
+        if mail.purpose == "reminder":
+            subject = ("提醒：" if language == "zh" else "Reminder: ") + subject
+        body = CAMPAIGN_BODIES[language].format(link=link, expires=expires)
+    else:
+        subject = SUBJECTS[(mail.purpose, language)].format(request_id=mail.request_id)
+        body = BODIES[language].format(request_id=mail.request_id, link=link, expires=expires)
+    message["Subject"] = subject
     message["Message-ID"] = message_id
-    message.set_content(BODIES[language].format(request_id=mail.request_id, link=link,
-                                                expires=mail.expires_at.strftime("%Y-%m-%d %H:%M UTC")))
+    message.set_content(body)
     return message

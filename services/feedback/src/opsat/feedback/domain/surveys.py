@@ -60,7 +60,8 @@ def decide(state: Survey | None, command: Any, now: datetime) -> list[DomainEven
                 raise AlreadyExists(f"survey {command.survey_id} was issued already", field="survey_id")
             return [ev.SurveyIssued(
                 survey_id=command.survey_id, at=now, organisation_id=command.organisation_id,
-                request_id=command.request_id, requester_id=command.requester_id, team=command.team,
+                request_id=command.request_id, campaign_id=command.campaign_id, requester_id=command.requester_id,
+                team=command.team,
                 assignee=command.assignee, kind=command.kind, priority=command.priority, service=command.service,
                 template=command.template, token_hash=command.token_hash, language=command.language,
                 recipient=command.recipient, remind_at=now + command.reminder_after,

@@ -19,9 +19,9 @@ from opsat.feedback.projections.tables import followups, request_service_facts, 
 
 R, S, F, X = responses.c, surveys.c, followups.c, request_service_facts.c
 FACTS = ("sla", "reassignments", "reopened")
-GROUPS = ("team", "engineer", "kind", "service", "priority", "organisation")
+GROUPS = ("team", "engineer", "kind", "service", "priority", "organisation", "campaign")
 _COLUMN = {"team": "team", "engineer": "assignee", "kind": "kind", "service": "service", "priority": "priority",
-           "organisation": "organisation_id"}
+           "organisation": "organisation_id", "campaign": "campaign_id"}
 PERIODS = ("day", "week", "month", "quarter", "year")
 
 

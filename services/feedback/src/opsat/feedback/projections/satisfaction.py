@@ -30,6 +30,7 @@ class SatisfactionProjection:
                 template = event.template
                 await conn.execute(insert(surveys).values(
                     survey_id=event.survey_id, organisation_id=event.organisation_id, request_id=event.request_id,
+                    campaign_id=event.campaign_id,
                     requester_id=event.requester_id, team=event.team, assignee=event.assignee, kind=event.kind,
                     priority=event.priority, service=event.service, template_id=template["template_id"],
                     template_version=template["version"], anonymous=bool(template.get("anonymous")),
@@ -45,7 +46,8 @@ class SatisfactionProjection:
                 row = (await conn.execute(select(surveys).where(S.survey_id == event.survey_id))).mappings().first()
                 if row is None:
                     return
-                facts = {k: row[k] for k in ("organisation_id", "request_id", "requester_id", "team", "assignee",
+                facts = {k: row[k] for k in ("organisation_id", "request_id", "campaign_id", "requester_id", "team",
+                                             "assignee",
                                              "kind", "priority", "service")}
                 await conn.execute(insert(responses).values(
                     survey_id=event.survey_id, **facts, anonymous=row["anonymous"], template_id=event.template_id,

@@ -30,6 +30,7 @@ stream_versions = stream_versions_table(metadata)  # the runner keeps the read m
 
 def _facts() -> list[Column]:
     return [Column("organisation_id", String, nullable=False), Column("request_id", String),
+            Column("campaign_id", String),
             Column("requester_id", String), Column("team", String), Column("assignee", String),
             Column("kind", String), Column("priority", String), Column("service", String)]
 
