@@ -22,7 +22,7 @@ from datetime import timedelta
 from typing import Any, ClassVar
 
 from pydantic import AwareDatetime
-from sqlalchemy import Column, DateTime, Float, Integer, MetaData, String, Table, select
+from sqlalchemy import Column, DateTime, Float, Integer, MetaData, String, Table, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -232,19 +232,27 @@ class SignalDriver(CommandReaction):
 
     async def signal(self, conn: AsyncConnection, received: ReceivedEvent, signal: Signal) -> None:
         """Re-score the subject's open risk, or raise a new one (its id derived from the event that raised it)."""
+        await self._execute(c.RecordSignal(risk_id=await self.open_risk(conn, signal, received), signal=signal),
+                            received, f"rule:{signal.rule_id}")
+
+    async def open_risk(self, conn: AsyncConnection, signal: Signal, received: ReceivedEvent) -> str:
+        """The subject's open risk, or a new id claimed for it. The claim is a conditional write on the subject's
+        row: a replica claiming the same subject concurrently waits for this transaction and then takes ours."""
         assert self.handler is not None
-        risk_id = (await conn.execute(select(SUBJECTS.c.risk_id).where(SUBJECTS.c.subject_key == signal.key))
-                   ).scalar()
-        if risk_id is not None:
-            risk = fold(register.evolve, await self.handler.store.load(risk_id))
-            if risk is not None and not risk.open:
-                risk_id = None
-        if risk_id is None:
-            risk_id = str(uuid.uuid5(RISKS, f"{signal.key}:{received.id}"))
-            statement = insert(SUBJECTS).values(subject_key=signal.key, risk_id=risk_id)
-            await conn.execute(statement.on_conflict_do_update(index_elements=[SUBJECTS.c.subject_key],
-                                                               set_={"risk_id": risk_id}))
-        await self._execute(c.RecordSignal(risk_id=risk_id, signal=signal), received, f"rule:{signal.rule_id}")
+        key = SUBJECTS.c.subject_key == signal.key
+        known = (await conn.execute(select(SUBJECTS.c.risk_id).where(key))).scalar()
+        if known is not None:
+            risk = fold(register.evolve, await self.handler.store.load(known))
+            if risk is None or risk.open:
+                return known
+        minted = str(uuid.uuid5(RISKS, f"{signal.key}:{received.id}"))
+        if known is None:
+            claim = insert(SUBJECTS).values(subject_key=signal.key, risk_id=minted).on_conflict_do_nothing()
+        else:  # the last one was accepted or closed: a new risk replaces it
+            claim = update(SUBJECTS).where(key, SUBJECTS.c.risk_id == known).values(risk_id=minted)
+        if (await conn.execute(claim.returning(SUBJECTS.c.risk_id))).scalar() is not None:
+            return minted
+        return (await conn.execute(select(SUBJECTS.c.risk_id).where(key))).scalar_one()  # another replica's
 
     async def activate(self, conn: AsyncConnection, received: ReceivedEvent, observation: Observation,
                        book: dict[str, plans.Plan]) -> None:
