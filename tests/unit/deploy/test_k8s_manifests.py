@@ -381,6 +381,18 @@ def test_secrets_are_referenced_never_stored(overlay):
         assert not {"OPSAT_DATABASE_URL", "OPSAT_AUTH_DEV_KEY"} & set(obj["data"]), "secret in a ConfigMap"
 
 
+def test_every_secret_setting_of_a_service_comes_from_its_secret(overlay):
+    """A setting typed SecretStr (the dev key, feedback's token key and SMTP password, ...) reaches the service's
+    api and worker from `<service>-secrets`: a prod pod without it must not start on a default."""
+    _, objs = overlay
+    for obj in of_kind(objs, "Deployment"):
+        service = service_of(obj)
+        fields = settings_class(service).model_fields.items()
+        wanted = {f"OPSAT_{name.upper()}" for name, field in fields if "SecretStr" in str(field.annotation)}
+        values, secrets = container_env(objs, pod_spec(obj)["containers"][0])
+        assert wanted <= set(secrets), f"{obj_id(obj)}: not from {dns(service)}-secrets: {sorted(wanted - set(secrets))}"
+        assert not wanted & set(values), f"{obj_id(obj)}: a secret setting in plain configuration"
+
 # --- selectors and scaling -------------------------------------------------------------------------------
 
 def test_services_pdbs_and_network_policies_select_existing_pods(overlay):
