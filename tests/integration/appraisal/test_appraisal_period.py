@@ -4,7 +4,7 @@ an appeal that re-grades, a late event shown as a pending difference, never fold
 rebuilt from the topics equal to the live ones.
 
 Alice resolves two requests on time, one of them reopened and resolved again; Bob answers and resolves
-one late. The SLA policy has short targets on the 24×7 calendar, so on time and late are real outcomes
+one late. The SLA policy has short targets (5 s, 10 s) on the 24×7 calendar, so on time and late are real outcomes
 of the SLA monitor's clocks.
 """
 
@@ -25,7 +25,7 @@ from opsat.common.db import asyncpg_dsn, create_engine
 from opsat.common.projections import rebuild, snapshot
 from opsat.sla_monitor.service import SERVICE as SLA
 
-RESPONSE_S, RESOLUTION_S = 3, 6
+RESPONSE_S, RESOLUTION_S = 5, 10
 D = Decimal
 
 
@@ -75,18 +75,26 @@ async def test_scorecards_equal_the_hand_calculation_and_drill_down_to_their_eve
     for upstream in (intake, sla):  # appraisal's consumers subscribe to topics that exist
         await upstream.service.ensure_topics(upstream.settings)
     async with intake.worker(only=("relay",)), sla.worker(), appraisal.worker():
-        r1, r2, r3 = [await intake.submit() for _ in range(3)]
-        for rid in (r1, r2):
-            await step(intake, rid, "accept", {"team": "network"}, alice)
-            await step(intake, rid, "start", None, alice)
-            await step(intake, rid, "resolve", {"solution": "restarted the gateway"}, alice)
+        # Bob's request first, so that its clock runs while Alice works hers; each of Alice's requests is
+        # handled right after its submit, so a slow machine cannot make her late.
+        r3 = await intake.submit()
+        bob_started = asyncio.get_running_loop().time()
+        r1 = await intake.submit()
+        for path, body in (("accept", {"team": "network"}), ("start", None), ("resolve", {"solution": "restarted"})):
+            await step(intake, r1, path, body, alice)
+        r2 = await intake.submit()
+        for path, body in (("accept", {"team": "network"}), ("start", None), ("resolve", {"solution": "restarted"})):
+            await step(intake, r2, path, body, alice)
         await step(intake, r2, "reject-delivery", {"reason": "still down"}, requester)
         await step(intake, r2, "start", None, alice)
         await step(intake, r2, "resolve", {"solution": "replaced the gateway"}, alice)
-        await asyncio.sleep(RESPONSE_S + 0.5)
+
+        async def at_age(seconds: float) -> None:  # of bob's request
+            await asyncio.sleep(max(0.0, bob_started + seconds - asyncio.get_running_loop().time()))
+        await at_age(RESPONSE_S + 0.5)
         await step(intake, r3, "accept", {"team": "network"}, bob)
         await step(intake, r3, "start", None, bob)
-        await asyncio.sleep(RESOLUTION_S - RESPONSE_S)
+        await at_age(RESOLUTION_S + 0.5)
         await step(intake, r3, "resolve", {"solution": "patched"}, bob)
 
         # Both targets of every request decided by the SLA monitor and seen by appraisal.
