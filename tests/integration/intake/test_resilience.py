@@ -75,7 +75,7 @@ def _worker_process(settings, **extra_env: str) -> subprocess.Popen:
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
 
 
-REQUESTS = 50
+REQUESTS = 100  # enough that a kill lands mid-stream even when the relay and projection run fast
 # Small relay batches make the events reach Kafka (and so the projection) over many short transactions,
 # so that a kill lands while some are still on their way.
 SLOW_RELAY = {"OPSAT_RELAY_BATCH_SIZE": "1"}
