@@ -3,25 +3,13 @@ the values and names the offending field."""
 
 from __future__ import annotations
 
-import re
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from opsat.common.isotime import IsoDateTime  # noqa: F401  (used as s.IsoDateTime)
 
 NO_NUL = r"^[^\x00]*$"
-_ISO_DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
-
-
-def _iso_8601(value: object) -> object:
-    """Only an ISO 8601 date-time: pydantic would also read "0" as Unix time, which no client means.
-    (Kept here until the shared one in opsat.common lands.)"""
-    if isinstance(value, str) and not _ISO_DATETIME.match(value):
-        raise ValueError("give an ISO 8601 date-time, e.g. 2026-01-31T00:00:00+08:00")
-    return value
-
-
-IsoDateTime = Annotated[datetime, BeforeValidator(_iso_8601)]
 Label = Annotated[str, StringConstraints(min_length=1, max_length=300, pattern=NO_NUL)]
 Text = Annotated[str, StringConstraints(max_length=4000, pattern=NO_NUL)]
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=NO_NUL)]

@@ -3,33 +3,14 @@ validates the values and names the offending field."""
 
 from __future__ import annotations
 
-import re
-from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-_ISO_DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
-_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+from opsat.common.isotime import AwareIsoDateTime, IsoDate, IsoDateTime  # noqa: F401  (used as s.IsoDate...)
 
-
-def _iso_8601(value: object) -> object:
-    """Only an ISO 8601 date-time: pydantic would also read 0 or "0" as Unix time, which no client means."""
-    if not isinstance(value, datetime) and not (isinstance(value, str) and _ISO_DATETIME.match(value)):
-        raise ValueError("give an ISO 8601 date-time, e.g. 2026-01-31T00:00:00+08:00")
-    return value
-
-
-def _iso_date(value: object) -> object:
-    if not isinstance(value, date) and not (isinstance(value, str) and _ISO_DATE.match(value)):
-        raise ValueError("give an ISO 8601 date, e.g. 2026-01-31")
-    return value
-
-
-# ISO-only date and date-time (as intake's `IsoDateTime`; local until a shared one lives in opsat.common).
-IsoDateTime = Annotated[datetime, BeforeValidator(_iso_8601)]
-IsoAwareDateTime = Annotated[AwareDatetime, BeforeValidator(_iso_8601)]
-IsoDate = Annotated[date, BeforeValidator(_iso_date)]
+# ISO-only date and date-time: pydantic alone would read 0 or "0" as Unix time, which no client means.
+IsoAwareDateTime = AwareIsoDateTime
 
 Text = Annotated[str, StringConstraints(min_length=1, max_length=2000, pattern=r"^[^\x00]*$")]
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^\x00]*$")]
