@@ -200,8 +200,7 @@ async def _tail(service: Service, settings: ServiceSettings, args: argparse.Name
 
 
 async def _lag(service: Service, settings: ServiceSettings, args: argparse.Namespace) -> None:
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-
+    from opsat.common import grouplag
     from opsat.common.db import connect_raw
 
     conn = await connect_raw(settings.database_url)
@@ -212,25 +211,14 @@ async def _lag(service: Service, settings: ServiceSettings, args: argparse.Names
         await conn.close()
     print(f"outbox backlog {service.topic(settings)}: {backlog} events"
           + (f", oldest recorded {oldest.isoformat()}" if oldest else ""))
-    for cls in service.consumer_classes():
-        group = service.runner_config(settings, cls.name).group_id
-        consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=group,
-                                    enable_auto_commit=False)
-        await consumer.start()
-        try:
-            await consumer.topics()  # loads the metadata partitions_for_topic reads
-            partitions = [TopicPartition(topic, p) for topic in (settings.topic(s) for s in cls.sources)
-                          for p in sorted(consumer.partitions_for_topic(topic) or ())]
-            ends = await consumer.end_offsets(partitions) if partitions else {}
-            total = 0
-            for tp in partitions:
-                committed = await consumer.committed(tp) or 0
-                total += ends[tp] - committed
-                print(f"  {cls.name} {tp.topic}[{tp.partition}]: committed {committed}, end {ends[tp]}, "
-                      f"lag {ends[tp] - committed}")
-            print(f"consumer {cls.name} (group {group}): lag {total}")
-        finally:
-            await consumer.stop()
+    by_consumer: dict[str, list[grouplag.PartitionLag]] = {}
+    for p in await grouplag.group_lags(service, settings):
+        by_consumer.setdefault(p.consumer, []).append(p)
+    for name, parts in by_consumer.items():
+        for p in parts:
+            print(f"  {name} {p.partition.topic}[{p.partition.partition}]: committed {p.committed}, end {p.end}, "
+                  f"lag {p.end - p.committed}")
+        print(f"consumer {name} (group {parts[0].group}): lag {sum(p.end - p.committed for p in parts)}")
 
 
 async def _token(service: Service, settings: ServiceSettings, args: argparse.Namespace) -> None:

@@ -29,6 +29,9 @@ EVENTS_APPLIED = Counter("opsat_projection_events_total", "Events applied by a p
 # Only partitions this process owns: a rebalance removes the series of those it lost.
 CONSUMER_LAG = Gauge("opsat_consumer_lag", "Records behind the end of the partition",
                      ["projection", "topic", "partition"])
+# Measured from outside by the worker (committed offsets vs end): keeps rising while a consumer is stopped.
+CONSUMER_GROUP_LAG = Gauge("opsat_consumer_group_lag", "Records a consumer group has not committed, per topic",
+                           ["consumer", "topic"])
 CONSUMER_RETRIES = Counter("opsat_consumer_retries_total", "Batches rolled back by a transient fault and retried",
                            ["projection"])
 DLQ_PARKED = Counter("opsat_dlq_parked_total", "Events parked on a dead-letter topic", ["projection"])

@@ -30,6 +30,7 @@ from opsat.common.db import create_engine
 from opsat.common.domain import SYSTEM_ACTOR, DomainEvent
 from opsat.common.envelope import EventRegistry
 from opsat.common.eventstore import EventStore, StreamStore, run_idempotency_cleanup
+from opsat.common.grouplag import run_group_lag
 from opsat.common.kafka import ensure_topics
 from opsat.common.outbox import OutboxRelay, RelayConfig
 from opsat.common.reactions import CommandReaction
@@ -167,7 +168,8 @@ class Service:
                                         poll_interval_s=settings.relay_poll_interval_s,
                                         request_timeout_ms=settings.kafka_request_timeout_ms,
                                         delivery_timeout_s=settings.relay_delivery_timeout_s))
-        loops: list[tuple[str, Loop]] = [("relay", relay.run), ("idempotency-cleanup", lambda stop: (
+        loops: list[tuple[str, Loop]] = [("relay", relay.run), ("group-lag", lambda stop: run_group_lag(
+            self, settings, stop, settings.group_lag_interval_s)), ("idempotency-cleanup", lambda stop: (
             run_idempotency_cleanup(engine, settings.idempotency_retention_s, stop)))]
         for kind, classes in (("projection", self.projections), ("reaction", self.reactions)):
             for cls in classes:
