@@ -180,6 +180,8 @@ class RunnerConfig:
     retry_backoff_max_s: float = 5.0
     max_records: int = 1000
     session_timeout_ms: int = 10_000
+    # How soon a topic created after the consumer started (another service's, started later) is read.
+    metadata_max_age_ms: int = 30_000
     # Static membership: a restarted member with the same id gets its partitions back without a rebalance.
     group_instance_id: str | None = None
     registries: tuple[EventRegistry, ...] = ()
@@ -236,6 +238,7 @@ class ProjectionRunner:
             isolation_level="read_committed",
             session_timeout_ms=self.config.session_timeout_ms,
             heartbeat_interval_ms=self.config.session_timeout_ms // 3,
+            metadata_max_age_ms=self.config.metadata_max_age_ms,
         )
         await consumer.start()
         try:

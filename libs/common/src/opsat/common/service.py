@@ -126,6 +126,7 @@ class Service:
                             f"{consumer}", dlq_topic=self.dlq_topic(settings, consumer),
                             max_retries=settings.consumer_max_retries,
                             session_timeout_ms=settings.kafka_session_timeout_ms,
+                            metadata_max_age_ms=settings.kafka_metadata_max_age_ms,
                             group_instance_id=settings.kafka_group_instance_id,
                             registries=(self.registry(),), **extra)
 

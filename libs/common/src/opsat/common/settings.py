@@ -38,6 +38,8 @@ class ServiceSettings(BaseSettings):
     kafka_replication_factor: int = Field(default=1, ge=1, le=16)  # for topics the worker creates
     # A crashed consumer's partitions move to the others after this long (broker minimum: 6 s).
     kafka_session_timeout_ms: int = Field(default=10_000, ge=6_000, le=300_000)
+    # A consumer sees a topic created after it started (another service started later) within this.
+    kafka_metadata_max_age_ms: int = Field(default=30_000, ge=100, le=300_000)
     kafka_request_timeout_ms: int = Field(default=10_000, ge=1_000)
     # Static group membership: give each worker replica a stable id (e.g. its pod name) and a restarted
     # worker takes its partitions back at once, with no rebalance and no wait for the session timeout.
