@@ -1,5 +1,6 @@
 """Optimistic concurrency: commands racing on one request -> one wins, nothing lost; a loser that sent
-If-Match gets 412 (its precondition failed), one that did not gets 409.
+If-Match gets 412 (its precondition failed); one that did not is decided again on the winner's state, and
+answered by the domain (here 409: the request is accepted already).
 
 Run one after another, the later commands would be refused by the checks before the write (If-Match, the
 domain's transition rules). The barrier holds every append at the insert until all of them have passed
@@ -51,7 +52,7 @@ async def test_racing_accepts_append_exactly_one_acceptance(intake):
         responses = await barrier.race([intake.client.post(f"/api/v1/requests/{rid}/accept", json={}, headers=h)
                                         for h in agents])
     assert sorted(r.status_code for r in responses) == [200, 409, 409, 409], [r.text for r in responses]
-    # a later accept, one after another, is the domain's refusal; in the race it is the constraint's
-    assert sorted(code(r) for r in responses if r.status_code == 409) == ["version_conflict"] * 3
+    # the losers named no version: decided again after the winner's append, the domain refuses a second accept
+    assert sorted(code(r) for r in responses if r.status_code == 409) == ["invalid_transition"] * 3
     accepted = await count_rows(db, "select count(*) from events where event_type = 'opsat.intake.request.accepted'")
     assert accepted == 1

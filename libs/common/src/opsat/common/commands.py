@@ -99,6 +99,9 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+CONFLICT_ATTEMPTS = 3  # a command without If-Match is decided again this often when it loses a race
+
+
 class CommandHandler:
     """load -> decide -> append, for any aggregate, judging in this order: the caller's own earlier result under
     the Idempotency-Key; the stream exists and its tenant is visible to the actor (else 404, the same answer as
@@ -145,6 +148,29 @@ class CommandHandler:
             if stored is not None:
                 return stored
         creates = getattr(command, "creates_stream", False)
+        # A command that names no version is decided again on the new state when another writer (a worker's
+        # reaction, another replica) appended first: the caller asked for the change, not for a version.
+        attempts = 1 if creates or meta.expected_version is not None else CONFLICT_ATTEMPTS
+        for attempt in range(1, attempts + 1):
+            try:
+                result = await self._decide_and_append(aggregate, stream_id, command, actor, meta, creates,
+                                                       idempotency)
+                break
+            except ConcurrencyConflict:
+                if meta.expected_version is not None:
+                    # The version the client named was current when read and is no longer: its precondition failed.
+                    raise PreconditionFailed(f"the {aggregate.stream_type} changed since version "
+                                             f"{meta.expected_version}; reload and retry",
+                                             code="version_conflict") from None
+                if attempt == attempts:
+                    raise
+        if not result.replayed:
+            obs.EVENTS_APPENDED.labels(self.service).inc(len(result.event_ids))
+        return result
+
+    async def _decide_and_append(self, aggregate: Aggregate, stream_id: str, command: Any, actor: Actor,
+                                 meta: CommandMeta, creates: bool, idempotency: Idempotency | None) -> AppendResult:
+        """load → checks → decide → append, once; a lost race raises ConcurrencyConflict."""
         history = [] if creates else await self.store.load(stream_id)
         state = fold(aggregate.evolve, history)
         missing = not history and not getattr(command, "may_create", False)
@@ -164,20 +190,9 @@ class CommandHandler:
         metadata = EventMetadata(actor=actor.id, tenant=aggregate.tenant(state, command, actor),
                                  correlation_id=meta.correlation_id, causation_id=meta.causation_id,
                                  traceparent=meta.traceparent)
-        try:
-            with (tracing.span(f"append {aggregate.stream_type}", attributes={"opsat.stream_id": stream_id})
-                  if tracing.active() else tracing.NO_SPAN):
-                result = await self.store.append(stream_id, aggregate.stream_type, current, events, metadata,
-                                                 idempotency)
-        except ConcurrencyConflict:
-            if meta.expected_version is None:
-                raise
-            # The version the client named was current when read and is no longer: its precondition failed.
-            raise PreconditionFailed(f"the {aggregate.stream_type} changed since version {meta.expected_version}; "
-                                     "reload and retry", code="version_conflict") from None
-        if not result.replayed:
-            obs.EVENTS_APPENDED.labels(self.service).inc(len(result.event_ids))
-        return result
+        with (tracing.span(f"append {aggregate.stream_type}", attributes={"opsat.stream_id": stream_id})
+              if tracing.active() else tracing.NO_SPAN):
+            return await self.store.append(stream_id, aggregate.stream_type, current, events, metadata, idempotency)
 
 
 def _tenant_of(aggregate: Aggregate, history: Sequence[RecordedEvent], actor: Actor) -> str:
