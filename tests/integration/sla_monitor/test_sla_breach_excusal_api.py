@@ -49,5 +49,6 @@ async def test_an_excused_breach_leaves_compliance_but_stays_visible(intake, run
     clock = (await sla.client.get(f"/api/v1/clocks/{excused_rid}", headers=agent)).json()
     excusal = clock["targets"]["response"]["excusal"]
     assert (excusal["status"], excusal["requested_by"], excusal["decided_by"]) == ("approved", "bob", "carol")
-    assert [e["type"] for e in clock["explanation"]][-2:] == ["opsat.sla.clock.excusal_requested",
-                                                              "opsat.sla.clock.excusal_approved"]
+    # Timer events (warnings, escalations) may interleave; the excusal's two events come in order.
+    excusal_events = [e["type"] for e in clock["explanation"] if ".excusal_" in e["type"]]
+    assert excusal_events == ["opsat.sla.clock.excusal_requested", "opsat.sla.clock.excusal_approved"]
