@@ -35,11 +35,10 @@ def _check(command: Any, actor: Actor) -> None:
         raise Forbidden(f"{type(command).__name__} is not yours to issue")
 
 
-class TemplateAggregate:
-    stream_type = "survey_template"
-    id_field = "template_id"
-    commands = frozenset({c.DefineTemplate})
-    evolve = staticmethod(templates.evolve)
+class _ConfigAggregate:
+    """Configuration of the caller's organisation (templates, campaigns): one domain module decides it."""
+
+    decider: Any
 
     def __init__(self, settings: Any) -> None:
         self.settings = settings
@@ -49,7 +48,15 @@ class TemplateAggregate:
 
     def decide(self, state: Any, command: Any, ctx: CommandContext) -> list[DomainEvent]:
         _check(command, ctx.actor)
-        return templates.decide(state, command, ctx.now, ctx.actor.id)
+        return self.decider.decide(state, command, ctx.now, ctx.actor.id)
+
+
+class TemplateAggregate(_ConfigAggregate):
+    stream_type = "survey_template"
+    id_field = "template_id"
+    commands = frozenset({c.DefineTemplate})
+    evolve = staticmethod(templates.evolve)
+    decider = templates
 
 
 class ContactAggregate:
@@ -69,21 +76,12 @@ class ContactAggregate:
         return contacts.decide(state, command, ctx.now, ctx.actor.id)
 
 
-class CampaignAggregate:
+class CampaignAggregate(_ConfigAggregate):
     stream_type = "campaign"
     id_field = "campaign_id"
     commands = frozenset({c.LaunchCampaign})
     evolve = staticmethod(campaigns.evolve)
-
-    def __init__(self, settings: Any) -> None:
-        self.settings = settings
-
-    def tenant(self, state: Any, command: Any, actor: Actor) -> str:
-        return actor.organisation
-
-    def decide(self, state: Any, command: Any, ctx: CommandContext) -> list[DomainEvent]:
-        _check(command, ctx.actor)
-        return campaigns.decide(state, command, ctx.now, ctx.actor.id)
+    decider = campaigns
 
 
 class SurveyAggregate:
