@@ -98,6 +98,12 @@ class SurveyAnswered(SurveyEvent):
     """The respondent answered; score, band and NPS category follow from the template version answered."""
 
     event_type: ClassVar[str] = _type("survey.answered")
+    # The subject, copied from the issue: None for a relationship survey, or on answers recorded before
+    # these fields existed.
+    request_id: str | None = None
+    campaign_id: str | None = None
+    team: str | None = None
+    assignee: str | None = None
     template_id: str
     template_version: int
     ratings: dict[str, int]

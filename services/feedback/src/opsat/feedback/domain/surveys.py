@@ -32,13 +32,20 @@ class Survey:
     status: str = "issued"  # issued | answered | expired
     reminded: bool = False
     mail_attempts: int = 0
+    # Whose work the survey judges, carried onto the answer so consumers need not join it to the issue.
+    request_id: str | None = None
+    campaign_id: str | None = None
+    team: str | None = None
+    assignee: str | None = None
 
 
 def evolve(state: Survey | None, event: DomainEvent) -> Survey:
     match event:
         case ev.SurveyIssued():
             return Survey(event.survey_id, event.organisation_id, event.requester_id,
-                          Template.from_spec(event.template), event.token_hash, event.remind_at, event.expires_at)
+                          Template.from_spec(event.template), event.token_hash, event.remind_at, event.expires_at,
+                          request_id=event.request_id, campaign_id=event.campaign_id, team=event.team,
+                          assignee=event.assignee)
     if state is None:  # another kind of stream under this id: no survey
         raise NotFound(UNKNOWN_LINK)
     match event:
@@ -81,7 +88,8 @@ def decide(state: Survey | None, command: Any, now: datetime) -> list[DomainEven
                                    f"{state.template.version}", field="template_version")
             judged = answers.judge(state.template, command.ratings, command.nps, command.comment)
             return [ev.SurveyAnswered(
-                survey_id=state.survey_id, at=now, template_id=state.template.template_id,
+                survey_id=state.survey_id, at=now, request_id=state.request_id, campaign_id=state.campaign_id,
+                team=state.team, assignee=state.assignee, template_id=state.template.template_id,
                 template_version=state.template.version, ratings={k: int(v) for k, v in command.ratings.items()},
                 nps=int(command.nps), comment=(command.comment or "").strip() or None, score=judged.score,
                 band=judged.band, nps_category=judged.nps_category, follow_up_reasons=list(judged.follow_up_reasons))]
