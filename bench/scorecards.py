@@ -1,7 +1,8 @@
 """Appraisal: scorecard calculation for 500 engineers × 90 days of facts (target ≤ 5 s).
 
 Loads a quarter of synthetic facts with COPY into a throwaway database migrated by `opsat-appraisal
-migrate` (every engineer resolves 3 requests a day; 10 % of targets late, 5 % of requests reopened), then
+migrate` (every engineer resolves 3 requests a day; 10 % of targets late, 5 % of requests reopened; 30 % of
+requests get an answered survey, 1 % a complaint; each team one risk a week), then
 times `AppraisalQueries.calculate` for the quarter: the totals summed by PostgreSQL, and the scoring in
 Python, split. Beside it, the limit: the same facts rows fetched raw with asyncpg (no summing, no scoring).
 """
@@ -13,6 +14,7 @@ import subprocess
 import time
 import uuid
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import asyncpg
@@ -32,9 +34,9 @@ FACTS_SQL = """select c.request_id, c.engineer, c.team, c.resolved_at, c.resolve
   where c.resolved_at >= $1 and c.resolved_at < $2"""
 
 
-def synthetic(engineers: int, days: int, per_day: int, seed: int = 7) -> tuple[list[tuple], list[tuple]]:
+def synthetic(engineers: int, days: int, per_day: int, seed: int = 7) -> tuple[list[tuple], list[tuple], list[tuple]]:
     rnd = random.Random(seed)
-    credits, outcomes = [], []
+    credits, outcomes, named = [], [], []
     for e in range(engineers):
         for d in range(days):
             for k in range(per_day):
@@ -45,7 +47,16 @@ def synthetic(engineers: int, days: int, per_day: int, seed: int = 7) -> tuple[l
                                 at, str(uuid.uuid4()), reopens))
                 for target in ("response", "resolution"):
                     outcomes.append((rid, target, int(rnd.random() >= 0.1), at, str(uuid.uuid4())))
-    return credits, outcomes
+                if rnd.random() < 0.3:  # an answered survey naming the engineer and team
+                    named.append((str(uuid.uuid4()), "csat", at + timedelta(hours=1), rid, f"eng-{e:03d}",
+                                  f"team-{e // 10}", None, Decimal(rnd.randrange(20, 101))))
+                if rnd.random() < 0.01:  # a complaint naming only the request
+                    named.append((str(uuid.uuid4()), "complaint", at + timedelta(hours=2), rid, None, None, "ops", None))
+    for t in range(engineers // 10):
+        for week in range(days // 7):
+            named.append((str(uuid.uuid4()), "risk", datetime(2026, 7, 1, 3, tzinfo=UTC) + timedelta(weeks=week),
+                          None, None, f"team-{t}", None, None))
+    return credits, outcomes, named
 
 
 async def run(bench: Bench, engineers: int = 500, days: int = 90, per_day: int = 3) -> list[Result]:
@@ -54,7 +65,7 @@ async def run(bench: Bench, engineers: int = 500, days: int = 90, per_day: int =
                          capture_output=True, text=True)
     if out.returncode:
         raise RuntimeError(f"opsat-appraisal migrate failed:\n{out.stdout}\n{out.stderr}")
-    credits, outcomes = synthetic(engineers, days, per_day)
+    credits, outcomes, named = synthetic(engineers, days, per_day)
     conn = await asyncpg.connect(bench.infra.dsn(db))
     try:
         t0 = time.perf_counter()
@@ -63,12 +74,15 @@ async def run(bench: Bench, engineers: int = 500, days: int = 90, per_day: int =
             "resolved_event_id", "reopen_event_ids"])
         await conn.copy_records_to_table("sla_outcomes", schema_name="read_model", records=outcomes,
                                          columns=["request_id", "target", "on_time", "met_at", "event_id"])
+        await conn.copy_records_to_table("subject_facts", schema_name="read_model", records=named, columns=[
+            "event_id", "fact", "at", "request_id", "engineer", "team", "organisation_id", "score"])
         await conn.execute("analyze")
         load_s = time.perf_counter() - t0
         since = datetime(2026, 6, 30, 16, tzinfo=UTC)  # the quarter's first day, Asia/Shanghai
         until = since + timedelta(days=92)
         t0 = time.perf_counter()
         raw = await conn.fetch(FACTS_SQL, since, until)
+        raw += await conn.fetch("select * from read_model.subject_facts where at >= $1 and at < $2", since, until)
         raw_s = time.perf_counter() - t0
     finally:
         await conn.close()
@@ -95,7 +109,8 @@ async def run(bench: Bench, engineers: int = 500, days: int = 90, per_day: int =
     finally:
         await engine.dispose()
     split["scoring_s"] = total_s - split["totals_query_s"]
-    details = {"engineers": engineers, "days": days, "requests": len(credits), "rows_raw": len(raw),
+    details = {"engineers": engineers, "days": days, "requests": len(credits), "feedback_and_risk_facts": len(named),
+               "rows_raw": len(raw),
                "scorecards": len(cards), "load_copy_s": r(load_s), **{k: r(v, 3) for k, v in split.items()},
                "raw_fetch_s": r(raw_s, 3), "ratio_to_raw_fetch": r(total_s / raw_s, 1) if raw_s else None}
     return [

@@ -220,7 +220,7 @@ async def test_scorecards_equal_the_hand_calculation_and_drill_down_to_their_eve
     # Rebuilt from the topics, the read models equal the live ones: the same ranking, appeals, facts.
     engine = create_engine(appraisal.settings.database_url)
     try:
-        for projection, tables in ((FactsProjection(*(appraisal.settings.topic(s) for s in ("intake", "sla"))),
+        for projection, tables in ((FactsProjection(*map(appraisal.settings.topic, FactsProjection.sources)),
                                     ("request_credits", "sla_outcomes")),
                                    (PeriodsProjection(appraisal.settings.topic("appraisal")),
                                     ("periods", "scorecards", "appeals"))):

@@ -25,7 +25,7 @@ def test_committed_asyncapi_document_is_current():
 
 def test_the_fields_read_of_other_services_events_are_published():
     schemas = {}
-    for publisher in ("intake", "sla"):
+    for publisher in ("intake", "sla", "feedback", "risk"):
         schemas.update(schemas_from_asyncapi(json.loads((DOCS / f"{publisher}.asyncapi.json").read_text())))
     assert {cls.event_type: check_against_schema(cls, schemas) for cls in READS} == \
         {cls.event_type: [] for cls in READS}

@@ -19,7 +19,8 @@ appeals, grades, incentives and improvement plans.
 
 A period runs open → calculate (again until publication) → adjust (with a reason) → publish → appeal window →
 close. Every number on a scorecard drills down to the events behind it. Facts come from intake (who resolved
-what, reopened or not) and the SLA monitor (targets met on time or late).
+what, reopened or not), the SLA monitor (targets met on time or late), feedback (answered surveys' scores,
+complaints) and risk (risks raised against a team, emergency plans activated).
 Events: `GET /api/v1/events/asyncapi.json`."""
 
 SERVICE = Service(
@@ -32,7 +33,7 @@ SERVICE = Service(
     routers=[router, period_router],
     queries=AppraisalQueries,
     projections=[FactsProjection, PeriodsProjection],
-    consumes=("intake", "sla"),
+    consumes=("intake", "sla", "feedback", "risk"),
     migrations=Path(__file__).parent / "migrations" / "versions",
 )
 create_app = SERVICE.create_app

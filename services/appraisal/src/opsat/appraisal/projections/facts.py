@@ -1,4 +1,5 @@
-"""The `facts` projection: what intake and the SLA monitor said about each request, as appraisal needs it.
+"""The `facts` projection: what intake, the SLA monitor, feedback and risk said about each request and
+each engineer or team, as appraisal needs it.
 
 Read through tolerant readers (only the fields used here, any further fields ignored), so the other
 services can add to their events without breaking this one.
@@ -6,14 +7,15 @@ services can add to their events without breaking this one.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from decimal import Decimal
+from typing import Any, ClassVar
 
 from pydantic import AwareDatetime
 from sqlalchemy import func, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from opsat.appraisal.projections.tables import metadata, request_credits, sla_outcomes
+from opsat.appraisal.projections.tables import metadata, request_credits, sla_outcomes, subject_facts
 from opsat.common.consumer import ReceivedEvent
 from opsat.common.reactions import ForeignEvent
 
@@ -68,23 +70,90 @@ class ResolutionMet(_Request):
     on_time: bool
 
 
+class SurveyAnswered(ForeignEvent):
+    """A transactional survey's answer: its score counts for the engineer and team it names (a relationship
+    survey names none, so it counts for nobody)."""
+
+    event_type: ClassVar[str] = "opsat.feedback.survey.answered"
+    at: AwareDatetime
+    score: float
+    request_id: str | None = None
+    team: str | None = None
+    assignee: str | None = None
+
+
+class FollowUpOpened(ForeignEvent):
+    """Counted only when it comes from a complaint (a low score is already in the CSAT)."""
+
+    event_type: ClassVar[str] = "opsat.feedback.followup.opened"
+    at: AwareDatetime
+    organisation_id: str
+    source: str
+    request_id: str | None = None
+    team: str | None = None
+    assignee: str | None = None
+
+
+class RiskIdentified(ForeignEvent):
+    """A risk raised against a team counts for the team (a service's risk names no one appraised)."""
+
+    event_type: ClassVar[str] = "opsat.risk.risk.identified"
+    at: AwareDatetime
+    subject_type: str
+    subject: str
+
+
+class EmergencyActivated(ForeignEvent):
+    """Counts for the team it names and, when a request triggered it, that request's engineer and team."""
+
+    event_type: ClassVar[str] = "opsat.risk.emergency.activated"
+    at: AwareDatetime
+    team: str | None = None
+    trigger: dict[str, Any] = {}
+
+
+SUBJECT_FACT_READS = (SurveyAnswered, FollowUpOpened, RiskIdentified, EmergencyActivated)
 READS: tuple[type[ForeignEvent], ...] = (Submitted, Accepted, Assigned, PriorityOverridden, Resolved, Reopened,
-                                         ResponseMet, ResolutionMet)
+                                         ResponseMet, ResolutionMet, *SUBJECT_FACT_READS)
+
+
+def subject_fact(event: ForeignEvent) -> dict[str, Any] | None:
+    """The `subject_facts` row of a feedback or risk event (None: it is no fact about anyone)."""
+    match event:
+        case SurveyAnswered():
+            return {"fact": "csat", "request_id": event.request_id, "engineer": event.assignee,
+                    "team": event.team, "score": Decimal(str(event.score))}
+        case FollowUpOpened() if event.source == "complaint":
+            return {"fact": "complaint", "request_id": event.request_id, "engineer": event.assignee,
+                    "team": event.team, "organisation_id": event.organisation_id}
+        case RiskIdentified() if event.subject_type == "team":
+            return {"fact": "risk", "team": event.subject}
+        case EmergencyActivated():
+            request_id = event.trigger.get("request_id")
+            return {"fact": "emergency", "request_id": request_id if isinstance(request_id, str) else None,
+                    "team": event.team}
+    return None
 
 
 class FactsProjection:
     name = "facts"
-    sources = ("intake", "sla")
+    sources = ("intake", "sla", "feedback", "risk")
     metadata = metadata
 
-    def __init__(self, intake_topic: str, sla_topic: str) -> None:
-        self.topics = [intake_topic, sla_topic]
+    def __init__(self, *topics: str) -> None:
+        self.topics = list(topics)
 
     async def apply(self, conn: AsyncConnection, received: ReceivedEvent) -> None:
         reader = next((r for r in READS if r.matches(received)), None)
         if reader is None:
             return
         event = reader.read(received)
+        if isinstance(event, SUBJECT_FACT_READS):
+            if (row := subject_fact(event)) is not None:
+                row = {"event_id": received.id, "at": event.at, "request_id": None, "engineer": None, "team": None,
+                       "organisation_id": None, "score": None, **row}
+                await conn.execute(insert(subject_facts).on_conflict_do_nothing(), [row])
+            return
         rid = event.request_id  # type: ignore[attr-defined]
 
         async def change(**values: object) -> None:

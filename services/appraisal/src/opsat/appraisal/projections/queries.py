@@ -1,7 +1,8 @@
 """Queries of the appraisal service, and the calculation a period's scorecards come from.
 
 `calculate` reads the facts read model: the requests resolved within the period (in the organisation's
-time zone), each credited to its resolver and to its team. The same rows give the same cards; rows that
+time zone), each credited to its resolver and to its team, and the answered surveys, complaints, risks and
+emergencies dated within it, each credited to the engineer and team it names. The same rows give the same cards; rows that
 change after a calculation show as a pending difference beside the card, never folded into it.
 """
 
@@ -36,9 +37,20 @@ from opsat.common.eventstore import EventStore, fold
 
 R, O, S = request_credits.c, sla_outcomes.c, scorecards.c
 FACT_COLUMNS = ("handled", "resolved", "reopened", "first_time_resolved", "response_measured", "responded_on_time",
-                "resolution_measured", "resolved_on_time")
+                "resolution_measured", "resolved_on_time", "csat_responses", "csat_score_sum", "complaints", "risks",
+                "emergencies")
+# Feedback's and risk's facts dated in the period, with the engineer and team each names, or else those of its
+# request (a complaint's request only within the complaint's organisation).
+NAMED_SQL = """
+  select f.event_id, f.fact, f.at, f.score,
+         coalesce(f.engineer, c.engineer) as engineer, coalesce(f.team, c.team) as team
+  from read_model.subject_facts f
+  left join read_model.request_credits c
+    on c.request_id = f.request_id and (f.organisation_id is null or c.organisation_id = f.organisation_id)
+  where f.at >= :since and f.at < :until
+"""
 # Per resolved request: the resolver and the team each get handled, resolved, reopened or first-time resolved,
-# and each SLA target's outcome (measured; on time). Feedback and risk facts join when those services do.
+# and each SLA target's outcome (measured; on time). Per feedback or risk fact: the engineer and team it names.
 TOTALS_SQL = """
 with credited as (
   select c.engineer, c.team, cardinality(c.reopen_event_ids) > 0 as reopened,
@@ -52,13 +64,36 @@ with credited as (
   select engineer as subject, * from credited
   union all
   select 'team:' || team as subject, * from credited where team is not null
+), request_totals as (
+  select subject, count(*) as handled, count(*) as resolved, count(*) filter (where reopened) as reopened,
+         count(*) filter (where not reopened) as first_time_resolved,
+         count(*) filter (where response_measured) as response_measured,
+         sum(responded_on_time) as responded_on_time,
+         count(*) filter (where resolution_measured) as resolution_measured, sum(resolved_on_time) as resolved_on_time
+  from subjects group by subject
+), named as (""" + NAMED_SQL + """), named_subjects as (
+  select engineer as subject, fact, score from named where engineer is not null
+  union all
+  select 'team:' || team as subject, fact, score from named where team is not null
+), named_totals as (
+  select subject, count(*) filter (where fact = 'csat') as csat_responses,
+         coalesce(sum(score) filter (where fact = 'csat'), 0) as csat_score_sum,
+         count(*) filter (where fact = 'complaint') as complaints, count(*) filter (where fact = 'risk') as risks,
+         count(*) filter (where fact = 'emergency') as emergencies
+  from named_subjects group by subject
 )
-select subject, count(*) as handled, count(*) as resolved, count(*) filter (where reopened) as reopened,
-       count(*) filter (where not reopened) as first_time_resolved,
-       count(*) filter (where response_measured) as response_measured, sum(responded_on_time) as responded_on_time,
-       count(*) filter (where resolution_measured) as resolution_measured, sum(resolved_on_time) as resolved_on_time
-from subjects group by subject
+select coalesce(r.subject, n.subject) as subject,
+       coalesce(r.handled, 0) as handled, coalesce(r.resolved, 0) as resolved, coalesce(r.reopened, 0) as reopened,
+       coalesce(r.first_time_resolved, 0) as first_time_resolved,
+       coalesce(r.response_measured, 0) as response_measured, coalesce(r.responded_on_time, 0) as responded_on_time,
+       coalesce(r.resolution_measured, 0) as resolution_measured, coalesce(r.resolved_on_time, 0) as resolved_on_time,
+       coalesce(n.csat_responses, 0) as csat_responses, coalesce(n.csat_score_sum, 0) as csat_score_sum,
+       coalesce(n.complaints, 0) as complaints, coalesce(n.risks, 0) as risks, coalesce(n.emergencies, 0) as emergencies
+from request_totals r full join named_totals n on n.subject = r.subject
 """
+# One feedback or risk fact's numbers, by the `fact` column of `subject_facts`.
+NAMED_FACTS = {"csat": ("csat_responses", "csat_score_sum"), "complaint": ("complaints",), "risk": ("risks",),
+               "emergency": ("emergencies",)}
 
 
 def facts_of(row: Any, zone: ZoneInfo) -> list[Fact]:
@@ -81,6 +116,15 @@ def facts_of(row: Any, zone: ZoneInfo) -> list[Fact]:
     subjects = [row["engineer"]] + ([TEAM_PREFIX + row["team"]] if row["team"] else [])
     return [Fact(subject, day, name, Decimal(amount), event_id)
             for subject in subjects for name, amount, event_id in raw]
+
+
+def named_facts_of(row: Any, zone: ZoneInfo) -> list[Fact]:
+    """The facts one feedback or risk event gives the engineer and the team it names."""
+    day = row["at"].astimezone(zone).date()
+    amounts = {"csat_score_sum": row["score"]}
+    subjects = ([row["engineer"]] if row["engineer"] else []) + ([TEAM_PREFIX + row["team"]] if row["team"] else [])
+    return [Fact(subject, day, name, Decimal(amounts.get(name, 1)), row["event_id"])
+            for subject in subjects for name in NAMED_FACTS[row["fact"]]]
 
 
 class AppraisalQueries:
@@ -144,9 +188,15 @@ class AppraisalQueries:
                         R.team == subject.removeprefix(TEAM_PREFIX) if subject.startswith(TEAM_PREFIX)
                         else R.engineer == subject))
         zone = ZoneInfo(state.time_zone)
+        named = f"select * from ({NAMED_SQL}) named where " + (
+            "team = :name" if subject.startswith(TEAM_PREFIX) else "engineer = :name")
         async with self.engine.connect() as conn:
             rows = (await conn.execute(query)).mappings().all()
-        return Totals.of(f for row in rows for f in facts_of(row, zone) if f.subject == subject)
+            named_rows = (await conn.execute(text(named), {"since": since, "until": until,
+                                                           "name": subject.removeprefix(TEAM_PREFIX)})).mappings().all()
+        facts = [f for row in rows for f in facts_of(row, zone)]
+        facts += [f for row in named_rows for f in named_facts_of(row, zone)]
+        return Totals.of(f for f in facts if f.subject == subject)
 
     # --- reads ---------------------------------------------------------------------------------------------
     async def periods(self, status: str | None, limit: int, offset: int) -> list[dict[str, Any]]:

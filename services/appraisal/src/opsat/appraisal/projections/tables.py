@@ -2,9 +2,10 @@
 
 Facts are kept per request, as the other services told them, with the id of each event behind them:
 `request_credits` (intake: who resolved it, for which team, reopened or not) and `sla_outcomes` (the SLA
-monitor: each target met on time or late). A calculation reads the requests resolved in a period and
-credits each to its resolver and team; being a function of these rows, it gives the same cards whatever
-order the topics arrived in. `periods`, `scorecards`, `appeals`, `awards` and `improvement_plans` are
+monitor: each target met on time or late), and `subject_facts` (feedback and risk: answered surveys,
+complaints, risks and emergencies, one row per event). A calculation reads the requests resolved in a
+period and credits each to its resolver and team, and the other facts dated in the period; being a
+function of these rows, it gives the same cards whatever order the topics arrived in. `periods`, `scorecards`, `appeals`, `awards` and `improvement_plans` are
 the appraisal's own events, for the queries.
 """
 
@@ -59,6 +60,22 @@ sla_outcomes = Table(
     Column("event_id", String, nullable=False),
     PrimaryKeyConstraint("request_id", "target"),
 )
+
+subject_facts = Table(
+    "subject_facts",
+    metadata,
+    Column("event_id", String, primary_key=True),
+    Column("fact", String, nullable=False),  # csat | complaint | risk | emergency
+    Column("at", DateTime(timezone=True), nullable=False),
+    # Whom the event names; a missing engineer or team is taken from the request (`request_credits`) when
+    # the calculation runs, so a complaint filed before the request was resolved still finds its resolver.
+    Column("request_id", String),
+    Column("engineer", String),
+    Column("team", String),
+    Column("organisation_id", String),  # a complaint's: it binds only to a request of that organisation
+    Column("score", Numeric),  # csat: the answer's weighted score 0-100, exactly as published
+)
+Index("subject_facts_at", subject_facts.c.at)
 
 periods = Table(
     "periods",
