@@ -69,9 +69,9 @@ test-integration: install infra
 test-faults: install infra
 	OPSAT_FAULTS=full $(VENV)/bin/pytest -s tests/faults
 
-# The OpenAPI contract with more generated cases than `make test` (minutes, not one).
+# Every service's OpenAPI contract with more generated cases than `make test` (minutes each, not one).
 test-contract: install infra
-	$(VENV)/bin/pytest -s tests/integration/intake/test_openapi_contract.py --contract-examples 50 --contract-stateful
+	$(VENV)/bin/pytest -s $$(ls tests/integration/*/test_*openapi_contract.py) --contract-examples 50 --contract-stateful
 
 # Helm renders the chart in the offline deployment tests; built from its Go module once.
 tools-helm:
