@@ -17,13 +17,14 @@ TOOLS := deploy/tools/tools.sh
 DEPLOY_TESTS = $$($(TOOLS) cached || echo --ignore=tests/deploy)
 
 .PHONY: install lint infra run stop status test test-unit test-integration test-faults test-contract \
-	test-deploy tools tools-helm generate compose-env bench docs clean help
+	test-deploy tools tools-helm generate compose-env bench bench-scale docs clean help
 
 help:
 	@echo "make run    install, start Kafka + PostgreSQL + every service, print where they listen"
 	@echo "make test   install, start what the tests need, run every test"
 	@echo "make stop   stop the services and the local Kafka + PostgreSQL"
 	@echo "make bench  run the benchmarks (results in bench/results/)"
+	@echo "make bench-scale [SCALE=1]  a year of operation loaded, the same figures beside an empty store"
 	@echo "make test-faults  the fault-injection suite at full length (about 6 minutes)"
 	@echo "make test-deploy  build helm, promtool, etcd, kube-apiserver (once) and validate deploy/ against them"
 	@echo "make generate     regenerate docker-compose.yml and the Grafana dashboards from the service list"
@@ -95,6 +96,12 @@ compose-env: .local/compose.env
 
 bench: install infra
 	$(PY) bench/run.py
+
+# A year of operation (1,000,000 requests, 10,000,000 events) against an empty store, side by side;
+# SCALE=0.1 for a tenth. Loading a year takes minutes and about 10 GB of disk.
+SCALE ?= 1
+bench-scale: install infra
+	$(PY) bench/scale.py --scale $(SCALE)
 
 # The event contracts other systems consume, committed so they can be read without running anything.
 docs: install
