@@ -17,14 +17,14 @@ from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-import asyncpg
 import pytest
 
 from opsat.appraisal.projections.facts import FactsProjection
 from opsat.appraisal.projections.periods import PeriodsProjection
 from opsat.appraisal.service import SERVICE as APPRAISAL
-from opsat.common.db import asyncpg_dsn, create_engine
+from opsat.common.db import create_engine
 from opsat.common.projections import rebuild, snapshot
+from opsat.common.testing.helpers import rows, scalar
 from opsat.common.testing.service import ServiceHarness, settings_for_tests
 from opsat.feedback.service import SERVICE as FEEDBACK
 from opsat.intake.service import SERVICE as INTAKE
@@ -75,14 +75,6 @@ def by_hand(facts: dict[str, Decimal]) -> dict:
     total = cents(weighted / weights)
     grade = next((g for g, at_least in GRADES if total >= at_least), "D")
     return {"scores": lines, "total": str(total), "grade": grade}
-
-
-async def fetch(database_url: str, sql: str, *args: object) -> list[asyncpg.Record]:
-    conn = await asyncpg.connect(asyncpg_dsn(database_url))
-    try:
-        return await conn.fetch(sql, *args)
-    finally:
-        await conn.close()
 
 
 @pytest.fixture
@@ -178,7 +170,7 @@ async def test_the_whole_loop(stack) -> None:  # type: ignore[no-untyped-def]
 
     # Appraisal has seen every fact: 6 resolutions, 12 SLA outcomes, 4 answers, 1 complaint, 1 risk.
     async def settled() -> bool:
-        [row] = await fetch(appraisal.settings.database_url, """select
+        [row] = await rows(appraisal.settings.database_url, """select
             (select count(*) from read_model.request_credits where resolved_at is not null),
             (select count(*) from read_model.sla_outcomes),
             (select count(*) from read_model.subject_facts where fact = 'csat'),
@@ -238,19 +230,19 @@ async def test_the_whole_loop(stack) -> None:  # type: ignore[no-untyped-def]
         assert r.status_code == 200 and r.json()["matches_card"], r.text
         return {f["fact"]: sorted(f["event_ids"]) for f in r.json()["facts"]}
 
-    answered = await fetch(feedback.settings.database_url, "select data->>'request_id' as rid, event_id::text "
+    answered = await rows(feedback.settings.database_url, "select data->>'request_id' as rid, event_id::text "
                            "from events where event_type = 'opsat.feedback.survey.answered'")
     answer_of = {row["rid"]: row["event_id"] for row in answered}
     assert set(answer_of) == {r1, r2, r3, r6}
     assert await drill("alice", "csat") == {"csat_score_sum": sorted([answer_of[r1], answer_of[r2]]),
                                             "csat_responses": sorted([answer_of[r1], answer_of[r2]])}
-    [complaint] = await fetch(feedback.settings.database_url, "select event_id::text from events where "
+    [complaint] = await rows(feedback.settings.database_url, "select event_id::text from events where "
                               "event_type = 'opsat.feedback.followup.opened' and data->>'source' = 'complaint'")
     assert (await drill("carol", "complaints"))["complaints"] == [complaint["event_id"]]
-    [identified] = await fetch(risk.settings.database_url, "select event_id::text from events where "
+    [identified] = await rows(risk.settings.database_url, "select event_id::text from events where "
                                "event_type = 'opsat.risk.risk.identified'")
     assert (await drill("team:network", "risk_record"))["risks"] == [identified["event_id"]]
-    late = await fetch(sla.settings.database_url, "select event_id::text from events where event_type = "
+    late = await rows(sla.settings.database_url, "select event_id::text from events where event_type = "
                        "'opsat.sla.clock.resolution_met' and stream_id = any($1)", [r3, r4, r5])
     assert await drill("bob", "sla_resolution") == {"resolution_measured": sorted(x[0] for x in late),
                                                     "resolved_on_time": []}
@@ -280,9 +272,8 @@ async def test_the_whole_loop(stack) -> None:  # type: ignore[no-untyped-def]
     assert amended["total"] == str(total)
 
     async def appeal_projected() -> bool:
-        rows = await fetch(appraisal.settings.database_url,
-                           "select count(*) from read_model.appeals where outcome = 'amended'")
-        return rows[0][0] == 1
+        return await scalar(appraisal.settings.database_url,
+                            "select count(*) from read_model.appeals where outcome = 'amended'") == 1
     await eventually(appeal_projected)
 
     # Rebuilt from the topics, appraisal's read models equal the live ones, table by table.

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any
 from zoneinfo import ZoneInfo
 
 import asyncpg
@@ -21,8 +20,9 @@ import asyncpg
 from opsat.appraisal.projections.facts import FactsProjection
 from opsat.appraisal.projections.periods import PeriodsProjection
 from opsat.appraisal.service import SERVICE as APPRAISAL
-from opsat.common.db import asyncpg_dsn, create_engine
+from opsat.common.db import create_engine
 from opsat.common.projections import rebuild, snapshot
+from opsat.common.testing.helpers import rows
 from opsat.sla_monitor.service import SERVICE as SLA
 
 RESPONSE_S, RESOLUTION_S = 5, 10
@@ -31,14 +31,6 @@ D = Decimal
 
 def cents(x: Decimal) -> Decimal:
     return x.quantize(D("0.01"), rounding=ROUND_HALF_UP)
-
-
-async def fetch(database_url: str, sql: str, *args: Any) -> list[asyncpg.Record]:
-    conn = await asyncpg.connect(asyncpg_dsn(database_url))
-    try:
-        return await conn.fetch(sql, *args)
-    finally:
-        await conn.close()
 
 
 async def eventually(check, timeout: float = 60.0):  # type: ignore[no-untyped-def]
@@ -55,9 +47,9 @@ async def step(intake, rid: str, path: str, body: dict | None, headers: dict) ->
 
 
 async def event_ids(database_url: str, event_type: str, request_ids: list[str]) -> set[str]:
-    rows = await fetch(database_url, "select event_id::text from events where event_type = $1 and stream_id = any($2)",
+    found = await rows(database_url, "select event_id::text from events where event_type = $1 and stream_id = any($2)",
                        event_type, request_ids)
-    return {r["event_id"] for r in rows}
+    return {r["event_id"] for r in found}
 
 
 async def test_scorecards_equal_the_hand_calculation_and_drill_down_to_their_events(intake, run_service):
@@ -99,9 +91,9 @@ async def test_scorecards_equal_the_hand_calculation_and_drill_down_to_their_eve
 
         # Both targets of every request decided by the SLA monitor and seen by appraisal.
         async def outcomes() -> list[asyncpg.Record] | None:
-            found = await fetch(appraisal.settings.database_url,
+            found = await rows(appraisal.settings.database_url,
                                 "select request_id, target, on_time from read_model.sla_outcomes")
-            resolved = await fetch(appraisal.settings.database_url,
+            resolved = await rows(appraisal.settings.database_url,
                                    "select count(*) from read_model.request_credits where resolved_at is not null")
             return found if len(found) == 6 and resolved[0][0] == 3 else None
         decided = {(r["request_id"], r["target"]): r["on_time"] for r in await eventually(outcomes)}
@@ -152,7 +144,7 @@ async def test_scorecards_equal_the_hand_calculation_and_drill_down_to_their_eve
         assert r.status_code == 200, r.text
         facts = {f["fact"]: f for f in r.json()["facts"]}
         met = await event_ids(sla.settings.database_url, "opsat.sla.clock.resolution_met", [r1, r2])
-        latest = await fetch(sla.settings.database_url, "select distinct on (stream_id) event_id::text from events "
+        latest = await rows(sla.settings.database_url, "select distinct on (stream_id) event_id::text from events "
                              "where event_type = 'opsat.sla.clock.resolution_met' and stream_id = any($1) "
                              "order by stream_id, version desc", [r1, r2])
         assert len(met) == 3  # r2 was resolved twice: the later outcome counts
@@ -212,9 +204,9 @@ async def test_scorecards_equal_the_hand_calculation_and_drill_down_to_their_eve
         assert {p["kpi_id"] for p in late["pending_differences"]} >= {"first_time_resolution", "reopen_rate"}
 
         async def settled() -> bool:  # the live read models have every event before they are compared
-            rows = await fetch(appraisal.settings.database_url, "select (select count(*) from read_model.sla_outcomes)"
+            found = await rows(appraisal.settings.database_url, "select (select count(*) from read_model.sla_outcomes)"
                                " = 8 and (select count(*) from read_model.appeals where outcome = 'amended') = 1")
-            return rows[0][0]
+            return found[0][0]
         await eventually(settled)
 
     # Rebuilt from the topics, the read models equal the live ones: the same ranking, appeals, facts.

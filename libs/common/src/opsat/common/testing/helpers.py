@@ -20,6 +20,15 @@ async def scalar(database_url: str, sql: str, *args: Any) -> Any:
         await conn.close()
 
 
+async def rows(database_url: str, sql: str, *args: Any) -> list[asyncpg.Record]:
+    """Rows straight from the database."""
+    conn = await asyncpg.connect(asyncpg_dsn(database_url))
+    try:
+        return await conn.fetch(sql, *args)
+    finally:
+        await conn.close()
+
+
 async def platform_database(database_url: str) -> None:
     """Create the platform tables (events, outbox, idempotency keys, deadlines) in an empty database,
     with the same statements as every service's migrations."""
