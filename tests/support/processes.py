@@ -13,7 +13,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,21 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def wait_ready(proc: subprocess.Popen, port: int, name: str, tail: Callable[[], str], timeout: float) -> None:
+    """Until the process answers `/readyz` on `port`; fails with its log's tail if it exits or takes too long."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"{name} exited: {tail()}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"{name} not ready after {timeout:.0f}s: {tail()}")
 
 
 def environment(settings: ServiceSettings) -> dict[str, str]:
@@ -81,17 +96,7 @@ class ServiceProcesses:
         return path.read_text(errors="replace")[-chars:] if path.exists() else ""
 
     def wait_ready(self, role: str, port: int, timeout: float = 120) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.procs[role].poll() is not None:
-                raise AssertionError(f"{self.service.name} {role} exited: {self.tail(role)}")
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise AssertionError(f"{self.service.name} {role} not ready after {timeout:.0f}s: {self.tail(role)}")
+        wait_ready(self.procs[role], port, f"{self.service.name} {role}", lambda: self.tail(role), timeout)
 
     def stop(self) -> None:
         """SIGTERM, and SIGKILL for what has not ended after 30 s; returns the exit codes."""

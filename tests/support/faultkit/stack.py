@@ -5,28 +5,21 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 
 from opsat.common.testing.service import TEST_SIGNING_KEY
+from tests.support.processes import free_port, wait_ready
 
 BIN = Path(sys.executable).parent
 
 # Dev-mode tokens signed with this test run's key; `ops` is the provider organisation.
 AUTH_ENV = {"OPSAT_ENVIRONMENT": "test", "OPSAT_AUTH_MODE": "dev", "OPSAT_AUTH_DEV_KEY": TEST_SIGNING_KEY,
             "OPSAT_PROVIDER_ORGANISATIONS": '["ops"]'}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -67,17 +60,7 @@ class Stack:
         self.wait_ready(name, port)
 
     def wait_ready(self, name: str, port: int, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.procs[name].poll() is not None:
-                raise AssertionError(f"{name} exited: {self.tail(name)}")
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise AssertionError(f"{name} not ready after {timeout:.0f}s: {self.tail(name)}")
+        wait_ready(self.procs[name], port, name, lambda: self.tail(name), timeout)
 
     def kill(self, name: str) -> None:
         """SIGKILL: no shutdown hook runs, in-flight work is cut off."""
