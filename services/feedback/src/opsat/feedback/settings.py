@@ -41,6 +41,9 @@ class FeedbackSettings(ServiceSettings):
     followup_due_s: int = Field(default=3 * 86400, ge=60)
     followup_default_owner: str = "service-desk"
     followup_owner_by_team: dict[str, str] = {}
+    # Improvement actions are checked this long after the window following their implementation ends, so that
+    # the answers of its last moments have reached the satisfaction read model.
+    improvement_verify_grace_s: float = Field(default=3600.0, ge=0)
 
     # The public answer endpoint: at most this many calls per window, per client address and per token
     answer_limit_per_client: int = Field(default=30, ge=1)
