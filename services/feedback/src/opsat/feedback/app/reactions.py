@@ -276,6 +276,8 @@ class SurveyScheduler:
                 await deadlines.schedule(conn, FOLLOWUP_OVERDUE, event.followup_id, event.due_at)
             case ev.FollowUpResolved() | ev.FollowUpOverdue():
                 await deadlines.cancel(conn, FOLLOWUP_OVERDUE, event.followup_id)
+            case ev.CustomerReacted(due_at=due_at) if due_at is not None:  # a rejection re-arms the overdue flag
+                await deadlines.schedule(conn, FOLLOWUP_OVERDUE, event.followup_id, due_at)
             case ev.ImprovementImplemented():
                 await deadlines.schedule(conn, IMPROVEMENT_CHECK, event.improvement_id, event.verify_due_at)
             case ev.ImprovementVerified():

@@ -161,15 +161,18 @@ class FollowUpResolved(FollowUpEvent):
 
 
 class CustomerReacted(FollowUpEvent):
-    """The customer's reaction to the resolution: accepted closes the follow-up, otherwise it opens again."""
+    """The customer's reaction to the resolution: accepted closes the follow-up, otherwise it opens again, due
+    anew at `due_at` (and flagged overdue again if unresolved by then)."""
 
     event_type: ClassVar[str] = _type("followup.customer_reacted")
     accepted: bool
     comment: str | None = None
+    due_at: AwareDatetime | None = None  # a rejection's new due time; None when accepted
 
 
 class FollowUpOverdue(FollowUpEvent):
-    """Due time passed before the follow-up was resolved (flagged once)."""
+    """Due time passed before the follow-up was resolved (flagged once per due time: a rejected resolution sets a
+    new one)."""
 
     event_type: ClassVar[str] = _type("followup.overdue")
     due_at: AwareDatetime
