@@ -18,7 +18,7 @@ from opsat.common.commands import CommandMeta, CommandRouter, Commands, Creation
 from opsat.common.domain import Actor, Conflict, Gone, InvalidInput, NotFound, Role
 from opsat.common.errors import problem
 from opsat.feedback.api import schemas as s
-from opsat.feedback.api.ratelimit import RateLimiter, retry_after
+from opsat.feedback.api.ratelimit import Quota, SharedRateLimiter, retry_after
 from opsat.feedback.app.handlers import callers
 from opsat.feedback.domain import commands as c
 from opsat.feedback.domain import events as ev
@@ -171,25 +171,25 @@ PUBLIC_ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _limiters(request: Request) -> tuple[RateLimiter, RateLimiter]:
+def _limiter(request: Request) -> SharedRateLimiter:
     state = request.app.state
     if not hasattr(state, "answer_limits"):
-        settings = state.settings
-        state.answer_limits = (
-            RateLimiter(settings.answer_limit_per_client, settings.answer_limit_window_s),
-            RateLimiter(settings.answer_limit_per_token, settings.answer_limit_window_s))
+        state.answer_limits = SharedRateLimiter(state.engine, state.settings.answer_limit_window_s)
     return state.answer_limits
 
 
-def _limited(request: Request, token_hash: str) -> Response | None:
-    per_client, per_token = _limiters(request)
+async def _limited(request: Request, token_hash: str) -> Response | None:
+    settings = request.app.state.settings
     client = request.client.host if request.client else "unknown"
-    for limiter, key, what in ((per_client, client, "this client"), (per_token, token_hash, "this survey link")):
-        wait = limiter.hit(key)
-        if wait is not None:
-            return problem(429, f"too many calls from {what}; retry later", code="rate-limited",
-                           instance=request.url.path, headers={"Retry-After": retry_after(wait)})
-    return None
+    per_client = Quota(f"client:{client}", settings.answer_limit_per_client)
+    per_token = Quota(f"token:{token_hash}", settings.answer_limit_per_token)
+    refused = await _limiter(request).hit([per_client, per_token])
+    if refused is None:
+        return None
+    limit, wait = refused
+    what = "this client" if limit is per_client else "this survey link"
+    return problem(429, f"too many calls from {what}; retry later", code="rate-limited",
+                   instance=request.url.path, headers={"Retry-After": retry_after(wait)})
 
 
 async def _find(request: Request, token_hash: str) -> tuple[str, str]:
@@ -210,7 +210,7 @@ async def _find(request: Request, token_hash: str) -> tuple[str, str]:
                          "per client and per token.")
 async def survey_form(body: s.FormRequest, request: Request) -> Any:
     token_hash = tokens.token_hash(body.token)
-    if (limited := _limited(request, token_hash)) is not None:
+    if (limited := await _limited(request, token_hash)) is not None:
         return limited
     survey_id, _ = await _find(request, token_hash)
     history = await request.app.state.store.load(survey_id)
@@ -239,7 +239,7 @@ async def survey_form(body: s.FormRequest, request: Request) -> Any:
                          "Rate-limited per client and per token (429 with Retry-After).")
 async def answer(body: s.AnswerBody, request: Request, commands: Commands) -> Any:
     token_hash = tokens.token_hash(body.token)
-    if (limited := _limited(request, token_hash)) is not None:
+    if (limited := await _limited(request, token_hash)) is not None:
         return limited
     survey_id, organisation = await _find(request, token_hash)
     respondent = Actor(id=f"respondent:{survey_id}", organisation=organisation, roles=frozenset({Role.requester}))
