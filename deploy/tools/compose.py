@@ -1,4 +1,5 @@
-"""docker-compose.yml from the services in the chart's values: one migrate, api and worker per service.
+"""docker-compose.yml from the services in the chart's values: one migrate, api and worker per service, and an
+SMTP sink the feedback service sends its survey emails to.
 
     python deploy/tools/compose.py           write docker-compose.yml
     python deploy/tools/compose.py --check   exit 1 when the committed file differs
@@ -23,6 +24,8 @@ HEAD = """\
 # Same shape as deploy/k8s: one database per service, and per service a one-shot migration, an API and a
 # worker, all from the one image in ./Dockerfile. Passwords and keys come from the env file, random per
 # checkout; every port is published on 127.0.0.1 only.
+# The survey emails go to an SMTP sink (Mailpit) instead of a real relay: read what it caught at
+# http://127.0.0.1:8025 (or its API, e.g. curl -s 127.0.0.1:8025/api/v1/messages).
 name: opsat
 
 x-opsat-env: &opsat-env
@@ -102,7 +105,25 @@ services:
       test: ["CMD-SHELL", "/opt/kafka/bin/kafka-broker-api-versions.sh --bootstrap-server localhost:9092 >/dev/null 2>&1"]
       timeout: 15s
     restart: unless-stopped
+
+  # Catches every email the stack sends (SMTP on smtp-sink:1025 inside the network; web UI and API on 8025).
+  smtp-sink:
+    image: axllent/mailpit:v1.33.1
+    environment:
+      MP_SMTP_BIND_ADDR: 0.0.0.0:1025
+      MP_UI_BIND_ADDR: 0.0.0.0:8025
+      MP_MAX_MESSAGES: 5000
+    ports: ["127.0.0.1:${{OPSAT_SMTP_SINK_HOST_PORT:-8025}}:8025"]
+    healthcheck:
+      <<: *probe
+      test: ["CMD", "/mailpit", "readyz"]
+    restart: unless-stopped
 """
+
+# Settings a service gets in this stack only (production points them elsewhere, see deploy/k8s/opsat/values.yaml).
+COMPOSE_SETTINGS: dict[str, dict[str, str]] = {
+    "feedback": {"OPSAT_SMTP_HOST": "smtp-sink", "OPSAT_SMTP_PORT": '"1025"'},
+}
 
 # Service number i (in the order of values.yaml) publishes API 8000+10*i and worker 8001+10*i, as
 # deploy/local/services.sh does.
@@ -117,7 +138,7 @@ SERVICE = """
     environment: &{name}-env
       <<: *opsat-env
       OPSAT_SERVICE_NAME: {name}
-      OPSAT_DATABASE_URL: postgresql+asyncpg://opsat:${{POSTGRES_PASSWORD:?{needs}}}@postgres:5432/{name}
+      OPSAT_DATABASE_URL: postgresql+asyncpg://opsat:${{POSTGRES_PASSWORD:?{needs}}}@postgres:5432/{name}{extra}
     command: [migrate]
     restart: "no"                   # one-shot: the others wait for it to exit 0
     depends_on:
@@ -160,7 +181,9 @@ volumes:
 
 def render(values: Path = VALUES) -> str:
     services = yaml.safe_load(values.read_text())["services"]
-    blocks = [SERVICE.format(name=name, api=8000 + 10 * i, worker=8001 + 10 * i, needs=NEEDS_ENV)
+    blocks = [SERVICE.format(name=name, api=8000 + 10 * i, worker=8001 + 10 * i, needs=NEEDS_ENV,
+                             extra="".join(f"\n      {key}: {value}"
+                                           for key, value in COMPOSE_SETTINGS.get(name, {}).items()))
               for i, name in enumerate(services)]
     return HEAD.format(needs=NEEDS_ENV) + "".join(blocks) + TAIL
 

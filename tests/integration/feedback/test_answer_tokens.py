@@ -1,15 +1,17 @@
 """The public answer endpoint on the real stack: only the token is needed; a used token is 409, an expired one 410,
-an unknown one 404 exactly like a wrong one; rate limits per client and per token answer 429 with Retry-After; bad
-answers are problem+json naming the field, and nothing is stored."""
+an unknown one 404 exactly like a wrong one; rate limits per client and per token, shared by the API replicas,
+answer 429 with Retry-After; bad answers are problem+json naming the field, and nothing is stored."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from feedback_story import ALL_FOUR_GOOD, LOW, issue_survey
+from feedback_story import ALL_FOUR_GOOD, LOW, Feedback, issue_survey
 
+from opsat.common.testing.service import running
 from opsat.feedback.domain import tokens
+from opsat.feedback.service import SERVICE
 
 NOW = datetime.now(UTC)
 
@@ -50,6 +52,23 @@ async def test_rate_limits_per_token_and_per_client(feedback):
     statuses = [(await feedback.answer(tokens.token_for(b"g" * 32, f"svy-{i}"), LOW, nps=1)).status_code
                 for i in range(5)]
     assert statuses == [404, 404, 404, 404, 429]
+
+
+@pytest.mark.feedback_settings(answer_limit_per_token=4, answer_limit_per_client=6)
+async def test_the_rate_limits_are_shared_by_every_api_replica(feedback):
+    async with running(SERVICE, feedback.settings, Feedback) as replica:
+        guessed = tokens.token_for(b"r" * 32, "svy-x")
+        apis = [feedback, replica, feedback, replica, feedback]  # one process alone would allow all five
+        statuses = [(await api.answer(guessed, LOW, nps=1)).status_code for api in apis]
+        assert statuses == [404, 404, 404, 404, 429]
+        other = tokens.token_for(b"r" * 32, "svy-y")
+        assert [(await api.answer(other, LOW, nps=1)).status_code for api in (replica, feedback)] == [404, 429]
+        refused = await replica.answer(other, LOW, nps=1)
+        assert refused.status_code == 429 and "this client" in refused.json()["detail"]
+        assert 1 <= int(refused.headers["Retry-After"]) <= 60
+    counted = {r[0]: r[1] for r in await feedback.rows("select key, calls from rate_limits")}
+    assert counted == {"client:127.0.0.1": 8, f"token:{tokens.token_hash(guessed)}": 5,
+                       f"token:{tokens.token_hash(other)}": 3}  # counted under hashes only
 
 
 @pytest.mark.feedback_settings(answer_limit_per_token=50)

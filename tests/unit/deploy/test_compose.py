@@ -186,6 +186,18 @@ def test_migrations_run_before_api_and_worker(services):
             assert deps.get("kafka") == "service_healthy" and deps.get("postgres") == "service_healthy", name
 
 
+def test_feedback_sends_its_emails_to_the_stacks_smtp_sink(services):
+    for name in ("feedback-migrate", "feedback-api", "feedback-worker"):
+        settings = settings_from(services[name])
+        assert settings.smtp_host in services, f"{name}: OPSAT_SMTP_HOST names no compose service"
+        sink = services[settings.smtp_host]
+        assert "build" not in sink and "healthcheck" in sink, settings.smtp_host
+        bind = environment(sink)["MP_SMTP_BIND_ADDR"]
+        assert bind.rpartition(":")[2] == str(settings.smtp_port), f"{name}: the sink listens on {bind}"
+    ui = environment(services["smtp-sink"])["MP_UI_BIND_ADDR"].rpartition(":")[2]
+    assert int(ui) in [container for _, container in published(services["smtp-sink"])], "the caught mail is unreadable"
+
+
 def test_host_ports_do_not_collide(services):
     host_ports = [host for svc in services.values() for host, _ in published(svc)]
     assert len(host_ports) == len(set(host_ports)), f"host port published twice: {sorted(host_ports)}"

@@ -164,6 +164,27 @@ def test_overdue_is_flagged_once_and_not_when_resolved():
         follow(followups.evolve(state, overdue[0]), c.MarkFollowUpOverdue("fu-1"), T0 + timedelta(days=3))
 
 
+def test_a_follow_up_reopened_by_a_rejected_resolution_is_due_anew_and_flagged_overdue_again():
+    history = follow(None, OPEN)  # due T0 + 2 d
+    history += follow(fold(followups.evolve, history), c.MarkFollowUpOverdue("fu-1"), T0 + timedelta(days=2))
+    for at, command in ((3, c.RecordContact("fu-1", "called")), (4, c.ResolveFollowUp("fu-1", "fixed")),
+                        (5, c.RecordCustomerReaction("fu-1", False, "still broken"))):
+        history += follow(fold(followups.evolve, history), command, T0 + timedelta(days=at))
+    assert history[-1].due_at == T0 + timedelta(days=7)  # the rejection's time + the follow-up's due delay
+    reopened = fold(followups.evolve, history)
+    assert (reopened.status, reopened.overdue, reopened.due_at) == ("open", False, T0 + timedelta(days=7))
+    with pytest.raises(NotDueYet) as early:
+        follow(reopened, c.MarkFollowUpOverdue("fu-1"), T0 + timedelta(days=6))
+    assert early.value.due_at == T0 + timedelta(days=7)
+    [again] = follow(reopened, c.MarkFollowUpOverdue("fu-1"), T0 + timedelta(days=7))
+    assert again.due_at == T0 + timedelta(days=7)
+    accepted = follow(None, OPEN)
+    for command in (c.RecordContact("fu-1", "called"), c.ResolveFollowUp("fu-1", "fixed"),
+                    c.RecordCustomerReaction("fu-1", True)):
+        accepted += follow(fold(followups.evolve, accepted), command)
+    assert accepted[-1].due_at is None  # confirmed: nothing is due any more
+
+
 def test_a_complaint_needs_its_text_and_known_reasons():
     with pytest.raises(InvalidInput) as error:
         follow(None, c.OpenFollowUp("fu-2", "acme", "complaint", ("complaint",), complaint=" "))

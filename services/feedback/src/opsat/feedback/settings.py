@@ -41,8 +41,12 @@ class FeedbackSettings(ServiceSettings):
     followup_due_s: int = Field(default=3 * 86400, ge=60)
     followup_default_owner: str = "service-desk"
     followup_owner_by_team: dict[str, str] = {}
+    # Improvement actions are checked this long after the window following their implementation ends, so that
+    # the answers of its last moments have reached the satisfaction read model.
+    improvement_verify_grace_s: float = Field(default=3600.0, ge=0)
 
-    # The public answer endpoint: at most this many calls per window, per client address and per token
+    # The public answer endpoint: at most this many calls per window, per client address and per token, counted
+    # in PostgreSQL across every API replica
     answer_limit_per_client: int = Field(default=30, ge=1)
     answer_limit_per_token: int = Field(default=5, ge=1)
     answer_limit_window_s: float = Field(default=60.0, gt=0)

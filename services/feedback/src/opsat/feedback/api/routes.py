@@ -18,7 +18,7 @@ from opsat.common.commands import CommandMeta, CommandRouter, Commands, Creation
 from opsat.common.domain import Actor, Conflict, Gone, InvalidInput, NotFound, Role
 from opsat.common.errors import problem
 from opsat.feedback.api import schemas as s
-from opsat.feedback.api.ratelimit import RateLimiter, retry_after
+from opsat.feedback.api.ratelimit import Quota, SharedRateLimiter, retry_after
 from opsat.feedback.app.handlers import callers
 from opsat.feedback.domain import commands as c
 from opsat.feedback.domain import events as ev
@@ -69,6 +69,29 @@ followup_router.command("resolve", c.ResolveFollowUp, s.ResolutionBody, "Record 
 followup_router.command("customer-reaction", c.RecordCustomerReaction, s.ReactionBody,
                         "Record the customer's reaction: accepted → customer_confirmed, else open again")
 
+ImprovementId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^imp-[a-z0-9]+$")]
+improvement_router = CommandRouter(prefix="/api/v1", tags=["improvements"], item_path="/improvements/{improvement_id}",
+                                   id_param=ImprovementId, accepted=s.ImprovementAccepted, callers=callers)
+improvement_router.command("approve", c.ApproveImprovement, s.OptionalNoteBody,
+                           "Approve a proposed improvement action (→ approved)",
+                           "By a manager who did not propose it (403 for the proposer)")
+improvement_router.command("implement", c.RecordImplementation, s.ImplementationBody,
+                           "Record the implementation: when the change took effect and what was done (→ implemented)",
+                           "The check is scheduled for the end of the window after `implemented_at` (plus a grace "
+                           "for late answers)")
+improvement_router.command("verify", c.VerifyImprovement, None,
+                           "Check the action now: the scope's satisfaction before and after (→ verified)",
+                           "Compares the CSAT mean, % satisfied and response count of the scope in the `window_days` "
+                           "before and after the implementation, from the satisfaction read model; verdict improved "
+                           "(mean up, share satisfied not down), not_improved or insufficient_data (fewer than "
+                           "`min_responses` in a window). 409 until the window after has ended; the service checks "
+                           "on its own at `verify_due_at`")
+improvement_router.command("close", c.CloseImprovement, s.OptionalNoteBody,
+                           "Close a verified action (→ closed)",
+                           "A note saying why is required unless the verdict is improved")
+improvement_router.command("replan", c.ReplanImprovement, s.ReplanBody,
+                           "Send a verified action back to plan (→ proposed, next cycle, to be approved again)")
+
 router = APIRouter(prefix="/api/v1")
 
 
@@ -98,6 +121,46 @@ async def file_complaint(body: s.ComplaintBody, response: Response, commands: Co
     return followup_router.accepted(result, response)  # type: ignore[return-value]
 
 
+# --- improvement actions (PDCA) --------------------------------------------------------------------------
+@router.post("/improvements", status_code=201, response_model=s.ImprovementAccepted, tags=["improvements"],
+             summary="Propose an improvement action (plan): from follow-ups or a trend, for a scope",
+             description="Names the follow-ups (`followup_ids`) or the trend it answers, the scope whose satisfaction "
+                         "it should move (at least one of team, engineer, kind, service), and the check's window "
+                         "(`window_days`, default 30) and minimum of responses per window (default 5). Callers: "
+                         "agent, team_lead, manager.")
+async def propose_improvement(body: s.ImprovementBody, response: Response, commands: Commands, meta: CreationMeta,
+                              actor: Annotated[Actor, Depends(require(*callers(c.ProposeImprovement)))]
+                              ) -> s.ImprovementAccepted:
+    command = c.ProposeImprovement(improvement_id=f"imp-{uuid.uuid4().hex}", organisation_id=actor.organisation,
+                                   **{**body.model_dump(), "followup_ids": tuple(body.followup_ids)})
+    result = await commands.execute(command, actor, replace(meta, fingerprint=body.model_dump(mode="json")))
+    return improvement_router.accepted(result, response)  # type: ignore[return-value]
+
+
+@router.get("/improvements", response_model=s.ImprovementPage, tags=["improvements"],
+            summary="The improvement board: actions by state, scope and owner, newest first",
+            description="Filter by status (repeatable), team, engineer, kind, service and owner. Cursor pagination: "
+                        "pass `next_cursor` back as `cursor`. Callers: agent, team_lead, manager, admin, auditor, "
+                        "risk_officer, service accounts.")
+async def improvement_board(queries: Queries, actor: Analysts,
+                            status: Annotated[list[Literal["proposed", "approved", "implemented", "verified",
+                                                           "closed"]] | None, Query()] = None,
+                            team: Filter = None, engineer: Filter = None, kind: Filter = None, service: Filter = None,
+                            owner: Filter = None, limit: Limit = 50,
+                            cursor: Annotated[str | None, Query(max_length=500)] = None) -> s.ImprovementPage:
+    items, next_cursor = await queries.improvements(
+        actor, status=status, scope={"team": team, "engineer": engineer, "kind": kind, "service": service},
+        owner=owner, limit=limit, cursor=cursor)
+    return s.ImprovementPage(items=[s.ImprovementView(**i) for i in items], next_cursor=next_cursor)
+
+
+@router.get("/improvements/{improvement_id}", response_model=s.ImprovementView, tags=["improvements"],
+            summary="One improvement action with its history and, once checked, both windows' figures",
+            description="Callers: agent, team_lead, manager, admin, auditor, risk_officer, service accounts.")
+async def get_improvement(improvement_id: ImprovementId, queries: Queries, actor: Analysts) -> s.ImprovementView:
+    return s.ImprovementView(**await queries.improvement(actor, improvement_id))
+
+
 # --- the public answer page's API ------------------------------------------------------------------------
 PUBLIC_ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"description": "Unknown or wrong token (the two look the same)"},
@@ -108,25 +171,25 @@ PUBLIC_ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _limiters(request: Request) -> tuple[RateLimiter, RateLimiter]:
+def _limiter(request: Request) -> SharedRateLimiter:
     state = request.app.state
     if not hasattr(state, "answer_limits"):
-        settings = state.settings
-        state.answer_limits = (
-            RateLimiter(settings.answer_limit_per_client, settings.answer_limit_window_s),
-            RateLimiter(settings.answer_limit_per_token, settings.answer_limit_window_s))
+        state.answer_limits = SharedRateLimiter(state.engine, state.settings.answer_limit_window_s)
     return state.answer_limits
 
 
-def _limited(request: Request, token_hash: str) -> Response | None:
-    per_client, per_token = _limiters(request)
+async def _limited(request: Request, token_hash: str) -> Response | None:
+    settings = request.app.state.settings
     client = request.client.host if request.client else "unknown"
-    for limiter, key, what in ((per_client, client, "this client"), (per_token, token_hash, "this survey link")):
-        wait = limiter.hit(key)
-        if wait is not None:
-            return problem(429, f"too many calls from {what}; retry later", code="rate-limited",
-                           instance=request.url.path, headers={"Retry-After": retry_after(wait)})
-    return None
+    per_client = Quota(f"client:{client}", settings.answer_limit_per_client)
+    per_token = Quota(f"token:{token_hash}", settings.answer_limit_per_token)
+    refused = await _limiter(request).hit([per_client, per_token])
+    if refused is None:
+        return None
+    limit, wait = refused
+    what = "this client" if limit is per_client else "this survey link"
+    return problem(429, f"too many calls from {what}; retry later", code="rate-limited",
+                   instance=request.url.path, headers={"Retry-After": retry_after(wait)})
 
 
 async def _find(request: Request, token_hash: str) -> tuple[str, str]:
@@ -147,7 +210,7 @@ async def _find(request: Request, token_hash: str) -> tuple[str, str]:
                          "per client and per token.")
 async def survey_form(body: s.FormRequest, request: Request) -> Any:
     token_hash = tokens.token_hash(body.token)
-    if (limited := _limited(request, token_hash)) is not None:
+    if (limited := await _limited(request, token_hash)) is not None:
         return limited
     survey_id, _ = await _find(request, token_hash)
     history = await request.app.state.store.load(survey_id)
@@ -176,7 +239,7 @@ async def survey_form(body: s.FormRequest, request: Request) -> Any:
                          "Rate-limited per client and per token (429 with Retry-After).")
 async def answer(body: s.AnswerBody, request: Request, commands: Commands) -> Any:
     token_hash = tokens.token_hash(body.token)
-    if (limited := _limited(request, token_hash)) is not None:
+    if (limited := await _limited(request, token_hash)) is not None:
         return limited
     survey_id, organisation = await _find(request, token_hash)
     respondent = Actor(id=f"respondent:{survey_id}", organisation=organisation, roles=frozenset({Role.requester}))

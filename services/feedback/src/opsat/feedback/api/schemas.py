@@ -3,11 +3,12 @@ the values and names the offending field."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from opsat.common.isotime import IsoDateTime  # noqa: F401  (used as s.IsoDateTime)
+from opsat.common.isotime import AwareIsoDateTime, IsoDateTime  # noqa: F401  (IsoDateTime used as s.IsoDateTime)
 
 NO_NUL = r"^[^\x00]*$"
 Label = Annotated[str, StringConstraints(min_length=1, max_length=300, pattern=NO_NUL)]
@@ -69,6 +70,44 @@ class NoteBody(_Body):
     note: Text
 
 
+Scope = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=NO_NUL)]
+FollowUpRef = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^fu-[a-z0-9-]+$")]
+
+
+class ImprovementBody(_Body):
+    title: Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=NO_NUL)]
+    plan: Annotated[str, StringConstraints(min_length=1, max_length=4000, pattern=NO_NUL)] = Field(
+        description="what will be changed, and how")
+    followup_ids: Annotated[list[FollowUpRef], Field(max_length=50, description="the follow-ups the action answers")] \
+        = []
+    trend: Text | None = Field(default=None, description="the trend the action answers (when no follow-up is named)")
+    team: Scope | None = Field(default=None, description="scope: at least one of team, engineer, kind and service")
+    engineer: Scope | None = None
+    kind: Scope | None = None
+    service: Scope | None = Field(default=None, description="the business service")
+    owner: Scope | None = Field(default=None, description="who carries the action out (default: the proposer)")
+    window_days: int = Field(default=30, description="length in days of each of the two windows the check compares "
+                                                     "(1-365)")
+    min_responses: int = Field(default=5, description="fewer responses than this in either window: insufficient data "
+                                                      "(1-1000)")
+
+
+class OptionalNoteBody(_Body):
+    note: Text | None = None
+
+
+class ImplementationBody(_Body):
+    implemented_at: AwareIsoDateTime = Field(description="when the change took effect (with a time zone offset; not in "
+                                                    "the future, at most 365 days ago)")
+    description: Annotated[str, StringConstraints(min_length=1, max_length=4000, pattern=NO_NUL)] = Field(
+        description="what was done")
+
+
+class ReplanBody(_Body):
+    reason: Text
+    plan: Text | None = Field(default=None, description="the revised plan (default: the current one)")
+
+
 class ResolutionBody(_Body):
     resolution: Text
 
@@ -116,6 +155,50 @@ class CampaignAccepted(_Accepted):
 
 class FollowUpAccepted(_Accepted):
     followup_id: str
+
+
+class ImprovementAccepted(_Accepted):
+    improvement_id: str
+
+
+class Figures(BaseModel):
+    responses: int
+    csat_mean: float | None
+    satisfied_percent: float | None
+
+
+class ImprovementView(BaseModel):
+    improvement_id: str
+    organisation_id: str
+    title: str
+    plan: str
+    followup_ids: list[str]
+    trend: str | None
+    team: str | None
+    engineer: str | None
+    kind: str | None
+    service: str | None
+    owner: str
+    proposed_by: str
+    approved_by: str | None
+    status: Literal["proposed", "approved", "implemented", "verified", "closed"]
+    cycle: int
+    window_days: int
+    min_responses: int
+    implemented_at: datetime | None
+    implementation: str | None
+    verify_due_at: datetime | None
+    verdict: Literal["improved", "not_improved", "insufficient_data"] | None
+    before: Figures | None
+    after: Figures | None
+    proposed_at: datetime
+    history: list[dict[str, Any]]
+    updated_at: datetime
+
+
+class ImprovementPage(BaseModel):
+    items: list[ImprovementView]
+    next_cursor: str | None = Field(description="pass as `cursor` for the next page; null on the last page")
 
 
 class AnswerAccepted(BaseModel):

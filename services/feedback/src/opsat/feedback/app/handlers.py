@@ -1,16 +1,19 @@
-"""The feedback service's aggregates as the kit's command handler sees them: templates, contacts, surveys and
-follow-ups, four kinds of stream in one service (`AggregateSet`)."""
+"""The feedback service's aggregates as the kit's command handler sees them: templates, contacts, campaigns,
+surveys, follow-ups and improvement actions, several kinds of stream in one service (`AggregateSet`)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
 from opsat.common.commands import AggregateSet
 from opsat.common.domain import Actor, CommandContext, DomainEvent, Forbidden, Role
-from opsat.feedback.domain import campaigns, contacts, followups, surveys, templates
+from opsat.common.eventstore import EventStore, StreamStore
+from opsat.feedback.domain import campaigns, contacts, followups, improvements, surveys, templates
 from opsat.feedback.domain import commands as c
+from opsat.feedback.projections.queries import scores_in_window
 from opsat.feedback.settings import FeedbackSettings
 
 FOLLOW_UP_STAFF = (Role.agent, Role.team_lead, Role.manager, Role.admin)
@@ -22,6 +25,12 @@ CALLERS: dict[type, tuple[Role, ...]] = {
     c.RecordContact: FOLLOW_UP_STAFF,
     c.ResolveFollowUp: FOLLOW_UP_STAFF,
     c.RecordCustomerReaction: (Role.requester, *FOLLOW_UP_STAFF),
+    c.ProposeImprovement: (Role.agent, Role.team_lead, Role.manager),
+    c.ApproveImprovement: (Role.manager,),
+    c.RecordImplementation: (Role.agent, Role.team_lead, Role.manager),
+    c.VerifyImprovement: (Role.team_lead, Role.manager),  # and the action's own timer (service)
+    c.CloseImprovement: (Role.team_lead, Role.manager),
+    c.ReplanImprovement: (Role.team_lead, Role.manager),
 }
 
 
@@ -130,5 +139,42 @@ class FollowUpAggregate:
                                 due_after=timedelta(seconds=self.settings.followup_due_s))
 
 
+class ImprovementAggregate:
+    """Improvement actions of the caller's (the provider's) organisation. The check reads the satisfaction read
+    model in `prepare`, so the decision itself stays pure."""
+
+    stream_type = "improvement"
+    id_field = "improvement_id"
+    commands = frozenset({c.ProposeImprovement, c.ApproveImprovement, c.RecordImplementation, c.VerifyImprovement,
+                          c.CloseImprovement, c.ReplanImprovement})
+    evolve = staticmethod(improvements.evolve)
+
+    def __init__(self, settings: FeedbackSettings) -> None:
+        self.settings = settings
+
+    def tenant(self, state: improvements.Improvement | None, command: Any, actor: Actor) -> str:
+        return state.organisation_id if state is not None else command.organisation_id
+
+    async def prepare(self, command: Any, state: improvements.Improvement | None, store: StreamStore) -> Any:
+        if isinstance(command, c.ProposeImprovement) and command.followup_ids:
+            known = [f for f in command.followup_ids if any(
+                r.stream_type == FollowUpAggregate.stream_type for r in (await store.load(f))[:1])]
+            return replace(command, known_followups=tuple(known))
+        if isinstance(command, c.VerifyImprovement) and state is not None and state.status == "implemented" \
+                and isinstance(store, EventStore):
+            start, end = state.windows()
+            before = await scores_in_window(store.engine, state.scope, start, state.implemented_at)
+            after = await scores_in_window(store.engine, state.scope, state.implemented_at, end)
+            return replace(command, before=improvements.figures(before), after=improvements.figures(after))
+        return command
+
+    def decide(self, state: Any, command: Any, ctx: CommandContext) -> list[DomainEvent]:
+        if not (isinstance(command, c.VerifyImprovement) and ctx.actor.has(Role.service)):
+            _check(command, ctx.actor)
+        return improvements.decide(state, command, ctx.now, ctx.actor.id,
+                                   check_grace=timedelta(seconds=self.settings.improvement_verify_grace_s))
+
+
 class FeedbackAggregates(AggregateSet):
-    members = (TemplateAggregate, ContactAggregate, CampaignAggregate, SurveyAggregate, FollowUpAggregate)
+    members = (TemplateAggregate, ContactAggregate, CampaignAggregate, SurveyAggregate, FollowUpAggregate,
+               ImprovementAggregate)

@@ -36,6 +36,7 @@ from opsat.feedback.settings import FeedbackSettings
 log = logging.getLogger(__name__)
 
 SURVEY_REMINDER, SURVEY_EXPIRY, FOLLOWUP_OVERDUE = "survey_reminder", "survey_expiry", "followup_overdue"
+IMPROVEMENT_CHECK = "improvement_check"
 SURVEY_IDS = uuid.UUID("6f1c2a52-8d7e-4f3b-9a55-0c8e4d2b7a10")  # namespace of ids derived from event ids
 
 # What the survey reaction remembers (reactions schema: survives read-model rebuilds). Created by the migration.
@@ -247,7 +248,8 @@ class FollowUpOnAnswer(CommandReaction):
 
 
 class SurveyScheduler:
-    """The service's own events -> deadlines (reminder, expiry, overdue follow-up) and the mail outbox."""
+    """The service's own events -> deadlines (reminder, expiry, overdue follow-up, an improvement action's check)
+    and the mail outbox."""
 
     name = "survey_scheduler"
     sources = ("feedback",)
@@ -274,6 +276,12 @@ class SurveyScheduler:
                 await deadlines.schedule(conn, FOLLOWUP_OVERDUE, event.followup_id, event.due_at)
             case ev.FollowUpResolved() | ev.FollowUpOverdue():
                 await deadlines.cancel(conn, FOLLOWUP_OVERDUE, event.followup_id)
+            case ev.CustomerReacted(due_at=due_at) if due_at is not None:  # a rejection re-arms the overdue flag
+                await deadlines.schedule(conn, FOLLOWUP_OVERDUE, event.followup_id, due_at)
+            case ev.ImprovementImplemented():
+                await deadlines.schedule(conn, IMPROVEMENT_CHECK, event.improvement_id, event.verify_due_at)
+            case ev.ImprovementVerified():
+                await deadlines.cancel(conn, IMPROVEMENT_CHECK, event.improvement_id)
 
 
 async def _issued(conn: AsyncConnection, survey_id: str) -> ev.SurveyIssued | None:

@@ -150,3 +150,70 @@ class MarkFollowUpOverdue:
     """The follow-up's deadline: flag it overdue if still unresolved."""
 
     followup_id: str
+
+
+# --- improvement actions (handbook 4.3, 4.4: plan, do, check, act) ------------------------------------------
+@dataclass(frozen=True)
+class ProposeImprovement:
+    """Plan: an action answering one or more follow-ups or a trend, naming the scope whose satisfaction it should
+    move (team, engineer, kind, business service: at least one)."""
+
+    creates_stream: ClassVar[bool] = True  # the id is minted by the API
+
+    improvement_id: str
+    organisation_id: str  # the proposer's (the service provider's) organisation
+    title: str
+    plan: str
+    followup_ids: tuple[str, ...] = ()
+    trend: str | None = None
+    team: str | None = None
+    engineer: str | None = None
+    kind: str | None = None
+    service: str | None = None
+    owner: str | None = None
+    window_days: int = 30
+    min_responses: int = 5
+    # Filled by the aggregate's `prepare` from the event store: which of `followup_ids` exist.
+    known_followups: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ApproveImprovement:
+    improvement_id: str
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class RecordImplementation:
+    """Do: when the change took effect and what was done."""
+
+    improvement_id: str
+    implemented_at: datetime
+    description: str
+
+
+@dataclass(frozen=True)
+class VerifyImprovement:
+    """Check: satisfaction of the scope in equal windows before and after the implementation. `before` and `after`
+    are filled by the aggregate's `prepare` from the satisfaction read model, never by the caller."""
+
+    improvement_id: str
+    before: Any = None
+    after: Any = None
+
+
+@dataclass(frozen=True)
+class CloseImprovement:
+    """Act: the verified change is kept (or, not having helped, given up with a note saying why)."""
+
+    improvement_id: str
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class ReplanImprovement:
+    """Act: back to plan after the check (a new cycle, to be approved again)."""
+
+    improvement_id: str
+    reason: str
+    plan: str | None = None

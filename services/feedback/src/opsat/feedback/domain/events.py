@@ -1,15 +1,15 @@
 """Events the feedback service publishes on `opsat.feedback.events`.
 
 Streams: templates (`template_id`), contacts (`contact_id`, the requester's subject id), surveys
-(`svy-...`) and follow-ups (`fu-...`). Fields marked `x-personal` hold contact details (README,
-"Personal data in events"). No event carries a survey's token: only its SHA-256 hash.
+(`svy-...`), follow-ups (`fu-...`) and improvement actions (`imp-...`). Fields marked `x-personal` hold contact
+details (README, "Personal data in events"). No event carries a survey's token: only its SHA-256 hash.
 """
 
 from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
-from pydantic import AwareDatetime, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from opsat.common.domain import DomainEvent
 
@@ -161,21 +161,112 @@ class FollowUpResolved(FollowUpEvent):
 
 
 class CustomerReacted(FollowUpEvent):
-    """The customer's reaction to the resolution: accepted closes the follow-up, otherwise it opens again."""
+    """The customer's reaction to the resolution: accepted closes the follow-up, otherwise it opens again, due
+    anew at `due_at` (and flagged overdue again if unresolved by then)."""
 
     event_type: ClassVar[str] = _type("followup.customer_reacted")
     accepted: bool
     comment: str | None = None
+    due_at: AwareDatetime | None = None  # a rejection's new due time; None when accepted
 
 
 class FollowUpOverdue(FollowUpEvent):
-    """Due time passed before the follow-up was resolved (flagged once)."""
+    """Due time passed before the follow-up was resolved (flagged once per due time: a rejected resolution sets a
+    new one)."""
 
     event_type: ClassVar[str] = _type("followup.overdue")
     due_at: AwareDatetime
 
 
+class SatisfactionFigures(BaseModel):
+    """Satisfaction of a scope in one window: how many responses, their mean score (0-100) and the share scoring
+    satisfied or better (>= 75); the mean and share are null without responses."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    responses: int
+    csat_mean: float | None
+    satisfied_percent: float | None
+
+
+class ImprovementEvent(DomainEvent):
+    improvement_id: str
+    at: AwareDatetime
+    by: str
+
+
+class ImprovementProposed(ImprovementEvent):
+    """Plan (handbook 4.3, 4.4): an improvement action answering follow-ups or a trend, and the scope (team,
+    engineer, kind, business service) whose satisfaction it should move; verified over `window_days` either side
+    of its implementation, with at least `min_responses` in each window."""
+
+    event_type: ClassVar[str] = _type("improvement.proposed")
+    organisation_id: str
+    title: str
+    plan: str
+    followup_ids: list[str]
+    trend: str | None = None
+    team: str | None = None
+    engineer: str | None = None
+    kind: str | None = None
+    service: str | None = None
+    owner: str
+    window_days: int
+    min_responses: int
+
+
+class ImprovementApproved(ImprovementEvent):
+    """A manager other than the proposer approved the plan."""
+
+    event_type: ClassVar[str] = _type("improvement.approved")
+    note: str | None = None
+
+
+class ImprovementImplemented(ImprovementEvent):
+    """Do: the change took effect at `implemented_at`. It may be verified once the window after it has ended;
+    the service checks it itself at `verify_due_at` (that end plus a grace for late answers to be counted)."""
+
+    event_type: ClassVar[str] = _type("improvement.implemented")
+    implemented_at: AwareDatetime
+    description: str
+    verify_due_at: AwareDatetime
+
+
+class ImprovementVerified(ImprovementEvent):
+    """Check: the scope's satisfaction in [before_from, implemented_at) against [implemented_at, after_until),
+    from the satisfaction read model. improved: the mean score rose and the share satisfied did not fall;
+    insufficient_data: a window has fewer than `min_responses` responses."""
+
+    event_type: ClassVar[str] = _type("improvement.verified")
+    before_from: AwareDatetime
+    implemented_at: AwareDatetime
+    after_until: AwareDatetime
+    before: SatisfactionFigures
+    after: SatisfactionFigures
+    min_responses: int
+    verdict: Literal["improved", "not_improved", "insufficient_data"]
+
+
+class ImprovementClosed(ImprovementEvent):
+    """Act: the action is closed after its check (kept if it helped; given up with a note if not)."""
+
+    event_type: ClassVar[str] = _type("improvement.closed")
+    verdict: str
+    note: str | None = None
+
+
+class ImprovementReplanned(ImprovementEvent):
+    """Act: back to plan after the check; the new cycle must be approved again."""
+
+    event_type: ClassVar[str] = _type("improvement.replanned")
+    cycle: int
+    reason: str
+    plan: str
+
+
 SURVEY_EVENTS = (SurveyIssued, SurveyReminded, SurveyExpired, SurveyAnswered, MailAttempted)
 FOLLOWUP_EVENTS = (FollowUpOpened, FollowUpContacted, FollowUpResolved, CustomerReacted, FollowUpOverdue)
+IMPROVEMENT_EVENTS = (ImprovementProposed, ImprovementApproved, ImprovementImplemented, ImprovementVerified,
+                      ImprovementClosed, ImprovementReplanned)
 FEEDBACK_EVENTS: tuple[type[DomainEvent], ...] = (TemplateDefined, ContactRegistered, CampaignLaunched, *SURVEY_EVENTS,
-                                                  *FOLLOWUP_EVENTS)
+                                                  *FOLLOWUP_EVENTS, *IMPROVEMENT_EVENTS)

@@ -1,7 +1,7 @@
 """Closed loop (handbook 5.4): a follow-up is opened by a low score, an NPS detractor or a complaint, has an
 owner and a due date, and moves open -> contacted -> resolved -> customer_confirmed. It closes only when the
-customer's reaction is recorded and accepts the resolution; a rejection opens it again. Unresolved at its due
-time, it is flagged overdue once."""
+customer's reaction is recorded and accepts the resolution; a rejection opens it again with a new due time.
+Unresolved at its due time, it is flagged overdue once per due time."""
 
 from __future__ import annotations
 
@@ -46,8 +46,10 @@ def evolve(state: FollowUp | None, event: DomainEvent) -> FollowUp:
             return replace(state, status="contacted")
         case ev.FollowUpResolved():
             return replace(state, status="resolved")
-        case ev.CustomerReacted():
-            return replace(state, status="customer_confirmed" if event.accepted else "open")
+        case ev.CustomerReacted() if event.accepted:
+            return replace(state, status="customer_confirmed")
+        case ev.CustomerReacted():  # open again, due anew: the overdue flag is for the new due time
+            return replace(state, status="open", overdue=False, due_at=event.due_at or state.due_at)
         case ev.FollowUpOverdue():
             return replace(state, overdue=True)
     raise TypeError(f"{type(event).__name__} is no follow-up event")
@@ -97,5 +99,6 @@ def decide(state: FollowUp | None, command: Any, now: datetime, by: str, *, defa
                                         resolution=_text(command.resolution, "resolution", required=True))]
         case c.RecordCustomerReaction():
             return [ev.CustomerReacted(followup_id=state.followup_id, at=now, by=by, accepted=command.accepted,
-                                       comment=_text(command.comment, "comment", required=not command.accepted))]
+                                       comment=_text(command.comment, "comment", required=not command.accepted),
+                                       due_at=None if command.accepted else now + due_after)]
     raise TypeError(f"no follow-up rule for {type(command).__name__}")

@@ -1,10 +1,14 @@
 """Queries of the feedback service: CSAT, NPS, response rate and dimension breakdowns by period, team, engineer,
-kind and business service; verbatims (anonymity honoured); follow-ups and complaints; surveys; templates.
+kind and business service; verbatims (anonymity honoured); follow-ups and complaints; surveys; templates; the
+improvement board.
 Figures are for staff and auditors; a scoped service account sees only its organisations."""
 
 from __future__ import annotations
 
-from datetime import datetime
+import base64
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Integer, case, cast, func, literal_column, select, text
@@ -15,9 +19,9 @@ from opsat.common.envelope import EventRegistry
 from opsat.common.eventstore import EventStore, fold
 from opsat.feedback.domain import events as ev
 from opsat.feedback.domain import scoring, templates
-from opsat.feedback.projections.tables import followups, request_service_facts, responses, surveys
+from opsat.feedback.projections.tables import followups, improvements, request_service_facts, responses, surveys
 
-R, S, F, X = responses.c, surveys.c, followups.c, request_service_facts.c
+R, S, F, X, I = responses.c, surveys.c, followups.c, request_service_facts.c, improvements.c
 FACTS = ("sla", "reassignments", "reopened")
 GROUPS = ("team", "engineer", "kind", "service", "priority", "organisation", "campaign")
 _COLUMN = {"team": "team", "engineer": "assignee", "kind": "kind", "service": "service", "priority": "priority",
@@ -36,6 +40,33 @@ def check_groups(group_by: list[str] | None) -> list[str]:
         if group not in GROUPS:
             raise InvalidInput(f"group_by is one of {', '.join(GROUPS)}", field="group_by")
     return list(dict.fromkeys(group_by or []))
+
+
+async def scores_in_window(engine: AsyncEngine, scope: Mapping[str, str], start: datetime,
+                           end: datetime) -> list[float]:
+    """Scores of the responses answered in [start, end) whose request matches every named scope field (team,
+    engineer, kind, service): what an improvement action's check compares."""
+    query = select(R.score).where(R.answered_at >= start, R.answered_at < end)
+    for name, value in scope.items():
+        query = query.where(R[_COLUMN[name]] == value)
+    async with engine.connect() as conn:
+        return [float(s) for s in (await conn.execute(query)).scalars().all()]
+
+
+def encode_cursor(at: datetime, key: str) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"t": at.isoformat(), "id": key}).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        at, key = datetime.fromisoformat(raw["t"]), raw["id"]
+        if at.tzinfo is None or not isinstance(key, str) or "\x00" in key:
+            raise ValueError("not a cursor")
+        at.astimezone(UTC)  # out-of-range times fail here, not in the database
+        return at, key
+    except Exception:
+        raise InvalidInput("cursor is not one this API returned", field="cursor") from None
 
 
 class FeedbackQueries:
@@ -214,3 +245,31 @@ class FeedbackQueries:
             ids = (await conn.execute(text("select distinct stream_id from events where stream_type = "
                                            "'survey_template'"))).scalars().all()
         return [await self.template(i) for i in sorted({templates.DEFAULT_TEMPLATE_ID, *ids})]
+
+    # --- the improvement board -----------------------------------------------------------------------------
+    async def improvements(self, actor: Actor, *, status: list[str] | None, scope: Mapping[str, str | None],
+                           owner: str | None, limit: int, cursor: str | None
+                           ) -> tuple[list[dict[str, Any]], str | None]:
+        """Improvement actions, newest proposal first; a page and the cursor of the next (None on the last)."""
+        query = select(improvements).where(self._scope(actor, improvements))
+        if status:
+            query = query.where(I.status.in_(status))
+        for name, value in scope.items():
+            if value is not None:
+                query = query.where(I[name] == value)
+        if owner is not None:
+            query = query.where(I.owner == owner)
+        if cursor:
+            at, last = decode_cursor(cursor)
+            query = query.where((I.proposed_at < at) | ((I.proposed_at == at) & (I.improvement_id > last)))
+        rows = await self._rows(query.order_by(I.proposed_at.desc(), I.improvement_id).limit(limit + 1))
+        more = len(rows) > limit
+        return rows[:limit], encode_cursor(rows[limit - 1]["proposed_at"], rows[limit - 1]["improvement_id"]) \
+            if more else None
+
+    async def improvement(self, actor: Actor, improvement_id: str) -> dict[str, Any]:
+        rows = await self._rows(select(improvements).where(I.improvement_id == improvement_id,
+                                                           self._scope(actor, improvements)))
+        if not rows:
+            raise NotFound(f"improvement action {improvement_id} not found", field="improvement_id")
+        return rows[0]

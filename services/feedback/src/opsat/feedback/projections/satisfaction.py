@@ -78,9 +78,11 @@ class SatisfactionProjection:
                 await self._followup(conn, event, "contacted", event.note)
             case ev.FollowUpResolved():
                 await self._followup(conn, event, "resolved", event.resolution)
+            case ev.CustomerReacted() if event.accepted:
+                await self._followup(conn, event, "customer_confirmed", event.comment, customer_accepted=True)
             case ev.CustomerReacted():
-                await self._followup(conn, event, "customer_confirmed" if event.accepted else "open", event.comment,
-                                     customer_accepted=event.accepted)
+                due = {"due_at": event.due_at, "overdue": False} if event.due_at is not None else {}
+                await self._followup(conn, event, "open", event.comment, customer_accepted=False, **due)
             case ev.FollowUpOverdue():
                 await conn.execute(update(followups).where(F.followup_id == event.followup_id)
                                    .values(overdue=True, updated_at=event.at))

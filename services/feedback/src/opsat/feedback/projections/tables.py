@@ -100,3 +100,32 @@ request_service_facts = Table(
     Column("reassignments", Integer, nullable=False, server_default="0"),
     Column("reopened", Boolean, nullable=False, server_default="false"),
 )
+
+# Improvement actions (PDCA): the improvement board.
+improvements = Table(
+    "improvements", metadata,
+    Column("improvement_id", String, primary_key=True),
+    Column("organisation_id", String, nullable=False),
+    Column("title", String, nullable=False),
+    Column("plan", Text, nullable=False),
+    Column("followup_ids", JSON, nullable=False),
+    Column("trend", Text),
+    Column("team", String), Column("engineer", String), Column("kind", String), Column("service", String),
+    Column("owner", String, nullable=False),
+    Column("proposed_by", String, nullable=False),
+    Column("approved_by", String),
+    Column("status", String, nullable=False),  # proposed | approved | implemented | verified | closed
+    Column("cycle", Integer, nullable=False),
+    Column("window_days", Integer, nullable=False),
+    Column("min_responses", Integer, nullable=False),
+    Column("implemented_at", DateTime(timezone=True)),
+    Column("implementation", Text),
+    Column("verify_due_at", DateTime(timezone=True)),
+    Column("verdict", String),
+    Column("before", JSON),  # {responses, csat_mean, satisfied_percent} of the window before the implementation
+    Column("after", JSON),
+    Column("proposed_at", DateTime(timezone=True), nullable=False),
+    Column("history", JSON, nullable=False),  # [{status, at, by, text}]
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+Index("improvements_board", improvements.c.status, improvements.c.proposed_at)
