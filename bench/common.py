@@ -324,7 +324,7 @@ class Proc:
             return ""
 
 
-async def wait_http(url: str, proc: Proc, timeout: float = 30.0) -> None:
+async def wait_http(url: str, proc: Proc, timeout: float = 120.0) -> None:  # imports take long on a busy machine
     import httpx
 
     deadline = time.monotonic() + timeout
