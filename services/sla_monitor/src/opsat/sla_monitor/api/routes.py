@@ -4,7 +4,7 @@ Clocks have no command routes: only intake's events and their timer move them. N
 import annotations` here: FastAPI reads the annotations of the endpoints below.
 """
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
@@ -154,3 +154,44 @@ async def availability(queries: Queries, actor: Staff, request: Request,
         raise InvalidInput(f"{service!r} is not a business service", field="service")
     chosen = {service: targets[service]} if service is not None else dict(targets)
     return await queries.availability(chosen, since=since_, until=until_, now=now)
+
+
+TeamFilter = Annotated[str | None, Query(max_length=200, pattern=r"^[^\x00]*$", description="only this team")]
+
+
+@router.get("/stalled", tags=["workload"], summary="Requests flagged as stalled, longest quiet first",
+            description="A request being worked on (not awaiting the customer, resolved or cancelled) with no activity "
+                        "in intake for its policy's `stall_after_seconds` of business time is flagged once per quiet "
+                        "spell (event `opsat.sla.clock.stalled`); its next activity clears the flag "
+                        "(`opsat.sla.clock.stall_cleared`). Callers: staff, auditor.")
+async def stalled(queries: Queries, actor: Staff, team: TeamFilter = None,
+                  priority: Annotated[Literal["P1", "P2", "P3", "P4"] | None, Query()] = None,
+                  limit: Annotated[int, Query(ge=1, le=500)] = 100,
+                  offset: Annotated[int, Query(ge=0, le=100_000)] = 0) -> list[dict[str, Any]]:
+    return await queries.stalled(actor, team=team, priority=priority, limit=limit, offset=offset)
+
+
+@router.get("/workload", tags=["workload"], summary="Workload board per engineer and team",
+            description="Per engineer (the request's assignee in intake) within a team, and per team: open requests "
+                        "held (running or awaiting the customer), weighted by priority (P1 4, P2 3, P3 2, P4 1), how "
+                        "many are paused, stalled or overdue, the business time left to their resolution due times "
+                        "(negative when overdue), and the hours logged in intake over the days [since, until) against "
+                        "the business hours the calendar offers in those days (per engineer; per team, the sum over "
+                        "its engineers). Default: the last 7 days, on the default calendar. Callers: staff, auditor.")
+async def workload(queries: Queries, actor: Staff, team: TeamFilter = None,
+                   engineer: Annotated[str | None, Query(max_length=200, pattern=r"^[^\x00]*$",
+                                                         description="only this engineer")] = None,
+                   since: Annotated[date | None, Query(description="first day counted (YYYY-MM-DD)")] = None,
+                   until: Annotated[date | None, Query(description="the day after the last one counted")] = None,
+                   calendar_id: Annotated[str, Query(min_length=1, max_length=31, pattern=r"^[a-z0-9][a-z0-9-]*$",
+                                                     description="the calendar of hours available")] = "cn-default"
+                   ) -> dict[str, Any]:
+    now = datetime.now(UTC)
+    until_ = until or now.date() + timedelta(days=1)
+    since_ = since or until_ - timedelta(days=7)
+    if since_ >= until_:
+        raise InvalidInput("since must be before until", field="since")
+    if (until_ - since_).days > 366:
+        raise InvalidInput("a workload period is at most 366 days", field="until")
+    return await queries.workload(actor, since=since_, until=until_, calendar_id=calendar_id, team=team,
+                                  engineer=engineer, now=now)

@@ -50,6 +50,8 @@ class PolicyBody(_Body):
         "[{\"percent\": 50, \"role\": \"team_lead\"}, {\"percent\": 100, \"role\": \"manager\"}, ...]"))] = [
         {"percent": 50, "role": "team_lead"}, {"percent": 100, "role": "manager"},
         {"percent": 150, "role": "director"}]
+    stall_after_seconds: Seconds = Field(default=9 * 3600, description=(
+        "business seconds without any activity on a request being worked on before it is flagged as stalled"))
 
 
 Reason = Annotated[str, StringConstraints(min_length=1, max_length=2000, pattern=r"^[^\x00]*$")]

@@ -65,7 +65,8 @@ class ClockAggregate:
     stream_type = "sla_clock"
     id_field = "request_id"
     commands = frozenset({c.StartClock, c.MeetResponse, c.PauseClock, c.ResumeClock, c.MeetResolution,
-                          c.ReopenClock, c.RetargetClock, c.ChangeTeam, c.CancelClock, c.CheckClock,
+                          c.ReopenClock, c.RetargetClock, c.ChangeTeam, c.CancelClock, c.CheckClock, c.CheckStall,
+                          c.NoteActivity,
                           *EXCUSAL_CALLERS})
     evolve = staticmethod(clocks.evolve)
 

@@ -4,6 +4,11 @@ Business time counts on the calendar version the clock started with. Time awaiti
 time between resolve and reopen, is paused: it is added to every due time, so a pause of N business
 seconds moves each due time by exactly N business seconds. Thresholds (warnings, breach at 100 %,
 escalation levels) are announced once each, by the timer, when their due time has passed.
+
+Stalled (DOMAIN 3.4): a running, unpaused request with no activity for the policy's `stall_after` of
+business time is flagged once per quiet spell (`ClockStalled`); the next activity clears the flag
+(`StallCleared`). Activity is any of the request's intake events; those that move the clock are also
+the clock's own `last_activity_at`, the others reach it only through the stall timer's `quiet_since`.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from opsat.common.domain import AlreadyExists, Conflict, DomainEvent, Forbidden,
 from opsat.common.workhours import WorkCalendar, calendar_from_spec
 from opsat.sla_monitor.domain import commands as c
 from opsat.sla_monitor.domain import events as ev
+from opsat.sla_monitor.domain.policies import DEFAULT_STALL_SECONDS
 
 TARGETS = ("response", "resolution")
 BREACH = 100
@@ -62,6 +68,17 @@ class Clock:
     paused_since: datetime | None = None  # awaiting the customer
     resolved_at: datetime | None = None
     cancelled: bool = False
+    stall_after: timedelta = timedelta(seconds=DEFAULT_STALL_SECONDS)
+    last_activity_at: datetime | None = None  # of the intake events that moved the clock
+    stalled_since: datetime | None = None  # the quiet spell a standing stall flag is about
+
+    def stall_due(self, quiet_since: datetime) -> datetime:
+        return self.calendar.add(quiet_since, self.stall_after)
+
+    @property
+    def may_stall(self) -> bool:
+        """Only a request being worked on stalls: not one awaiting the customer, resolved or cancelled."""
+        return not self.cancelled and self.paused_since is None and self.running("resolution")
 
     # --- reading the clock ----------------------------------------------------------------------------
     @property
@@ -103,7 +120,26 @@ class Clock:
         return replace(self, targets={**self.targets, name: replace(self.targets[name], **changes)})
 
 
+# Clock events caused by one of the request's intake events: activity on the request.
+_ACTIVITY = (ev.ClockStarted, ev.ResponseMet, ev.ClockPaused, ev.ClockResumed, ev.ResolutionMet, ev.ClockRetargeted,
+             ev.TeamChanged, ev.ClockCancelled, ev.StallCleared)
+
+
+def _stall_after(seconds: float | None) -> timedelta:
+    return timedelta(seconds=seconds if seconds is not None else DEFAULT_STALL_SECONDS)
+
+
 def evolve(state: Clock | None, event: DomainEvent) -> Clock:
+    after = _evolve(state, event)
+    if isinstance(event, _ACTIVITY):
+        latest = max(filter(None, (after.last_activity_at, event.at)))
+        after = replace(after, last_activity_at=latest)
+    if not after.may_stall and after.stalled_since is not None:  # a stall ends with the work (resolve, cancel)
+        after = replace(after, stalled_since=None)
+    return after
+
+
+def _evolve(state: Clock | None, event: DomainEvent) -> Clock:
     if isinstance(event, ev.ClockStarted):
         return Clock(
             request_id=event.request_id, organisation_id=event.organisation_id, kind=event.kind,
@@ -112,7 +148,8 @@ def evolve(state: Clock | None, event: DomainEvent) -> Clock:
             calendar_version=event.calendar_version, calendar=calendar_from_spec(event.calendar),
             started_at=event.at, targets={n: Target(timedelta(seconds=s)) for n, s in event.targets.items()},
             warning_thresholds=tuple(event.warning_thresholds),
-            escalations={e["percent"]: e["role"] for e in event.escalations})
+            escalations={e["percent"]: e["role"] for e in event.escalations},
+            stall_after=_stall_after(event.stall_after_seconds))
     if state is None:  # configuration and clocks share one namespace of streams: a calendar is no clock
         raise NotFound(f"no SLA clock for {getattr(event, 'calendar_id', getattr(event, 'policy_id', '?'))}",
                        field="request_id")
@@ -139,7 +176,12 @@ def evolve(state: Clock | None, event: DomainEvent) -> Clock:
             return replace(state, priority=event.priority, policy_id=event.policy_id,
                            policy_version=event.policy_version, targets=targets,
                            warning_thresholds=tuple(event.warning_thresholds),
-                           escalations={e["percent"]: e["role"] for e in event.escalations})
+                           escalations={e["percent"]: e["role"] for e in event.escalations},
+                           stall_after=_stall_after(event.stall_after_seconds))
+        case ev.ClockStalled():
+            return replace(state, stalled_since=event.quiet_since)
+        case ev.StallCleared():
+            return replace(state, stalled_since=None)
         case ev.TeamChanged():
             return replace(state, team=event.team)
         case ev.ClockCancelled():
@@ -253,7 +295,8 @@ def decide(state: Clock | None, command: Any, now: datetime) -> list[ev.ClockEve
             retargeted = ev.ClockRetargeted(
                 request_id=rid, at=command.at, priority=command.priority, policy_id=policy.policy_id,
                 policy_version=policy.version, targets=amounts, warning_thresholds=list(policy.warning_thresholds),
-                escalations=[{"percent": p, "role": r} for p, r in policy.escalations], due={})
+                escalations=[{"percent": p, "role": r} for p, r in policy.escalations], due={},
+                stall_after_seconds=policy.stall_after.total_seconds())
             after = evolve(state, retargeted)
             return _finish(state, [retargeted.model_copy(update={"due": {n: after.due(n) for n in TARGETS}})])
         case c.ChangeTeam():
@@ -264,6 +307,13 @@ def decide(state: Clock | None, command: Any, now: datetime) -> list[ev.ClockEve
             return _finish(state, [ev.ClockCancelled(request_id=rid, at=command.at, reason=command.reason)])
         case c.CheckClock():
             return _check(state, now)
+        case c.CheckStall():
+            return _check_stall(state, command, now)
+        case c.NoteActivity():
+            if state.stalled_since is None:
+                raise Conflict("the request is not flagged as stalled", code="not_stalled")
+            return _finish(state, [ev.StallCleared(request_id=rid, at=command.at, quiet_since=state.stalled_since,
+                                                   activity=command.activity)])
     raise TypeError(f"no clock rule for {type(command).__name__}")
 
 
@@ -279,7 +329,8 @@ def _start(command: c.StartClock) -> ev.ClockStarted:
         targets={n: a.total_seconds() for n, a in amounts.items()},
         warning_thresholds=list(policy.warning_thresholds),
         escalations=[{"percent": p, "role": r} for p, r in policy.escalations],
-        due={n: calendar.add(command.at, a) for n, a in amounts.items()})
+        due={n: calendar.add(command.at, a) for n, a in amounts.items()},
+        stall_after_seconds=policy.stall_after.total_seconds())
 
 
 def _resume(state: Clock, since: datetime, at: datetime, reason: str) -> ev.ClockResumed:
@@ -288,6 +339,27 @@ def _resume(state: Clock, since: datetime, at: datetime, reason: str) -> ev.Cloc
                               paused_seconds=paused.total_seconds(), due={})
     after = evolve(state, resumed)
     return resumed.model_copy(update={"due": {n: after.due(n) for n in TARGETS if after.running(n)}})
+
+
+def _check_stall(state: Clock, command: c.CheckStall, now: datetime) -> list[ev.ClockEvent]:
+    try:
+        quiet_since = datetime.fromisoformat(command.quiet_since)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput("quiet_since must be an ISO 8601 instant", field="quiet_since") from exc
+    if quiet_since.tzinfo is None:
+        raise InvalidInput("quiet_since needs an offset", field="quiet_since")
+    if not state.may_stall:
+        raise Conflict("the request is not being worked on (awaiting the customer, resolved or cancelled)",
+                       code="not_running")
+    if state.last_activity_at is not None and quiet_since < state.last_activity_at:
+        raise Conflict("there was activity after this quiet spell began", code="activity_since")
+    if state.stalled_since is not None:
+        raise Conflict("the request is already flagged as stalled", code="already_stalled")
+    due = state.stall_due(quiet_since)
+    if due > now:
+        raise NotDueYet(f"the request stalls at {due.isoformat()} without activity", due_at=due)
+    return _finish(state, [ev.ClockStalled(request_id=state.request_id, at=due, quiet_since=quiet_since,
+                                           quiet_seconds=state.stall_after.total_seconds(), team=state.team)])
 
 
 def _check(state: Clock, now: datetime) -> list[ev.ClockEvent]:
@@ -352,4 +424,6 @@ def view(state: Clock, now: datetime) -> dict[str, Any]:
             "calendar": {"calendar_id": state.calendar_id, "version": state.calendar_version},
             "paused": state.paused_since is not None, "paused_since": state.paused_since,
             "paused_seconds": state.paused_until(now).total_seconds(), "targets": targets,
+            "stall_after_seconds": state.stall_after.total_seconds(), "last_activity_at": state.last_activity_at,
+            "stalled": state.stalled_since is not None, "stalled_quiet_since": state.stalled_since,
             "next_check_at": state.next_check_at()}

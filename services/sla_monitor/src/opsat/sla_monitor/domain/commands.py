@@ -55,6 +55,7 @@ class DefinePolicy:
     escalations: tuple[dict[str, Any], ...] = ({"percent": 50, "role": "team_lead"},
                                                {"percent": 100, "role": "manager"},
                                                {"percent": 150, "role": "director"})
+    stall_after_seconds: float = 9 * 3600  # business time without activity before a request is stalled
 
 
 # --- clocks ------------------------------------------------------------------------------------------
@@ -175,6 +176,23 @@ class ReportOutage:
 class EndOutage:
     outage_id: str
     ended_at: datetime
+
+
+@dataclass(frozen=True)
+class NoteActivity:
+    """Something happened on the request in intake while it was flagged as stalled: the flag clears."""
+
+    request_id: str
+    at: datetime
+    activity: str  # the intake event's type
+
+
+@dataclass(frozen=True)
+class CheckStall:
+    """The stall timer: flag the request if nothing happened since `quiet_since` for the policy's span."""
+
+    request_id: str
+    quiet_since: str  # ISO 8601, from the deadline's payload
 
 
 @dataclass(frozen=True)

@@ -79,6 +79,7 @@ class ClockStarted(ClockEvent):
     warning_thresholds: list[int]
     escalations: list[dict[str, Any]]  # [{"percent": 50, "role": "team_lead"}, ...]
     due: dict[str, AwareDatetime]
+    stall_after_seconds: float | None = None  # business seconds without activity before stalled (None: default)
 
 
 class ResponseMet(ClockEvent):
@@ -149,6 +150,7 @@ class ClockRetargeted(ClockEvent):
     warning_thresholds: list[int]
     escalations: list[dict[str, Any]]
     due: dict[str, AwareDatetime]
+    stall_after_seconds: float | None = None
 
 
 class TeamChanged(ClockEvent):
@@ -191,10 +193,28 @@ class ExcusalRejected(ClockEvent):
     by: str
 
 
+class ClockStalled(ClockEvent):
+    """No activity on the request since `quiet_since` for `quiet_seconds` of business time (3.4): flagged once
+    per quiet spell; `at` is the instant the span ran out."""
+
+    event_type: ClassVar[str] = _type("clock.stalled")
+    quiet_since: AwareDatetime
+    quiet_seconds: float
+    team: str | None = None
+
+
+class StallCleared(ClockEvent):
+    """Activity on a stalled request (`activity` = the intake event's type): the stalled flag clears."""
+
+    event_type: ClassVar[str] = _type("clock.stall_cleared")
+    quiet_since: AwareDatetime
+    activity: str
+
+
 CLOCK_EVENTS: tuple[type[ClockEvent], ...] = (ClockStarted, ResponseMet, ClockPaused, ClockResumed, ResolutionMet,
                                               ThresholdReached, TargetBreached, ClockEscalated, ClockRetargeted,
                                               TeamChanged, ClockCancelled, ExcusalRequested, ExcusalApproved,
-                                              ExcusalRejected)
+                                              ExcusalRejected, ClockStalled, StallCleared)
 class OutageReported(DomainEvent):
     """Monitoring reported an outage of a business service (`ended_at` null while it lasts)."""
 

@@ -3,10 +3,10 @@ and figures from the `sla_targets` read model. Requesters see only their organis
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime, time
 from typing import Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import and_, func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from opsat.common.domain import Actor, InvalidInput, NotFound
@@ -15,9 +15,10 @@ from opsat.common.eventstore import EventStore, fold
 from opsat.common.workhours import calendar_from_spec
 from opsat.sla_monitor.domain import calendars, clocks, policies
 from opsat.sla_monitor.domain import events as ev
-from opsat.sla_monitor.projections.tables import outages, sla_targets
+from opsat.sla_monitor.projections.tables import outages, request_work, sla_stalls, sla_targets, time_logs
 
 T = sla_targets.c
+W = request_work.c
 GROUPS = {"team": T.team, "priority": T.priority, "kind": T.kind, "service": T.service,
           "customer_tier": T.customer_tier}
 
@@ -48,6 +49,11 @@ def _summary(event: Any) -> str:
             return f"{event.target} breach: excusal asked by {event.by} ({event.cause}): {event.reason}"
         case ev.ExcusalApproved() | ev.ExcusalRejected():
             return f"{event.target} breach: {name} by {event.by}: {event.reason}"
+        case ev.ClockStalled():
+            return f"stalled: no activity since {event.quiet_since.isoformat()} ({event.quiet_seconds:.0f} business " \
+                   "seconds)"
+        case ev.StallCleared():
+            return f"stall cleared by {event.activity.removeprefix('opsat.intake.request.')}"
     return name
 
 
@@ -205,6 +211,97 @@ class SlaQueries:
                            "outages": len(spans)})
         return report
 
+    async def stalled(self, actor: Actor, *, team: str | None, priority: str | None, limit: int, offset: int
+                      ) -> list[dict[str, Any]]:
+        """Requests flagged as stalled whose flag stands, longest quiet first."""
+        S = sla_stalls.c
+        scope = True if actor.reads_everything else S.organisation_id == actor.organisation
+        query = (select(sla_stalls, W.assignee).outerjoin(request_work, W.request_id == S.request_id)
+                 .where(scope).order_by(S.quiet_since, S.request_id).limit(limit).offset(offset))
+        if team is not None:
+            query = query.where(S.team == team)
+        if priority is not None:
+            query = query.where(S.priority == priority)
+        async with self.engine.connect() as conn:
+            return [dict(r) for r in (await conn.execute(query)).mappings().all()]
+
+    async def workload(self, actor: Actor, *, since: date, until: date, calendar_id: str, team: str | None,
+                       engineer: str | None, now: datetime) -> dict[str, Any]:
+        """Per engineer and team: open requests held, their weight and business time left, stalled ones, and the
+        hours logged in [since, until) against the business hours the calendar offers in those days."""
+        spec = await self.calendar(calendar_id)
+        calendar = await self._work_calendar(calendar_id)
+        zone = calendar.zone
+        available = calendar.between(datetime.combine(since, time(), zone), datetime.combine(until, time(), zone))
+        available_hours = round(available.total_seconds() / 3600, 2)
+        scope = self._scope(actor)
+        holder = func.coalesce(W.assignee, UNASSIGNED)
+        open_rows = (select(T.request_id, T.priority, T.team, T.due_at, T.calendar_id, T.status,
+                            holder.label("engineer"), sla_stalls.c.request_id.label("stalled"))
+                     .outerjoin(request_work, W.request_id == T.request_id)
+                     .outerjoin(sla_stalls, sla_stalls.c.request_id == T.request_id)
+                     .where(T.target == "resolution", T.status.in_(("running", "paused")), scope))
+        L = time_logs.c
+        # Time logs hold no organisation: a requester-scoped caller sees only time on its organisation's requests.
+        logged = (select(L.engineer, func.coalesce(L.team, T.team).label("team"),
+                         func.sum(L.minutes).label("minutes"))
+                  .join(sla_targets, and_(T.request_id == L.request_id, T.target == "resolution"), isouter=True)
+                  .where(L.work_date >= since, L.work_date < until,
+                         True if actor.reads_everything else T.organisation_id == actor.organisation)
+                  .group_by(L.engineer, func.coalesce(L.team, T.team)))
+        if team is not None:
+            open_rows = open_rows.where(T.team == team)
+            logged = logged.where(func.coalesce(L.team, T.team) == team)
+        if engineer is not None:
+            open_rows = open_rows.where(holder == engineer)
+            logged = logged.where(L.engineer == engineer)
+        async with self.engine.connect() as conn:
+            held = (await conn.execute(open_rows)).mappings().all()
+            hours = (await conn.execute(logged)).mappings().all()
+        clock_calendars = {cid: await self._work_calendar(cid) for cid in {r["calendar_id"] for r in held}}
+        board: dict[tuple[str | None, str], dict[str, Any]] = {}
+
+        def row(team_: str | None, engineer_: str) -> dict[str, Any]:
+            return board.setdefault((team_, engineer_), {
+                "team": team_, "engineer": engineer_, "open_requests": 0, "weighted_load": 0, "paused": 0,
+                "stalled": 0, "overdue": 0, "remaining_business_seconds": 0.0, "logged_hours": 0.0,
+                "available_hours": 0.0 if engineer_ == UNASSIGNED else available_hours})
+
+        for r in held:
+            entry = row(r["team"], r["engineer"])
+            entry["open_requests"] += 1
+            entry["weighted_load"] += PRIORITY_WEIGHTS.get(r["priority"], 1)
+            entry["paused"] += r["status"] == "paused"
+            entry["stalled"] += r["stalled"] is not None
+            clock_calendar = clock_calendars[r["calendar_id"]]
+            if r["due_at"] <= now:
+                entry["overdue"] += 1
+                entry["remaining_business_seconds"] -= clock_calendar.between(r["due_at"], now).total_seconds()
+            else:
+                entry["remaining_business_seconds"] += clock_calendar.between(now, r["due_at"]).total_seconds()
+        for r in hours:
+            row(r["team"], r["engineer"])["logged_hours"] += round(int(r["minutes"]) / 60, 2)
+        engineers = sorted(board.values(), key=lambda e: (e["team"] or "", e["engineer"]))
+        teams: dict[str | None, dict[str, Any]] = {}
+        for e in engineers:
+            t = teams.setdefault(e["team"], {"team": e["team"], "engineers": 0, "open_requests": 0,
+                                              "weighted_load": 0, "paused": 0, "stalled": 0, "overdue": 0,
+                                              "remaining_business_seconds": 0.0, "logged_hours": 0.0,
+                                              "available_hours": 0.0})
+            t["engineers"] += e["engineer"] != UNASSIGNED
+            for key in ("open_requests", "weighted_load", "paused", "stalled", "overdue", "remaining_business_seconds",
+                        "logged_hours", "available_hours"):
+                t[key] += e[key]
+        for e in [*engineers, *teams.values()]:
+            e["logged_hours"] = round(e["logged_hours"], 2)
+            e["available_hours"] = round(e["available_hours"], 2)
+            e["utilisation_percent"] = (round(100 * e["logged_hours"] / e["available_hours"], 1)
+                                        if e["available_hours"] else None)
+        return {"since": since, "until": until, "calendar": {"calendar_id": spec["calendar_id"],
+                                                             "version": spec["version"]},
+                "available_hours_per_engineer": available_hours, "engineers": engineers,
+                "teams": sorted(teams.values(), key=lambda t: t["team"] or "")}
+
     # --- configuration -------------------------------------------------------------------------------
     async def _ids(self, stream_type: str) -> list[str]:
         async with self.engine.connect() as conn:
@@ -220,6 +317,10 @@ class SlaQueries:
         calendar_from_spec(current.spec)  # stored specs were validated when written
         return {"calendar_id": current.calendar_id, "version": current.version, **current.spec}
 
+    async def _work_calendar(self, calendar_id: str) -> Any:
+        view = await self.calendar(calendar_id)
+        return calendar_from_spec({k: v for k, v in view.items() if k not in ("calendar_id", "version")})
+
     async def calendars(self) -> list[dict[str, Any]]:
         ids = sorted({*calendars.shipped(), *await self._ids("sla_calendar")})
         return [await self.calendar(i) for i in ids]
@@ -229,6 +330,11 @@ class SlaQueries:
         for policy_id in await self._ids("sla_policy"):
             book[policy_id] = fold(policies.evolve, await self.store.load(policy_id))
         return [{"policy_id": p.policy_id, "version": p.version, **p.to_spec()} for _, p in sorted(book.items())]
+
+
+# Weights of open requests on the workload board: a P1 weighs as much as four P4s.
+PRIORITY_WEIGHTS = {"P1": 4, "P2": 3, "P3": 2, "P4": 1}
+UNASSIGNED = "(unassigned)"
 
 
 def check_period(period: str | None) -> str | None:

@@ -1,0 +1,204 @@
+"""Stalled requests and the workload board on the real stack: intake's API -> intake's topic -> the SLA
+monitor's clocks, stall timers (deadlines table) and read model -> `opsat.sla.events` and the queries."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+
+from opsat.common.db import asyncpg_dsn
+from opsat.common.testing.infra import consume_all
+from opsat.sla_monitor.service import SERVICE as SLA
+
+
+async def rows(database_url: str, sql: str, *args: Any) -> list[asyncpg.Record]:
+    conn = await asyncpg.connect(asyncpg_dsn(database_url))
+    try:
+        return await conn.fetch(sql, *args)
+    finally:
+        await conn.close()
+
+
+async def eventually(check, timeout: float = 40.0):  # type: ignore[no-untyped-def]
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not (result := await check()):
+        assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.1)
+    return result
+
+
+async def define_policy(sla, policy_id: str, **spec: Any) -> None:  # type: ignore[no-untyped-def]
+    body = {"priorities": ["P2"], "customer_tiers": ["standard"], "calendar_id": "24x7",
+            "first_response_seconds": 36000, "resolution_seconds": 72000, **spec}
+    r = await sla.client.post(f"/api/v1/policies/{policy_id}/define", json=body, headers=sla.token("root", "ops", "admin"))
+    assert r.status_code == 200, r.text
+
+
+async def stall_events(sla, rid: str) -> list[tuple[str, dict]]:  # type: ignore[no-untyped-def]
+    found = await rows(sla.settings.database_url, "select event_type, data::text from events where stream_id = $1"
+                       " and event_type like 'opsat.sla.clock.stall%' order by version", rid)
+    return [(r["event_type"].removeprefix("opsat.sla.clock."), json.loads(r["data"])) for r in found]
+
+
+async def stalled_list(sla, **params: str) -> list[dict]:  # type: ignore[no-untyped-def]
+    r = await sla.client.get("/api/v1/stalled", params=params, headers=sla.token("bob", "ops", "agent"))
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+async def test_a_quiet_request_is_flagged_once_per_quiet_spell_and_activity_clears_it(intake, run_service,
+                                                                                      kafka_bootstrap):
+    sla = await run_service(SLA)
+    await define_policy(sla, "it-quiet", stall_after_seconds=2)
+    agent = intake.token("agent-1", "ops", "agent")
+    async with intake.worker(only=("relay",)), sla.worker():
+        rid = await intake.submit()
+        r = await intake.client.post(f"/api/v1/requests/{rid}/accept", json={"team": "network", "assignee": "alice"},
+                                     headers=agent)
+        assert r.status_code == 200, r.text
+        accepted = await rows(intake.settings.database_url, "select data::text from events where stream_id = $1 and"
+                              " event_type = 'opsat.intake.request.accepted'", rid)
+        accepted_at = datetime.fromisoformat(json.loads(accepted[0]["data"])["at"])
+        # The quiet spell after the last activity (the accept) ran out 2 s of (24x7) business time later.
+        listed = await eventually(lambda: _listed(sla, rid, since=accepted_at))
+        assert listed["team"] == "network" and listed["assignee"] == "alice" and listed["priority"] == "P2"
+        flag = next(e for name, e in await stall_events(sla, rid)
+                    if name == "stalled" and datetime.fromisoformat(e["quiet_since"]) == accepted_at)
+        assert flag["quiet_seconds"] == 2 and flag["team"] == "network"
+        assert datetime.fromisoformat(flag["at"]) == accepted_at + timedelta(seconds=2)
+
+        await asyncio.sleep(1.5)  # more firings of the timer would be more flags: there must be none
+        before_note = await stall_events(sla, rid)
+        assert_once_per_spell(before_note)
+        assert before_note[-1][0] == "stalled"
+
+        r = await intake.client.post(f"/api/v1/requests/{rid}/notes", json={"body": "looking"}, headers=agent)
+        assert r.status_code == 200, r.text
+        cleared = await eventually(lambda: _cleared_after(sla, rid, len(before_note)))
+        assert cleared[1]["activity"] == "opsat.intake.request.internal_note_added"
+        # A new quiet spell after the note: flagged again, once.
+        await eventually(lambda: _listed(sla, rid, since=datetime.fromisoformat(cleared[1]["at"])))
+        events = await stall_events(sla, rid)
+        assert_once_per_spell(events)
+        assert events[len(before_note) + 1][0] == "stalled"
+
+        # Awaiting the customer is no stall: the flag clears and no new one comes while the clock is paused.
+        r = await intake.client.post(f"/api/v1/requests/{rid}/start", headers=agent)
+        assert r.status_code == 200, r.text
+        r = await intake.client.post(f"/api/v1/requests/{rid}/request-info", json={"question": "which?"},
+                                     headers=agent)
+        assert r.status_code == 200, r.text
+        await eventually(lambda: _not_listed(sla, rid))
+        settled = len(await stall_events(sla, rid))
+        await asyncio.sleep(3.0)
+        assert len(await stall_events(sla, rid)) == settled
+        clock = (await sla.client.get(f"/api/v1/clocks/{rid}", headers=sla.token("bob", "ops", "agent"))).json()
+        assert clock["stalled"] is False and clock["stall_after_seconds"] == 2
+        summaries = [e["summary"] for e in clock["explanation"]]
+        assert any(s.startswith("stalled: no activity since") for s in summaries)
+        assert "stall cleared by internal_note_added" in summaries
+
+    topic = sla.settings.topic("sla")
+    stored = await stall_events(sla, rid)
+    records = [json.loads(r.value) for r in await consume_all(kafka_bootstrap, topic, min_count=settled + 2)]
+    published = [(r["type"].removeprefix("opsat.sla.clock.").removesuffix(".v1"), r["data"]) for r in records
+                 if r["subject"] == rid and r["type"].startswith("opsat.sla.clock.stal")]
+    assert published == stored and len(stored) >= 4
+    deadlines = await rows(sla.settings.database_url, "select 1 from deadlines where kind = 'sla_stall' and"
+                           " stream_id = $1", rid)
+    assert deadlines == []  # paused: no stall timer until work resumes
+
+
+def assert_once_per_spell(events: list[tuple[str, dict]]) -> None:
+    """Flags and clearances alternate, a flag first, and no quiet spell is flagged twice."""
+    assert [name for name, _ in events] == [("stalled", "stall_cleared")[i % 2] for i in range(len(events))], events
+    spells = [e["quiet_since"] for name, e in events if name == "stalled"]
+    assert len(spells) == len(set(spells))
+
+
+async def _listed(sla, rid: str, since: datetime) -> dict | None:  # type: ignore[no-untyped-def]
+    return next((s for s in await stalled_list(sla, team="network")
+                 if s["request_id"] == rid and datetime.fromisoformat(s["quiet_since"]) == since), None)
+
+
+async def _cleared_after(sla, rid: str, count: int) -> tuple[str, dict] | None:  # type: ignore[no-untyped-def]
+    events = await stall_events(sla, rid)
+    return events[count] if len(events) > count else None
+
+
+async def _not_listed(sla, rid: str) -> bool:  # type: ignore[no-untyped-def]
+    return all(s["request_id"] != rid for s in await stalled_list(sla))
+
+
+async def test_the_workload_board_sets_open_requests_and_logged_hours_against_business_hours(intake, run_service):
+    sla = await run_service(SLA)
+    await define_policy(sla, "it-board")
+    alice, bob = intake.token("alice", "ops", "agent"), intake.token("bob", "ops", "agent")
+    today = datetime.now(UTC).date()
+    async with intake.worker(only=("relay",)), sla.worker():
+        p2 = await intake.submit()  # impact 2, urgency 1: P2
+        p1 = await intake.submit(impact=1, urgency=1)
+        done = await intake.submit()
+        for rid in (p2, p1, done):
+            r = await intake.client.post(f"/api/v1/requests/{rid}/accept", json={"team": "network", "assignee": "alice"},
+                                         headers=alice)
+            assert r.status_code == 200, r.text
+        for who, rid, minutes in ((alice, p2, 90), (alice, p1, 30), (bob, p1, 45)):
+            r = await intake.client.post(f"/api/v1/requests/{rid}/time-entries", headers=who,
+                                         json={"minutes": minutes, "work_date": today.isoformat()})
+            assert r.status_code == 200, r.text
+        r = await intake.client.post(f"/api/v1/requests/{done}/start", headers=alice)
+        assert r.status_code == 200, r.text
+        r = await intake.client.post(f"/api/v1/requests/{done}/resolve", json={"solution": "fixed"}, headers=alice)
+        assert r.status_code == 200, r.text
+        query = {"team": "network", "since": today.isoformat(), "until": (today + timedelta(days=1)).isoformat(),
+                 "calendar_id": "24x7"}
+
+        async def board() -> dict | None:
+            r = await sla.client.get("/api/v1/workload", params=query, headers=sla.token("lead", "ops", "team_lead"))
+            assert r.status_code == 200, r.text
+            body = r.json()
+            engineers = {e["engineer"]: e for e in body["engineers"]}
+            ready = (engineers.get("alice", {}).get("open_requests") == 2 and "bob" in engineers
+                     and engineers["alice"]["logged_hours"] == 2.0)
+            return body if ready else None
+
+        body = await eventually(board)
+    assert body["available_hours_per_engineer"] == 24.0 and body["calendar"] == {"calendar_id": "24x7", "version": 1}
+    engineers = {e["engineer"]: e for e in body["engineers"]}
+    a, b = engineers["alice"], engineers["bob"]
+    assert (a["team"], a["open_requests"], a["weighted_load"], a["overdue"]) == ("network", 2, 4 + 3, 0)
+    assert 0 < a["remaining_business_seconds"] <= 72000 + 4 * 3600  # P2 20 h (it-board) + P1 4 h, less time spent
+    assert (a["logged_hours"], a["available_hours"], a["utilisation_percent"]) == (2.0, 24.0, round(200 / 24, 1))
+    assert (b["team"], b["open_requests"], b["logged_hours"]) == ("network", 0, 0.75)
+    [team] = body["teams"]
+    assert (team["team"], team["engineers"], team["open_requests"], team["logged_hours"], team["available_hours"]) == \
+        ("network", 2, 2, 2.75, 48.0)
+    only_bob = await sla.client.get("/api/v1/workload", params={**query, "engineer": "bob"},
+                                    headers=sla.token("lead", "ops", "team_lead"))
+    assert [e["engineer"] for e in only_bob.json()["engineers"]] == ["bob"]
+
+
+async def test_bad_stall_and_workload_input_is_a_problem_naming_the_field_and_nothing_is_stored(run_service):
+    sla = await run_service(SLA)
+    admin, lead = sla.token("root", "ops", "admin"), sla.token("lead", "ops", "team_lead")
+    for value in (0, -1, "soon"):
+        r = await sla.client.post("/api/v1/policies/gold/define", headers=admin, json={
+            "first_response_seconds": 60, "resolution_seconds": 600, "stall_after_seconds": value})
+        assert r.status_code == 422 and r.headers["content-type"].startswith("application/problem+json")
+        assert any(e["field"].endswith("stall_after_seconds") for e in r.json()["errors"]), r.json()
+    for query, status, field in (("workload?since=2026-03-10&until=2026-03-01", 422, "since"),
+                                 ("workload?since=2020-01-01&until=2026-03-01", 422, "until"),
+                                 ("workload?since=yesterday", 422, "since"),
+                                 ("workload?calendar_id=nowhere", 404, "calendar_id"),
+                                 ("stalled?priority=P9", 422, "priority"),
+                                 ("stalled?limit=0", 422, "limit")):
+        r = await sla.client.get(f"/api/v1/{query}", headers=lead)
+        assert r.status_code == status, (query, r.text)
+        assert any(e["field"].endswith(field) for e in r.json()["errors"]), (query, r.json())
+    assert (await sla.client.get("/api/v1/workload", headers=sla.token("eve", "acme", "requester"))).status_code == 403
+    assert (await rows(sla.settings.database_url, "select count(*) from events"))[0][0] == 0
