@@ -202,3 +202,52 @@ async def test_bad_stall_and_workload_input_is_a_problem_naming_the_field_and_no
         assert any(e["field"].endswith(field) for e in r.json()["errors"]), (query, r.json())
     assert (await sla.client.get("/api/v1/workload", headers=sla.token("eve", "acme", "requester"))).status_code == 403
     assert (await rows(sla.settings.database_url, "select count(*) from events"))[0][0] == 0
+
+
+async def test_first_contact_resolution_counts_requests_never_moved_reopened_or_waiting(intake, run_service):
+    sla = await run_service(SLA)
+    await define_policy(sla, "it-fcr")
+    agent, requester = intake.token("alice", "ops", "agent"), intake.token()
+
+    async def post(rid: str, path: str, body: dict | None = None, headers: dict | None = None) -> None:
+        r = await intake.client.post(f"/api/v1/requests/{rid}/{path}", json=body, headers=headers or agent)
+        assert r.status_code == 200, (path, r.text)
+
+    async with intake.worker(only=("relay",)), sla.worker():
+        plain, moved, waited, reopened, open_ = [await intake.submit() for _ in range(5)]
+        for rid in (plain, moved, waited, reopened, open_):
+            await post(rid, "accept", {"team": "network", "assignee": "alice"})
+            await post(rid, "start")
+        await post(moved, "assign", {"team": "database", "assignee": "dora", "reason": "a database fault"})
+        await post(waited, "request-info", {"question": "which host?"})
+        await post(waited, "provide-info", {"answer": "db-1"}, requester)
+        for rid in (plain, moved, waited, reopened):
+            await post(rid, "resolve", {"solution": "fixed"})
+        await post(reopened, "reject-delivery", {"reason": "still broken"}, requester)
+        await post(reopened, "start")
+        await post(reopened, "resolve", {"solution": "fixed again"})
+
+        async def resolved_twice() -> bool:
+            r = await sla.client.get(f"/api/v1/clocks/{reopened}", headers=sla.token("lead", "ops", "team_lead"))
+            types = [e["type"] for e in r.json().get("explanation", [])] if r.status_code == 200 else []
+            return types.count("opsat.sla.clock.resolution_met") == 2
+
+        await eventually(resolved_twice)  # the figures below must not catch the reopened request in between
+
+        async def figures() -> list[dict] | None:
+            r = await sla.client.get("/api/v1/metrics/first-contact-resolution?group_by=priority&period=day",
+                                     headers=sla.token("lead", "ops", "team_lead"))
+            assert r.status_code == 200, r.text
+            body = r.json()
+            ready = len(body) == 1 and body[0]["resolved"] == 4 and body[0]["reopened"] == 1
+            return body if ready else None
+
+        [row] = await eventually(figures)
+    assert (row["priority"], row["resolved"], row["first_contact"], row["fcr_percent"]) == ("P2", 4, 1, 25.0)
+    assert (row["reassigned"], row["reopened"], row["waited_on_customer"]) == (1, 1, 1)
+    by_team = (await sla.client.get("/api/v1/metrics/first-contact-resolution?group_by=team",
+                                    headers=sla.token("lead", "ops", "team_lead"))).json()
+    assert {r["team"]: (r["resolved"], r["first_contact"]) for r in by_team} == {"database": (1, 0), "network": (3, 1)}
+    bad = await sla.client.get("/api/v1/metrics/first-contact-resolution?group_by=colour",
+                               headers=sla.token("lead", "ops", "team_lead"))
+    assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "group_by"

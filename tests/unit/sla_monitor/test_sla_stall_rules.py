@@ -14,6 +14,7 @@ from opsat.sla_monitor.domain import commands as c
 from opsat.sla_monitor.domain import events as ev
 from opsat.sla_monitor.domain.calendars import shipped_version
 from opsat.sla_monitor.domain.policies import DEFAULT_POLICIES, Policy
+from opsat.sla_monitor.projections.targets import HolderAssigned, is_reassignment
 
 ZONE = shipped_calendar().zone
 MON = datetime(2026, 3, 2, 10, tzinfo=ZONE)  # an ordinary Monday, 10:00 in Shanghai
@@ -122,3 +123,18 @@ def test_a_stall_span_must_be_positive_seconds(value):
         Policy.from_spec("x", 1, {"first_response_seconds": 60, "resolution_seconds": 600,
                                   "stall_after_seconds": value})
     assert refused.value.field == "stall_after_seconds"
+
+
+@pytest.mark.parametrize(("previous_team", "previous_assignee", "team", "assignee", "moved"), [
+    (None, None, "net", "alice", False),  # first taken
+    ("net", None, "net", "alice", False),  # a first assignee within the team
+    ("net", "alice", "net", "alice", False),  # repeated
+    ("net", "alice", "net", "bob", True),
+    ("net", "alice", "db", "alice", True),
+    ("net", None, "db", None, True),
+])
+def test_a_reassignment_moves_a_request_away_from_a_team_or_person_that_held_it(previous_team, previous_assignee,
+                                                                                team, assignee, moved):
+    event = HolderAssigned(request_id=RID, at=MON, team=team, assignee=assignee, previous_team=previous_team,
+                           previous_assignee=previous_assignee)
+    assert is_reassignment(event) is moved

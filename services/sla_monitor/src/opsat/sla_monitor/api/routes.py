@@ -4,7 +4,7 @@ Clocks have no command routes: only intake's events and their timer move them. N
 import annotations` here: FastAPI reads the annotations of the endpoints below.
 """
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from opsat.common.auth import require
 from opsat.common.commands import CommandRouter, queries
 from opsat.common.domain import Actor, InvalidInput, Role
-from opsat.common.isotime import IsoDateTime, aware
+from opsat.common.isotime import IsoDate, IsoDateTime, aware
 from opsat.sla_monitor.api import schemas as s
 from opsat.sla_monitor.app.handlers import callers
 from opsat.sla_monitor.domain import commands as c
@@ -136,6 +136,29 @@ async def response_times(queries: Queries, actor: Staff,
                                         group_by=list(dict.fromkeys(group_by or [])))
 
 
+@router.get("/metrics/first-contact-resolution", tags=["metrics"],
+            summary="First-contact resolution rate by period, team, priority, kind...",
+            description="Of the requests resolved in [since, until) (the resolution target met; cancelled requests do "
+                        "not count; a reopened request counts when resolved again), the share resolved at first "
+                        "contact: never reassigned to another team or person after it was first taken, never "
+                        "reopened, and never waiting on the customer for information. `reassigned`, `reopened` and "
+                        "`waited_on_customer` count the requests that missed it for each reason (one may have several)."
+                        " Callers: staff, auditor.")
+async def first_contact_resolution(
+        queries: Queries, actor: Staff,
+        since: Annotated[IsoDateTime | None, Query(description="inclusive, ISO 8601 with offset")] = None,
+        until: Annotated[IsoDateTime | None, Query(description="exclusive, ISO 8601 with offset")] = None,
+        group_by: Annotated[list[str] | None, Query(max_length=5)] = None,
+        period: Annotated[str | None, Query(description="day, week, month, quarter or year")] = None
+) -> list[dict[str, Any]]:
+    for group in group_by or []:
+        if group not in GROUPS:
+            raise InvalidInput(f"group_by is one of {', '.join(GROUPS)}", field="group_by")
+    return await queries.first_contact_resolution(actor, since=aware(since, "since"), until=aware(until, "until"),
+                                                  group_by=list(dict.fromkeys(group_by or [])),
+                                                  period=check_period(period))
+
+
 @router.get("/availability", tags=["availability"], summary="Availability of each business service against its target",
             description="Over [since, until) (default: the last 30 days): the time no reported outage covered, as a "
                         "percentage, beside the service's target. Callers: staff, auditor.")
@@ -181,8 +204,8 @@ async def stalled(queries: Queries, actor: Staff, team: TeamFilter = None,
 async def workload(queries: Queries, actor: Staff, team: TeamFilter = None,
                    engineer: Annotated[str | None, Query(max_length=200, pattern=r"^[^\x00]*$",
                                                          description="only this engineer")] = None,
-                   since: Annotated[date | None, Query(description="first day counted (YYYY-MM-DD)")] = None,
-                   until: Annotated[date | None, Query(description="the day after the last one counted")] = None,
+                   since: Annotated[IsoDate | None, Query(description="first day counted (YYYY-MM-DD)")] = None,
+                   until: Annotated[IsoDate | None, Query(description="the day after the last one counted")] = None,
                    calendar_id: Annotated[str, Query(min_length=1, max_length=31, pattern=r"^[a-z0-9][a-z0-9-]*$",
                                                      description="the calendar of hours available")] = "cn-default"
                    ) -> dict[str, Any]:

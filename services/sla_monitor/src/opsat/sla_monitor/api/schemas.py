@@ -52,6 +52,9 @@ class PolicyBody(_Body):
         {"percent": 150, "role": "director"}]
     stall_after_seconds: Seconds = Field(default=9 * 3600, description=(
         "business seconds without any activity on a request being worked on before it is flagged as stalled"))
+    next_reply_seconds: Seconds | None = Field(default=None, description=(
+        "periodic update target: after the first response, business seconds (paused time excluded) within which "
+        "each next public staff reply is due until resolve; null: none"))
 
 
 Reason = Annotated[str, StringConstraints(min_length=1, max_length=2000, pattern=r"^[^\x00]*$")]

@@ -9,6 +9,10 @@ Stalled (DOMAIN 3.4): a running, unpaused request with no activity for the polic
 business time is flagged once per quiet spell (`ClockStalled`); the next activity clears the flag
 (`StallCleared`). Activity is any of the request's intake events; those that move the clock are also
 the clock's own `last_activity_at`, the others reach it only through the stall timer's `quiet_since`.
+
+Next reply (periodic update, optional per policy): from the first response (and from a reopen) until
+resolve, each public staff reply is an update (`UpdateGiven`); when `next_reply` of business time (paused
+time excluded) passes without one, the timer announces `UpdateOverdue` once for that gap.
 """
 
 from __future__ import annotations
@@ -71,6 +75,23 @@ class Clock:
     stall_after: timedelta = timedelta(seconds=DEFAULT_STALL_SECONDS)
     last_activity_at: datetime | None = None  # of the intake events that moved the clock
     stalled_since: datetime | None = None  # the quiet spell a standing stall flag is about
+    next_reply: timedelta | None = None
+    last_update_at: datetime | None = None  # the first response, a reopen or the latest update since
+    update_paused_base: timedelta = timedelta(0)  # paused business time counted by `last_update_at`
+    update_overdue_since: datetime | None = None  # the `last_update_at` whose gap was announced
+
+    def update_due(self) -> datetime | None:
+        if self.next_reply is None or self.last_update_at is None:
+            return None
+        return self.calendar.add(self.last_update_at, self.next_reply + self.paused - self.update_paused_base)
+
+    @property
+    def update_pending(self) -> bool:
+        return (self.update_due() is not None and not self.cancelled and self.running("resolution")
+                and self.update_overdue_since != self.last_update_at)
+
+    def _updated(self, at: datetime) -> Clock:
+        return replace(self, last_update_at=at, update_paused_base=self.paused_until(at))
 
     def stall_due(self, quiet_since: datetime) -> datetime:
         return self.calendar.add(quiet_since, self.stall_after)
@@ -106,6 +127,9 @@ class Clock:
             return None
         pending = [self.due(name, p) for name in TARGETS if self.running(name)
                    for p in self.marks if p not in self.targets[name].reached]
+        update_due = self.update_due()
+        if self.update_pending and update_due is not None:
+            pending.append(update_due)
         return min(pending, default=None)
 
     @property
@@ -122,7 +146,11 @@ class Clock:
 
 # Clock events caused by one of the request's intake events: activity on the request.
 _ACTIVITY = (ev.ClockStarted, ev.ResponseMet, ev.ClockPaused, ev.ClockResumed, ev.ResolutionMet, ev.ClockRetargeted,
-             ev.TeamChanged, ev.ClockCancelled, ev.StallCleared)
+             ev.TeamChanged, ev.ClockCancelled, ev.StallCleared, ev.UpdateGiven)
+
+
+def _optional(seconds: float | None) -> timedelta | None:
+    return timedelta(seconds=seconds) if seconds is not None else None
 
 
 def _stall_after(seconds: float | None) -> timedelta:
@@ -149,20 +177,26 @@ def _evolve(state: Clock | None, event: DomainEvent) -> Clock:
             started_at=event.at, targets={n: Target(timedelta(seconds=s)) for n, s in event.targets.items()},
             warning_thresholds=tuple(event.warning_thresholds),
             escalations={e["percent"]: e["role"] for e in event.escalations},
-            stall_after=_stall_after(event.stall_after_seconds))
+            stall_after=_stall_after(event.stall_after_seconds), next_reply=_optional(event.next_reply_seconds))
     if state is None:  # configuration and clocks share one namespace of streams: a calendar is no clock
         raise NotFound(f"no SLA clock for {getattr(event, 'calendar_id', getattr(event, 'policy_id', '?'))}",
                        field="request_id")
     match event:
         case ev.ResponseMet():
             state = state._with_target("response", met_at=event.at, met_due=state.due("response"))
-            return replace(state, team=event.team or state.team)
+            return replace(state, team=event.team or state.team)._updated(event.at)
+        case ev.UpdateGiven():
+            return state._updated(event.at)
+        case ev.UpdateOverdue():
+            return replace(state, update_overdue_since=event.since)
         case ev.ClockPaused():
             return replace(state, paused_since=event.at)
         case ev.ClockResumed():
             state = replace(state, paused=state.paused + timedelta(seconds=event.paused_seconds), paused_since=None)
             if event.reason == "reopened":
                 state = replace(state._with_target("resolution", met_at=None, met_due=None), resolved_at=None)
+                if state.last_update_at is not None:  # updates are owed again from the reopen
+                    state = state._updated(event.at)
             return state
         case ev.ResolutionMet():
             return replace(state._with_target("resolution", met_at=event.at, met_due=state.due("resolution")),
@@ -177,7 +211,8 @@ def _evolve(state: Clock | None, event: DomainEvent) -> Clock:
                            policy_version=event.policy_version, targets=targets,
                            warning_thresholds=tuple(event.warning_thresholds),
                            escalations={e["percent"]: e["role"] for e in event.escalations},
-                           stall_after=_stall_after(event.stall_after_seconds))
+                           stall_after=_stall_after(event.stall_after_seconds),
+                           next_reply=_optional(event.next_reply_seconds))
         case ev.ClockStalled():
             return replace(state, stalled_since=event.quiet_since)
         case ev.StallCleared():
@@ -255,6 +290,12 @@ def decide(state: Clock | None, command: Any, now: datetime) -> list[ev.ClockEve
     rid = command.request_id
     match command:
         case c.MeetResponse():
+            if not state.running("response") and command.how == "replied" and state.next_reply is not None \
+                    and state.running("resolution"):
+                given = ev.UpdateGiven(request_id=rid, at=command.at, next_due_at=command.at)
+                after = evolve(state, given)
+                assert after.update_due() is not None
+                return _finish(state, [given.model_copy(update={"next_due_at": after.update_due()})])
             if not state.running("response"):
                 raise Conflict("the response target is already met", code="already_met")
             on_time = state.elapsed("response", command.at) <= state.targets["response"].amount
@@ -296,7 +337,7 @@ def decide(state: Clock | None, command: Any, now: datetime) -> list[ev.ClockEve
                 request_id=rid, at=command.at, priority=command.priority, policy_id=policy.policy_id,
                 policy_version=policy.version, targets=amounts, warning_thresholds=list(policy.warning_thresholds),
                 escalations=[{"percent": p, "role": r} for p, r in policy.escalations], due={},
-                stall_after_seconds=policy.stall_after.total_seconds())
+                stall_after_seconds=policy.stall_after.total_seconds(), next_reply_seconds=_seconds(policy.next_reply))
             after = evolve(state, retargeted)
             return _finish(state, [retargeted.model_copy(update={"due": {n: after.due(n) for n in TARGETS}})])
         case c.ChangeTeam():
@@ -330,7 +371,11 @@ def _start(command: c.StartClock) -> ev.ClockStarted:
         warning_thresholds=list(policy.warning_thresholds),
         escalations=[{"percent": p, "role": r} for p, r in policy.escalations],
         due={n: calendar.add(command.at, a) for n, a in amounts.items()},
-        stall_after_seconds=policy.stall_after.total_seconds())
+        stall_after_seconds=policy.stall_after.total_seconds(), next_reply_seconds=_seconds(policy.next_reply))
+
+
+def _seconds(amount: timedelta | None) -> float | None:
+    return amount.total_seconds() if amount is not None else None
 
 
 def _resume(state: Clock, since: datetime, at: datetime, reason: str) -> ev.ClockResumed:
@@ -368,7 +413,9 @@ def _check(state: Clock, now: datetime) -> list[ev.ClockEvent]:
         raise Conflict("the clock is paused", code="paused")
     crossed = sorted((state.due(n, p), TARGETS.index(n), p, n) for n in TARGETS if state.running(n)
                      for p in state.marks if p not in state.targets[n].reached and state.due(n, p) <= now)
-    if not crossed:
+    update_due = state.update_due()
+    overdue = state.update_pending and update_due is not None and update_due <= now
+    if not crossed and not overdue:
         upcoming = state.next_check_at()
         if upcoming is None:
             raise Conflict("no threshold is pending", code="nothing_pending")
@@ -385,6 +432,11 @@ def _check(state: Clock, now: datetime) -> list[ev.ClockEvent]:
         else:
             events.append(ev.ClockEscalated(request_id=rid, at=due_at, target=name, percent=percent,
                                             escalate_to=role or "unassigned"))
+    if overdue:
+        assert update_due is not None and state.last_update_at is not None
+        events.append(ev.UpdateOverdue(request_id=state.request_id, at=update_due, since=state.last_update_at,
+                                       due_at=update_due, team=state.team))
+        events.sort(key=lambda e: e.at)
     return _finish(state, events)
 
 
@@ -426,4 +478,9 @@ def view(state: Clock, now: datetime) -> dict[str, Any]:
             "paused_seconds": state.paused_until(now).total_seconds(), "targets": targets,
             "stall_after_seconds": state.stall_after.total_seconds(), "last_activity_at": state.last_activity_at,
             "stalled": state.stalled_since is not None, "stalled_quiet_since": state.stalled_since,
+            "next_reply": None if state.next_reply is None else {
+                "target_seconds": state.next_reply.total_seconds(), "last_update_at": state.last_update_at,
+                "due_at": state.update_due() if state.running("resolution") and not state.cancelled else None,
+                "overdue": state.update_overdue_since is not None
+                and state.update_overdue_since == state.last_update_at},
             "next_check_at": state.next_check_at()}

@@ -56,6 +56,7 @@ class DefinePolicy:
                                                {"percent": 100, "role": "manager"},
                                                {"percent": 150, "role": "director"})
     stall_after_seconds: float = 9 * 3600  # business time without activity before a request is stalled
+    next_reply_seconds: float | None = None  # periodic update target after the first response
 
 
 # --- clocks ------------------------------------------------------------------------------------------

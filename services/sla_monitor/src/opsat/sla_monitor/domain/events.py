@@ -80,6 +80,7 @@ class ClockStarted(ClockEvent):
     escalations: list[dict[str, Any]]  # [{"percent": 50, "role": "team_lead"}, ...]
     due: dict[str, AwareDatetime]
     stall_after_seconds: float | None = None  # business seconds without activity before stalled (None: default)
+    next_reply_seconds: float | None = None  # periodic update target after the first response (None: none)
 
 
 class ResponseMet(ClockEvent):
@@ -151,6 +152,7 @@ class ClockRetargeted(ClockEvent):
     escalations: list[dict[str, Any]]
     due: dict[str, AwareDatetime]
     stall_after_seconds: float | None = None
+    next_reply_seconds: float | None = None
 
 
 class TeamChanged(ClockEvent):
@@ -211,10 +213,27 @@ class StallCleared(ClockEvent):
     activity: str
 
 
+class UpdateGiven(ClockEvent):
+    """Staff gave the customer a public update after the first response: the next one is due at `next_due_at`."""
+
+    event_type: ClassVar[str] = _type("clock.update_given")
+    next_due_at: AwareDatetime
+
+
+class UpdateOverdue(ClockEvent):
+    """No public update since `since` within the policy's next-reply target: announced once per missed update;
+    `at` is the instant it fell due."""
+
+    event_type: ClassVar[str] = _type("clock.update_overdue")
+    since: AwareDatetime
+    due_at: AwareDatetime
+    team: str | None = None
+
+
 CLOCK_EVENTS: tuple[type[ClockEvent], ...] = (ClockStarted, ResponseMet, ClockPaused, ClockResumed, ResolutionMet,
                                               ThresholdReached, TargetBreached, ClockEscalated, ClockRetargeted,
                                               TeamChanged, ClockCancelled, ExcusalRequested, ExcusalApproved,
-                                              ExcusalRejected, ClockStalled, StallCleared)
+                                              ExcusalRejected, ClockStalled, StallCleared, UpdateGiven, UpdateOverdue)
 class OutageReported(DomainEvent):
     """Monitoring reported an outage of a business service (`ended_at` null while it lasts)."""
 

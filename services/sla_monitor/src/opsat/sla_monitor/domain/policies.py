@@ -6,7 +6,9 @@ lowest id. DOMAIN.md's defaults ship as version 1 of `p1`..`p4`; a business day 
 (09:00-18:00 on the default calendar).
 
 `stall_after` (DOMAIN 3.4) is how long a running request may go without any activity, in business time
-on the policy's calendar, before it is flagged as stalled (default: one business day).
+on the policy's calendar, before it is flagged as stalled (default: one business day). `next_reply`
+(optional) is the periodic update target: after the first response, staff owe the customer a public update
+at least this often (business time, paused time excluded) until the request is resolved.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ class Policy:
     warning_thresholds: tuple[int, ...] = (50, 80)
     escalations: tuple[tuple[int, str], ...] = DEFAULT_ESCALATIONS
     stall_after: timedelta = timedelta(seconds=DEFAULT_STALL_SECONDS)
+    next_reply: timedelta | None = None
 
     def matches(self, kind: str, priority: str, tier: str, service: str | None) -> bool:
         return all(not allowed or value in allowed for allowed, value in (
@@ -61,7 +64,8 @@ class Policy:
                 "customer_tiers": sorted(self.customer_tiers), "services": sorted(self.services),
                 "warning_thresholds": list(self.warning_thresholds),
                 "escalations": [{"percent": p, "role": r} for p, r in self.escalations],
-                "stall_after_seconds": self.stall_after.total_seconds()}
+                "stall_after_seconds": self.stall_after.total_seconds(),
+                "next_reply_seconds": self.next_reply.total_seconds() if self.next_reply else None}
 
     @classmethod
     def from_spec(cls, policy_id: str, version: int, spec: Mapping[str, Any]) -> Policy:
@@ -75,6 +79,11 @@ class Policy:
             if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 1:
                 raise InvalidInput(f"{name} must be a number of seconds, at least 1", field=name)
             targets[name] = timedelta(seconds=value)
+        next_reply = spec.get("next_reply_seconds")
+        if next_reply is not None and (isinstance(next_reply, bool) or not isinstance(next_reply, int | float)
+                                       or not next_reply >= 1):
+            raise InvalidInput("next_reply_seconds must be a number of seconds, at least 1, or null",
+                               field="next_reply_seconds")
         calendar_id = spec.get("calendar_id", "cn-default")
         if not isinstance(calendar_id, str) or not CONFIG_ID.match(calendar_id):
             raise InvalidInput("calendar_id must be a calendar's id", field="calendar_id")
@@ -100,7 +109,8 @@ class Policy:
                    customer_tiers=_names(spec.get("customer_tiers", ()), "customer_tiers", None),
                    services=_names(spec.get("services", ()), "services", None),
                    warning_thresholds=thresholds, escalations=tuple(escalations),
-                   stall_after=targets["stall_after_seconds"])
+                   stall_after=targets["stall_after_seconds"],
+                   next_reply=timedelta(seconds=next_reply) if next_reply is not None else None)
 
 
 def _percents(value: Any, field: str) -> tuple[int, ...]:
@@ -162,7 +172,7 @@ def evolve(state: Policy | None, event: DomainEvent) -> Policy:
 def decide(state: Policy | None, command: Any, now: Any, by: str) -> list[DomainEvent]:
     spec = {name: getattr(command, name) for name in (
         "first_response_seconds", "resolution_seconds", "calendar_id", "kinds", "priorities", "customer_tiers",
-        "services", "warning_thresholds", "escalations", "stall_after_seconds")}
+        "services", "warning_thresholds", "escalations", "stall_after_seconds", "next_reply_seconds")}
     current = state or DEFAULT_POLICIES.get(command.policy_id)
     policy = Policy.from_spec(command.policy_id, (current.version if current else 0) + 1, spec)
     return [ev.PolicyDefined(policy_id=policy.policy_id, version=policy.version, policy=policy.to_spec(), at=now,

@@ -52,6 +52,10 @@ def _summary(event: Any) -> str:
         case ev.ClockStalled():
             return f"stalled: no activity since {event.quiet_since.isoformat()} ({event.quiet_seconds:.0f} business " \
                    "seconds)"
+        case ev.UpdateGiven():
+            return f"update given, next due at {event.next_due_at.isoformat()}"
+        case ev.UpdateOverdue():
+            return f"update overdue: none since {event.since.isoformat()}"
         case ev.StallCleared():
             return f"stall cleared by {event.activity.removeprefix('opsat.intake.request.')}"
     return name
@@ -184,6 +188,33 @@ class SlaQueries:
             rows = (await conn.execute(query)).mappings().all()
         return [{**r, **{k: round(float(r[k]), 3) if r[k] is not None else None
                          for k in ("mtta_seconds", "mttr_seconds")}} for r in rows if r["acknowledged"] or r["resolved"]]
+
+    async def first_contact_resolution(self, actor: Actor, *, since: datetime | None, until: datetime | None,
+                                       group_by: list[str], period: str | None) -> list[dict[str, Any]]:
+        """Of the requests resolved in the period (resolution target met; cancelled ones do not count), the share
+        resolved at first contact: never moved to another team or person, never reopened and never waiting on the
+        customer for information (intake's assigned, reopened and customer_info_requested events)."""
+        keys = [GROUPS[g].label(g) for g in group_by]
+        if period:
+            keys.insert(0, func.to_char(func.date_trunc(period, T.met_at), "YYYY-MM-DD").label("period"))
+        first_contact = and_(func.coalesce(W.reassignments, 0) == 0, func.coalesce(W.reopens, 0) == 0,
+                             func.coalesce(W.customer_waits, 0) == 0)
+        query = (select(*keys, func.count().label("resolved"),
+                        func.count().filter(first_contact).label("first_contact"),
+                        func.count().filter(func.coalesce(W.reassignments, 0) > 0).label("reassigned"),
+                        func.count().filter(func.coalesce(W.reopens, 0) > 0).label("reopened"),
+                        func.count().filter(func.coalesce(W.customer_waits, 0) > 0).label("waited_on_customer"))
+                 .select_from(sla_targets.outerjoin(request_work, W.request_id == T.request_id))
+                 .where(T.target == "resolution", T.status == "met", T.met_at.is_not(None), self._scope(actor)))
+        if since is not None:
+            query = query.where(T.met_at >= since)
+        if until is not None:
+            query = query.where(T.met_at < until)
+        if keys:
+            query = query.group_by(*keys).order_by(*keys)
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).mappings().all()
+        return [{**r, "fcr_percent": round(100 * r["first_contact"] / r["resolved"], 2)} for r in rows if r["resolved"]]
 
     async def availability(self, targets: dict[str, float], *, since: datetime, until: datetime,
                            now: datetime) -> list[dict[str, Any]]:
