@@ -186,11 +186,13 @@ async def test_the_workload_board_sets_open_requests_and_logged_hours_against_bu
 async def test_bad_stall_and_workload_input_is_a_problem_naming_the_field_and_nothing_is_stored(run_service):
     sla = await run_service(SLA)
     admin, lead = sla.token("root", "ops", "admin"), sla.token("lead", "ops", "team_lead")
-    for value in (0, -1, "soon"):
+    for name, value in (("stall_after_seconds", 0), ("stall_after_seconds", -1), ("stall_after_seconds", "soon"),
+                        ("next_reply_seconds", 0), ("ola_seconds", -5), ("ola_teams", {"network": 0}),
+                        ("ola_teams", ["network"])):
         r = await sla.client.post("/api/v1/policies/gold/define", headers=admin, json={
-            "first_response_seconds": 60, "resolution_seconds": 600, "stall_after_seconds": value})
+            "first_response_seconds": 60, "resolution_seconds": 600, name: value})
         assert r.status_code == 422 and r.headers["content-type"].startswith("application/problem+json")
-        assert any(e["field"].endswith("stall_after_seconds") for e in r.json()["errors"]), r.json()
+        assert any(name in e["field"] for e in r.json()["errors"]), r.json()
     for query, status, field in (("workload?since=2026-03-10&until=2026-03-01", 422, "since"),
                                  ("workload?since=2020-01-01&until=2026-03-01", 422, "until"),
                                  ("workload?since=yesterday", 422, "since"),
@@ -287,3 +289,36 @@ async def test_a_missed_periodic_update_is_announced_once_and_a_staff_reply_give
 
 async def _has(kinds, rid: str, expected: list[str]) -> bool:  # type: ignore[no-untyped-def]
     return await kinds(rid) == expected
+
+
+async def test_each_team_holding_a_request_gets_its_ola_breach_once(intake, run_service):
+    sla = await run_service(SLA)
+    await define_policy(sla, "it-ola", ola_seconds=2, ola_teams={"database": 3})
+    agent = intake.token("alice", "ops", "agent")
+
+    async def breaches(rid: str) -> list[dict]:
+        found = await rows(sla.settings.database_url, "select data::text from events where stream_id = $1 and"
+                           " event_type = 'opsat.sla.clock.ola_breached' order by version", rid)
+        return [json.loads(r["data"]) for r in found]
+
+    async def count(rid: str, n: int) -> list[dict] | None:
+        found = await breaches(rid)
+        return found if len(found) == n else None
+
+    async with intake.worker(only=("relay",)), sla.worker():
+        rid = await intake.submit()
+        r = await intake.client.post(f"/api/v1/requests/{rid}/accept", json={"team": "network"}, headers=agent)
+        assert r.status_code == 200, r.text
+        [network] = await eventually(lambda: count(rid, 1))
+        await asyncio.sleep(1.0)
+        assert len(await breaches(rid)) == 1  # once per holding
+        r = await intake.client.post(f"/api/v1/requests/{rid}/assign", json={"team": "database", "reason": "db"},
+                                     headers=agent)
+        assert r.status_code == 200, r.text
+        _, database = await eventually(lambda: count(rid, 2))
+        clock = (await sla.client.get(f"/api/v1/clocks/{rid}", headers=sla.token("bob", "ops", "agent"))).json()
+    assert (network["team"], network["target_seconds"]) == ("network", 2)
+    assert (database["team"], database["target_seconds"]) == ("database", 3)
+    assert datetime.fromisoformat(database["at"]) - datetime.fromisoformat(database["held_since"]) == \
+        timedelta(seconds=3)
+    assert clock["ola"]["team"] == "database" and clock["ola"]["breached"] is True

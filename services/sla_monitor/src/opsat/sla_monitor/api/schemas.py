@@ -55,6 +55,11 @@ class PolicyBody(_Body):
     next_reply_seconds: Seconds | None = Field(default=None, description=(
         "periodic update target: after the first response, business seconds (paused time excluded) within which "
         "each next public staff reply is due until resolve; null: none"))
+    ola_seconds: Seconds | None = Field(default=None, description=(
+        "OLA target of the team holding a request: business seconds (paused time excluded) from when the team took "
+        "it; null: none"))
+    ola_teams: Annotated[dict[Name, Seconds], Field(max_length=200, description=(
+        "per-team OLA targets overriding ola_seconds, e.g. {\"network\": 7200}"))] = {}
 
 
 Reason = Annotated[str, StringConstraints(min_length=1, max_length=2000, pattern=r"^[^\x00]*$")]

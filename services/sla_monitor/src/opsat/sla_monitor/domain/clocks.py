@@ -13,11 +13,15 @@ the clock's own `last_activity_at`, the others reach it only through the stall t
 Next reply (periodic update, optional per policy): from the first response (and from a reopen) until
 resolve, each public staff reply is an update (`UpdateGiven`); when `next_reply` of business time (paused
 time excluded) passes without one, the timer announces `UpdateOverdue` once for that gap.
+
+OLA (optional per policy): the team holding the request (from submit, accept or a reassignment) has its
+OLA target of business time (paused time excluded) from when it took the request; the timer announces
+`OlaBreached` once per holding if the request is neither resolved nor handed over by then.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -80,6 +84,31 @@ class Clock:
     update_paused_base: timedelta = timedelta(0)  # paused business time counted by `last_update_at`
     update_overdue_since: datetime | None = None  # the `last_update_at` whose gap was announced
 
+    ola: timedelta | None = None
+    ola_teams: dict[str, timedelta] = field(default_factory=dict)
+    held_since: datetime | None = None  # when the current team took the request
+    held_paused_base: timedelta = timedelta(0)
+    ola_breached_for: tuple[str, datetime] | None = None  # the holding whose breach was announced
+
+    def ola_target(self) -> timedelta | None:
+        return self.ola_teams.get(self.team, self.ola) if self.team else None
+
+    def ola_due(self) -> datetime | None:
+        amount = self.ola_target()
+        if amount is None or self.held_since is None:
+            return None
+        return self.calendar.add(self.held_since, amount + self.paused - self.held_paused_base)
+
+    @property
+    def ola_pending(self) -> bool:
+        return (self.ola_due() is not None and not self.cancelled and self.running("resolution")
+                and self.ola_breached_for != (self.team, self.held_since))
+
+    def _held_by(self, team: str | None, at: datetime) -> Clock:
+        if not team or team == self.team:
+            return self
+        return replace(self, team=team, held_since=at, held_paused_base=self.paused_until(at))
+
     def update_due(self) -> datetime | None:
         if self.next_reply is None or self.last_update_at is None:
             return None
@@ -127,9 +156,11 @@ class Clock:
             return None
         pending = [self.due(name, p) for name in TARGETS if self.running(name)
                    for p in self.marks if p not in self.targets[name].reached]
-        update_due = self.update_due()
+        update_due, ola_due = self.update_due(), self.ola_due()
         if self.update_pending and update_due is not None:
             pending.append(update_due)
+        if self.ola_pending and ola_due is not None:
+            pending.append(ola_due)
         return min(pending, default=None)
 
     @property
@@ -151,6 +182,10 @@ _ACTIVITY = (ev.ClockStarted, ev.ResponseMet, ev.ClockPaused, ev.ClockResumed, e
 
 def _optional(seconds: float | None) -> timedelta | None:
     return timedelta(seconds=seconds) if seconds is not None else None
+
+
+def _teams(targets: dict[str, float]) -> dict[str, timedelta]:
+    return {team: timedelta(seconds=seconds) for team, seconds in targets.items()}
 
 
 def _stall_after(seconds: float | None) -> timedelta:
@@ -177,14 +212,16 @@ def _evolve(state: Clock | None, event: DomainEvent) -> Clock:
             started_at=event.at, targets={n: Target(timedelta(seconds=s)) for n, s in event.targets.items()},
             warning_thresholds=tuple(event.warning_thresholds),
             escalations={e["percent"]: e["role"] for e in event.escalations},
-            stall_after=_stall_after(event.stall_after_seconds), next_reply=_optional(event.next_reply_seconds))
+            stall_after=_stall_after(event.stall_after_seconds), next_reply=_optional(event.next_reply_seconds),
+            ola=_optional(event.ola_seconds), ola_teams=_teams(event.ola_teams),
+            held_since=event.at if event.team else None)
     if state is None:  # configuration and clocks share one namespace of streams: a calendar is no clock
         raise NotFound(f"no SLA clock for {getattr(event, 'calendar_id', getattr(event, 'policy_id', '?'))}",
                        field="request_id")
     match event:
         case ev.ResponseMet():
             state = state._with_target("response", met_at=event.at, met_due=state.due("response"))
-            return replace(state, team=event.team or state.team)._updated(event.at)
+            return state._held_by(event.team, event.at)._updated(event.at)
         case ev.UpdateGiven():
             return state._updated(event.at)
         case ev.UpdateOverdue():
@@ -212,13 +249,16 @@ def _evolve(state: Clock | None, event: DomainEvent) -> Clock:
                            warning_thresholds=tuple(event.warning_thresholds),
                            escalations={e["percent"]: e["role"] for e in event.escalations},
                            stall_after=_stall_after(event.stall_after_seconds),
-                           next_reply=_optional(event.next_reply_seconds))
+                           next_reply=_optional(event.next_reply_seconds), ola=_optional(event.ola_seconds),
+                           ola_teams=_teams(event.ola_teams))
+        case ev.OlaBreached():
+            return replace(state, ola_breached_for=(event.team, event.held_since))
         case ev.ClockStalled():
             return replace(state, stalled_since=event.quiet_since)
         case ev.StallCleared():
             return replace(state, stalled_since=None)
         case ev.TeamChanged():
-            return replace(state, team=event.team)
+            return state._held_by(event.team, event.at)
         case ev.ClockCancelled():
             return replace(state, cancelled=True)
         case ev.ExcusalRequested():
@@ -337,7 +377,8 @@ def decide(state: Clock | None, command: Any, now: datetime) -> list[ev.ClockEve
                 request_id=rid, at=command.at, priority=command.priority, policy_id=policy.policy_id,
                 policy_version=policy.version, targets=amounts, warning_thresholds=list(policy.warning_thresholds),
                 escalations=[{"percent": p, "role": r} for p, r in policy.escalations], due={},
-                stall_after_seconds=policy.stall_after.total_seconds(), next_reply_seconds=_seconds(policy.next_reply))
+                stall_after_seconds=policy.stall_after.total_seconds(), next_reply_seconds=_seconds(policy.next_reply),
+        ola_seconds=_seconds(policy.ola), ola_teams={t: a.total_seconds() for t, a in policy.ola_teams})
             after = evolve(state, retargeted)
             return _finish(state, [retargeted.model_copy(update={"due": {n: after.due(n) for n in TARGETS}})])
         case c.ChangeTeam():
@@ -371,7 +412,8 @@ def _start(command: c.StartClock) -> ev.ClockStarted:
         warning_thresholds=list(policy.warning_thresholds),
         escalations=[{"percent": p, "role": r} for p, r in policy.escalations],
         due={n: calendar.add(command.at, a) for n, a in amounts.items()},
-        stall_after_seconds=policy.stall_after.total_seconds(), next_reply_seconds=_seconds(policy.next_reply))
+        stall_after_seconds=policy.stall_after.total_seconds(), next_reply_seconds=_seconds(policy.next_reply),
+        ola_seconds=_seconds(policy.ola), ola_teams={t: a.total_seconds() for t, a in policy.ola_teams})
 
 
 def _seconds(amount: timedelta | None) -> float | None:
@@ -413,9 +455,10 @@ def _check(state: Clock, now: datetime) -> list[ev.ClockEvent]:
         raise Conflict("the clock is paused", code="paused")
     crossed = sorted((state.due(n, p), TARGETS.index(n), p, n) for n in TARGETS if state.running(n)
                      for p in state.marks if p not in state.targets[n].reached and state.due(n, p) <= now)
-    update_due = state.update_due()
+    update_due, ola_due = state.update_due(), state.ola_due()
     overdue = state.update_pending and update_due is not None and update_due <= now
-    if not crossed and not overdue:
+    ola_breached = state.ola_pending and ola_due is not None and ola_due <= now
+    if not crossed and not overdue and not ola_breached:
         upcoming = state.next_check_at()
         if upcoming is None:
             raise Conflict("no threshold is pending", code="nothing_pending")
@@ -436,6 +479,13 @@ def _check(state: Clock, now: datetime) -> list[ev.ClockEvent]:
         assert update_due is not None and state.last_update_at is not None
         events.append(ev.UpdateOverdue(request_id=state.request_id, at=update_due, since=state.last_update_at,
                                        due_at=update_due, team=state.team))
+    if ola_breached:
+        amount = state.ola_target()
+        assert ola_due is not None and amount is not None and state.team and state.held_since
+        events.append(ev.OlaBreached(request_id=state.request_id, at=ola_due, team=state.team,
+                                     held_since=state.held_since, due_at=ola_due,
+                                     target_seconds=amount.total_seconds()))
+    if overdue or ola_breached:
         events.sort(key=lambda e: e.at)
     return _finish(state, events)
 
@@ -483,4 +533,8 @@ def view(state: Clock, now: datetime) -> dict[str, Any]:
                 "due_at": state.update_due() if state.running("resolution") and not state.cancelled else None,
                 "overdue": state.update_overdue_since is not None
                 and state.update_overdue_since == state.last_update_at},
+            "ola": None if state.ola_target() is None else {
+                "team": state.team, "held_since": state.held_since,
+                "target_seconds": state.ola_target().total_seconds(),  # type: ignore[union-attr]
+                "due_at": state.ola_due(), "breached": state.ola_breached_for == (state.team, state.held_since)},
             "next_check_at": state.next_check_at()}

@@ -57,6 +57,8 @@ class DefinePolicy:
                                                {"percent": 150, "role": "director"})
     stall_after_seconds: float = 9 * 3600  # business time without activity before a request is stalled
     next_reply_seconds: float | None = None  # periodic update target after the first response
+    ola_seconds: float | None = None  # operational level target of the team holding a request
+    ola_teams: dict[str, float] | None = None  # per-team OLA targets overriding `ola_seconds`
 
 
 # --- clocks ------------------------------------------------------------------------------------------

@@ -81,6 +81,8 @@ class ClockStarted(ClockEvent):
     due: dict[str, AwareDatetime]
     stall_after_seconds: float | None = None  # business seconds without activity before stalled (None: default)
     next_reply_seconds: float | None = None  # periodic update target after the first response (None: none)
+    ola_seconds: float | None = None  # OLA target of the team holding the request (None: none)
+    ola_teams: dict[str, float] = {}  # per-team OLA targets
 
 
 class ResponseMet(ClockEvent):
@@ -153,6 +155,8 @@ class ClockRetargeted(ClockEvent):
     due: dict[str, AwareDatetime]
     stall_after_seconds: float | None = None
     next_reply_seconds: float | None = None
+    ola_seconds: float | None = None
+    ola_teams: dict[str, float] = {}
 
 
 class TeamChanged(ClockEvent):
@@ -230,10 +234,22 @@ class UpdateOverdue(ClockEvent):
     team: str | None = None
 
 
+class OlaBreached(ClockEvent):
+    """The team holding the request used up its OLA target (business time since it took the request, paused time
+    excluded) without resolving or handing it over: announced once per holding; `at` is the instant it fell due."""
+
+    event_type: ClassVar[str] = _type("clock.ola_breached")
+    team: str
+    held_since: AwareDatetime
+    due_at: AwareDatetime
+    target_seconds: float
+
+
 CLOCK_EVENTS: tuple[type[ClockEvent], ...] = (ClockStarted, ResponseMet, ClockPaused, ClockResumed, ResolutionMet,
                                               ThresholdReached, TargetBreached, ClockEscalated, ClockRetargeted,
                                               TeamChanged, ClockCancelled, ExcusalRequested, ExcusalApproved,
-                                              ExcusalRejected, ClockStalled, StallCleared, UpdateGiven, UpdateOverdue)
+                                              ExcusalRejected, ClockStalled, StallCleared, UpdateGiven, UpdateOverdue,
+                                              OlaBreached)
 class OutageReported(DomainEvent):
     """Monitoring reported an outage of a business service (`ended_at` null while it lasts)."""
 

@@ -8,7 +8,9 @@ lowest id. DOMAIN.md's defaults ship as version 1 of `p1`..`p4`; a business day 
 `stall_after` (DOMAIN 3.4) is how long a running request may go without any activity, in business time
 on the policy's calendar, before it is flagged as stalled (default: one business day). `next_reply`
 (optional) is the periodic update target: after the first response, staff owe the customer a public update
-at least this often (business time, paused time excluded) until the request is resolved.
+at least this often (business time, paused time excluded) until the request is resolved. `ola` (optional, with per-team `ola_teams` overrides) is the operational level
+target of the team holding a request: business time (paused time excluded) from when that team took the
+request, beside the customer-facing targets.
 """
 
 from __future__ import annotations
@@ -48,6 +50,8 @@ class Policy:
     escalations: tuple[tuple[int, str], ...] = DEFAULT_ESCALATIONS
     stall_after: timedelta = timedelta(seconds=DEFAULT_STALL_SECONDS)
     next_reply: timedelta | None = None
+    ola: timedelta | None = None
+    ola_teams: tuple[tuple[str, timedelta], ...] = ()
 
     def matches(self, kind: str, priority: str, tier: str, service: str | None) -> bool:
         return all(not allowed or value in allowed for allowed, value in (
@@ -65,7 +69,9 @@ class Policy:
                 "warning_thresholds": list(self.warning_thresholds),
                 "escalations": [{"percent": p, "role": r} for p, r in self.escalations],
                 "stall_after_seconds": self.stall_after.total_seconds(),
-                "next_reply_seconds": self.next_reply.total_seconds() if self.next_reply else None}
+                "next_reply_seconds": self.next_reply.total_seconds() if self.next_reply else None,
+                "ola_seconds": self.ola.total_seconds() if self.ola else None,
+                "ola_teams": {team: amount.total_seconds() for team, amount in self.ola_teams}}
 
     @classmethod
     def from_spec(cls, policy_id: str, version: int, spec: Mapping[str, Any]) -> Policy:
@@ -79,11 +85,19 @@ class Policy:
             if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 1:
                 raise InvalidInput(f"{name} must be a number of seconds, at least 1", field=name)
             targets[name] = timedelta(seconds=value)
-        next_reply = spec.get("next_reply_seconds")
-        if next_reply is not None and (isinstance(next_reply, bool) or not isinstance(next_reply, int | float)
-                                       or not next_reply >= 1):
-            raise InvalidInput("next_reply_seconds must be a number of seconds, at least 1, or null",
-                               field="next_reply_seconds")
+        next_reply = _optional_seconds(spec.get("next_reply_seconds"), "next_reply_seconds")
+        ola = _optional_seconds(spec.get("ola_seconds"), "ola_seconds")
+        raw_teams = spec.get("ola_teams") or {}
+        if not isinstance(raw_teams, Mapping):
+            raise InvalidInput("ola_teams maps a team to its seconds", field="ola_teams")
+        ola_teams = []
+        for team, amount in sorted(raw_teams.items()):
+            if not isinstance(team, str) or not team or len(team) > 100 or "\x00" in team:
+                raise InvalidInput(f"{team!r} is not a team name", field="ola_teams")
+            seconds = _optional_seconds(amount, "ola_teams")
+            if seconds is None:
+                raise InvalidInput(f"the OLA target of {team} must be a number of seconds", field="ola_teams")
+            ola_teams.append((team, seconds))
         calendar_id = spec.get("calendar_id", "cn-default")
         if not isinstance(calendar_id, str) or not CONFIG_ID.match(calendar_id):
             raise InvalidInput("calendar_id must be a calendar's id", field="calendar_id")
@@ -110,7 +124,15 @@ class Policy:
                    services=_names(spec.get("services", ()), "services", None),
                    warning_thresholds=thresholds, escalations=tuple(escalations),
                    stall_after=targets["stall_after_seconds"],
-                   next_reply=timedelta(seconds=next_reply) if next_reply is not None else None)
+                   next_reply=next_reply, ola=ola, ola_teams=tuple(ola_teams))
+
+
+def _optional_seconds(value: Any, field: str) -> timedelta | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 1:
+        raise InvalidInput(f"{field} must be a number of seconds, at least 1, or null", field=field)
+    return timedelta(seconds=value)
 
 
 def _percents(value: Any, field: str) -> tuple[int, ...]:
@@ -172,7 +194,8 @@ def evolve(state: Policy | None, event: DomainEvent) -> Policy:
 def decide(state: Policy | None, command: Any, now: Any, by: str) -> list[DomainEvent]:
     spec = {name: getattr(command, name) for name in (
         "first_response_seconds", "resolution_seconds", "calendar_id", "kinds", "priorities", "customer_tiers",
-        "services", "warning_thresholds", "escalations", "stall_after_seconds", "next_reply_seconds")}
+        "services", "warning_thresholds", "escalations", "stall_after_seconds", "next_reply_seconds", "ola_seconds",
+        "ola_teams")}
     current = state or DEFAULT_POLICIES.get(command.policy_id)
     policy = Policy.from_spec(command.policy_id, (current.version if current else 0) + 1, spec)
     return [ev.PolicyDefined(policy_id=policy.policy_id, version=policy.version, policy=policy.to_spec(), at=now,

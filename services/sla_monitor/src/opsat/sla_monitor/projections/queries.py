@@ -52,6 +52,8 @@ def _summary(event: Any) -> str:
         case ev.ClockStalled():
             return f"stalled: no activity since {event.quiet_since.isoformat()} ({event.quiet_seconds:.0f} business " \
                    "seconds)"
+        case ev.OlaBreached():
+            return f"OLA of team {event.team} breached (held since {event.held_since.isoformat()})"
         case ev.UpdateGiven():
             return f"update given, next due at {event.next_due_at.isoformat()}"
         case ev.UpdateOverdue():
