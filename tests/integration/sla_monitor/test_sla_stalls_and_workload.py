@@ -322,3 +322,45 @@ async def test_each_team_holding_a_request_gets_its_ola_breach_once(intake, run_
     assert datetime.fromisoformat(database["at"]) - datetime.fromisoformat(database["held_since"]) == \
         timedelta(seconds=3)
     assert clock["ola"]["team"] == "database" and clock["ola"]["breached"] is True
+
+
+async def test_a_manager_retargets_a_running_clock_with_a_reason_kept_in_the_explanation(intake, run_service):
+    sla = await run_service(SLA)
+    await define_policy(sla, "it-slow")
+    await define_policy(sla, "vip", priorities=["P1"], first_response_seconds=600, resolution_seconds=3600)
+    manager, agent = sla.token("carol", "ops", "manager"), sla.token("bob", "ops", "agent")
+    async with intake.worker(only=("relay",)), sla.worker():
+        rid = await intake.submit()
+        started = await eventually(lambda: _clock(sla, rid))
+        stored = len(await rows(sla.settings.database_url, "select 1 from events where stream_id = $1", rid))
+        for body, headers, status, field in (
+                ({"policy_id": "nowhere", "reason": "why"}, manager, 404, "policy_id"),
+                ({"policy_id": "vip"}, manager, 422, "reason"),
+                ({"policy_id": "vip", "reason": "   "}, manager, 422, "reason"),
+                ({"policy_id": "Bad Id", "reason": "why"}, manager, 422, "policy_id"),
+                ({"policy_id": "vip", "reason": "why"}, agent, 403, None)):
+            r = await sla.client.post(f"/api/v1/clocks/{rid}/retarget", json=body, headers=headers)
+            assert r.status_code == status, (body, r.text)
+            assert r.headers["content-type"].startswith("application/problem+json")
+            if field:
+                assert any(e["field"].endswith(field) for e in r.json()["errors"]), r.json()
+        assert len(await rows(sla.settings.database_url, "select 1 from events where stream_id = $1", rid)) == stored
+        r = await sla.client.post(f"/api/v1/clocks/{rid}/retarget", json={"policy_id": "vip", "reason": "CEO's laptop"},
+                                  headers={**manager, "Idempotency-Key": "retarget-1"})
+        assert r.status_code == 200, r.text
+        again = await sla.client.post(f"/api/v1/clocks/{rid}/retarget",
+                                      json={"policy_id": "vip", "reason": "CEO's laptop"},
+                                      headers={**manager, "Idempotency-Key": "retarget-1"})
+        assert again.status_code == 200 and again.json()["replayed"] is True
+    clock = await _clock(sla, rid)
+    assert clock["policy"] == {"policy_id": "vip", "version": 1} and clock["priority"] == "P2"
+    assert clock["targets"]["resolution"]["target_seconds"] == 3600
+    assert datetime.fromisoformat(clock["targets"]["resolution"]["due_at"]) == \
+        datetime.fromisoformat(started["started_at"]) + timedelta(hours=1)
+    [change] = [e for e in clock["explanation"] if e["type"] == "opsat.sla.clock.retargeted"]
+    assert change["summary"] == "re-targeted under policy vip v1 by carol: CEO's laptop"
+
+
+async def _clock(sla, rid: str) -> dict | None:  # type: ignore[no-untyped-def]
+    r = await sla.client.get(f"/api/v1/clocks/{rid}", headers=sla.token("bob", "ops", "agent"))
+    return r.json() if r.status_code == 200 else None

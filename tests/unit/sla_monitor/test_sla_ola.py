@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from opsat.common.domain import InvalidInput, NotDueYet
+from opsat.common.domain import Conflict, DomainError, InvalidInput, NotDueYet
 from opsat.sla_monitor.domain import clocks
 from opsat.sla_monitor.domain import commands as c
 from opsat.sla_monitor.domain import events as ev
@@ -85,3 +85,25 @@ def test_ola_targets_must_be_positive_seconds_per_named_team(spec, field):
     with pytest.raises(InvalidInput) as refused:
         Policy.from_spec("x", 1, {"first_response_seconds": 60, "resolution_seconds": 600, **spec})
     assert refused.value.field == field
+
+
+def test_a_managers_retarget_keeps_who_and_why_and_refuses_without_a_reason_or_a_running_clock():
+    state, _ = apply(None, start(team="network"))
+    faster = Policy.from_spec("faster", 3, {"first_response_seconds": 60, "resolution_seconds": 7200,
+                                            "calendar_id": "24x7"})
+    [retargeted] = clocks.decide_policy_change(state, c.ChangeClockPolicy(RID, "faster", "VIP outage", faster),
+                                               at(10), "carol")
+    assert (retargeted.by, retargeted.reason, retargeted.policy_id, retargeted.policy_version) == \
+        ("carol", "VIP outage", "faster", 3)
+    assert retargeted.priority == "P2" and retargeted.due["resolution"] == T0 + timedelta(hours=2)
+    after = clocks.evolve(state, retargeted)
+    with pytest.raises(Conflict):  # already under that version
+        clocks.decide_policy_change(after, c.ChangeClockPolicy(RID, "faster", "again", faster), at(11), "carol")
+    for bad, field in ((c.ChangeClockPolicy(RID, "faster", "  ", faster), "reason"),
+                       (c.ChangeClockPolicy(RID, "nowhere", "why", None), "policy_id")):
+        with pytest.raises(DomainError) as refused:
+            clocks.decide_policy_change(state, bad, at(10), "carol")
+        assert refused.value.field == field
+    resolved, _ = apply(state, c.MeetResolution(RID, at(5)))
+    with pytest.raises(Conflict):
+        clocks.decide_policy_change(resolved, c.ChangeClockPolicy(RID, "faster", "late", faster), at(10), "carol")

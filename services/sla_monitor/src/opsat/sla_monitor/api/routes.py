@@ -48,6 +48,12 @@ clock_router.command("excusal/approve", c.ApproveExcusal, s.ExcusalDecisionBody,
                      "compliance figures and stays in the breach list")
 clock_router.command("excusal/reject", c.RejectExcusal, s.ExcusalDecisionBody,
                      "Turn down a request to excuse a breach (with a reason): the breach counts")
+clock_router.command("retarget", c.ChangeClockPolicy, s.PolicyChangeBody,
+                     "Re-target a running clock under another policy (a manager, with a reason)",
+                     "Re-target a running clock under another policy's current version, with a reason: new targets, "
+                     "due times and thresholds from now on; the calendar, the business time already used and the "
+                     "thresholds already announced stay. Who and why are kept in the clock's explanation "
+                     "(`opsat.sla.clock.retargeted` with `by` and `reason`)")
 
 OutageId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$",
                                description="the monitor's own id of the outage (a repeat is the same outage)")]
@@ -200,7 +206,8 @@ async def stalled(queries: Queries, actor: Staff, team: TeamFilter = None,
                         "many are paused, stalled or overdue, the business time left to their resolution due times "
                         "(negative when overdue), and the hours logged in intake over the days [since, until) against "
                         "the business hours the calendar offers in those days (per engineer; per team, the sum over "
-                        "its engineers). Default: the last 7 days, on the default calendar. Callers: staff, auditor.")
+                        "its engineers). Default: the last 7 days, on the default calendar. Callers: staff, auditor.",
+            responses={404: {"description": "No calendar has this id"}})
 async def workload(queries: Queries, actor: Staff, team: TeamFilter = None,
                    engineer: Annotated[str | None, Query(max_length=200, pattern=r"^[^\x00]*$",
                                                          description="only this engineer")] = None,

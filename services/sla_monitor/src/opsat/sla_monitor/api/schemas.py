@@ -77,6 +77,12 @@ class ExcusalDecisionBody(_Body):
     reason: Reason
 
 
+class PolicyChangeBody(_Body):
+    policy_id: Annotated[str, StringConstraints(min_length=1, max_length=31, pattern=r"^[a-z0-9][a-z0-9-]*$")] = \
+        Field(description="the policy the clock runs under from now on (its current version)")
+    reason: Reason
+
+
 class OutageBody(_Body):
     service: Name = Field(description="a configured business service")
     severity: Literal["critical", "major", "minor"]

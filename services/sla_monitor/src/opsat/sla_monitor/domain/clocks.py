@@ -29,7 +29,7 @@ from opsat.common.domain import AlreadyExists, Conflict, DomainEvent, Forbidden,
 from opsat.common.workhours import WorkCalendar, calendar_from_spec
 from opsat.sla_monitor.domain import commands as c
 from opsat.sla_monitor.domain import events as ev
-from opsat.sla_monitor.domain.policies import DEFAULT_STALL_SECONDS
+from opsat.sla_monitor.domain.policies import DEFAULT_STALL_SECONDS, Policy
 
 TARGETS = ("response", "resolution")
 BREACH = 100
@@ -367,20 +367,7 @@ def decide(state: Clock | None, command: Any, now: datetime) -> list[ev.ClockEve
                 raise Conflict("the request is not resolved", code="not_resolved")
             return _finish(state, [_resume(state, state.resolved_at, command.at, "reopened")])
         case c.RetargetClock():
-            policy = command.policy
-            if (command.priority, policy.policy_id, policy.version) == (state.priority, state.policy_id,
-                                                                         state.policy_version):
-                raise Conflict("the clock already runs under this priority and policy", code="unchanged")
-            amounts = {"response": policy.first_response.total_seconds(),
-                       "resolution": policy.resolution.total_seconds()}
-            retargeted = ev.ClockRetargeted(
-                request_id=rid, at=command.at, priority=command.priority, policy_id=policy.policy_id,
-                policy_version=policy.version, targets=amounts, warning_thresholds=list(policy.warning_thresholds),
-                escalations=[{"percent": p, "role": r} for p, r in policy.escalations], due={},
-                stall_after_seconds=policy.stall_after.total_seconds(), next_reply_seconds=_seconds(policy.next_reply),
-        ola_seconds=_seconds(policy.ola), ola_teams={t: a.total_seconds() for t, a in policy.ola_teams})
-            after = evolve(state, retargeted)
-            return _finish(state, [retargeted.model_copy(update={"due": {n: after.due(n) for n in TARGETS}})])
+            return _retarget(state, command.at, command.priority, command.policy)
         case c.ChangeTeam():
             if command.team == state.team:
                 raise Conflict("the team is unchanged", code="unchanged")
@@ -397,6 +384,35 @@ def decide(state: Clock | None, command: Any, now: datetime) -> list[ev.ClockEve
             return _finish(state, [ev.StallCleared(request_id=rid, at=command.at, quiet_since=state.stalled_since,
                                                    activity=command.activity)])
     raise TypeError(f"no clock rule for {type(command).__name__}")
+
+
+def _retarget(state: Clock, at: datetime, priority: str, policy: Policy, by: str | None = None,
+              reason: str | None = None) -> list[ev.ClockEvent]:
+    if (priority, policy.policy_id, policy.version) == (state.priority, state.policy_id, state.policy_version):
+        raise Conflict("the clock already runs under this priority and policy", code="unchanged")
+    amounts = {"response": policy.first_response.total_seconds(), "resolution": policy.resolution.total_seconds()}
+    retargeted = ev.ClockRetargeted(
+        request_id=state.request_id, at=at, priority=priority, policy_id=policy.policy_id,
+        policy_version=policy.version, targets=amounts, warning_thresholds=list(policy.warning_thresholds),
+        escalations=[{"percent": p, "role": r} for p, r in policy.escalations], due={},
+        stall_after_seconds=policy.stall_after.total_seconds(), next_reply_seconds=_seconds(policy.next_reply),
+        ola_seconds=_seconds(policy.ola), ola_teams={t: a.total_seconds() for t, a in policy.ola_teams},
+        by=by, reason=reason)
+    after = evolve(state, retargeted)
+    return _finish(state, [retargeted.model_copy(update={"due": {n: after.due(n) for n in TARGETS}})])
+
+
+def decide_policy_change(state: Clock | None, command: c.ChangeClockPolicy, now: datetime,
+                         by: str) -> list[ev.ClockEvent]:
+    """A manager's audited re-target of a running clock: the request's priority stays, the policy changes."""
+    if state is None:
+        raise NotFound(f"no clock for request {command.request_id}", field="request_id")
+    reason = _reason(command.reason)
+    if command.policy is None:
+        raise NotFound(f"policy {command.policy_id} not found", field="policy_id")
+    if state.cancelled or not state.running("resolution"):
+        raise Conflict("only a running clock is re-targeted", code="not_running")
+    return _retarget(state, now, state.priority, command.policy, by=by, reason=reason)
 
 
 def _start(command: c.StartClock) -> ev.ClockStarted:

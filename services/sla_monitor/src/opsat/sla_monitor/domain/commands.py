@@ -163,6 +163,17 @@ class RejectExcusal:
     reason: str
 
 
+@dataclass(frozen=True)
+class ChangeClockPolicy:
+    """A manager re-targets a running clock under another policy, with a reason (kept in the explanation).
+    `policy` is looked up by the service before the decision (the version current then)."""
+
+    request_id: str
+    policy_id: str
+    reason: str
+    policy: Policy | None = None
+
+
 # --- outages (monitoring) ------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class ReportOutage:

@@ -142,8 +142,8 @@ class ClockEscalated(ClockEvent):
 
 
 class ClockRetargeted(ClockEvent):
-    """The request's priority changed: new targets from the policy now matching (the clock keeps its calendar,
-    the business time already used and the thresholds already announced)."""
+    """The request's priority changed, or a manager chose another policy (`by`, `reason`): new targets from that
+    policy (the clock keeps its calendar, the business time already used and the thresholds already announced)."""
 
     event_type: ClassVar[str] = _type("clock.retargeted")
     priority: str
@@ -157,6 +157,8 @@ class ClockRetargeted(ClockEvent):
     next_reply_seconds: float | None = None
     ola_seconds: float | None = None
     ola_teams: dict[str, float] = {}
+    by: str | None = None  # the manager who re-targeted the clock (None: a priority change in intake)
+    reason: str | None = None
 
 
 class TeamChanged(ClockEvent):

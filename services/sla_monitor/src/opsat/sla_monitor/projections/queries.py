@@ -41,6 +41,8 @@ def _summary(event: Any) -> str:
             return f"{event.target} breached" + (f", tell {event.escalate_to}" if event.escalate_to else "")
         case ev.ClockEscalated():
             return f"{event.target} at {event.percent} %, escalated to {event.escalate_to}"
+        case ev.ClockRetargeted() if event.by:
+            return f"re-targeted under policy {event.policy_id} v{event.policy_version} by {event.by}: {event.reason}"
         case ev.ClockRetargeted():
             return f"re-targeted for {event.priority} under policy {event.policy_id} v{event.policy_version}"
         case ev.TeamChanged():
