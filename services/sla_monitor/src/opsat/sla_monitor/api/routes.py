@@ -225,3 +225,19 @@ async def workload(queries: Queries, actor: Staff, team: TeamFilter = None,
         raise InvalidInput("a workload period is at most 366 days", field="until")
     return await queries.workload(actor, since=since_, until=until_, calendar_id=calendar_id, team=team,
                                   engineer=engineer, now=now)
+
+
+@router.post("/what-if", tags=["clocks"], summary="Replay a period's clocks under a draft policy or calendar",
+             description="Side-effect free: the clocks started in [since, until) are replayed with the instants of what "
+                         "happened in intake (start, response, pauses, resolve, reopen, reassignment) under the draft "
+                         "policy (and calendar, else each clock's own), and compared request by request with their "
+                         "verdicts now (met on time, met late, breached, running), with the compliance of both. "
+                         "Nothing is stored or published. Callers: team lead, manager, admin, auditor.")
+async def what_if(body: s.WhatIfBody, queries: Queries,
+                  actor: Annotated[Actor, Depends(require(Role.team_lead, Role.manager, Role.admin, Role.auditor))]
+                  ) -> dict[str, Any]:
+    if body.since >= body.until:
+        raise InvalidInput("since must be before until", field="since")
+    return await queries.what_if(actor, since=body.since, until=body.until, draft=body.policy.model_dump(),
+                                 calendar=body.calendar.model_dump(exclude_none=True) if body.calendar else None,
+                                 only_matching=body.only_matching, limit=body.limit, now=datetime.now(UTC))

@@ -115,3 +115,14 @@ class ClockAccepted(_Accepted):
 
 class OutageAccepted(_Accepted):
     outage_id: str
+
+
+class WhatIfBody(_Body):
+    since: AwareIsoDateTime = Field(description="clocks started from this instant (inclusive)")
+    until: AwareIsoDateTime = Field(description="clocks started before this instant")
+    policy: PolicyBody = Field(description="the draft policy (not stored)")
+    calendar: CalendarBody | None = Field(default=None, description=(
+        "a draft calendar (not stored); default: each clock's own calendar version"))
+    only_matching: bool = Field(default=True, description=(
+        "only the requests the draft policy's kinds, priorities, tiers and services match"))
+    limit: Annotated[int, Field(ge=1, le=1000)] = 200

@@ -40,6 +40,7 @@ class Target:
     amount: timedelta
     met_at: datetime | None = None
     met_due: datetime | None = None  # the due time when met (later pauses do not move a met target)
+    met_on_time: bool | None = None  # the verdict when met
     reached: frozenset[int] = frozenset()  # percents already announced
     excusal: Excusal | None = None  # of a breach
 
@@ -220,7 +221,8 @@ def _evolve(state: Clock | None, event: DomainEvent) -> Clock:
                        field="request_id")
     match event:
         case ev.ResponseMet():
-            state = state._with_target("response", met_at=event.at, met_due=state.due("response"))
+            state = state._with_target("response", met_at=event.at, met_due=state.due("response"),
+                                       met_on_time=event.on_time)
             return state._held_by(event.team, event.at)._updated(event.at)
         case ev.UpdateGiven():
             return state._updated(event.at)
@@ -231,13 +233,14 @@ def _evolve(state: Clock | None, event: DomainEvent) -> Clock:
         case ev.ClockResumed():
             state = replace(state, paused=state.paused + timedelta(seconds=event.paused_seconds), paused_since=None)
             if event.reason == "reopened":
-                state = replace(state._with_target("resolution", met_at=None, met_due=None), resolved_at=None)
+                state = replace(state._with_target("resolution", met_at=None, met_due=None, met_on_time=None),
+                                resolved_at=None)
                 if state.last_update_at is not None:  # updates are owed again from the reopen
                     state = state._updated(event.at)
             return state
         case ev.ResolutionMet():
-            return replace(state._with_target("resolution", met_at=event.at, met_due=state.due("resolution")),
-                           resolved_at=event.at)
+            return replace(state._with_target("resolution", met_at=event.at, met_due=state.due("resolution"),
+                                              met_on_time=event.on_time), resolved_at=event.at)
         case ev.ThresholdReached() | ev.ClockEscalated():
             return state._with_target(event.target, reached=state.targets[event.target].reached | {event.percent})
         case ev.TargetBreached():
@@ -525,7 +528,9 @@ def view(state: Clock, now: datetime) -> dict[str, Any]:
     for name in TARGETS:
         target = state.targets[name]
         elapsed = state.elapsed(name, now)
-        breached = BREACH in target.reached or elapsed > target.amount
+        # A met target keeps the verdict it was met with (pauses after it do not change it).
+        late = (target.met_on_time is False) if target.met_at else elapsed > target.amount
+        breached = BREACH in target.reached or late
         targets[name] = {
             "target_seconds": target.amount.total_seconds(), "due_at": target.met_due or state.due(name),
             "met_at": target.met_at, "status": "met" if target.met_at else ("running" if state.running(name)

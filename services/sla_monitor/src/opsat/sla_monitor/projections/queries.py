@@ -12,8 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from opsat.common.domain import Actor, InvalidInput, NotFound
 from opsat.common.envelope import EventRegistry
 from opsat.common.eventstore import EventStore, fold
-from opsat.common.workhours import calendar_from_spec
-from opsat.sla_monitor.domain import calendars, clocks, policies
+from opsat.common.workhours import WorkCalendar, calendar_from_spec
+from opsat.sla_monitor.domain import calendars, clocks, policies, whatif
 from opsat.sla_monitor.domain import events as ev
 from opsat.sla_monitor.projections.tables import outages, request_work, sla_stalls, sla_targets, time_logs
 
@@ -336,6 +336,58 @@ class SlaQueries:
                                                              "version": spec["version"]},
                 "available_hours_per_engineer": available_hours, "engineers": engineers,
                 "teams": sorted(teams.values(), key=lambda t: t["team"] or "")}
+
+    async def what_if(self, actor: Actor, *, since: datetime, until: datetime, draft: dict[str, Any],
+                      calendar: dict[str, Any] | None, only_matching: bool, limit: int, now: datetime
+                      ) -> dict[str, Any]:
+        """Clocks started in [since, until) replayed under a draft policy (and calendar): verdicts as they are and
+        as they would be now, request by request, and the compliance of each. Nothing is stored or published."""
+        try:
+            policy = policies.Policy.from_spec("draft", 0, draft)
+        except InvalidInput as exc:
+            raise InvalidInput(exc.detail, field=f"policy.{exc.field}") from exc
+        try:
+            calendar_spec = WorkCalendar.from_spec(calendar).to_spec() if calendar is not None else None
+        except InvalidInput as exc:
+            raise InvalidInput(exc.detail, field=f"calendar.{exc.field}") from exc
+        query = (select(T.request_id).where(T.target == "resolution", T.started_at >= since, T.started_at < until,
+                                            self._scope(actor))
+                 .order_by(T.started_at, T.request_id))
+        async with self.engine.connect() as conn:
+            ids = (await conn.execute(query)).scalars().all()
+        compared: list[dict[str, Any]] = []
+        considered, truncated = 0, False
+        tally = {side: {name: {"decided": 0, "met_on_time": 0} for name in clocks.TARGETS}
+                 for side in ("actual", "what_if")}
+        for request_id in ids:
+            records = await self.store.load(request_id)
+            live = fold(clocks.evolve, records) if records and records[0].stream_type == "sla_clock" else None
+            if live is None or live.cancelled:
+                continue
+            if only_matching and not policy.matches(live.kind, live.priority, live.customer_tier, live.service):
+                continue
+            if considered == limit:
+                truncated = True
+                break
+            considered += 1
+            replayed = whatif.replay([r.event for r in records], policy, calendar_spec, now)  # type: ignore[misc]
+            if replayed is None:
+                continue
+            actual, would = whatif.verdicts(live, now), whatif.verdicts(replayed, now)
+            for side, verdict in (("actual", actual), ("what_if", would)):
+                for name, outcome in verdict.items():
+                    if outcome != "running":
+                        tally[side][name]["decided"] += 1
+                        tally[side][name]["met_on_time"] += outcome == "met_on_time"
+            compared.append({"request_id": request_id, "kind": live.kind, "priority": live.priority,
+                             "team": live.team, "policy": {"policy_id": live.policy_id, "version": live.policy_version},
+                             "actual": actual, "what_if": would, "changed": actual != would,
+                             "what_if_due": {n: replayed.targets[n].met_due or replayed.due(n) for n in clocks.TARGETS}})
+        summary = {side: {name: {**t, "compliance_percent": round(100 * t["met_on_time"] / t["decided"], 2)
+                                 if t["decided"] else None} for name, t in sides.items()}
+                   for side, sides in tally.items()}
+        return {"since": since, "until": until, "requests": compared, "summary": summary,
+                "truncated": truncated}
 
     # --- configuration -------------------------------------------------------------------------------
     async def _ids(self, stream_type: str) -> list[str]:
