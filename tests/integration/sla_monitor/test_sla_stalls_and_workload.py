@@ -365,3 +365,55 @@ async def test_a_manager_retargets_a_running_clock_with_a_reason_kept_in_the_exp
 async def _clock(sla, rid: str) -> dict | None:  # type: ignore[no-untyped-def]
     r = await sla.client.get(f"/api/v1/clocks/{rid}", headers=sla.token("bob", "ops", "agent"))
     return r.json() if r.status_code == 200 else None
+
+
+async def test_what_if_replays_a_periods_clocks_under_a_draft_without_storing_anything(intake, run_service):
+    sla = await run_service(SLA)
+    await define_policy(sla, "it-what-if")
+    agent, lead = intake.token("alice", "ops", "agent"), sla.token("lead", "ops", "team_lead")
+    since = datetime.now(UTC) - timedelta(minutes=1)
+    async with intake.worker(only=("relay",)), sla.worker():
+        rid = await intake.submit()
+        for path, body in (("accept", {"team": "network"}), ("start", None), ("resolve", {"solution": "fixed"})):
+            await asyncio.sleep(0.6)  # more than the draft's 1 s targets in all, on the 24x7 calendar
+            r = await intake.client.post(f"/api/v1/requests/{rid}/{path}", json=body, headers=agent)
+            assert r.status_code == 200, r.text
+
+        async def resolved() -> bool:
+            found = await rows(sla.settings.database_url, "select 1 from read_model.sla_targets where request_id = $1"
+                               " and target = 'resolution' and status = 'met'", rid)
+            return bool(found)
+
+        await eventually(resolved)
+    stored = (await rows(sla.settings.database_url, "select count(*) from events"))[0][0]
+    until = datetime.now(UTC) + timedelta(minutes=1)
+    draft = {"priorities": ["P2"], "calendar_id": "24x7", "first_response_seconds": 1, "resolution_seconds": 1}
+    r = await sla.client.post("/api/v1/what-if", headers=lead, json={
+        "since": since.isoformat(), "until": until.isoformat(), "policy": draft})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    [request] = body["requests"]
+    assert request["request_id"] == rid and request["changed"] is True
+    assert request["actual"] == {"response": "met_on_time", "resolution": "met_on_time"}
+    assert request["what_if"] == {"response": "met_late", "resolution": "met_late"}
+    assert body["summary"]["actual"]["resolution"]["compliance_percent"] == 100.0
+    assert body["summary"]["what_if"]["resolution"]["compliance_percent"] == 0.0
+    narrower = await sla.client.post("/api/v1/what-if", headers=lead, json={
+        "since": since.isoformat(), "until": until.isoformat(), "policy": {**draft, "priorities": ["P1"]}})
+    assert narrower.json()["requests"] == []  # the draft would not have applied to a P2
+
+    for payload, status, field in (
+            ({"since": until.isoformat(), "until": since.isoformat(), "policy": draft}, 422, "since"),
+            ({"since": since.isoformat(), "until": until.isoformat(), "policy": {**draft, "resolution_seconds": 0}},
+             422, "resolution_seconds"),
+            ({"since": since.isoformat(), "until": until.isoformat(), "policy": {**draft, "warning_thresholds": [80, 50]}},
+             422, "warning_thresholds"),
+            ({"since": since.isoformat(), "until": until.isoformat(), "policy": draft,
+              "calendar": {"time_zone": "Asia/Atlantis", "hours": {"mon": [["09:00", "18:00"]]}}}, 422, "time_zone"),
+            ({"since": "2026-01-01T00:00:00", "until": until.isoformat(), "policy": draft}, 422, "since")):
+        r = await sla.client.post("/api/v1/what-if", headers=lead, json=payload)
+        assert r.status_code == status, (payload, r.text)
+        assert any(e["field"].endswith(field) for e in r.json()["errors"]), (field, r.json())
+    assert (await sla.client.post("/api/v1/what-if", headers=sla.token("bob", "ops", "agent"), json={
+        "since": since.isoformat(), "until": until.isoformat(), "policy": draft})).status_code == 403
+    assert (await rows(sla.settings.database_url, "select count(*) from events"))[0][0] == stored
