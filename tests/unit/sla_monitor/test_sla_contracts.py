@@ -6,8 +6,9 @@ import json
 from pathlib import Path
 
 from opsat.common.reactions import check_against_schema, schemas_from_asyncapi
-from opsat.sla_monitor.app.reactions import INTAKE_READS
+from opsat.sla_monitor.app.reactions import INTAKE_READS, NOT_ACTIVITY, REQUEST_EVENTS, RequestActivity
 from opsat.sla_monitor.domain.events import SLA_EVENTS
+from opsat.sla_monitor.projections.targets import WORK_READS
 from opsat.sla_monitor.service import SERVICE
 from opsat.sla_monitor.settings import SlaSettings
 
@@ -34,3 +35,19 @@ def test_the_contract_check_can_fail():
     accepted = next(cls for cls in INTAKE_READS if cls.event_type.endswith(".accepted"))
     del schemas[f"{accepted.event_type}.v1"]["properties"]["team"]
     assert check_against_schema(accepted, schemas) == [f"{accepted.event_type}.v1 has no field 'team'"]
+
+
+def test_the_fields_the_workload_board_reads_of_intake_events_are_published():
+    schemas = schemas_from_asyncapi(json.loads((DOCS / "intake.asyncapi.json").read_text()))
+    assert {cls.event_type: check_against_schema(cls, schemas) for cls in WORK_READS} == \
+        {cls.event_type: [] for cls in WORK_READS}
+
+
+def test_every_published_request_event_carries_what_the_stall_rule_reads():
+    schemas = schemas_from_asyncapi(json.loads((DOCS / "intake.asyncapi.json").read_text()))
+    request_types = {name.rsplit(".", 1)[0] for name in schemas if name.startswith(REQUEST_EVENTS)}
+    assert len(request_types) > 20
+    problems = {t: check_against_schema(type("Read", (RequestActivity,), {"event_type": t}), schemas)
+                for t in request_types}
+    assert problems == {t: [] for t in request_types}
+    assert NOT_ACTIVITY <= request_types  # the exclusions name real events

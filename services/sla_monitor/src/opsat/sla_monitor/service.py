@@ -7,8 +7,8 @@ from pathlib import Path
 from opsat.common.service import Service
 from opsat.sla_monitor.api.routes import calendar_router, clock_router, outage_router, policy_router, router
 from opsat.sla_monitor.app.handlers import SlaAggregates
-from opsat.sla_monitor.app.reactions import SLA_CHECK, ClockDriver, ClockTimers
-from opsat.sla_monitor.domain.commands import CheckClock
+from opsat.sla_monitor.app.reactions import SLA_CHECK, SLA_STALL, ClockDriver, ClockTimers
+from opsat.sla_monitor.domain.commands import CheckClock, CheckStall
 from opsat.sla_monitor.domain.events import SLA_EVENTS
 from opsat.sla_monitor.projections.queries import SlaQueries
 from opsat.sla_monitor.projections.targets import TargetsProjection
@@ -33,7 +33,7 @@ SERVICE = Service(
     queries=SlaQueries,
     projections=[TargetsProjection],
     reactions=[ClockDriver, ClockTimers],
-    deadlines={SLA_CHECK: CheckClock},
+    deadlines={SLA_CHECK: CheckClock, SLA_STALL: CheckStall},
     consumes=("intake",),
     migrations=Path(__file__).parent / "migrations" / "versions",
 )

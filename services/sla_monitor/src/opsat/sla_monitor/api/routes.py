@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from opsat.common.auth import require
 from opsat.common.commands import CommandRouter, queries
 from opsat.common.domain import Actor, InvalidInput, Role
-from opsat.common.isotime import IsoDateTime, aware
+from opsat.common.isotime import IsoDate, IsoDateTime, aware
 from opsat.sla_monitor.api import schemas as s
 from opsat.sla_monitor.app.handlers import callers
 from opsat.sla_monitor.domain import commands as c
@@ -48,6 +48,12 @@ clock_router.command("excusal/approve", c.ApproveExcusal, s.ExcusalDecisionBody,
                      "compliance figures and stays in the breach list")
 clock_router.command("excusal/reject", c.RejectExcusal, s.ExcusalDecisionBody,
                      "Turn down a request to excuse a breach (with a reason): the breach counts")
+clock_router.command("retarget", c.ChangeClockPolicy, s.PolicyChangeBody,
+                     "Re-target a running clock under another policy (a manager, with a reason)",
+                     "Re-target a running clock under another policy's current version, with a reason: new targets, "
+                     "due times and thresholds from now on; the calendar, the business time already used and the "
+                     "thresholds already announced stay. Who and why are kept in the clock's explanation "
+                     "(`opsat.sla.clock.retargeted` with `by` and `reason`)")
 
 OutageId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$",
                                description="the monitor's own id of the outage (a repeat is the same outage)")]
@@ -136,6 +142,29 @@ async def response_times(queries: Queries, actor: Staff,
                                         group_by=list(dict.fromkeys(group_by or [])))
 
 
+@router.get("/metrics/first-contact-resolution", tags=["metrics"],
+            summary="First-contact resolution rate by period, team, priority, kind...",
+            description="Of the requests resolved in [since, until) (the resolution target met; cancelled requests do "
+                        "not count; a reopened request counts when resolved again), the share resolved at first "
+                        "contact: never reassigned to another team or person after it was first taken, never "
+                        "reopened, and never waiting on the customer for information. `reassigned`, `reopened` and "
+                        "`waited_on_customer` count the requests that missed it for each reason (one may have several)."
+                        " Callers: staff, auditor.")
+async def first_contact_resolution(
+        queries: Queries, actor: Staff,
+        since: Annotated[IsoDateTime | None, Query(description="inclusive, ISO 8601 with offset")] = None,
+        until: Annotated[IsoDateTime | None, Query(description="exclusive, ISO 8601 with offset")] = None,
+        group_by: Annotated[list[str] | None, Query(max_length=5)] = None,
+        period: Annotated[str | None, Query(description="day, week, month, quarter or year")] = None
+) -> list[dict[str, Any]]:
+    for group in group_by or []:
+        if group not in GROUPS:
+            raise InvalidInput(f"group_by is one of {', '.join(GROUPS)}", field="group_by")
+    return await queries.first_contact_resolution(actor, since=aware(since, "since"), until=aware(until, "until"),
+                                                  group_by=list(dict.fromkeys(group_by or [])),
+                                                  period=check_period(period))
+
+
 @router.get("/availability", tags=["availability"], summary="Availability of each business service against its target",
             description="Over [since, until) (default: the last 30 days): the time no reported outage covered, as a "
                         "percentage, beside the service's target. Callers: staff, auditor.")
@@ -154,3 +183,61 @@ async def availability(queries: Queries, actor: Staff, request: Request,
         raise InvalidInput(f"{service!r} is not a business service", field="service")
     chosen = {service: targets[service]} if service is not None else dict(targets)
     return await queries.availability(chosen, since=since_, until=until_, now=now)
+
+
+TeamFilter = Annotated[str | None, Query(max_length=200, pattern=r"^[^\x00]*$", description="only this team")]
+
+
+@router.get("/stalled", tags=["workload"], summary="Requests flagged as stalled, longest quiet first",
+            description="A request being worked on (not awaiting the customer, resolved or cancelled) with no activity "
+                        "in intake for its policy's `stall_after_seconds` of business time is flagged once per quiet "
+                        "spell (event `opsat.sla.clock.stalled`); its next activity clears the flag "
+                        "(`opsat.sla.clock.stall_cleared`). Callers: staff, auditor.")
+async def stalled(queries: Queries, actor: Staff, team: TeamFilter = None,
+                  priority: Annotated[Literal["P1", "P2", "P3", "P4"] | None, Query()] = None,
+                  limit: Annotated[int, Query(ge=1, le=500)] = 100,
+                  offset: Annotated[int, Query(ge=0, le=100_000)] = 0) -> list[dict[str, Any]]:
+    return await queries.stalled(actor, team=team, priority=priority, limit=limit, offset=offset)
+
+
+@router.get("/workload", tags=["workload"], summary="Workload board per engineer and team",
+            description="Per engineer (the request's assignee in intake) within a team, and per team: open requests "
+                        "held (running or awaiting the customer), weighted by priority (P1 4, P2 3, P3 2, P4 1), how "
+                        "many are paused, stalled or overdue, the business time left to their resolution due times "
+                        "(negative when overdue), and the hours logged in intake over the days [since, until) against "
+                        "the business hours the calendar offers in those days (per engineer; per team, the sum over "
+                        "its engineers). Default: the last 7 days, on the default calendar. Callers: staff, auditor.",
+            responses={404: {"description": "No calendar has this id"}})
+async def workload(queries: Queries, actor: Staff, team: TeamFilter = None,
+                   engineer: Annotated[str | None, Query(max_length=200, pattern=r"^[^\x00]*$",
+                                                         description="only this engineer")] = None,
+                   since: Annotated[IsoDate | None, Query(description="first day counted (YYYY-MM-DD)")] = None,
+                   until: Annotated[IsoDate | None, Query(description="the day after the last one counted")] = None,
+                   calendar_id: Annotated[str, Query(min_length=1, max_length=31, pattern=r"^[a-z0-9][a-z0-9-]*$",
+                                                     description="the calendar of hours available")] = "cn-default"
+                   ) -> dict[str, Any]:
+    now = datetime.now(UTC)
+    until_ = until or now.date() + timedelta(days=1)
+    since_ = since or until_ - timedelta(days=7)
+    if since_ >= until_:
+        raise InvalidInput("since must be before until", field="since")
+    if (until_ - since_).days > 366:
+        raise InvalidInput("a workload period is at most 366 days", field="until")
+    return await queries.workload(actor, since=since_, until=until_, calendar_id=calendar_id, team=team,
+                                  engineer=engineer, now=now)
+
+
+@router.post("/what-if", tags=["clocks"], summary="Replay a period's clocks under a draft policy or calendar",
+             description="Side-effect free: the clocks started in [since, until) are replayed with the instants of what "
+                         "happened in intake (start, response, pauses, resolve, reopen, reassignment) under the draft "
+                         "policy (and calendar, else each clock's own), and compared request by request with their "
+                         "verdicts now (met on time, met late, breached, running), with the compliance of both. "
+                         "Nothing is stored or published. Callers: team lead, manager, admin, auditor.")
+async def what_if(body: s.WhatIfBody, queries: Queries,
+                  actor: Annotated[Actor, Depends(require(Role.team_lead, Role.manager, Role.admin, Role.auditor))]
+                  ) -> dict[str, Any]:
+    if body.since >= body.until:
+        raise InvalidInput("since must be before until", field="since")
+    return await queries.what_if(actor, since=body.since, until=body.until, draft=body.policy.model_dump(),
+                                 calendar=body.calendar.model_dump(exclude_none=True) if body.calendar else None,
+                                 only_matching=body.only_matching, limit=body.limit, now=datetime.now(UTC))

@@ -50,6 +50,16 @@ class PolicyBody(_Body):
         "[{\"percent\": 50, \"role\": \"team_lead\"}, {\"percent\": 100, \"role\": \"manager\"}, ...]"))] = [
         {"percent": 50, "role": "team_lead"}, {"percent": 100, "role": "manager"},
         {"percent": 150, "role": "director"}]
+    stall_after_seconds: Seconds = Field(default=9 * 3600, description=(
+        "business seconds without any activity on a request being worked on before it is flagged as stalled"))
+    next_reply_seconds: Seconds | None = Field(default=None, description=(
+        "periodic update target: after the first response, business seconds (paused time excluded) within which "
+        "each next public staff reply is due until resolve; null: none"))
+    ola_seconds: Seconds | None = Field(default=None, description=(
+        "OLA target of the team holding a request: business seconds (paused time excluded) from when the team took "
+        "it; null: none"))
+    ola_teams: Annotated[dict[Name, Seconds], Field(max_length=200, description=(
+        "per-team OLA targets overriding ola_seconds, e.g. {\"network\": 7200}"))] = {}
 
 
 Reason = Annotated[str, StringConstraints(min_length=1, max_length=2000, pattern=r"^[^\x00]*$")]
@@ -64,6 +74,12 @@ class ExcusalRequestBody(_Body):
 
 class ExcusalDecisionBody(_Body):
     target: TargetField
+    reason: Reason
+
+
+class PolicyChangeBody(_Body):
+    policy_id: Annotated[str, StringConstraints(min_length=1, max_length=31, pattern=r"^[a-z0-9][a-z0-9-]*$")] = \
+        Field(description="the policy the clock runs under from now on (its current version)")
     reason: Reason
 
 
@@ -99,3 +115,14 @@ class ClockAccepted(_Accepted):
 
 class OutageAccepted(_Accepted):
     outage_id: str
+
+
+class WhatIfBody(_Body):
+    since: AwareIsoDateTime = Field(description="clocks started from this instant (inclusive)")
+    until: AwareIsoDateTime = Field(description="clocks started before this instant")
+    policy: PolicyBody = Field(description="the draft policy (not stored)")
+    calendar: CalendarBody | None = Field(default=None, description=(
+        "a draft calendar (not stored); default: each clock's own calendar version"))
+    only_matching: bool = Field(default=True, description=(
+        "only the requests the draft policy's kinds, priorities, tiers and services match"))
+    limit: Annotated[int, Field(ge=1, le=1000)] = 200

@@ -4,10 +4,12 @@ three kinds of stream in one service (`AggregateSet`)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from opsat.common.commands import AggregateSet
 from opsat.common.domain import Actor, CommandContext, DomainEvent, Forbidden, Role
+from opsat.common.eventstore import StreamStore, fold
 from opsat.sla_monitor.domain import calendars, clocks, outages, policies
 from opsat.sla_monitor.domain import commands as c
 
@@ -18,13 +20,15 @@ EXCUSAL_CALLERS: dict[type, tuple[Role, ...]] = {
     c.ApproveExcusal: (Role.manager,),
     c.RejectExcusal: (Role.manager,),
 }
+# A manager re-targets a running clock under another policy (audited: who and why stay in the explanation).
+STAFF_CALLERS: dict[type, tuple[Role, ...]] = {**EXCUSAL_CALLERS, c.ChangeClockPolicy: (Role.manager,)}
 
 
 def callers(command_cls: type) -> Sequence[Role]:
     """Who may issue a routed command: configuration is the administrators', excusals are staff's."""
     if command_cls in (c.ReportOutage, c.EndOutage):
         return (Role.service,)
-    return EXCUSAL_CALLERS.get(command_cls, CONFIG_CALLERS)
+    return STAFF_CALLERS.get(command_cls, CONFIG_CALLERS)
 
 
 class _ConfigAggregate:
@@ -65,8 +69,9 @@ class ClockAggregate:
     stream_type = "sla_clock"
     id_field = "request_id"
     commands = frozenset({c.StartClock, c.MeetResponse, c.PauseClock, c.ResumeClock, c.MeetResolution,
-                          c.ReopenClock, c.RetargetClock, c.ChangeTeam, c.CancelClock, c.CheckClock,
-                          *EXCUSAL_CALLERS})
+                          c.ReopenClock, c.RetargetClock, c.ChangeTeam, c.CancelClock, c.CheckClock, c.CheckStall,
+                          c.NoteActivity,
+                          *STAFF_CALLERS})
     evolve = staticmethod(clocks.evolve)
 
     def __init__(self, settings: Any) -> None:
@@ -75,11 +80,21 @@ class ClockAggregate:
     def tenant(self, state: clocks.Clock | None, command: Any, actor: Actor) -> str:
         return state.organisation_id if state is not None else command.organisation_id
 
+    async def prepare(self, command: Any, state: clocks.Clock | None, store: StreamStore) -> Any:
+        """A manager's re-target names a policy: its current version (an administrator's, or the shipped one)."""
+        if not isinstance(command, c.ChangeClockPolicy) or not policies.CONFIG_ID.match(command.policy_id):
+            return command
+        history = [r for r in await store.load(command.policy_id) if r.stream_type == "sla_policy"]
+        policy = fold(policies.evolve, history) or policies.DEFAULT_POLICIES.get(command.policy_id)
+        return replace(command, policy=policy)
+
     def decide(self, state: clocks.Clock | None, command: Any, ctx: CommandContext) -> list[DomainEvent]:
-        excusal_callers = EXCUSAL_CALLERS.get(type(command))
-        if excusal_callers is not None:
-            if not (ctx.actor.is_staff and ctx.actor.has(*excusal_callers)):
-                raise Forbidden(f"{type(command).__name__} is for {', '.join(r.value for r in excusal_callers)}")
+        staff_callers = STAFF_CALLERS.get(type(command))
+        if staff_callers is not None:
+            if not (ctx.actor.is_staff and ctx.actor.has(*staff_callers)):
+                raise Forbidden(f"{type(command).__name__} is for {', '.join(r.value for r in staff_callers)}")
+            if isinstance(command, c.ChangeClockPolicy):
+                return list(clocks.decide_policy_change(state, command, ctx.now, ctx.actor.id))
             return list(clocks.decide_excusal(state, command, ctx.now, ctx.actor.id))
         if not ctx.actor.has(Role.service):  # clocks move only by intake's events and their timer
             raise Forbidden("clocks are driven by events, not by people")

@@ -4,10 +4,15 @@
 event and an Idempotency-Key derived from it, so a replayed intake topic changes nothing. `ClockTimers`
 reads the clocks' own events and keeps each clock's one deadline at its `next_check_at`: a pause removes
 it, a resume sets it to the moved due time.
+
+Every event of a request in intake (but a watcher change) is activity: the driver clears a standing stalled
+flag (`NoteActivity`) and moves the request's stall deadline to the clock's `stall_after` of business time
+after it, in the same transaction that marks the intake event processed.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any, ClassVar
 
 from pydantic import AwareDatetime
@@ -15,14 +20,21 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from opsat.common import deadlines
+from opsat.common.commands import CommandMeta
 from opsat.common.consumer import ReceivedEvent
+from opsat.common.domain import DomainError
 from opsat.common.eventstore import StreamStore, fold
 from opsat.common.reactions import CommandReaction, ForeignEvent, reaction_metadata
 from opsat.sla_monitor.domain import calendars, clocks, policies
 from opsat.sla_monitor.domain import commands as c
 from opsat.sla_monitor.domain import events as ev
 
+log = logging.getLogger(__name__)
+
 SLA_CHECK = "sla_check"
+SLA_STALL = "sla_stall"
+REQUEST_EVENTS = "opsat.intake.request."
+NOT_ACTIVITY = frozenset({"opsat.intake.request.watcher_added", "opsat.intake.request.watcher_removed"})
 
 
 # --- the fields the SLA monitor reads of intake's events -------------------------------------------------
@@ -89,6 +101,17 @@ class Cancelled(_IntakeEvent):
     event_type: ClassVar[str] = "opsat.intake.request.cancelled"
 
 
+class RequestActivity(_IntakeEvent):
+    """What the stall rule reads of any of the request's intake events (every one carries both fields)."""
+
+    event_type: ClassVar[str] = "opsat.intake.request.*"
+
+    @classmethod
+    def matches(cls, received: ReceivedEvent) -> bool:
+        return (received.event_type.startswith(REQUEST_EVENTS) and received.event_type not in NOT_ACTIVITY
+                and received.schema_version in cls.versions)
+
+
 INTAKE_READS: tuple[type[ForeignEvent], ...] = (Submitted, Accepted, ReplyAdded, InfoRequested, InfoProvided,
                                                 Resolved, Reopened, PriorityChanged, Assigned, Rejected, Declined,
                                                 Cancelled)
@@ -120,6 +143,9 @@ class ClockDriver(CommandReaction):
         self._configuration: tuple[policies.Policy, calendars.CalendarVersion] | None = None
         assert self.handler is not None, "the service kit sets the handler"
         store = self.handler.store
+        activity = RequestActivity.read(received) if RequestActivity.matches(received) else None
+        if activity is not None:
+            await self._clear_stall(received, activity)
         if Submitted.matches(received):
             submitted = Submitted.read(received)
             self._configuration = await current_configuration(
@@ -132,6 +158,38 @@ class ClockDriver(CommandReaction):
             self._configuration = await current_configuration(
                 conn, store, running.kind, changed.priority, running.customer_tier, running.service)
         await super().apply(conn, received)
+        if activity is not None:
+            await self._move_stall_deadline(conn, activity)
+
+    async def _clock(self, request_id: str) -> clocks.Clock | None:
+        assert self.handler is not None
+        history = await self.handler.store.load(request_id)
+        return fold(clocks.evolve, history) if history and history[0].stream_type == "sla_clock" else None
+
+    async def _clear_stall(self, received: ReceivedEvent, activity: RequestActivity) -> None:
+        """Before the event's own effect, so that the explanation reads: stall cleared by X, then X's effect."""
+        assert self.handler is not None
+        clock = await self._clock(activity.request_id)
+        if clock is None or clock.stalled_since is None:
+            return
+        meta = CommandMeta(correlation_id=received.correlation_id or received.id, causation_id=received.id,
+                           idempotency_key=f"{self.name}:activity:{received.id}", fingerprint=received.id)
+        try:
+            await self.handler.execute(c.NoteActivity(request_id=activity.request_id, at=activity.at,
+                                                      activity=received.event_type), self.actor, meta)
+        except DomainError as exc:  # cleared meanwhile (a redelivery): nothing to do
+            log.info("clock driver: stall of %s not cleared: %s", activity.request_id, exc.detail)
+
+    async def _move_stall_deadline(self, conn: AsyncConnection, activity: RequestActivity) -> None:
+        clock = await self._clock(activity.request_id)
+        if clock is None:
+            return
+        if clock.may_stall:
+            quiet_since = max(activity.at, clock.last_activity_at or activity.at)
+            await deadlines.schedule(conn, SLA_STALL, activity.request_id, clock.stall_due(quiet_since),
+                                     {"quiet_since": quiet_since.isoformat()})
+        else:  # awaiting the customer, resolved or cancelled: the next activity that resumes work sets it again
+            await deadlines.cancel(conn, SLA_STALL, activity.request_id)
 
     def command_for(self, received: ReceivedEvent) -> Any | None:
         read = next((cls.read(received) for cls in INTAKE_READS if cls.matches(received)), None)

@@ -4,11 +4,24 @@ Business time counts on the calendar version the clock started with. Time awaiti
 time between resolve and reopen, is paused: it is added to every due time, so a pause of N business
 seconds moves each due time by exactly N business seconds. Thresholds (warnings, breach at 100 %,
 escalation levels) are announced once each, by the timer, when their due time has passed.
+
+Stalled (DOMAIN 3.4): a running, unpaused request with no activity for the policy's `stall_after` of
+business time is flagged once per quiet spell (`ClockStalled`); the next activity clears the flag
+(`StallCleared`). Activity is any of the request's intake events; those that move the clock are also
+the clock's own `last_activity_at`, the others reach it only through the stall timer's `quiet_since`.
+
+Next reply (periodic update, optional per policy): from the first response (and from a reopen) until
+resolve, each public staff reply is an update (`UpdateGiven`); when `next_reply` of business time (paused
+time excluded) passes without one, the timer announces `UpdateOverdue` once for that gap.
+
+OLA (optional per policy): the team holding the request (from submit, accept or a reassignment) has its
+OLA target of business time (paused time excluded) from when it took the request; the timer announces
+`OlaBreached` once per holding if the request is neither resolved nor handed over by then.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -16,6 +29,7 @@ from opsat.common.domain import AlreadyExists, Conflict, DomainEvent, Forbidden,
 from opsat.common.workhours import WorkCalendar, calendar_from_spec
 from opsat.sla_monitor.domain import commands as c
 from opsat.sla_monitor.domain import events as ev
+from opsat.sla_monitor.domain.policies import DEFAULT_STALL_SECONDS, Policy
 
 TARGETS = ("response", "resolution")
 BREACH = 100
@@ -26,6 +40,7 @@ class Target:
     amount: timedelta
     met_at: datetime | None = None
     met_due: datetime | None = None  # the due time when met (later pauses do not move a met target)
+    met_on_time: bool | None = None  # the verdict when met
     reached: frozenset[int] = frozenset()  # percents already announced
     excusal: Excusal | None = None  # of a breach
 
@@ -62,6 +77,59 @@ class Clock:
     paused_since: datetime | None = None  # awaiting the customer
     resolved_at: datetime | None = None
     cancelled: bool = False
+    stall_after: timedelta = timedelta(seconds=DEFAULT_STALL_SECONDS)
+    last_activity_at: datetime | None = None  # of the intake events that moved the clock
+    stalled_since: datetime | None = None  # the quiet spell a standing stall flag is about
+    next_reply: timedelta | None = None
+    last_update_at: datetime | None = None  # the first response, a reopen or the latest update since
+    update_paused_base: timedelta = timedelta(0)  # paused business time counted by `last_update_at`
+    update_overdue_since: datetime | None = None  # the `last_update_at` whose gap was announced
+
+    ola: timedelta | None = None
+    ola_teams: dict[str, timedelta] = field(default_factory=dict)
+    held_since: datetime | None = None  # when the current team took the request
+    held_paused_base: timedelta = timedelta(0)
+    ola_breached_for: tuple[str, datetime] | None = None  # the holding whose breach was announced
+
+    def ola_target(self) -> timedelta | None:
+        return self.ola_teams.get(self.team, self.ola) if self.team else None
+
+    def ola_due(self) -> datetime | None:
+        amount = self.ola_target()
+        if amount is None or self.held_since is None:
+            return None
+        return self.calendar.add(self.held_since, amount + self.paused - self.held_paused_base)
+
+    @property
+    def ola_pending(self) -> bool:
+        return (self.ola_due() is not None and not self.cancelled and self.running("resolution")
+                and self.ola_breached_for != (self.team, self.held_since))
+
+    def _held_by(self, team: str | None, at: datetime) -> Clock:
+        if not team or team == self.team:
+            return self
+        return replace(self, team=team, held_since=at, held_paused_base=self.paused_until(at))
+
+    def update_due(self) -> datetime | None:
+        if self.next_reply is None or self.last_update_at is None:
+            return None
+        return self.calendar.add(self.last_update_at, self.next_reply + self.paused - self.update_paused_base)
+
+    @property
+    def update_pending(self) -> bool:
+        return (self.update_due() is not None and not self.cancelled and self.running("resolution")
+                and self.update_overdue_since != self.last_update_at)
+
+    def _updated(self, at: datetime) -> Clock:
+        return replace(self, last_update_at=at, update_paused_base=self.paused_until(at))
+
+    def stall_due(self, quiet_since: datetime) -> datetime:
+        return self.calendar.add(quiet_since, self.stall_after)
+
+    @property
+    def may_stall(self) -> bool:
+        """Only a request being worked on stalls: not one awaiting the customer, resolved or cancelled."""
+        return not self.cancelled and self.paused_since is None and self.running("resolution")
 
     # --- reading the clock ----------------------------------------------------------------------------
     @property
@@ -89,6 +157,11 @@ class Clock:
             return None
         pending = [self.due(name, p) for name in TARGETS if self.running(name)
                    for p in self.marks if p not in self.targets[name].reached]
+        update_due, ola_due = self.update_due(), self.ola_due()
+        if self.update_pending and update_due is not None:
+            pending.append(update_due)
+        if self.ola_pending and ola_due is not None:
+            pending.append(ola_due)
         return min(pending, default=None)
 
     @property
@@ -103,7 +176,34 @@ class Clock:
         return replace(self, targets={**self.targets, name: replace(self.targets[name], **changes)})
 
 
+# Clock events caused by one of the request's intake events: activity on the request.
+_ACTIVITY = (ev.ClockStarted, ev.ResponseMet, ev.ClockPaused, ev.ClockResumed, ev.ResolutionMet, ev.ClockRetargeted,
+             ev.TeamChanged, ev.ClockCancelled, ev.StallCleared, ev.UpdateGiven)
+
+
+def _optional(seconds: float | None) -> timedelta | None:
+    return timedelta(seconds=seconds) if seconds is not None else None
+
+
+def _teams(targets: dict[str, float]) -> dict[str, timedelta]:
+    return {team: timedelta(seconds=seconds) for team, seconds in targets.items()}
+
+
+def _stall_after(seconds: float | None) -> timedelta:
+    return timedelta(seconds=seconds if seconds is not None else DEFAULT_STALL_SECONDS)
+
+
 def evolve(state: Clock | None, event: DomainEvent) -> Clock:
+    after = _evolve(state, event)
+    if isinstance(event, _ACTIVITY):
+        latest = max(filter(None, (after.last_activity_at, event.at)))
+        after = replace(after, last_activity_at=latest)
+    if not after.may_stall and after.stalled_since is not None:  # a stall ends with the work (resolve, cancel)
+        after = replace(after, stalled_since=None)
+    return after
+
+
+def _evolve(state: Clock | None, event: DomainEvent) -> Clock:
     if isinstance(event, ev.ClockStarted):
         return Clock(
             request_id=event.request_id, organisation_id=event.organisation_id, kind=event.kind,
@@ -112,24 +212,35 @@ def evolve(state: Clock | None, event: DomainEvent) -> Clock:
             calendar_version=event.calendar_version, calendar=calendar_from_spec(event.calendar),
             started_at=event.at, targets={n: Target(timedelta(seconds=s)) for n, s in event.targets.items()},
             warning_thresholds=tuple(event.warning_thresholds),
-            escalations={e["percent"]: e["role"] for e in event.escalations})
+            escalations={e["percent"]: e["role"] for e in event.escalations},
+            stall_after=_stall_after(event.stall_after_seconds), next_reply=_optional(event.next_reply_seconds),
+            ola=_optional(event.ola_seconds), ola_teams=_teams(event.ola_teams),
+            held_since=event.at if event.team else None)
     if state is None:  # configuration and clocks share one namespace of streams: a calendar is no clock
         raise NotFound(f"no SLA clock for {getattr(event, 'calendar_id', getattr(event, 'policy_id', '?'))}",
                        field="request_id")
     match event:
         case ev.ResponseMet():
-            state = state._with_target("response", met_at=event.at, met_due=state.due("response"))
-            return replace(state, team=event.team or state.team)
+            state = state._with_target("response", met_at=event.at, met_due=state.due("response"),
+                                       met_on_time=event.on_time)
+            return state._held_by(event.team, event.at)._updated(event.at)
+        case ev.UpdateGiven():
+            return state._updated(event.at)
+        case ev.UpdateOverdue():
+            return replace(state, update_overdue_since=event.since)
         case ev.ClockPaused():
             return replace(state, paused_since=event.at)
         case ev.ClockResumed():
             state = replace(state, paused=state.paused + timedelta(seconds=event.paused_seconds), paused_since=None)
             if event.reason == "reopened":
-                state = replace(state._with_target("resolution", met_at=None, met_due=None), resolved_at=None)
+                state = replace(state._with_target("resolution", met_at=None, met_due=None, met_on_time=None),
+                                resolved_at=None)
+                if state.last_update_at is not None:  # updates are owed again from the reopen
+                    state = state._updated(event.at)
             return state
         case ev.ResolutionMet():
-            return replace(state._with_target("resolution", met_at=event.at, met_due=state.due("resolution")),
-                           resolved_at=event.at)
+            return replace(state._with_target("resolution", met_at=event.at, met_due=state.due("resolution"),
+                                              met_on_time=event.on_time), resolved_at=event.at)
         case ev.ThresholdReached() | ev.ClockEscalated():
             return state._with_target(event.target, reached=state.targets[event.target].reached | {event.percent})
         case ev.TargetBreached():
@@ -139,9 +250,18 @@ def evolve(state: Clock | None, event: DomainEvent) -> Clock:
             return replace(state, priority=event.priority, policy_id=event.policy_id,
                            policy_version=event.policy_version, targets=targets,
                            warning_thresholds=tuple(event.warning_thresholds),
-                           escalations={e["percent"]: e["role"] for e in event.escalations})
+                           escalations={e["percent"]: e["role"] for e in event.escalations},
+                           stall_after=_stall_after(event.stall_after_seconds),
+                           next_reply=_optional(event.next_reply_seconds), ola=_optional(event.ola_seconds),
+                           ola_teams=_teams(event.ola_teams))
+        case ev.OlaBreached():
+            return replace(state, ola_breached_for=(event.team, event.held_since))
+        case ev.ClockStalled():
+            return replace(state, stalled_since=event.quiet_since)
+        case ev.StallCleared():
+            return replace(state, stalled_since=None)
         case ev.TeamChanged():
-            return replace(state, team=event.team)
+            return state._held_by(event.team, event.at)
         case ev.ClockCancelled():
             return replace(state, cancelled=True)
         case ev.ExcusalRequested():
@@ -213,6 +333,12 @@ def decide(state: Clock | None, command: Any, now: datetime) -> list[ev.ClockEve
     rid = command.request_id
     match command:
         case c.MeetResponse():
+            if not state.running("response") and command.how == "replied" and state.next_reply is not None \
+                    and state.running("resolution"):
+                given = ev.UpdateGiven(request_id=rid, at=command.at, next_due_at=command.at)
+                after = evolve(state, given)
+                assert after.update_due() is not None
+                return _finish(state, [given.model_copy(update={"next_due_at": after.update_due()})])
             if not state.running("response"):
                 raise Conflict("the response target is already met", code="already_met")
             on_time = state.elapsed("response", command.at) <= state.targets["response"].amount
@@ -244,18 +370,7 @@ def decide(state: Clock | None, command: Any, now: datetime) -> list[ev.ClockEve
                 raise Conflict("the request is not resolved", code="not_resolved")
             return _finish(state, [_resume(state, state.resolved_at, command.at, "reopened")])
         case c.RetargetClock():
-            policy = command.policy
-            if (command.priority, policy.policy_id, policy.version) == (state.priority, state.policy_id,
-                                                                         state.policy_version):
-                raise Conflict("the clock already runs under this priority and policy", code="unchanged")
-            amounts = {"response": policy.first_response.total_seconds(),
-                       "resolution": policy.resolution.total_seconds()}
-            retargeted = ev.ClockRetargeted(
-                request_id=rid, at=command.at, priority=command.priority, policy_id=policy.policy_id,
-                policy_version=policy.version, targets=amounts, warning_thresholds=list(policy.warning_thresholds),
-                escalations=[{"percent": p, "role": r} for p, r in policy.escalations], due={})
-            after = evolve(state, retargeted)
-            return _finish(state, [retargeted.model_copy(update={"due": {n: after.due(n) for n in TARGETS}})])
+            return _retarget(state, command.at, command.priority, command.policy)
         case c.ChangeTeam():
             if command.team == state.team:
                 raise Conflict("the team is unchanged", code="unchanged")
@@ -264,7 +379,43 @@ def decide(state: Clock | None, command: Any, now: datetime) -> list[ev.ClockEve
             return _finish(state, [ev.ClockCancelled(request_id=rid, at=command.at, reason=command.reason)])
         case c.CheckClock():
             return _check(state, now)
+        case c.CheckStall():
+            return _check_stall(state, command, now)
+        case c.NoteActivity():
+            if state.stalled_since is None:
+                raise Conflict("the request is not flagged as stalled", code="not_stalled")
+            return _finish(state, [ev.StallCleared(request_id=rid, at=command.at, quiet_since=state.stalled_since,
+                                                   activity=command.activity)])
     raise TypeError(f"no clock rule for {type(command).__name__}")
+
+
+def _retarget(state: Clock, at: datetime, priority: str, policy: Policy, by: str | None = None,
+              reason: str | None = None) -> list[ev.ClockEvent]:
+    if (priority, policy.policy_id, policy.version) == (state.priority, state.policy_id, state.policy_version):
+        raise Conflict("the clock already runs under this priority and policy", code="unchanged")
+    amounts = {"response": policy.first_response.total_seconds(), "resolution": policy.resolution.total_seconds()}
+    retargeted = ev.ClockRetargeted(
+        request_id=state.request_id, at=at, priority=priority, policy_id=policy.policy_id,
+        policy_version=policy.version, targets=amounts, warning_thresholds=list(policy.warning_thresholds),
+        escalations=[{"percent": p, "role": r} for p, r in policy.escalations], due={},
+        stall_after_seconds=policy.stall_after.total_seconds(), next_reply_seconds=_seconds(policy.next_reply),
+        ola_seconds=_seconds(policy.ola), ola_teams={t: a.total_seconds() for t, a in policy.ola_teams},
+        by=by, reason=reason)
+    after = evolve(state, retargeted)
+    return _finish(state, [retargeted.model_copy(update={"due": {n: after.due(n) for n in TARGETS}})])
+
+
+def decide_policy_change(state: Clock | None, command: c.ChangeClockPolicy, now: datetime,
+                         by: str) -> list[ev.ClockEvent]:
+    """A manager's audited re-target of a running clock: the request's priority stays, the policy changes."""
+    if state is None:
+        raise NotFound(f"no clock for request {command.request_id}", field="request_id")
+    reason = _reason(command.reason)
+    if command.policy is None:
+        raise NotFound(f"policy {command.policy_id} not found", field="policy_id")
+    if state.cancelled or not state.running("resolution"):
+        raise Conflict("only a running clock is re-targeted", code="not_running")
+    return _retarget(state, now, state.priority, command.policy, by=by, reason=reason)
 
 
 def _start(command: c.StartClock) -> ev.ClockStarted:
@@ -279,7 +430,13 @@ def _start(command: c.StartClock) -> ev.ClockStarted:
         targets={n: a.total_seconds() for n, a in amounts.items()},
         warning_thresholds=list(policy.warning_thresholds),
         escalations=[{"percent": p, "role": r} for p, r in policy.escalations],
-        due={n: calendar.add(command.at, a) for n, a in amounts.items()})
+        due={n: calendar.add(command.at, a) for n, a in amounts.items()},
+        stall_after_seconds=policy.stall_after.total_seconds(), next_reply_seconds=_seconds(policy.next_reply),
+        ola_seconds=_seconds(policy.ola), ola_teams={t: a.total_seconds() for t, a in policy.ola_teams})
+
+
+def _seconds(amount: timedelta | None) -> float | None:
+    return amount.total_seconds() if amount is not None else None
 
 
 def _resume(state: Clock, since: datetime, at: datetime, reason: str) -> ev.ClockResumed:
@@ -290,13 +447,37 @@ def _resume(state: Clock, since: datetime, at: datetime, reason: str) -> ev.Cloc
     return resumed.model_copy(update={"due": {n: after.due(n) for n in TARGETS if after.running(n)}})
 
 
+def _check_stall(state: Clock, command: c.CheckStall, now: datetime) -> list[ev.ClockEvent]:
+    try:
+        quiet_since = datetime.fromisoformat(command.quiet_since)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput("quiet_since must be an ISO 8601 instant", field="quiet_since") from exc
+    if quiet_since.tzinfo is None:
+        raise InvalidInput("quiet_since needs an offset", field="quiet_since")
+    if not state.may_stall:
+        raise Conflict("the request is not being worked on (awaiting the customer, resolved or cancelled)",
+                       code="not_running")
+    if state.last_activity_at is not None and quiet_since < state.last_activity_at:
+        raise Conflict("there was activity after this quiet spell began", code="activity_since")
+    if state.stalled_since is not None:
+        raise Conflict("the request is already flagged as stalled", code="already_stalled")
+    due = state.stall_due(quiet_since)
+    if due > now:
+        raise NotDueYet(f"the request stalls at {due.isoformat()} without activity", due_at=due)
+    return _finish(state, [ev.ClockStalled(request_id=state.request_id, at=due, quiet_since=quiet_since,
+                                           quiet_seconds=state.stall_after.total_seconds(), team=state.team)])
+
+
 def _check(state: Clock, now: datetime) -> list[ev.ClockEvent]:
     """Every mark whose due time has passed, in the order they fell due."""
     if state.paused_since is not None:
         raise Conflict("the clock is paused", code="paused")
     crossed = sorted((state.due(n, p), TARGETS.index(n), p, n) for n in TARGETS if state.running(n)
                      for p in state.marks if p not in state.targets[n].reached and state.due(n, p) <= now)
-    if not crossed:
+    update_due, ola_due = state.update_due(), state.ola_due()
+    overdue = state.update_pending and update_due is not None and update_due <= now
+    ola_breached = state.ola_pending and ola_due is not None and ola_due <= now
+    if not crossed and not overdue and not ola_breached:
         upcoming = state.next_check_at()
         if upcoming is None:
             raise Conflict("no threshold is pending", code="nothing_pending")
@@ -313,6 +494,18 @@ def _check(state: Clock, now: datetime) -> list[ev.ClockEvent]:
         else:
             events.append(ev.ClockEscalated(request_id=rid, at=due_at, target=name, percent=percent,
                                             escalate_to=role or "unassigned"))
+    if overdue:
+        assert update_due is not None and state.last_update_at is not None
+        events.append(ev.UpdateOverdue(request_id=state.request_id, at=update_due, since=state.last_update_at,
+                                       due_at=update_due, team=state.team))
+    if ola_breached:
+        amount = state.ola_target()
+        assert ola_due is not None and amount is not None and state.team and state.held_since
+        events.append(ev.OlaBreached(request_id=state.request_id, at=ola_due, team=state.team,
+                                     held_since=state.held_since, due_at=ola_due,
+                                     target_seconds=amount.total_seconds()))
+    if overdue or ola_breached:
+        events.sort(key=lambda e: e.at)
     return _finish(state, events)
 
 
@@ -335,7 +528,9 @@ def view(state: Clock, now: datetime) -> dict[str, Any]:
     for name in TARGETS:
         target = state.targets[name]
         elapsed = state.elapsed(name, now)
-        breached = BREACH in target.reached or elapsed > target.amount
+        # A met target keeps the verdict it was met with (pauses after it do not change it).
+        late = (target.met_on_time is False) if target.met_at else elapsed > target.amount
+        breached = BREACH in target.reached or late
         targets[name] = {
             "target_seconds": target.amount.total_seconds(), "due_at": target.met_due or state.due(name),
             "met_at": target.met_at, "status": "met" if target.met_at else ("running" if state.running(name)
@@ -352,4 +547,15 @@ def view(state: Clock, now: datetime) -> dict[str, Any]:
             "calendar": {"calendar_id": state.calendar_id, "version": state.calendar_version},
             "paused": state.paused_since is not None, "paused_since": state.paused_since,
             "paused_seconds": state.paused_until(now).total_seconds(), "targets": targets,
+            "stall_after_seconds": state.stall_after.total_seconds(), "last_activity_at": state.last_activity_at,
+            "stalled": state.stalled_since is not None, "stalled_quiet_since": state.stalled_since,
+            "next_reply": None if state.next_reply is None else {
+                "target_seconds": state.next_reply.total_seconds(), "last_update_at": state.last_update_at,
+                "due_at": state.update_due() if state.running("resolution") and not state.cancelled else None,
+                "overdue": state.update_overdue_since is not None
+                and state.update_overdue_since == state.last_update_at},
+            "ola": None if state.ola_target() is None else {
+                "team": state.team, "held_since": state.held_since,
+                "target_seconds": state.ola_target().total_seconds(),  # type: ignore[union-attr]
+                "due_at": state.ola_due(), "breached": state.ola_breached_for == (state.team, state.held_since)},
             "next_check_at": state.next_check_at()}

@@ -55,6 +55,10 @@ class DefinePolicy:
     escalations: tuple[dict[str, Any], ...] = ({"percent": 50, "role": "team_lead"},
                                                {"percent": 100, "role": "manager"},
                                                {"percent": 150, "role": "director"})
+    stall_after_seconds: float = 9 * 3600  # business time without activity before a request is stalled
+    next_reply_seconds: float | None = None  # periodic update target after the first response
+    ola_seconds: float | None = None  # operational level target of the team holding a request
+    ola_teams: dict[str, float] | None = None  # per-team OLA targets overriding `ola_seconds`
 
 
 # --- clocks ------------------------------------------------------------------------------------------
@@ -159,6 +163,17 @@ class RejectExcusal:
     reason: str
 
 
+@dataclass(frozen=True)
+class ChangeClockPolicy:
+    """A manager re-targets a running clock under another policy, with a reason (kept in the explanation).
+    `policy` is looked up by the service before the decision (the version current then)."""
+
+    request_id: str
+    policy_id: str
+    reason: str
+    policy: Policy | None = None
+
+
 # --- outages (monitoring) ------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class ReportOutage:
@@ -175,6 +190,23 @@ class ReportOutage:
 class EndOutage:
     outage_id: str
     ended_at: datetime
+
+
+@dataclass(frozen=True)
+class NoteActivity:
+    """Something happened on the request in intake while it was flagged as stalled: the flag clears."""
+
+    request_id: str
+    at: datetime
+    activity: str  # the intake event's type
+
+
+@dataclass(frozen=True)
+class CheckStall:
+    """The stall timer: flag the request if nothing happened since `quiet_since` for the policy's span."""
+
+    request_id: str
+    quiet_since: str  # ISO 8601, from the deadline's payload
 
 
 @dataclass(frozen=True)

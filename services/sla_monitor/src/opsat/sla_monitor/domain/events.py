@@ -79,6 +79,10 @@ class ClockStarted(ClockEvent):
     warning_thresholds: list[int]
     escalations: list[dict[str, Any]]  # [{"percent": 50, "role": "team_lead"}, ...]
     due: dict[str, AwareDatetime]
+    stall_after_seconds: float | None = None  # business seconds without activity before stalled (None: default)
+    next_reply_seconds: float | None = None  # periodic update target after the first response (None: none)
+    ola_seconds: float | None = None  # OLA target of the team holding the request (None: none)
+    ola_teams: dict[str, float] = {}  # per-team OLA targets
 
 
 class ResponseMet(ClockEvent):
@@ -138,8 +142,8 @@ class ClockEscalated(ClockEvent):
 
 
 class ClockRetargeted(ClockEvent):
-    """The request's priority changed: new targets from the policy now matching (the clock keeps its calendar,
-    the business time already used and the thresholds already announced)."""
+    """The request's priority changed, or a manager chose another policy (`by`, `reason`): new targets from that
+    policy (the clock keeps its calendar, the business time already used and the thresholds already announced)."""
 
     event_type: ClassVar[str] = _type("clock.retargeted")
     priority: str
@@ -149,6 +153,12 @@ class ClockRetargeted(ClockEvent):
     warning_thresholds: list[int]
     escalations: list[dict[str, Any]]
     due: dict[str, AwareDatetime]
+    stall_after_seconds: float | None = None
+    next_reply_seconds: float | None = None
+    ola_seconds: float | None = None
+    ola_teams: dict[str, float] = {}
+    by: str | None = None  # the manager who re-targeted the clock (None: a priority change in intake)
+    reason: str | None = None
 
 
 class TeamChanged(ClockEvent):
@@ -191,10 +201,57 @@ class ExcusalRejected(ClockEvent):
     by: str
 
 
+class ClockStalled(ClockEvent):
+    """No activity on the request since `quiet_since` for `quiet_seconds` of business time (3.4): flagged once
+    per quiet spell; `at` is the instant the span ran out."""
+
+    event_type: ClassVar[str] = _type("clock.stalled")
+    quiet_since: AwareDatetime
+    quiet_seconds: float
+    team: str | None = None
+
+
+class StallCleared(ClockEvent):
+    """Activity on a stalled request (`activity` = the intake event's type): the stalled flag clears."""
+
+    event_type: ClassVar[str] = _type("clock.stall_cleared")
+    quiet_since: AwareDatetime
+    activity: str
+
+
+class UpdateGiven(ClockEvent):
+    """Staff gave the customer a public update after the first response: the next one is due at `next_due_at`."""
+
+    event_type: ClassVar[str] = _type("clock.update_given")
+    next_due_at: AwareDatetime
+
+
+class UpdateOverdue(ClockEvent):
+    """No public update since `since` within the policy's next-reply target: announced once per missed update;
+    `at` is the instant it fell due."""
+
+    event_type: ClassVar[str] = _type("clock.update_overdue")
+    since: AwareDatetime
+    due_at: AwareDatetime
+    team: str | None = None
+
+
+class OlaBreached(ClockEvent):
+    """The team holding the request used up its OLA target (business time since it took the request, paused time
+    excluded) without resolving or handing it over: announced once per holding; `at` is the instant it fell due."""
+
+    event_type: ClassVar[str] = _type("clock.ola_breached")
+    team: str
+    held_since: AwareDatetime
+    due_at: AwareDatetime
+    target_seconds: float
+
+
 CLOCK_EVENTS: tuple[type[ClockEvent], ...] = (ClockStarted, ResponseMet, ClockPaused, ClockResumed, ResolutionMet,
                                               ThresholdReached, TargetBreached, ClockEscalated, ClockRetargeted,
                                               TeamChanged, ClockCancelled, ExcusalRequested, ExcusalApproved,
-                                              ExcusalRejected)
+                                              ExcusalRejected, ClockStalled, StallCleared, UpdateGiven, UpdateOverdue,
+                                              OlaBreached)
 class OutageReported(DomainEvent):
     """Monitoring reported an outage of a business service (`ended_at` null while it lasts)."""
 

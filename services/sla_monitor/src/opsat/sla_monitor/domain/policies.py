@@ -4,6 +4,13 @@ A policy matches by kind, priority, customer tier and (optionally) business serv
 matches anything. Of the matching policies the most specific (most criteria named) wins, then the
 lowest id. DOMAIN.md's defaults ship as version 1 of `p1`..`p4`; a business day is 9 business hours
 (09:00-18:00 on the default calendar).
+
+`stall_after` (DOMAIN 3.4) is how long a running request may go without any activity, in business time
+on the policy's calendar, before it is flagged as stalled (default: one business day). `next_reply`
+(optional) is the periodic update target: after the first response, staff owe the customer a public update
+at least this often (business time, paused time excluded) until the request is resolved. `ola` (optional, with per-team `ola_teams` overrides) is the operational level
+target of the team holding a request: business time (paused time excluded) from when that team took the
+request, beside the customer-facing targets.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ CONFIG_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,30}$")
 DEFAULT_ESCALATIONS = ((50, "team_lead"), (100, "manager"), (150, "director"))
 _MIN, _HOUR = 60.0, 3600.0
 _BUSINESS_DAY = 9 * _HOUR
+DEFAULT_STALL_SECONDS = _BUSINESS_DAY
 
 
 @dataclass(frozen=True)
@@ -40,6 +48,10 @@ class Policy:
     services: frozenset[str] = frozenset()
     warning_thresholds: tuple[int, ...] = (50, 80)
     escalations: tuple[tuple[int, str], ...] = DEFAULT_ESCALATIONS
+    stall_after: timedelta = timedelta(seconds=DEFAULT_STALL_SECONDS)
+    next_reply: timedelta | None = None
+    ola: timedelta | None = None
+    ola_teams: tuple[tuple[str, timedelta], ...] = ()
 
     def matches(self, kind: str, priority: str, tier: str, service: str | None) -> bool:
         return all(not allowed or value in allowed for allowed, value in (
@@ -55,7 +67,11 @@ class Policy:
                 "kinds": sorted(self.kinds), "priorities": sorted(self.priorities),
                 "customer_tiers": sorted(self.customer_tiers), "services": sorted(self.services),
                 "warning_thresholds": list(self.warning_thresholds),
-                "escalations": [{"percent": p, "role": r} for p, r in self.escalations]}
+                "escalations": [{"percent": p, "role": r} for p, r in self.escalations],
+                "stall_after_seconds": self.stall_after.total_seconds(),
+                "next_reply_seconds": self.next_reply.total_seconds() if self.next_reply else None,
+                "ola_seconds": self.ola.total_seconds() if self.ola else None,
+                "ola_teams": {team: amount.total_seconds() for team, amount in self.ola_teams}}
 
     @classmethod
     def from_spec(cls, policy_id: str, version: int, spec: Mapping[str, Any]) -> Policy:
@@ -63,12 +79,25 @@ class Policy:
         if not CONFIG_ID.match(policy_id):
             raise InvalidInput("a policy id is a slug: a-z, 0-9 and '-', at most 31 characters", field="policy_id")
         targets = {}
-        for name in ("first_response_seconds", "resolution_seconds"):
-            value = spec.get(name)
+        for name in ("first_response_seconds", "resolution_seconds", "stall_after_seconds"):
+            value = spec.get(name, DEFAULT_STALL_SECONDS) if name == "stall_after_seconds" else spec.get(name)
             # At least a second: a smaller amount rounds to a timedelta of 0, which would not read back.
             if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 1:
                 raise InvalidInput(f"{name} must be a number of seconds, at least 1", field=name)
             targets[name] = timedelta(seconds=value)
+        next_reply = _optional_seconds(spec.get("next_reply_seconds"), "next_reply_seconds")
+        ola = _optional_seconds(spec.get("ola_seconds"), "ola_seconds")
+        raw_teams = spec.get("ola_teams") or {}
+        if not isinstance(raw_teams, Mapping):
+            raise InvalidInput("ola_teams maps a team to its seconds", field="ola_teams")
+        ola_teams = []
+        for team, amount in sorted(raw_teams.items()):
+            if not isinstance(team, str) or not team or len(team) > 100 or "\x00" in team:
+                raise InvalidInput(f"{team!r} is not a team name", field="ola_teams")
+            seconds = _optional_seconds(amount, "ola_teams")
+            if seconds is None:
+                raise InvalidInput(f"the OLA target of {team} must be a number of seconds", field="ola_teams")
+            ola_teams.append((team, seconds))
         calendar_id = spec.get("calendar_id", "cn-default")
         if not isinstance(calendar_id, str) or not CONFIG_ID.match(calendar_id):
             raise InvalidInput("calendar_id must be a calendar's id", field="calendar_id")
@@ -93,7 +122,17 @@ class Policy:
                    priorities=_names(spec.get("priorities", ()), "priorities", PRIORITIES),
                    customer_tiers=_names(spec.get("customer_tiers", ()), "customer_tiers", None),
                    services=_names(spec.get("services", ()), "services", None),
-                   warning_thresholds=thresholds, escalations=tuple(escalations))
+                   warning_thresholds=thresholds, escalations=tuple(escalations),
+                   stall_after=targets["stall_after_seconds"],
+                   next_reply=next_reply, ola=ola, ola_teams=tuple(ola_teams))
+
+
+def _optional_seconds(value: Any, field: str) -> timedelta | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 1:
+        raise InvalidInput(f"{field} must be a number of seconds, at least 1, or null", field=field)
+    return timedelta(seconds=value)
 
 
 def _percents(value: Any, field: str) -> tuple[int, ...]:
@@ -118,18 +157,19 @@ def _names(value: Any, field: str, allowed: frozenset[str] | None) -> frozenset[
     return names
 
 
-def _default(pid: str, priority: str, response: float, resolution: float, calendar: str) -> Policy:
+def _default(pid: str, priority: str, response: float, resolution: float, calendar: str, stall: float) -> Policy:
     return Policy(policy_id=pid, version=1, first_response=timedelta(seconds=response),
-                  resolution=timedelta(seconds=resolution), calendar_id=calendar, priorities=frozenset({priority}))
+                  resolution=timedelta(seconds=resolution), calendar_id=calendar, priorities=frozenset({priority}),
+                  stall_after=timedelta(seconds=stall))
 
 
 # DOMAIN.md: P1 15 min / 4 h (24x7), P2 30 min / 8 business h, P3 4 business h / 3 business days,
-# P4 1 business day / 5 business days.
+# P4 1 business day / 5 business days. Stalled after: P1 1 h, P2 4 h, P3 1 business day, P4 2.
 DEFAULT_POLICIES: dict[str, Policy] = {p.policy_id: p for p in (
-    _default("p1", "P1", 15 * _MIN, 4 * _HOUR, "24x7"),
-    _default("p2", "P2", 30 * _MIN, 8 * _HOUR, "cn-default"),
-    _default("p3", "P3", 4 * _HOUR, 3 * _BUSINESS_DAY, "cn-default"),
-    _default("p4", "P4", _BUSINESS_DAY, 5 * _BUSINESS_DAY, "cn-default"),
+    _default("p1", "P1", 15 * _MIN, 4 * _HOUR, "24x7", _HOUR),
+    _default("p2", "P2", 30 * _MIN, 8 * _HOUR, "cn-default", 4 * _HOUR),
+    _default("p3", "P3", 4 * _HOUR, 3 * _BUSINESS_DAY, "cn-default", _BUSINESS_DAY),
+    _default("p4", "P4", _BUSINESS_DAY, 5 * _BUSINESS_DAY, "cn-default", 2 * _BUSINESS_DAY),
 )}
 # Applies when nothing else matches (e.g. every default was narrowed by an administrator).
 FALLBACK = Policy(policy_id="fallback", version=1, first_response=timedelta(seconds=_BUSINESS_DAY),
@@ -154,7 +194,8 @@ def evolve(state: Policy | None, event: DomainEvent) -> Policy:
 def decide(state: Policy | None, command: Any, now: Any, by: str) -> list[DomainEvent]:
     spec = {name: getattr(command, name) for name in (
         "first_response_seconds", "resolution_seconds", "calendar_id", "kinds", "priorities", "customer_tiers",
-        "services", "warning_thresholds", "escalations")}
+        "services", "warning_thresholds", "escalations", "stall_after_seconds", "next_reply_seconds", "ola_seconds",
+        "ola_teams")}
     current = state or DEFAULT_POLICIES.get(command.policy_id)
     policy = Policy.from_spec(command.policy_id, (current.version if current else 0) + 1, spec)
     return [ev.PolicyDefined(policy_id=policy.policy_id, version=policy.version, policy=policy.to_spec(), at=now,

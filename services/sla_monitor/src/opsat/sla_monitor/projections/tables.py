@@ -6,7 +6,19 @@ at-risk queue, the breach list and the compliance figures read.
 
 from __future__ import annotations
 
-from sqlalchemy import Boolean, Column, DateTime, Index, Integer, MetaData, PrimaryKeyConstraint, String, Table
+from sqlalchemy import (
+                        Boolean,
+                        Column,
+                        Date,
+                        DateTime,
+                        Float,
+                        Index,
+                        Integer,
+                        MetaData,
+                        PrimaryKeyConstraint,
+                        String,
+                        Table,
+)
 
 from opsat.common.consumer import processed_events_table, stream_versions_table
 from opsat.common.db import READ_MODEL_SCHEMA
@@ -54,3 +66,47 @@ outages = Table(
 )
 Index("outages_service_start", outages.c.service, outages.c.started_at)
 Index("sla_targets_breached", sla_targets.c.breached_at)
+
+# Requests flagged as stalled (DOMAIN 3.4), while the flag stands.
+sla_stalls = Table(
+    "sla_stalls",
+    metadata,
+    Column("request_id", String, primary_key=True),
+    Column("organisation_id", String, nullable=False),
+    Column("team", String),
+    Column("priority", String, nullable=False),
+    Column("kind", String, nullable=False),
+    Column("service", String),
+    Column("quiet_since", DateTime(timezone=True), nullable=False),
+    Column("stalled_at", DateTime(timezone=True), nullable=False),
+    Column("quiet_seconds", Float, nullable=False),
+)
+Index("sla_stalls_quiet_since", sla_stalls.c.quiet_since)
+
+# Who holds each request and how its handling went, from intake's events: the workload board and the
+# first-contact resolution rate read it beside `sla_targets`.
+request_work = Table(
+    "request_work",
+    metadata,
+    Column("request_id", String, primary_key=True),
+    Column("team", String),
+    Column("assignee", String),
+    Column("reassignments", Integer, nullable=False, server_default="0"),  # away from a team or person
+    Column("reopens", Integer, nullable=False, server_default="0"),
+    Column("customer_waits", Integer, nullable=False, server_default="0"),  # asked the customer for information
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+Index("request_work_assignee", request_work.c.assignee)
+
+# Time logged in intake (one row per entry): what the board sets against business hours available.
+time_logs = Table(
+    "time_logs",
+    metadata,
+    Column("entry_id", String, primary_key=True),
+    Column("request_id", String, nullable=False),
+    Column("engineer", String, nullable=False),
+    Column("team", String),  # the request's team when the time was logged
+    Column("minutes", Integer, nullable=False),
+    Column("work_date", Date, nullable=False),
+)
+Index("time_logs_work_date", time_logs.c.work_date)
