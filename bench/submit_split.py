@@ -195,7 +195,7 @@ async def run(database_url: str, dsn: str, token: str, concurrency: int = 32, se
                 "headers": headers + [(b"content-length", str(length).encode())]}
 
     class StubHandlers:
-        async def execute(self, command: Any, actor: Any, **_: Any) -> Any:
+        async def execute(self, command: Any, actor: Any, meta: Any) -> Any:
             from opsat.common.eventstore import AppendResult
 
             return AppendResult(command.request_id, 1, 1, (str(uuid.uuid4()),))
@@ -207,8 +207,8 @@ async def run(database_url: str, dsn: str, token: str, concurrency: int = 32, se
             await asgi_call(app, healthz, b"")
 
         out["asgi_healthz"] = await _drive(healthz_op, concurrency, min(seconds, 2.0))
-        real = app.state.handlers
-        app.state.handlers = StubHandlers()  # a test double in this process; the product is untouched
+        real = app.state.commands
+        app.state.commands = StubHandlers()  # a test double in this process; the product is untouched
         stub_statuses: dict[int, int] = {}
 
         async def stub_op() -> None:
@@ -217,7 +217,7 @@ async def run(database_url: str, dsn: str, token: str, concurrency: int = 32, se
 
         out["asgi_submit_stub"] = await _drive(stub_op, concurrency, min(seconds, 2.0))
         out["asgi_submit_stub"]["statuses"] = stub_statuses
-        app.state.handlers = real
+        app.state.commands = real
 
         async def asgi_op() -> None:
             s = await asgi_call(app, scope_base, body)
