@@ -109,7 +109,10 @@ def api(service: Service, settings: ServiceSettings) -> None:
     app = f"{service.module}:create_app" if many else service.create_app(settings)
     uvicorn.run(app, factory=many, workers=workers, host=settings.http_host, port=settings.http_port,
                 log_config=None, access_log=False, proxy_headers=True,
-                timeout_keep_alive=settings.http_keepalive_timeout_s)
+                timeout_keep_alive=settings.http_keepalive_timeout_s,
+                # uvicorn's 5 s ping killed children whose imports took longer on a busy 2-core machine, over
+                # and over; a hung child is still replaced, after a minute.
+                timeout_worker_healthcheck=60)
 
 
 async def worker(service: Service, settings: ServiceSettings) -> None:
