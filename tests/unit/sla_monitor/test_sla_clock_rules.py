@@ -50,6 +50,15 @@ def test_a_clock_starts_with_its_policy_and_calendar_versions_and_due_times():
         clocks.decide(state, start(), MON)
 
 
+def test_an_accept_after_a_reply_met_the_response_still_gives_the_clock_its_team():
+    state, events = run(start(), c.MeetResponse(RID, MON + timedelta(minutes=5), "replied"),
+                        c.MeetResponse(RID, MON + timedelta(minutes=20), "accepted", team="net"))
+    assert [type(e) for e in events[1:]] == [ev.ResponseMet, ev.TeamChanged]
+    assert state.team == "net" and events[1].on_time
+    with pytest.raises(Conflict):  # the same team again changes nothing
+        clocks.decide(state, c.MeetResponse(RID, MON + timedelta(minutes=30), "accepted", team="net"), MON)
+
+
 def test_accept_meets_the_response_on_time_and_a_later_reply_changes_nothing():
     state, events = run(start(), c.MeetResponse(RID, MON + timedelta(minutes=20), "accepted", team="net"))
     assert isinstance(events[-1], ev.ResponseMet) and events[-1].on_time

@@ -340,6 +340,8 @@ def decide(state: Clock | None, command: Any, now: datetime) -> list[ev.ClockEve
                 assert after.update_due() is not None
                 return _finish(state, [given.model_copy(update={"next_due_at": after.update_due()})])
             if not state.running("response"):
+                if command.team and command.team != state.team:  # accepted after a reply met it: the team counts
+                    return _finish(state, [ev.TeamChanged(request_id=rid, at=command.at, team=command.team)])
                 raise Conflict("the response target is already met", code="already_met")
             on_time = state.elapsed("response", command.at) <= state.targets["response"].amount
             return _finish(state, [ev.ResponseMet(request_id=rid, at=command.at, on_time=on_time, how=command.how,
