@@ -16,6 +16,7 @@ replayed topic issues nothing new.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -26,7 +27,7 @@ from datetime import timedelta
 from typing import Any, ClassVar
 
 from pydantic import AwareDatetime
-from sqlalchemy import Column, DateTime, Float, Integer, MetaData, String, Table, bindparam, func, select, update
+from sqlalchemy import Column, DateTime, Float, Integer, MetaData, String, Table, bindparam, func, select, text, update
 from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -34,7 +35,6 @@ from opsat.common.commands import CommandMeta
 from opsat.common.consumer import ReceivedEvent, processed_events_table
 from opsat.common.db import REACTIONS_SCHEMA
 from opsat.common.domain import DomainError
-from opsat.common.eventstore import fold
 from opsat.common.reactions import CommandReaction, ForeignEvent
 from opsat.risk.app import configuration
 from opsat.risk.domain import commands as c
@@ -44,6 +44,7 @@ from opsat.risk.domain.signals import Observation, Signal, SignalRule
 log = logging.getLogger(__name__)
 RISKS = uuid.UUID("0b3f7e0e-8a43-4f4e-a3c5-1f7b6a0d9c11")  # namespace of risk ids raised by signals
 RULES_MAX_AGE_S = 1.0  # a changed rule or plan applies to observations at most this much later
+COMMANDS_IN_FLIGHT = 8  # a batch's commands run side by side on this many pooled connections at most
 
 
 # --- the fields the risk service reads of intake's, the SLA monitor's and feedback's events ---------------
@@ -156,6 +157,7 @@ class SignalDriver(CommandReaction):
         super().__init__(*topics)
         self.metadata = SIGNAL_METADATA
         self._book: tuple[float, dict[str, SignalRule], dict[str, plans.Plan]] | None = None
+        self._in_flight = asyncio.Semaphore(COMMANDS_IN_FLIGHT)
 
     def command_for(self, received: ReceivedEvent) -> Any | None:
         return None  # one event may call for several commands: `apply_batch` issues them
@@ -169,19 +171,22 @@ class SignalDriver(CommandReaction):
         if not reads:
             return
         observations, activations = await self.observe(conn, reads)
+        commands: list[tuple[Any, ReceivedEvent, str]] = []
         if observations:
             rules, _ = await self.configuration(conn)
-            for last, first, signal in await self.evaluate(conn, rules, observations):
-                await self.signal(conn, last, first, signal)
+            fired = await self.evaluate(conn, rules, observations)
+            risk_ids = await self.open_risks(conn, [(signal, first) for _, first, signal in fired])
+            commands += [(c.RecordSignal(risk_id=risk_ids[signal.key], signal=signal), last, f"rule:{signal.rule_id}")
+                         for last, _, signal in fired]
             await conn.execute(insert(OBSERVATIONS).on_conflict_do_nothing(), [
                 {"event_id": o.event_id, "source": o.source, "at": o.at, "team": o.team, "service": o.service,
                  "kind": o.kind, "priority": o.priority, "value": o.value, "request_id": _request_of(received)}
                 for received, o in observations])
         if activations:
-            _, plan_book = await self.configuration(conn)
-            activated: set[str] = set()
-            for received, observation, request_id in activations:
-                await self.activate(conn, received, observation, request_id, plan_book, activated)
+            commands += await self.activations(conn, activations)
+        # Each command is on a stream of its own (one per subject, one per plan and request): they run side by
+        # side, each in its own transaction, as one event at a time would have run them one after another.
+        await asyncio.gather(*(self._execute(command, received, purpose) for command, received, purpose in commands))
 
     # --- upstream events -> the requests' facts, observations and activations ------------------------------
     async def observe(self, conn: AsyncConnection, reads: list[tuple[ReceivedEvent, ForeignEvent]]
@@ -332,54 +337,81 @@ class SignalDriver(CommandReaction):
         assert self.handler is not None, "the service kit sets the handler"
         meta = CommandMeta(correlation_id=received.correlation_id or received.id, causation_id=received.id,
                            idempotency_key=f"{self.name}:{received.id}:{purpose}", fingerprint=received.id)
-        try:
-            await self.handler.execute(command, self.actor, meta)
-        except DomainError as exc:  # the domain says no (already recorded, already active): a decision
-            log.info("reaction %s: %s refused for event %s: %s", self.name, type(command).__name__, received.id,
-                     exc.detail)
+        async with self._in_flight:
+            try:
+                await self.handler.execute(command, self.actor, meta)
+            except DomainError as exc:  # the domain says no (already recorded, already active): a decision
+                log.info("reaction %s: %s refused for event %s: %s", self.name, type(command).__name__,
+                         received.id, exc.detail)
 
-    async def signal(self, conn: AsyncConnection, last: ReceivedEvent, first: ReceivedEvent, signal: Signal) -> None:
-        """Re-score the subject's open risk, or raise a new one (its id derived from the event that raised it)."""
-        await self._execute(c.RecordSignal(risk_id=await self.open_risk(conn, signal, first), signal=signal),
-                            last, f"rule:{signal.rule_id}")
+    async def open_risks(self, conn: AsyncConnection, signals: list[tuple[Signal, ReceivedEvent]]) -> dict[str, str]:
+        """Per subject key, its open risk, or a new id claimed for it (derived from the event that raised it).
+        The claim is a conditional write on the subject's row: a replica claiming the same subject concurrently
+        waits for this transaction and then takes ours."""
+        if not signals:
+            return {}
+        keys = sorted({signal.key for signal, _ in signals})
+        known = {row[0]: row[1] for row in await conn.execute(select(SUBJECTS.c.subject_key, SUBJECTS.c.risk_id).where(
+            SUBJECTS.c.subject_key == func.any(_array(keys))))}
+        open_ids = await self._still_open(conn, set(known.values()))
+        found: dict[str, str] = {}
+        for signal, first in signals:
+            current = known.get(signal.key)
+            if current is not None and current in open_ids:
+                found[signal.key] = current
+                continue
+            key = SUBJECTS.c.subject_key == signal.key
+            minted = str(uuid.uuid5(RISKS, f"{signal.key}:{first.id}"))
+            if current is None:
+                claim = insert(SUBJECTS).values(subject_key=signal.key, risk_id=minted).on_conflict_do_nothing()
+            else:  # the last one was accepted or closed: a new risk replaces it
+                claim = update(SUBJECTS).where(key, SUBJECTS.c.risk_id == current).values(risk_id=minted)
+            if (await conn.execute(claim.returning(SUBJECTS.c.risk_id))).scalar() is not None:
+                found[signal.key] = minted
+            else:  # another replica's
+                found[signal.key] = (await conn.execute(select(SUBJECTS.c.risk_id).where(key))).scalar_one()
+        return found
 
-    async def open_risk(self, conn: AsyncConnection, signal: Signal, received: ReceivedEvent) -> str:
-        """The subject's open risk, or a new id claimed for it. The claim is a conditional write on the subject's
-        row: a replica claiming the same subject concurrently waits for this transaction and then takes ours."""
+    async def _still_open(self, conn: AsyncConnection, risk_ids: set[str]) -> set[str]:
+        """Those of the risks whose latest event leaves them open (or that have none yet: a claim whose command
+        has not committed is the subject's risk all the same)."""
+        if not risk_ids:
+            return set()
+        rows = await conn.execute(text(
+            "select distinct on (stream_id) stream_id, data->>'status' from events where stream_type = 'risk'"
+            " and stream_id = any(:ids) order by stream_id, version desc"), {"ids": sorted(risk_ids)})
+        status = {row[0]: row[1] for row in rows}
+        return {risk_id for risk_id in risk_ids if status.get(risk_id, "identified") in register.OPEN}
+
+    async def activations(self, conn: AsyncConnection, moments: list[tuple[ReceivedEvent, Observation, str]]
+                          ) -> list[tuple[Any, ReceivedEvent, str]]:
+        """`ActivateEmergency` for the matching plan of each P1 moment, the first of each plan and request only,
+        naming who is on call for each step's role at that moment."""
         assert self.handler is not None
-        key = SUBJECTS.c.subject_key == signal.key
-        known = (await conn.execute(select(SUBJECTS.c.risk_id).where(key))).scalar()
-        if known is not None:
-            risk = fold(register.evolve, await self.handler.store.load(known))
-            if risk is None or risk.open:
-                return known
-        minted = str(uuid.uuid5(RISKS, f"{signal.key}:{received.id}"))
-        if known is None:
-            claim = insert(SUBJECTS).values(subject_key=signal.key, risk_id=minted).on_conflict_do_nothing()
-        else:  # the last one was accepted or closed: a new risk replaces it
-            claim = update(SUBJECTS).where(key, SUBJECTS.c.risk_id == known).values(risk_id=minted)
-        if (await conn.execute(claim.returning(SUBJECTS.c.risk_id))).scalar() is not None:
-            return minted
-        return (await conn.execute(select(SUBJECTS.c.risk_id).where(key))).scalar_one()  # another replica's
-
-    async def activate(self, conn: AsyncConnection, received: ReceivedEvent, observation: Observation,
-                       request_id: str, book: dict[str, plans.Plan], activated: set[str]) -> None:
-        source = "breach" if observation.source == "sla_breach" else "incident"
-        plan = plans.choose(book.values(), source, observation.priority, observation.team, observation.service)
-        if plan is None:
-            return
-        emergency_id = configuration.emergency_id_for(plan.plan_id, request_id)
-        if emergency_id in activated:  # once per plan and request: the batch's first P1 moment activates it
-            return
-        activated.add(emergency_id)
-        assert self.handler is not None
-        what = "SLA breach" if source == "breach" else "incident"
-        command = await configuration.activation(
-            conn, self.handler.store, emergency_id=emergency_id, plan_id=plan.plan_id,
-            reason=f"P1 {what} of request {request_id}", team=observation.team, service=observation.service,
-            at=observation.at, trigger={"event_id": received.id, "event_type": received.event_type,
-                                        "request_id": request_id, "priority": observation.priority})
-        await self._execute(command, received, "emergency")
+        _, book = await self.configuration(conn)
+        rotas: dict[str, Any] | None = None
+        commands: list[tuple[Any, ReceivedEvent, str]] = []
+        activated: set[str] = set()
+        for received, observation, request_id in moments:
+            source = "breach" if observation.source == "sla_breach" else "incident"
+            plan = plans.choose(book.values(), source, observation.priority, observation.team, observation.service)
+            if plan is None:
+                continue
+            emergency_id = configuration.emergency_id_for(plan.plan_id, request_id)
+            if emergency_id in activated:
+                continue
+            activated.add(emergency_id)
+            if rotas is None:
+                rotas = await configuration.rota_book(conn, self.handler.store)
+            what = "SLA breach" if source == "breach" else "incident"
+            command = c.ActivateEmergency(
+                emergency_id=emergency_id, plan=plan, on_call=configuration.on_call(rotas, plan, observation.team,
+                                                                                    observation.at),
+                reason=f"P1 {what} of request {request_id}", team=observation.team, service=observation.service,
+                trigger={"event_id": received.id, "event_type": received.event_type, "request_id": request_id,
+                         "priority": observation.priority})
+            commands.append((command, received, "emergency"))
+        return commands
 
 
 def _request_of(received: ReceivedEvent) -> str | None:
