@@ -37,8 +37,9 @@ def upstream(events: int, start: datetime, seed: int = 7, shape: Shape = Shape()
     streams: list[list[tuple[float, str, ReceivedEvent]]] = []
     count = 0
     while count < events:
-        streams += _request(rnd, start, shape)
-        count = sum(len(s) for s in streams)
+        more = _request(rnd, start, shape)
+        streams += more
+        count += sum(len(s) for s in more)
     # Each stream in order; across streams an event arrives up to two hours after its time.
     arrivals: list[tuple[float, int, int, str, ReceivedEvent]] = []
     for n, stream in enumerate(streams):
