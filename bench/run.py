@@ -10,6 +10,8 @@ needed), with throwaway databases `opsat_bench_<id>_*`, topics `bench<id>.*` and
   5 peak_rss_{api,worker}           VmHWM of the service processes during the runs above
   6 limit_*                         raw asyncpg inserts, Kafka ProducerPerformance, aiokafka consumer
   7 appraisal_scorecards_500x90     a quarter's scorecards from 135,000 resolved requests' facts (≤ 5 s)
+  8 risk_signal_evaluation          the risk signal driver over a replay of 100k upstream events (≥ 10,000/s),
+                                    batched and (capped) per event, side by side
 
 Prints a table, writes bench/results/<name>.json per result and bench/results/summary.json (with the
 ratios to the limits and the "where does the time go" splits). Everything it started is stopped and
@@ -188,6 +190,15 @@ async def main(args: argparse.Namespace) -> int:
         if out:
             results.append(out)
 
+        # ---- 8. risk: signal evaluation over a replay of upstream events ------------------------------
+        import risk_signals
+
+        step("8. risk: signal evaluation over a replay of 100k upstream events (batched, and per event capped)")
+        out = await guarded("risk_signals", risk_signals.run(bench, events=20_000 if quick else risk_signals.EVENTS,
+                                                             per_event_cap_s=8 if quick else 20))
+        if out:
+            results += out
+
         # ---- 5. peak RSS --------------------------------------------------------------------------------
         for role, label in (("api", "API (each uvicorn worker process)"), ("worker", "worker process")):
             kb = bench.peak_rss_kb.get(role)
@@ -227,6 +238,12 @@ async def main(args: argparse.Namespace) -> int:
             best_relay, val("limit_kafka_producer_performance")),
         "replay_events_per_s / aiokafka_consumer_records_per_s": _ratio(
             val("projection_replay"), val("limit_kafka_consumer_aiokafka")),
+        "risk_signal_evaluation / aiokafka_consumer_records_per_s": _ratio(
+            val("risk_signal_evaluation"), val("limit_kafka_consumer_aiokafka")),
+        "risk_signal_evaluation / raw_single_insert_16conn": _ratio(
+            val("risk_signal_evaluation"), val("limit_pg_single_insert_16conn")),
+        "risk_signal_evaluation batched / per_event": _ratio(
+            val("risk_signal_evaluation"), val("risk_signal_evaluation_per_event")),
     }
 
     for x in results:
@@ -331,6 +348,13 @@ def _note(x: Result) -> str:
     if x.name == "projection_replay":
         cap = f", stopped at the {d['capped_at_s']:.0f} s cap" if d["capped_at_s"] else ""
         return f"{d['applied']:,} of {d['topic_events']:,} events in {d['seconds']} s{cap}; {d['us_per_event']} us/event"
+    if x.name == "risk_signal_evaluation":
+        b = d["batched"]
+        return (f"{b['applied']:,} of {b['of_events']:,} events in {b['seconds']} s, {b['roundtrips_per_event']} PG "
+                f"round trips/event; {d['ratio_batched_to_per_event']}x per event")
+    if x.name == "risk_signal_evaluation_per_event":
+        cap = f", stopped at the {d['capped_at_s']:.0f} s cap" if d["capped_at_s"] else ""
+        return f"{d['applied']:,} events in {d['seconds']} s{cap}, {d['roundtrips_per_event']} PG round trips/event"
     if x.name.startswith("peak_rss"):
         return d["what"]
     if x.name == "limit_kafka_producer_performance":

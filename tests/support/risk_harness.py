@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import asyncpg
 from aiokafka import AIOKafkaConsumer
 
+from opsat.common.db import asyncpg_dsn
 from opsat.common.testing.helpers import scalar
 from opsat.common.testing.service import ServiceHarness
 
@@ -62,3 +64,25 @@ async def topics_visible(*harnesses: ServiceHarness) -> None:
                 await asyncio.sleep(0.1)
     finally:
         await consumer.stop()
+
+
+async def rows(database_url: str, sql: str, *args: Any) -> list[asyncpg.Record]:
+    conn = await asyncpg.connect(asyncpg_dsn(database_url))
+    try:
+        return await conn.fetch(sql, *args)
+    finally:
+        await conn.close()
+
+
+async def define_policy(sla, policy_id: str, priority: str, response_s: float, resolution_s: float) -> None:  # type: ignore[no-untyped-def]
+    body = {"priorities": [priority], "customer_tiers": ["standard"], "calendar_id": "24x7",
+            "first_response_seconds": response_s, "resolution_seconds": resolution_s}
+    r = await sla.client.post(f"/api/v1/policies/{policy_id}/define", json=body,
+                              headers=sla.token("root", "ops", "admin"))
+    assert r.status_code == 200, r.text
+
+
+async def breach_ids(sla, team_requests: list[str]) -> list[str]:  # type: ignore[no-untyped-def]
+    found = await rows(sla.settings.database_url, "select event_id::text from events where event_type = "
+                       "'opsat.sla.clock.breached' and stream_id = any($1::text[]) order by position", team_requests)
+    return [r["event_id"] for r in found]

@@ -1,5 +1,5 @@
-"""The risk service's committed event contract is current, and what it reads of intake's and the SLA monitor's
-events is in their published schemas."""
+"""The risk service's committed event contract is current, and what it reads of intake's, the SLA monitor's and
+feedback's events is in their published schemas."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from opsat.common.reactions import check_against_schema, schemas_from_asyncapi
-from opsat.risk.app.reactions import UPSTREAM_READS, ResponseRecorded
+from opsat.risk.app.reactions import UPSTREAM_READS, SurveyAnswered
 from opsat.risk.domain.events import RISK_SERVICE_EVENTS
 from opsat.risk.service import SERVICE
 from opsat.risk.settings import RiskSettings
@@ -24,12 +24,20 @@ def test_committed_asyncapi_document_is_current():
     assert names == sorted(f"{cls.event_type}.v{cls.schema_version}" for cls in RISK_SERVICE_EVENTS)
 
 
-def test_the_fields_read_of_intake_and_sla_events_are_in_their_published_schemas():
-    schemas = {**schemas_from_asyncapi(json.loads((DOCS / "intake.asyncapi.json").read_text())),
-               **schemas_from_asyncapi(json.loads((DOCS / "sla.asyncapi.json").read_text()))}
-    published = [cls for cls in UPSTREAM_READS if cls is not ResponseRecorded]  # feedback publishes nothing yet
-    assert {cls.event_type: check_against_schema(cls, schemas) for cls in published} == \
-        {cls.event_type: [] for cls in published}
+def test_the_fields_read_of_intake_sla_and_feedback_events_are_in_their_published_schemas():
+    schemas = {name: schema for source in SERVICE.consumes
+               for name, schema in schemas_from_asyncapi(json.loads((DOCS / f"{source}.asyncapi.json").read_text())
+                                                         ).items()}
+    assert {cls.event_type: check_against_schema(cls, schemas) for cls in UPSTREAM_READS} == \
+        {cls.event_type: [] for cls in UPSTREAM_READS}
+    assert {cls.event_type.split(".")[1] for cls in UPSTREAM_READS} == set(SERVICE.consumes)
+
+
+def test_the_csat_rule_reads_feedbacks_answers_with_their_team_and_score():
+    feedback = schemas_from_asyncapi(json.loads((DOCS / "feedback.asyncapi.json").read_text()))
+    answered = feedback["opsat.feedback.survey.answered.v1"]
+    assert {"score", "at"} <= set(answered["required"]) and "team" in answered["properties"]
+    assert check_against_schema(SurveyAnswered, feedback) == []
 
 
 def test_the_contract_check_can_fail():
@@ -37,4 +45,7 @@ def test_the_contract_check_can_fail():
     started = next(cls for cls in UPSTREAM_READS if cls.event_type == "opsat.sla.clock.started")
     del schemas["opsat.sla.clock.started.v1"]["properties"]["team"]
     assert check_against_schema(started, schemas) == ["opsat.sla.clock.started.v1 has no field 'team'"]
-    assert check_against_schema(ResponseRecorded, schemas) == ["opsat.feedback.response.recorded.v1 is not published"]
+    assert check_against_schema(SurveyAnswered, schemas) == ["opsat.feedback.survey.answered.v1 is not published"]
+    feedback = schemas_from_asyncapi(json.loads((DOCS / "feedback.asyncapi.json").read_text()))
+    del feedback["opsat.feedback.survey.answered.v1"]["properties"]["team"]
+    assert check_against_schema(SurveyAnswered, feedback) == ["opsat.feedback.survey.answered.v1 has no field 'team'"]

@@ -16,10 +16,10 @@ from opsat.risk.settings import RiskSettings
 DESCRIPTION = """Risk control (风险控制): the risk register with 5×5 assessment, automatic risk signals from other
 services' events, emergency plans and their response, and on-call rotas.
 
-Risks are identified by hand or raised by signal rules (versioned configuration) over intake's and the SLA
-monitor's events; a signal re-scores the open risk of its subject instead of duplicating it, and records the
-upstream events behind it. A P1 breach or P1 incident activates the matching emergency plan once, naming who
-is on call for each step. Events: `GET /api/v1/events/asyncapi.json`."""
+Risks are identified by hand or raised by signal rules (versioned configuration) over intake's, the SLA
+monitor's and feedback's events; a signal re-scores the open risk of its subject instead of duplicating it, and
+records the upstream events behind it. A P1 breach or P1 incident (also one raised to P1 by an override)
+activates the matching emergency plan once, naming who is on call for each step. Events: `GET /api/v1/events/asyncapi.json`."""
 
 SERVICE = Service(
     name="risk",
@@ -32,7 +32,7 @@ SERVICE = Service(
     queries=RiskQueries,
     projections=[RegisterProjection],
     reactions=[SignalDriver],
-    consumes=("intake", "sla"),
+    consumes=("intake", "sla", "feedback"),
     migrations=Path(__file__).parent / "migrations" / "versions",
 )
 create_app = SERVICE.create_app

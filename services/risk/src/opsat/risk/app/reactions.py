@@ -2,35 +2,39 @@
 
 `SignalDriver` keeps, in the `reactions` schema (outside the disposable read models), what it needs to judge:
 the team, service and priority of each request as the SLA monitor last announced them, every observation
-(breach, incident, response) by upstream event id, and the open risk of each rule's subject. For every
-observation it evaluates the rules as of the subject's newest observation and issues `RecordSignal` for each
-rule that fires (a new risk, or a re-score of the subject's open one) and, for a P1 breach or P1 incident,
-`ActivateEmergency` for the matching plan (once per plan and request). Each command's Idempotency-Key is
-derived from the upstream event id and the rule, and evidence already recorded on a risk adds nothing, so a
-replayed topic issues nothing new.
+(breach, incident, satisfaction answer) by upstream event id, and the open risk of each rule's subject.
 
-The feedback service's responses are read by `ResponseRecorded` and the `csat-team` rule; the driver reads
-`opsat.feedback.events` once that topic exists (add "feedback" to `sources` and the service's `consumes`).
+It judges a consumer batch at a time (`apply_batch`; `apply` is a batch of one): for each event in arrival
+order, every rule is evaluated as of the subject's newest observation, exactly as if the events came one by
+one, but the memory is read and written once per batch and rule instead of once per event, and the signals
+of one subject are coalesced into one `RecordSignal` (the last evaluation's score, the union of the
+evidence). A P1 breach, a P1 incident, or an incident whose priority an override raised to P1 issues
+`ActivateEmergency` for the matching plan (once per plan and request). Each command's Idempotency-Key is
+derived from an upstream event id and the rule, and evidence already recorded on a risk adds nothing, so a
+replayed topic issues nothing new.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any, ClassVar
 
 from pydantic import AwareDatetime
-from sqlalchemy import Column, DateTime, Float, Integer, MetaData, String, Table, select, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import Column, DateTime, Float, Integer, MetaData, String, Table, bindparam, func, select, text, update
+from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from opsat.common.commands import CommandMeta
 from opsat.common.consumer import ReceivedEvent, processed_events_table
 from opsat.common.db import REACTIONS_SCHEMA
 from opsat.common.domain import DomainError
-from opsat.common.eventstore import fold
 from opsat.common.reactions import CommandReaction, ForeignEvent
 from opsat.risk.app import configuration
 from opsat.risk.domain import commands as c
@@ -40,6 +44,7 @@ from opsat.risk.domain.signals import Observation, Signal, SignalRule
 log = logging.getLogger(__name__)
 RISKS = uuid.UUID("0b3f7e0e-8a43-4f4e-a3c5-1f7b6a0d9c11")  # namespace of risk ids raised by signals
 RULES_MAX_AGE_S = 1.0  # a changed rule or plan applies to observations at most this much later
+COMMANDS_IN_FLIGHT = 8  # a batch's commands run side by side on this many pooled connections at most
 
 
 # --- the fields the risk service reads of intake's, the SLA monitor's and feedback's events ---------------
@@ -54,6 +59,14 @@ class Submitted(_Upstream):
     priority: str
     service: str | None = None
     team: str | None = None
+
+
+class PriorityOverridden(_Upstream):
+    """Staff raised or lowered a request's priority: raised to P1, an incident is a P1 incident from then on."""
+
+    event_type: ClassVar[str] = "opsat.intake.request.priority_overridden"
+    priority: str
+    previous_priority: str
 
 
 class ClockStarted(_Upstream):
@@ -84,20 +97,22 @@ class Breached(_Upstream):
     target: str
 
 
-class ResponseRecorded(ForeignEvent):
-    """A satisfaction response (feedback service): its 0-100 score and the team and service it rates."""
+class SurveyAnswered(ForeignEvent):
+    """A satisfaction answer (feedback service): its 0-100 score and the team it rates. Relationship surveys
+    (a campaign's, about no request) name no team and count for no team's CSAT."""
 
-    event_type: ClassVar[str] = "opsat.feedback.response.recorded"
-    response_id: str
+    event_type: ClassVar[str] = "opsat.feedback.survey.answered"
+    survey_id: str
     score: float
     at: AwareDatetime
     team: str | None = None
-    service: str | None = None
+    assignee: str | None = None
     request_id: str | None = None
+    campaign_id: str | None = None
 
 
-UPSTREAM_READS: tuple[type[ForeignEvent], ...] = (Submitted, ClockStarted, ResponseMet, TeamChanged, Retargeted,
-                                                  Breached, ResponseRecorded)
+UPSTREAM_READS: tuple[type[ForeignEvent], ...] = (Submitted, PriorityOverridden, ClockStarted, ResponseMet,
+                                                  TeamChanged, Retargeted, Breached, SurveyAnswered)
 
 
 # --- what the driver remembers -------------------------------------------------------------------------
@@ -122,94 +137,192 @@ _T = SIGNAL_METADATA.tables
 REQUESTS = _T[f"{REACTIONS_SCHEMA}.signal_requests"]
 OBSERVATIONS = _T[f"{REACTIONS_SCHEMA}.signal_observations"]
 SUBJECTS = _T[f"{REACTIONS_SCHEMA}.signal_subjects"]
+_FACTS = ("kind", "priority", "team", "service")
+
+
+def _read(received: ReceivedEvent) -> ForeignEvent | None:
+    return next((cls.read(received) for cls in UPSTREAM_READS if cls.matches(received)), None)
+
+
+def _newest(observations: Iterable[Observation]) -> Observation:
+    return max(observations, key=lambda o: (o.at, o.event_id))
 
 
 class SignalDriver(CommandReaction):
     name: ClassVar[str] = "risk_signals"
-    sources: ClassVar[tuple[str, ...]] = ("intake", "sla")
+    sources: ClassVar[tuple[str, ...]] = ("intake", "sla", "feedback")
     command: ClassVar[type] = c.RecordSignal
 
     def __init__(self, *topics: str) -> None:
         super().__init__(*topics)
         self.metadata = SIGNAL_METADATA
         self._book: tuple[float, dict[str, SignalRule], dict[str, plans.Plan]] | None = None
+        self._in_flight = asyncio.Semaphore(COMMANDS_IN_FLIGHT)
 
     def command_for(self, received: ReceivedEvent) -> Any | None:
-        return None  # one event may call for several commands: `apply` issues them
+        return None  # one event may call for several commands: `apply_batch` issues them
 
     async def apply(self, conn: AsyncConnection, received: ReceivedEvent) -> None:
-        observation = await self.observe(conn, received)
-        if observation is None:
+        await self.apply_batch(conn, [received])
+
+    async def apply_batch(self, conn: AsyncConnection, events: Sequence[ReceivedEvent]) -> None:
+        """The events in arrival order: the same decisions as one at a time, one command per subject."""
+        reads = [(received, read) for received in events if (read := _read(received)) is not None]
+        if not reads:
             return
-        await conn.execute(insert(OBSERVATIONS).values(
-            event_id=observation.event_id, source=observation.source, at=observation.at, team=observation.team,
-            service=observation.service, kind=observation.kind, priority=observation.priority,
-            value=observation.value, request_id=_request_of(received)).on_conflict_do_nothing())
-        rules, plan_book = await self.configuration(conn)
-        for rule in sorted(rules.values(), key=lambda r: r.rule_id):
-            if rule.subject_of(observation) is None:
+        observations, activations = await self.observe(conn, reads)
+        commands: list[tuple[Any, ReceivedEvent, str]] = []
+        if observations:
+            rules, _ = await self.configuration(conn)
+            fired = await self.evaluate(conn, rules, observations)
+            risk_ids = await self.open_risks(conn, [(signal, first) for _, first, signal in fired])
+            commands += [(c.RecordSignal(risk_id=risk_ids[signal.key], signal=signal), last, f"rule:{signal.rule_id}")
+                         for last, _, signal in fired]
+            await conn.execute(insert(OBSERVATIONS).on_conflict_do_nothing(), [
+                {"event_id": o.event_id, "source": o.source, "at": o.at, "team": o.team, "service": o.service,
+                 "kind": o.kind, "priority": o.priority, "value": o.value, "request_id": _request_of(received)}
+                for received, o in observations])
+        if activations:
+            commands += await self.activations(conn, activations)
+        # Each command is on a stream of its own (one per subject, one per plan and request): they run side by
+        # side, each in its own transaction, as one event at a time would have run them one after another.
+        await asyncio.gather(*(self._execute(command, received, purpose) for command, received, purpose in commands))
+
+    # --- upstream events -> the requests' facts, observations and activations ------------------------------
+    async def observe(self, conn: AsyncConnection, reads: list[tuple[ReceivedEvent, ForeignEvent]]
+                      ) -> tuple[list[tuple[ReceivedEvent, Observation]],
+                                 list[tuple[ReceivedEvent, Observation, str]]]:
+        """Folds the batch into the requests' facts (written once) and returns its observations and the
+        P1 moments that activate a plan, each as one event at a time would have seen them."""
+        facts = await self._facts(conn, {read.request_id for _, read in reads
+                                         if isinstance(read, Breached | ClockStarted | ResponseMet | TeamChanged
+                                                       | Retargeted)})
+        incidents = await self._incidents(conn, {read.request_id for _, read in reads
+                                                 if isinstance(read, PriorityOverridden) and read.priority == "P1"})
+        changed: dict[str, dict[str, Any]] = {}
+
+        def remember(received: ReceivedEvent, request_id: str, **known: Any) -> None:
+            """A request's latest team, service and priority (events of one clock arrive in order)."""
+            row = facts.get(request_id)
+            if row is not None and row["sequence"] >= received.sequence:
+                return
+            row = {**(row or dict.fromkeys(_FACTS)), **known, "request_id": request_id, "sequence": received.sequence}
+            facts[request_id] = changed[request_id] = row
+
+        observations: list[tuple[ReceivedEvent, Observation]] = []
+        activations: list[tuple[ReceivedEvent, Observation, str]] = []
+        for received, read in reads:
+            observation: Observation | None = None
+            match read:
+                case ClockStarted():
+                    remember(received, read.request_id, kind=read.kind, priority=read.priority, team=read.team,
+                             service=read.service)
+                case ResponseMet() if read.team:
+                    remember(received, read.request_id, team=read.team)
+                case TeamChanged():
+                    remember(received, read.request_id, team=read.team)
+                case Retargeted():
+                    remember(received, read.request_id, priority=read.priority)
+                case Breached():
+                    known = facts.get(read.request_id) or {}
+                    observation = Observation(event_id=received.id, source="sla_breach", at=read.at,
+                                              team=known.get("team"), service=known.get("service"),
+                                              kind=known.get("kind"), priority=known.get("priority"))
+                case Submitted():
+                    observation = Observation(event_id=received.id, source="incident", at=read.at, team=read.team,
+                                              service=read.service, kind=read.kind, priority=read.priority)
+                    incidents[read.request_id] = observation
+                case SurveyAnswered() if read.team:
+                    observation = Observation(event_id=received.id, source="feedback_response", at=read.at,
+                                              team=read.team, value=read.score)
+                case PriorityOverridden() if read.priority == "P1" and read.previous_priority != "P1":
+                    submitted = incidents.get(read.request_id)
+                    if submitted is not None and submitted.kind == "incident":  # as if it had been submitted P1
+                        activations.append((received, replace(submitted, event_id=received.id, at=read.at,
+                                                              priority="P1"), read.request_id))
+            if observation is None:
                 continue
-            # As of the subject's newest observation: events of one subject arrive from several partitions,
-            # so the last to arrive is not always the latest.
-            subject = rule.subject_of(observation)
-            counted = [o for o in await self.history(conn, rule, observation) if rule.subject_of(o) == subject]
-            signal = rule.evaluate(max(counted, key=lambda o: (o.at, o.event_id)), counted)
-            if signal is not None:
-                await self.signal(conn, received, signal)
-        if observation.priority == "P1" and (observation.source == "sla_breach" or observation.kind == "incident"):
-            await self.activate(conn, received, observation, plan_book)
+            observations.append((received, observation))
+            request_id = _request_of(received)
+            if request_id is not None and observation.priority == "P1" and (
+                    observation.source == "sla_breach" or observation.kind == "incident"):
+                activations.append((received, observation, request_id))
+        if changed:
+            statement = insert(REQUESTS)
+            await conn.execute(statement.on_conflict_do_update(
+                index_elements=[REQUESTS.c.request_id],
+                set_={name: statement.excluded[name] for name in (*_FACTS, "sequence")},
+                where=REQUESTS.c.sequence < statement.excluded.sequence), list(changed.values()))
+        return observations, activations
 
-    # --- upstream events -> observations ------------------------------------------------------------------
-    async def observe(self, conn: AsyncConnection, received: ReceivedEvent) -> Observation | None:
-        read = next((cls.read(received) for cls in UPSTREAM_READS if cls.matches(received)), None)
-        match read:
-            case ClockStarted():
-                await self.remember(conn, received, read.request_id, kind=read.kind, priority=read.priority,
-                                    team=read.team, service=read.service)
-            case ResponseMet() if read.team:
-                await self.remember(conn, received, read.request_id, team=read.team)
-            case TeamChanged():
-                await self.remember(conn, received, read.request_id, team=read.team)
-            case Retargeted():
-                await self.remember(conn, received, read.request_id, priority=read.priority)
-            case Breached():
-                facts = (await conn.execute(select(REQUESTS).where(REQUESTS.c.request_id == read.request_id))
-                         ).mappings().first() or {}
-                return Observation(event_id=received.id, source="sla_breach", at=read.at, team=facts.get("team"),
-                                   service=facts.get("service"), kind=facts.get("kind"),
-                                   priority=facts.get("priority"))
-            case Submitted():
-                return Observation(event_id=received.id, source="incident", at=read.at, team=read.team,
-                                   service=read.service, kind=read.kind, priority=read.priority)
-            case ResponseRecorded():
-                return Observation(event_id=received.id, source="feedback_response", at=read.at, team=read.team,
-                                   service=read.service, value=read.score)
-        return None
+    async def _facts(self, conn: AsyncConnection, request_ids: set[str]) -> dict[str, dict[str, Any]]:
+        if not request_ids:
+            return {}
+        rows = await conn.execute(select(REQUESTS).where(REQUESTS.c.request_id == func.any(_array(request_ids))))
+        return {row["request_id"]: dict(row) for row in rows.mappings()}
 
-    async def remember(self, conn: AsyncConnection, received: ReceivedEvent, request_id: str, **facts: Any) -> None:
-        """A request's latest team, service and priority (events of one clock arrive in order)."""
-        row = {"request_id": request_id, "sequence": received.sequence, **facts}
-        statement = insert(REQUESTS).values(**row)
-        await conn.execute(statement.on_conflict_do_update(
-            index_elements=[REQUESTS.c.request_id], set_={**facts, "sequence": received.sequence},
-            where=REQUESTS.c.sequence < received.sequence))
+    async def _incidents(self, conn: AsyncConnection, request_ids: set[str]) -> dict[str, Observation]:
+        """The submission of each request (an 'incident' observation, whatever the request's kind)."""
+        if not request_ids:
+            return {}
+        o = OBSERVATIONS.c
+        rows = await conn.execute(select(OBSERVATIONS).where(
+            o.source == "incident", o.request_id == func.any(_array(request_ids))))
+        return {row["request_id"]: _observation(row) for row in rows.mappings()}
 
-    async def history(self, conn: AsyncConnection, rule: SignalRule, latest: Observation) -> list[Observation]:
-        """The observations of the rule's source and subject that a window or last N including `latest` can see
-        (`latest` itself among them: it was stored before)."""
+    # --- rules ---------------------------------------------------------------------------------------------
+    async def evaluate(self, conn: AsyncConnection, rules: dict[str, SignalRule],
+                       observations: list[tuple[ReceivedEvent, Observation]]
+                       ) -> list[tuple[ReceivedEvent, ReceivedEvent, Signal]]:
+        """Each rule over the batch, event by event as of the subject's newest observation; per subject, the
+        signals it fired coalesced into one: the last evaluation with the union of the evidence. With it, the
+        last event that fired (the command's key: a redelivered batch reaching further issues the rest) and
+        the first (a risk it raises is named after it, as one event at a time would name it)."""
+        fired: list[tuple[ReceivedEvent, ReceivedEvent, Signal]] = []
+        for rule in sorted(rules.values(), key=lambda r: r.rule_id):
+            mine = [(received, o, subject) for received, o in observations if (subject := rule.subject_of(o))]
+            if not mine:
+                continue
+            pools: dict[str, dict[str, Observation]] = defaultdict(dict)
+            for stored in await self.history(conn, rule, [o for _, o, _ in mine]):
+                if (subject := rule.subject_of(stored)) is not None:
+                    pools[subject][stored.event_id] = stored
+            signals: dict[str, list[tuple[ReceivedEvent, Signal]]] = {}
+            for received, o, subject in mine:
+                pool = pools[subject]
+                pool[o.event_id] = o
+                # As of the subject's newest observation: events of one subject arrive from several partitions,
+                # so the last to arrive is not always the latest.
+                signal = rule.evaluate(_newest(pool.values()), pool.values())
+                if signal is not None:
+                    signals.setdefault(subject, []).append((received, signal))
+            for found in signals.values():
+                evidence = tuple(dict.fromkeys(e for _, s in found for e in s.evidence))
+                fired.append((found[-1][0], found[0][0], replace(found[-1][1], evidence=evidence)))
+        return fired
+
+    async def history(self, conn: AsyncConnection, rule: SignalRule, batch: list[Observation]) -> list[Observation]:
+        """The stored observations of the rule's source and the batch's subjects that a window or last N as of
+        any of the batch's observations can see (a superset: `SignalRule.evaluate` picks)."""
         o = OBSERVATIONS.c
         column = o.team if rule.subject == "team" else o.service
-        query = select(OBSERVATIONS).where(o.source == rule.source, column == getattr(latest, rule.subject))
+        names = {getattr(b, rule.subject) for b in batch}
+        conditions = [o.source == rule.source, column == func.any(_array(names))]
         if rule.per_kind:
-            query = query.where(o.kind == latest.kind)
+            conditions.append(o.kind == func.any(_array({b.kind for b in batch if b.kind is not None})))
         if rule.window_seconds is not None:
-            query = query.where(o.at > latest.at - timedelta(seconds=rule.window_seconds))
-        if rule.mode != "count":
-            query = query.order_by(o.at.desc(), o.event_id.desc()).limit(4 * (rule.last_n or 1))  # after filters
-        rows = (await conn.execute(query)).mappings().all()
-        return [Observation(event_id=r["event_id"], source=r["source"], at=r["at"], team=r["team"],
-                            service=r["service"], kind=r["kind"], priority=r["priority"], value=r["value"])
-                for r in rows]
+            conditions.append(o.at > min(b.at for b in batch) - timedelta(seconds=rule.window_seconds))
+        if rule.mode == "count":
+            rows = await conn.execute(select(OBSERVATIONS).where(*conditions))
+            return [_observation(row) for row in rows.mappings()]
+        # The newest last N of each subject (with room for some arriving late, as before).
+        partition = [column, o.kind] if rule.per_kind else [column]
+        ranked = select(OBSERVATIONS, func.row_number().over(
+            partition_by=partition, order_by=(o.at.desc(), o.event_id.desc())).label("rank")).where(*conditions)
+        inner = ranked.subquery()
+        rows = await conn.execute(select(*(inner.c[name] for name in OBSERVATIONS.c.keys())).where(
+            inner.c.rank <= 4 * (rule.last_n or 1)))
+        return [_observation(row) for row in rows.mappings()]
 
     async def configuration(self, conn: AsyncConnection) -> tuple[dict[str, SignalRule], dict[str, plans.Plan]]:
         now = time.monotonic()
@@ -224,54 +337,92 @@ class SignalDriver(CommandReaction):
         assert self.handler is not None, "the service kit sets the handler"
         meta = CommandMeta(correlation_id=received.correlation_id or received.id, causation_id=received.id,
                            idempotency_key=f"{self.name}:{received.id}:{purpose}", fingerprint=received.id)
-        try:
-            await self.handler.execute(command, self.actor, meta)
-        except DomainError as exc:  # the domain says no (already recorded, already active): a decision
-            log.info("reaction %s: %s refused for event %s: %s", self.name, type(command).__name__, received.id,
-                     exc.detail)
+        async with self._in_flight:
+            try:
+                await self.handler.execute(command, self.actor, meta)
+            except DomainError as exc:  # the domain says no (already recorded, already active): a decision
+                log.info("reaction %s: %s refused for event %s: %s", self.name, type(command).__name__,
+                         received.id, exc.detail)
 
-    async def signal(self, conn: AsyncConnection, received: ReceivedEvent, signal: Signal) -> None:
-        """Re-score the subject's open risk, or raise a new one (its id derived from the event that raised it)."""
-        await self._execute(c.RecordSignal(risk_id=await self.open_risk(conn, signal, received), signal=signal),
-                            received, f"rule:{signal.rule_id}")
+    async def open_risks(self, conn: AsyncConnection, signals: list[tuple[Signal, ReceivedEvent]]) -> dict[str, str]:
+        """Per subject key, its open risk, or a new id claimed for it (derived from the event that raised it).
+        The claim is a conditional write on the subject's row: a replica claiming the same subject concurrently
+        waits for this transaction and then takes ours."""
+        if not signals:
+            return {}
+        keys = sorted({signal.key for signal, _ in signals})
+        known = {row[0]: row[1] for row in await conn.execute(select(SUBJECTS.c.subject_key, SUBJECTS.c.risk_id).where(
+            SUBJECTS.c.subject_key == func.any(_array(keys))))}
+        open_ids = await self._still_open(conn, set(known.values()))
+        found: dict[str, str] = {}
+        for signal, first in signals:
+            current = known.get(signal.key)
+            if current is not None and current in open_ids:
+                found[signal.key] = current
+                continue
+            key = SUBJECTS.c.subject_key == signal.key
+            minted = str(uuid.uuid5(RISKS, f"{signal.key}:{first.id}"))
+            if current is None:
+                claim = insert(SUBJECTS).values(subject_key=signal.key, risk_id=minted).on_conflict_do_nothing()
+            else:  # the last one was accepted or closed: a new risk replaces it
+                claim = update(SUBJECTS).where(key, SUBJECTS.c.risk_id == current).values(risk_id=minted)
+            if (await conn.execute(claim.returning(SUBJECTS.c.risk_id))).scalar() is not None:
+                found[signal.key] = minted
+            else:  # another replica's
+                found[signal.key] = (await conn.execute(select(SUBJECTS.c.risk_id).where(key))).scalar_one()
+        return found
 
-    async def open_risk(self, conn: AsyncConnection, signal: Signal, received: ReceivedEvent) -> str:
-        """The subject's open risk, or a new id claimed for it. The claim is a conditional write on the subject's
-        row: a replica claiming the same subject concurrently waits for this transaction and then takes ours."""
+    async def _still_open(self, conn: AsyncConnection, risk_ids: set[str]) -> set[str]:
+        """Those of the risks whose latest event leaves them open (or that have none yet: a claim whose command
+        has not committed is the subject's risk all the same)."""
+        if not risk_ids:
+            return set()
+        rows = await conn.execute(text(
+            "select distinct on (stream_id) stream_id, data->>'status' from events where stream_type = 'risk'"
+            " and stream_id = any(:ids) order by stream_id, version desc"), {"ids": sorted(risk_ids)})
+        status = {row[0]: row[1] for row in rows}
+        return {risk_id for risk_id in risk_ids if status.get(risk_id, "identified") in register.OPEN}
+
+    async def activations(self, conn: AsyncConnection, moments: list[tuple[ReceivedEvent, Observation, str]]
+                          ) -> list[tuple[Any, ReceivedEvent, str]]:
+        """`ActivateEmergency` for the matching plan of each P1 moment, the first of each plan and request only,
+        naming who is on call for each step's role at that moment."""
         assert self.handler is not None
-        key = SUBJECTS.c.subject_key == signal.key
-        known = (await conn.execute(select(SUBJECTS.c.risk_id).where(key))).scalar()
-        if known is not None:
-            risk = fold(register.evolve, await self.handler.store.load(known))
-            if risk is None or risk.open:
-                return known
-        minted = str(uuid.uuid5(RISKS, f"{signal.key}:{received.id}"))
-        if known is None:
-            claim = insert(SUBJECTS).values(subject_key=signal.key, risk_id=minted).on_conflict_do_nothing()
-        else:  # the last one was accepted or closed: a new risk replaces it
-            claim = update(SUBJECTS).where(key, SUBJECTS.c.risk_id == known).values(risk_id=minted)
-        if (await conn.execute(claim.returning(SUBJECTS.c.risk_id))).scalar() is not None:
-            return minted
-        return (await conn.execute(select(SUBJECTS.c.risk_id).where(key))).scalar_one()  # another replica's
-
-    async def activate(self, conn: AsyncConnection, received: ReceivedEvent, observation: Observation,
-                       book: dict[str, plans.Plan]) -> None:
-        source = "breach" if observation.source == "sla_breach" else "incident"
-        plan = plans.choose(book.values(), source, observation.priority, observation.team, observation.service)
-        request_id = _request_of(received)
-        if plan is None or request_id is None:
-            return
-        assert self.handler is not None
-        what = "SLA breach" if source == "breach" else "incident"
-        command = await configuration.activation(
-            conn, self.handler.store, emergency_id=configuration.emergency_id_for(plan.plan_id, request_id),
-            plan_id=plan.plan_id, reason=f"P1 {what} of request {request_id}", team=observation.team,
-            service=observation.service, at=observation.at,
-            trigger={"event_id": received.id, "event_type": received.event_type, "request_id": request_id,
-                     "priority": observation.priority})
-        await self._execute(command, received, "emergency")
+        _, book = await self.configuration(conn)
+        rotas: dict[str, Any] | None = None
+        commands: list[tuple[Any, ReceivedEvent, str]] = []
+        activated: set[str] = set()
+        for received, observation, request_id in moments:
+            source = "breach" if observation.source == "sla_breach" else "incident"
+            plan = plans.choose(book.values(), source, observation.priority, observation.team, observation.service)
+            if plan is None:
+                continue
+            emergency_id = configuration.emergency_id_for(plan.plan_id, request_id)
+            if emergency_id in activated:
+                continue
+            activated.add(emergency_id)
+            if rotas is None:
+                rotas = await configuration.rota_book(conn, self.handler.store)
+            what = "SLA breach" if source == "breach" else "incident"
+            command = c.ActivateEmergency(
+                emergency_id=emergency_id, plan=plan, on_call=configuration.on_call(rotas, plan, observation.team,
+                                                                                    observation.at),
+                reason=f"P1 {what} of request {request_id}", team=observation.team, service=observation.service,
+                trigger={"event_id": received.id, "event_type": received.event_type, "request_id": request_id,
+                         "priority": observation.priority})
+            commands.append((command, received, "emergency"))
+        return commands
 
 
 def _request_of(received: ReceivedEvent) -> str | None:
     value = received.data.get("request_id")
     return value if isinstance(value, str) else None
+
+
+def _array(values: Iterable[Any]) -> Any:
+    return bindparam(None, sorted(values), type_=ARRAY(String), unique=True)
+
+
+def _observation(row: Any) -> Observation:
+    return Observation(event_id=row["event_id"], source=row["source"], at=row["at"], team=row["team"],
+                       service=row["service"], kind=row["kind"], priority=row["priority"], value=row["value"])
