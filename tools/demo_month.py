@@ -132,6 +132,8 @@ class Plan:
         return response * self.pace, resolution * self.pace
 
     def key(self, *parts: object) -> str:
+        """The Idempotency-Key of one step of this month (configuration steps use keys of their own, so that
+        another seed or size repeats them rather than adding another version)."""
         return "demo-" + "-".join(map(str, (self.seed, self.size, *parts)))
 
 
@@ -218,7 +220,7 @@ class Api:
 
     clients: dict[str, httpx.AsyncClient]
     mint: Callable[[str, str, str], str]
-    concurrency: int = 32
+    concurrency: int = 16
     counts: Counter = field(default_factory=Counter)
     _tokens: dict[tuple[str, str, str], str] = field(default_factory=dict)
     _slots: asyncio.Semaphore | None = None
@@ -324,16 +326,16 @@ class DemoMonth:
         await asyncio.gather(*(api.command(
             "feedback", f"/api/v1/contacts/{person}/register", api.staff(ADMIN, "admin"),
             {"organisation_id": org, "email": f"{person}@{org}.example", "language": language},
-            key=plan.key("contact", person)) for person, (org, language) in plan.requesters.items()))
+            key=f"demo-contact-{person}") for person, (org, language) in plan.requesters.items()))
         monday = date.today() - timedelta(days=date.today().weekday())
         for team, (engineers, _) in TEAMS.items():
             lead = api.staff(LEADS[team], "team_lead")
             await api.command("risk", f"/api/v1/rotas/{team}-engineers/define", lead, {
                 "team": team, "role": "on_call_engineer", "starts_on": monday.isoformat(), "members": engineers},
-                key=plan.key("rota", team, monday))
+                key=f"demo-rota-{team}-{monday}")
             await api.command("risk", f"/api/v1/rotas/{team}-duty/define", lead, {
                 "team": team, "role": "duty_manager", "starts_on": monday.isoformat(), "members": [LEADS[team]]},
-                key=plan.key("duty", team, monday))
+                key=f"demo-duty-{team}-{monday}")
         for n, body in enumerate([
             {"title": "Only one DBA knows the restore procedure", "category": "personnel", "subject_type": "team",
              "subject": "database", "description": "restores depend on one person", "likelihood": 3, "impact": 5},
@@ -341,7 +343,7 @@ class DemoMonth:
              "subject_type": "service", "subject": "mail", "description": "renewal not yet ordered",
              "likelihood": 2, "impact": 4}]):
             await api.command("risk", "/api/v1/risks", api.staff(OFFICER, "risk_officer"), body,
-                              key=plan.key("risk", n))
+                              key=f"demo-risk-{n}")
 
     # one request's life
     async def live(self, p: Planned) -> None:
@@ -351,6 +353,26 @@ class DemoMonth:
             self.report.failures.append(f"request {p.index}: {exc}")
 
     async def _live(self, p: Planned) -> None:
+        """Admitted at submit, a request keeps its place until it ends or waits on purpose (a late one), so the
+        requests already running never queue behind new submits: on time stays on time however big the month."""
+        holding = False
+
+        async def wait_until(moment: float) -> None:
+            nonlocal holding
+            if holding:
+                self.admission.release()
+                holding = False
+            await asyncio.sleep(max(0.0, moment - time.monotonic()))
+
+        await self.admission.acquire()
+        holding = True
+        try:
+            await self._steps(p, wait_until)
+        finally:
+            if holding:
+                self.admission.release()
+
+    async def _steps(self, p: Planned, wait_until: Callable[[float], Any]) -> None:
         api, plan = self.api, self.plan
         customer = api.auth(p.requester, p.organisation, "requester")
         engineer, desk = api.staff(p.engineer), api.staff(DESK)
@@ -360,65 +382,61 @@ class DemoMonth:
         def step(name: str) -> str:
             return plan.key("r", p.index, name)
 
-        async with self.admission:
-            created = await api.command("intake", "/api/v1/requests", desk, {
-                "kind": p.kind, "channel": p.channel, "title": p.title, "description": f"{p.title} (reported by "
-                f"{p.requester})", "impact": p.impact, "urgency": p.urgency, "service": p.service,
-                "customer_tier": TIER, "team": p.team, "requester_id": p.requester,
-                "organisation_id": p.organisation},  # the desk routes it to a team as it logs it
-                key=step("submit"))
-            rid = created["request_id"]
-            self.report.request_ids[p.index] = rid
-            submitted = time.monotonic()
-            path = f"/api/v1/requests/{rid}"
-            if p.fate == "submitted":
-                return
-            if p.fate == "rejected":
-                await api.command("intake", f"{path}/reject", engineer, {"reason": "not an IT matter"},
-                                  key=step("reject"))
-                return
-            if p.fate == "cancelled":
-                await api.command("intake", f"{path}/cancel", customer, {"reason": "solved it myself"},
-                                  key=step("cancel"))
-                return
+        created = await api.command("intake", "/api/v1/requests", desk, {
+            "kind": p.kind, "channel": p.channel, "title": p.title, "description": f"{p.title} (reported by "
+            f"{p.requester})", "impact": p.impact, "urgency": p.urgency, "service": p.service,
+            "customer_tier": TIER, "team": p.team, "requester_id": p.requester,
+            "organisation_id": p.organisation}, key=step("submit"))  # the desk routes it to a team as it logs it
+        rid = created["request_id"]
+        self.report.request_ids[p.index] = rid
+        submitted = time.monotonic()
+        path = f"/api/v1/requests/{rid}"
+        if p.fate == "submitted":
+            return
+        if p.fate == "rejected":
+            await api.command("intake", f"{path}/reject", engineer, {"reason": "not an IT matter"},
+                              key=step("reject"))
+            return
+        if p.fate == "cancelled":
+            await api.command("intake", f"{path}/cancel", customer, {"reason": "solved it myself"},
+                              key=step("cancel"))
+            return
         if p.late == "response":  # nobody picks it up in time
-            await asyncio.sleep(max(0.0, submitted + response_s + margin - time.monotonic()))
-        async with self.admission:
-            await api.command("intake", f"{path}/accept", engineer, {"team": p.team, "assignee": p.engineer},
-                              key=step("accept"))
-            if p.kind in ("service_request", "change"):
-                await api.command("intake", f"{path}/requirement", engineer, {
-                    "scope": p.title, "acceptance_criteria": "the requester confirms it works"}, key=step("scope"))
-                await api.command("intake", f"{path}/requirement/confirm", customer, None, key=step("confirm"))
-            if p.kind == "change":
-                await api.command("intake", f"{path}/approval/approve", api.staff(MANAGER, "manager"),
-                                  {"comment": "fits the change window"}, key=step("approve"))
-            await api.command("intake", f"{path}/start", engineer, None, key=step("start"))
-            if p.asks_customer:
-                await api.command("intake", f"{path}/request-info", engineer,
-                                  {"question": "Which office are you in, and since when?"}, key=step("ask"))
-                await asyncio.sleep(0.5)
-                await api.command("intake", f"{path}/provide-info", customer,
-                                  {"answer": "Second floor, since about nine"}, key=step("answer"))
-            if p.logs_time:
-                await api.command("intake", f"{path}/time-entries", engineer,
-                                  {"minutes": 15 + p.index % 4 * 15, "note": "diagnosis"}, key=step("time"))
-            if p.fate == "in_progress":
-                return
+            await wait_until(submitted + response_s + margin)
+        await api.command("intake", f"{path}/accept", engineer, {"team": p.team, "assignee": p.engineer},
+                          key=step("accept"))
+        if p.kind in ("service_request", "change"):
+            await api.command("intake", f"{path}/requirement", engineer, {
+                "scope": p.title, "acceptance_criteria": "the requester confirms it works"}, key=step("scope"))
+            await api.command("intake", f"{path}/requirement/confirm", customer, None, key=step("confirm"))
+        if p.kind == "change":
+            await api.command("intake", f"{path}/approval/approve", api.staff(MANAGER, "manager"),
+                              {"comment": "fits the change window"}, key=step("approve"))
+        await api.command("intake", f"{path}/start", engineer, None, key=step("start"))
+        if p.asks_customer:
+            await api.command("intake", f"{path}/request-info", engineer,
+                              {"question": "Which office are you in, and since when?"}, key=step("ask"))
+            await asyncio.sleep(0.5)
+            await api.command("intake", f"{path}/provide-info", customer,
+                              {"answer": "Second floor, since about nine"}, key=step("answer"))
+        if p.logs_time:
+            await api.command("intake", f"{path}/time-entries", engineer,
+                              {"minutes": 15 + p.index % 4 * 15, "note": "diagnosis"}, key=step("time"))
+        if p.fate == "in_progress":
+            return
         if p.late == "resolution":  # the fix takes longer than the target
-            await asyncio.sleep(max(0.0, submitted + resolution_s + margin - time.monotonic()))
-        async with self.admission:
-            await api.command("intake", f"{path}/resolve", engineer, {"solution": "found the cause and fixed it"},
-                              key=step("resolve"))
-            if p.fate == "reopened":
-                await api.command("intake", f"{path}/reject-delivery", customer,
-                                  {"reason": "it happened again an hour later"}, key=step("reject-delivery"))
-                await api.command("intake", f"{path}/start", engineer, None, key=step("restart"))
-                await api.command("intake", f"{path}/resolve", engineer,
-                                  {"solution": "replaced the faulty part"}, key=step("resolve-again"))
-            if p.fate in ("closed", "reopened"):
-                await api.command("intake", f"{path}/accept-delivery", customer, {"comment": "works now"},
-                                  key=step("accept-delivery"))
+            await wait_until(submitted + resolution_s + margin)
+        await api.command("intake", f"{path}/resolve", engineer, {"solution": "found the cause and fixed it"},
+                          key=step("resolve"))
+        if p.fate == "reopened":
+            await api.command("intake", f"{path}/reject-delivery", customer,
+                              {"reason": "it happened again an hour later"}, key=step("reject-delivery"))
+            await api.command("intake", f"{path}/start", engineer, None, key=step("restart"))
+            await api.command("intake", f"{path}/resolve", engineer,
+                              {"solution": "replaced the faulty part"}, key=step("resolve-again"))
+        if p.fate in ("closed", "reopened"):
+            await api.command("intake", f"{path}/accept-delivery", customer, {"comment": "works now"},
+                              key=step("accept-delivery"))
 
     # monitoring's view: the outages behind the first few urgent incidents
     async def outages(self) -> None:
@@ -592,7 +610,8 @@ def summary(report: Report, api: Api, urls: dict[str, str]) -> str:
                      f"{row.get('responses')} responses")
     lines.append(f"  feedback   surveys seen {report.surveys_seen}, answered now {report.answered}, "
                  f"answered before {report.already_answered}")
-    for risk in f.get("risks", []):
+    lines.append(f"  risk       {len(f.get('risks', []))} risks in the register, the highest:")
+    for risk in f.get("risks", [])[:6]:
         lines.append(f"  risk       {risk.get('title')} ({risk.get('subject')}): score {risk.get('score')} "
                      f"{risk.get('level')} [{risk.get('source')}]")
     lines.append(f"  risk       emergencies: {f.get('emergencies')}")
@@ -637,7 +656,8 @@ async def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1, help="the same seed and size repeat nothing")
     parser.add_argument("--pace", type=float, default=1.0,
                         help="SLA targets scale (1: P1 15 s/45 s .. P4 40 s/120 s); longer runs, fewer breaches")
-    parser.add_argument("--concurrency", type=int, default=32, help="HTTP calls in flight")
+    parser.add_argument("--concurrency", type=int, default=16,
+                        help="requests being worked at once (and HTTP calls in flight)")
     parser.add_argument("--local", type=Path, default=Path(".local"), help="make run's state folder")
     parser.add_argument("--maildir", type=Path, default=None, help="default: <local>/mail")
     for name in SERVICES:
