@@ -17,12 +17,13 @@ TOOLS := deploy/tools/tools.sh
 DEPLOY_TESTS = $$($(TOOLS) cached || echo --ignore=tests/deploy)
 
 .PHONY: install lint infra run stop status test test-unit test-integration test-faults test-contract \
-	test-deploy tools tools-helm generate compose-env bench bench-scale docs clean help
+	test-deploy tools tools-helm generate compose-env bench bench-scale docs demo clean help
 
 help:
 	@echo "make run    install, start Kafka + PostgreSQL + every service, print where they listen"
 	@echo "make test   install, start what the tests need, run every test"
 	@echo "make stop   stop the services and the local Kafka + PostgreSQL"
+	@echo "make demo   load a demo month into the services make run started (DEMO_ARGS='--requests 500')"
 	@echo "make bench  run the benchmarks (results in bench/results/)"
 	@echo "make bench-scale [SCALE=1]  a year of operation loaded, the same figures beside an empty store"
 	@echo "make test-faults  the fault-injection suite at full length (about 6 minutes)"
@@ -46,6 +47,11 @@ infra:
 run: install infra
 	@$(LOCAL) up $(SERVICES)
 
+# A realistic month through the public APIs of the services `make run` started; repeating it adds nothing.
+DEMO_ARGS ?=
+demo: install
+	$(PY) -m tools.demo_month $(DEMO_ARGS)
+
 stop:
 	@-$(LOCAL) down $(SERVICES)
 	@$(INFRA) down
@@ -58,7 +64,7 @@ test: install lint infra tools-helm
 	$(VENV)/bin/pytest $(DEPLOY_TESTS)
 
 lint: install
-	$(VENV)/bin/ruff check libs services tests bench
+	$(VENV)/bin/ruff check libs services tests bench tools
 
 test-unit: install tools-helm
 	$(VENV)/bin/pytest tests/unit

@@ -53,6 +53,8 @@ service_env() {  # $1 service, $2 index
   export OPSAT_HTTP_WORKERS=${OPSAT_HTTP_WORKERS:-0}  # one uvicorn process per core
   # One worker per service here: a stable member id lets a restarted worker take its partitions back at once.
   export OPSAT_KAFKA_GROUP_INSTANCE_ID=${OPSAT_KAFKA_GROUP_INSTANCE_ID:-$1-worker-0}
+  # Business services whose outages monitoring reports to the SLA monitor (name -> availability target %).
+  export OPSAT_BUSINESS_SERVICES=${OPSAT_BUSINESS_SERVICES:-'{"mail": 99.9, "erp": 99.9, "vpn": 99.5, "wifi": 99.5, "portal": 99.5}'}
 }
 
 start() {  # $1 service, $2 role (api|worker), $3 port
