@@ -9,11 +9,11 @@ column says `none_as_null`), and a column missing from the rows takes its scalar
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
 
+import orjson
 from sqlalchemy import JSON, Table
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -41,12 +41,16 @@ def _statement(schema: str | None, table: Table, columns: tuple[str, ...], on_co
             + (" on conflict do nothing" if on_conflict_do_nothing else ""))
 
 
+def _json(value: Any) -> str:
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
 def _encoder(table: Table, name: str) -> Any:
     column = table.c[name]
     if isinstance(column.type, JSON):
         if column.type.none_as_null:
-            return lambda v: None if v is None else json.dumps(v)
-        return json.dumps
+            return lambda v: None if v is None else _json(v)
+        return _json
     return None
 
 

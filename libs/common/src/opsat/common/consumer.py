@@ -15,13 +15,13 @@ projection's dead-letter topic.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.structs import ConsumerRecord
 from opentelemetry.trace import SpanKind
@@ -107,7 +107,7 @@ class UndecodableRecord(faults.Poison, ValueError):
 
 def decode_record(record: ConsumerRecord, registries: Iterable[EventRegistry] = ()) -> ReceivedEvent:
     try:
-        ce = json.loads(record.value)
+        ce = orjson.loads(record.value)
         if not isinstance(ce.get("id"), str) or not ce["id"] or not isinstance(ce.get("data"), dict):
             raise ValueError("a CloudEvent needs a string id and an object as data")
         event_type, schema_version = split_type(ce["type"])
