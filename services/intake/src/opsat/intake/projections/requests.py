@@ -15,6 +15,7 @@ from sqlalchemy import String, bindparam, func, select, update
 from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from opsat.common.bulk import insert_rows
 from opsat.common.consumer import ReceivedEvent
 from opsat.intake.domain import events as ev
 from opsat.intake.projections.tables import links, metadata, requests, time_entries, timeline
@@ -72,7 +73,8 @@ class RequestsProjection:
         await self.apply_batch(conn, [received])
 
     async def apply_batch(self, conn: AsyncConnection, batch: list[ReceivedEvent]) -> None:
-        """Timeline rows and new requests in one statement each; then one UPDATE per request touched.
+        """Timeline rows and new requests in one statement each (`insert_rows`: one unnest, not SQLAlchemy's
+        per-row executemany); then one UPDATE per request touched.
 
         Status-like columns are absolute values, so a request's changes within the batch merge in order;
         the columns read-modify-written from the row (watchers, requirement, time) are written at once.
@@ -81,10 +83,9 @@ class RequestsProjection:
             conn, [r for r in batch if isinstance(r.event, ev.IntakeEvent)])  # others: not ours, or too new
         if not mine:
             return
-        await conn.execute(insert(timeline).on_conflict_do_nothing(), [_timeline_row(r) for r in mine])
+        await insert_rows(conn, timeline, [_timeline_row(r) for r in mine], on_conflict_do_nothing=True)
         submitted = [_request_row(r.event, r.sequence) for r in mine if isinstance(r.event, ev.RequestSubmitted)]
-        if submitted:
-            await conn.execute(insert(requests).on_conflict_do_nothing(), submitted)
+        await insert_rows(conn, requests, submitted, on_conflict_do_nothing=True)
         pending: dict[str, dict[str, Any]] = {}
         for received in mine:
             event = received.event

@@ -1,0 +1,82 @@
+"""Many rows into one table in one statement: `INSERT ... SELECT FROM unnest($1::type[], ...)`.
+
+A projection's batch builds its rows as dicts (the one definition of a row, live or rebuild) and hands
+them here instead of to SQLAlchemy's executemany, whose per-row parameter processing dominated a replay.
+Values are written as SQLAlchemy would write them: the table's schema follows the connection's
+`schema_translate_map` (a rebuild's schema), JSON columns are serialised (None as JSON null unless the
+column says `none_as_null`), and a column missing from the rows takes its scalar default.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import lru_cache
+from typing import Any
+
+import orjson
+from sqlalchemy import JSON, Table
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+_DIALECT = postgresql.dialect()
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+@lru_cache(maxsize=256)
+def _statement(schema: str | None, table: Table, columns: tuple[str, ...], on_conflict_do_nothing: bool) -> str:
+    names, arrays, selected = [], [], []
+    for i, name in enumerate(columns, start=1):
+        column = table.c[name]
+        is_json = isinstance(column.type, JSON)
+        sql_type = column.type.compile(dialect=_DIALECT)
+        names.append(_quote(name))
+        arrays.append(f"${i}::{'text' if is_json else sql_type}[]")  # JSON travels as text, cast once there
+        selected.append(f"u.{_quote(name)}::{sql_type}" if is_json else f"u.{_quote(name)}")
+    target = f"{_quote(schema)}.{_quote(table.name)}" if schema else _quote(table.name)
+    return (f"insert into {target} ({', '.join(names)}) select {', '.join(selected)} "
+            f"from unnest({', '.join(arrays)}) as u({', '.join(names)})"
+            + (" on conflict do nothing" if on_conflict_do_nothing else ""))
+
+
+def _json(value: Any) -> str:
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+def _encoder(table: Table, name: str) -> Any:
+    column = table.c[name]
+    if isinstance(column.type, JSON):
+        if column.type.none_as_null:
+            return lambda v: None if v is None else _json(v)
+        return _json
+    return None
+
+
+async def insert_rows(conn: AsyncConnection, table: Table, rows: Sequence[dict[str, Any]], *,
+                      on_conflict_do_nothing: bool = False) -> None:
+    """Insert `rows` (dicts with the same keys) into `table` with one statement."""
+    if not rows:
+        return
+    keys = tuple(rows[0])
+    if any(len(row) != len(keys) or row.keys() != rows[0].keys() for row in rows):
+        raise ValueError(f"rows for {table.name} must all have the same columns")
+    defaults: dict[str, Any] = {}
+    for column in table.columns:
+        if column.name not in rows[0] and column.default is not None:
+            if not column.default.is_scalar:
+                raise ValueError(f"{table.name}.{column.name} has a computed default: give it in the rows")
+            defaults[column.name] = column.default.arg
+    columns = keys + tuple(defaults)
+    translate = conn.sync_connection.get_execution_options().get("schema_translate_map") or {}
+    schema = translate.get(table.schema, table.schema)
+    arrays = []
+    for name in keys:
+        values = [row[name] for row in rows]
+        encode = _encoder(table, name)
+        arrays.append([encode(v) for v in values] if encode else values)
+    for name, value in defaults.items():
+        encode = _encoder(table, name)
+        arrays.append([encode(value) if encode else value] * len(rows))
+    await conn.exec_driver_sql(_statement(schema, table, columns, on_conflict_do_nothing), tuple(arrays))

@@ -1,0 +1,84 @@
+"""`insert_rows` writes exactly what SQLAlchemy's executemany writes, into the schema a rebuild redirects to."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import pytest
+from sqlalchemy import Boolean, Column, DateTime, Integer, MetaData, String, Table, Text, text
+from sqlalchemy.dialects.postgresql import JSONB, insert
+
+from opsat.common.bulk import insert_rows
+from opsat.common.consumer import read_model_engine
+from opsat.common.db import READ_MODEL_SCHEMA, asyncpg_dsn, create_engine
+
+metadata = MetaData(schema=READ_MODEL_SCHEMA)
+things = Table(
+    "bulk_things",
+    metadata,
+    Column("id", String, primary_key=True),
+    Column("body", Text, nullable=False),
+    Column("count", Integer, nullable=False),
+    Column("flag", Boolean, nullable=False, default=False),
+    Column("at", DateTime(timezone=True)),
+    Column("doc", JSONB),  # None is JSON null here (SQLAlchemy's default)
+    Column("maybe", JSONB(none_as_null=True)),  # and SQL NULL here
+    Column("level", Integer, nullable=False, default=3),  # left out of the rows: its default
+)
+
+AT = datetime(2026, 3, 1, 9, 30, tzinfo=UTC)
+ROWS = [
+    {"id": "a", "body": "plain", "count": 1, "flag": True, "at": AT, "doc": {"x": [1, "two"], "é": None},
+     "maybe": {"k": 1}},
+    {"id": "b", "body": "quote ' \" and \\ back", "count": -7, "flag": False, "at": None, "doc": None, "maybe": None},
+    {"id": "c", "body": "", "count": 0, "flag": False, "at": AT + timedelta(microseconds=1), "doc": [],
+     "maybe": "text"},
+]
+
+
+async def _fetch(url: str, schema: str) -> list[tuple]:
+    conn = await asyncpg.connect(asyncpg_dsn(url))
+    try:
+        rows = await conn.fetch(f'select id, body, count, flag, at, doc::text, jsonb_typeof(doc), maybe::text,'
+                                f' maybe is null, level from "{schema}".bulk_things order by id')
+        return [tuple(r) for r in rows]
+    finally:
+        await conn.close()
+
+
+@pytest.mark.parametrize("schema", [READ_MODEL_SCHEMA, "bulk_rebuild"])
+async def test_insert_rows_writes_what_sqlalchemy_writes(database_url: str, schema: str) -> None:
+    engine = create_engine(database_url)
+    try:
+        async with engine.begin() as conn:
+            for name in ("bulk_reference", schema):
+                await conn.execute(text(f'drop schema if exists "{name}" cascade'))
+                await conn.execute(text(f'create schema "{name}"'))
+        for name in ("bulk_reference", schema):
+            async with read_model_engine(engine, name).begin() as conn:
+                await conn.run_sync(metadata.create_all)
+        rows = ROWS
+        async with read_model_engine(engine, "bulk_reference").begin() as conn:
+            await conn.execute(insert(things), rows)
+        async with read_model_engine(engine, schema).begin() as conn:
+            await insert_rows(conn, things, rows)
+            # a conflicting row changes nothing when asked to skip conflicts
+            await insert_rows(conn, things, [{**rows[0], "body": "changed"}], on_conflict_do_nothing=True)
+
+        reference = await _fetch(database_url, "bulk_reference")
+        assert [r[0] for r in reference] == ["a", "b", "c"]
+        assert reference[1][6] == "null" and reference[1][8] is True  # JSON null vs SQL NULL, as SQLAlchemy does
+        assert await _fetch(database_url, schema) == reference
+    finally:
+        await engine.dispose()
+
+
+async def test_insert_rows_refuses_rows_of_different_shapes(database_url: str) -> None:
+    engine = create_engine(database_url)
+    try:
+        async with engine.connect() as conn:
+            with pytest.raises(ValueError, match="same columns"):
+                await insert_rows(conn, things, [ROWS[0], {"id": "x", "body": "y"}])
+    finally:
+        await engine.dispose()
