@@ -10,6 +10,8 @@ needed), with throwaway databases `opsat_bench_<id>_*`, topics `bench<id>.*` and
   5 peak_rss_{api,worker}           VmHWM of the service processes during the runs above
   6 limit_*                         raw asyncpg inserts, Kafka ProducerPerformance, aiokafka consumer
   7 appraisal_scorecards_500x90     a quarter's scorecards from 135,000 resolved requests' facts (≤ 5 s)
+  8 sla_deadline_to_event_lag_p99   SLA timers fired by the deadline scheduler, 100,000 open clocks (≤ 1 s)
+    sla_clock_updates_per_s         intake events replayed through the SLA clock driver (≥ 10,000/s)
 
 Prints a table, writes bench/results/<name>.json per result and bench/results/summary.json (with the
 ratios to the limits and the "where does the time go" splits). Everything it started is stopped and
@@ -204,6 +206,15 @@ async def main(args: argparse.Namespace) -> int:
         out = await guarded("appraisal_scorecards", scorecards.run(bench, days=30 if quick else 90))
         if out:
             results += out
+
+        # ---- 8. SLA monitor: deadline-to-event lag and clock updates from a replay ---------------------
+        import sla_clocks
+
+        step("8. SLA: timers fired with 100,000 open clocks (lag), then a replay of intake events (clock updates/s)")
+        sizes = sla_clocks.QUICK if quick else {}
+        out = await guarded("sla_clocks", sla_clocks.run(bench, **sizes))
+        if out:
+            results += out
     finally:
         step("cleaning up: processes, databases, topics")
         await bench.cleanup()
@@ -331,6 +342,15 @@ def _note(x: Result) -> str:
     if x.name == "projection_replay":
         cap = f", stopped at the {d['capped_at_s']:.0f} s cap" if d["capped_at_s"] else ""
         return f"{d['applied']:,} of {d['topic_events']:,} events in {d['seconds']} s{cap}; {d['us_per_event']} us/event"
+    if x.name == "sla_deadline_to_event_lag_p99":
+        return (f"p50 {d['lag_p50_ms']} ms, max {d['lag_max_ms']} ms; {d['measured']:,} of {d['timers_due']:,} timers "
+                f"due over {d['window_s']:.0f} s, {d['open_clocks']['open_clocks']:,} open clocks, load {d['load_avg_after'][0]}")
+    if x.name == "sla_clock_updates_per_s":
+        cap = f", stopped at the {d['capped_at_s']:.0f} s cap" if d["capped_at_s"] else ""
+        return (f"{d['intake_events_applied']:,} of {d['topic']['events']:,} events in {d['seconds_to_last_commit']} s"
+                f"{cap}; CPU ms/event {d['cpu_ms_per_intake_event']}; load {d['load_avg_after'][0]}")
+    if x.name == "limit_pg_deadline_claim_rows_per_s":
+        return f"claim p50 {d['claim_query_p50_ms']} ms (50 rows, skip locked) + a delete per row, no commands"
     if x.name.startswith("peak_rss"):
         return d["what"]
     if x.name == "limit_kafka_producer_performance":
