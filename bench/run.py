@@ -347,8 +347,11 @@ def _note(x: Result) -> str:
                 f"due over {d['window_s']:.0f} s, {d['open_clocks']['open_clocks']:,} open clocks, load {d['load_avg_after'][0]}")
     if x.name == "sla_clock_updates_per_s":
         cap = f", stopped at the {d['capped_at_s']:.0f} s cap" if d["capped_at_s"] else ""
-        return (f"{d['intake_events_applied']:,} of {d['topic']['events']:,} events in {d['seconds_to_last_commit']} s"
-                f"{cap}; CPU ms/event {d['cpu_ms_per_intake_event']}; load {d['load_avg_after'][0]}")
+        split = d.get("split_in_process") or {}
+        return (f"{d['clock_commands_committed (distinct causation ids)']:,} updates from {d['topic']['events']:,} "
+                f"intake events{cap}; CPU ms/update {d['cpu_ms_per_clock_update']}; in-process "
+                f"{split.get('round_trips_per_event_total')} PG round trips, {split.get('process_cpu_ms_per_event')} ms "
+                f"CPU per event; load {d['load_avg_after'][0]}")
     if x.name == "limit_pg_deadline_claim_rows_per_s":
         return f"claim p50 {d['claim_query_p50_ms']} ms (50 rows, skip locked) + a delete per row, no commands"
     if x.name.startswith("peak_rss"):

@@ -404,7 +404,7 @@ async def replay_bench(bench: Bench, db: str, requests: int, cap_s: float,
     rate = driven["causes"] / span if span else None
     events_rate = applied / last_step if applied and last_step else None
     busy = {k: v * cpu["wall_s"] for k, v in cpu["cores_busy"].items()}
-    per = applied or driven["causes"]
+    per = driven["causes"]
     cpu_ms = {k: r(v / per * 1000, 2) for k, v in busy.items() if k in ("sla_worker", "postgres", "kafka")} if per else {}
     details = {
         "open_clocks_before": open_clocks, "topic": fill, "intake_events_applied": applied,
@@ -415,11 +415,11 @@ async def replay_bench(bench: Bench, db: str, requests: int, cap_s: float,
         "clock_events_appended": driven["n"],
         "clock_events_per_s (first to last recorded_at)": r(driven["n"] / span, 1) if span else None,
         "sla_clock_events_in_store": clock_events, "clocks_in_store_after": opened,
-        "cpu_ms_per_intake_event": cpu_ms, "cpu": cpu, "load_avg_before": load_before, "load_avg_after": load_after,
+        "cpu_ms_per_clock_update": cpu_ms, "cpu": cpu, "load_avg_before": load_before, "load_avg_after": load_after,
         "decode_record_us_per_event": consumer_split.get("decode_record_us_per_event"),
         "policy_lookup_ms (current_configuration's query, on this store)": {
             "p50": r(pct(lookups, 50) * 1000, 2), "max": r(max(lookups) * 1000, 2)},
-        "samples (s, applied)": samples[:: max(1, len(samples) // 20)],
+        "samples (s, applied)": [(r(t, 1), n) for t, n in samples[:: max(1, len(samples) // 10)]],
         "how": "opsat-sla worker (all its loops: clock driver, clock timers, relay, deadlines, ...), a new consumer "
                "group from the beginning of the topic; rate = the driver's clock commands (events whose causation is "
                "an intake event, one transaction per command) over the span of their recorded_at; the driver's own "
