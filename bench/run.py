@@ -238,6 +238,11 @@ async def main(args: argparse.Namespace) -> int:
             best_relay, val("limit_kafka_producer_performance")),
         "replay_events_per_s / aiokafka_consumer_records_per_s": _ratio(
             val("projection_replay"), val("limit_kafka_consumer_aiokafka")),
+        "sla_clock_updates_per_s / aiokafka_consumer_records_per_s (same topic)": _ratio(
+            val("sla_clock_updates_per_s"), val("limit_kafka_consumer_aiokafka_sla_replay_topic")),
+        "sla_timers_fired_per_s / deadline_claim_rows_per_s": _ratio(
+            by["sla_deadline_to_event_lag_p99"].details.get("fired_per_s (first to last warned event)")
+            if "sla_deadline_to_event_lag_p99" in by else None, val("limit_pg_deadline_claim_rows_per_s")),
     }
 
     for x in results:
@@ -358,7 +363,7 @@ def _note(x: Result) -> str:
         return d["what"]
     if x.name == "limit_kafka_producer_performance":
         return f"{d['records']:,} x {d['record_bytes']} B, acks=all, linger 5 ms, {d['MB_per_s']} MB/s"
-    if x.name == "limit_kafka_consumer_aiokafka":
+    if x.name.startswith("limit_kafka_consumer_aiokafka"):
         return f"{d['records']:,} records in {d['seconds']} s"
     if x.name == "limit_pg_single_insert_16conn":
         return f"{d['connections']} connections, one INSERT per transaction"
