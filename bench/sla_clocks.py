@@ -7,17 +7,21 @@ stream ids, with each copy's `sla_check` and `sla_stall` rows in the deadlines t
 the driver keep them. The copies are not in the outbox (nothing to publish) nor in the read model (neither
 the driver nor the scheduler reads it).
 
-Lag: a policy with a short first-response target on the 24x7 calendar is defined through the handler;
-`due` clocks are started through the handler so that their 50 % warning falls due spread over a window;
-then an `opsat-sla worker` process (its real deadline scheduler) fires them. Lag = `events.recorded_at` of
-each `clock.warned` event minus its `due_at`. Beside it, PostgreSQL's own rate for the scheduler's claim
-shape (select ... for update skip locked limit 50, then delete by id), rolled back.
+Lag: a policy with a short first-response target on the 24x7 calendar is defined through the handler; an
+`opsat-sla worker` process is started; then `due` clocks are started through the handler so that their 50 %
+warnings fall due spread over a window that opens once all are made (the lead is sized from 20 timed starts).
+The worker's real deadline scheduler fires them. Lag = `events.recorded_at` of each `clock.warned` event minus
+its `due_at`. Beside it, PostgreSQL's own rate for the scheduler's claim shape (select ... for update skip
+locked limit 50, then a delete per row), rolled back.
 
 Replay: an intake topic filled through intake's outbox relay with requests' life cycles (submitted,
 accepted, work started, info requested, info provided, and every tenth resolved), interleaved as they
 would arrive; then a second `opsat-sla worker` consumes it from the beginning (a new consumer group) with the
-100,000 clocks in the store. Progress = the clock driver's rows in `reactions.processed_events`. Beside it,
-the aiokafka consumer limit on the same topic and CPU per event split by process.
+100,000 clocks in the store, until the end or a time cap. A clock update = one command of the driver (an
+event whose causation is an intake event, appended in its own transaction); the driver's own progress rows
+(`reactions.processed_events`) commit per poll of up to 1,000 records. Beside it, the aiokafka consumer limit
+on the same topic, CPU per update split by process, and the same driver run in this process over a small
+topic with its PostgreSQL round trips counted per event.
 """
 
 from __future__ import annotations
