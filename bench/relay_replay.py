@@ -108,7 +108,7 @@ async def relay_split(relay: Any, conn: asyncpg.Connection, bootstrap: str, scra
     from opsat.common.outbox import _PENDING, new_producer
 
     t = time.perf_counter()
-    rows = await conn.fetch(_PENDING, batch)
+    rows = await conn.fetch(_PENDING, batch, [])  # no positions in flight
     fetch = time.perf_counter() - t
     t = time.perf_counter()
     messages = [relay._message(row) for row in rows]  # noqa: SLF001 - the relay's own encoding
