@@ -239,10 +239,10 @@ async def main(args: argparse.Namespace) -> int:
         "replay_events_per_s / aiokafka_consumer_records_per_s": _ratio(
             val("projection_replay"), val("limit_kafka_consumer_aiokafka")),
         "sla_clock_updates_per_s / aiokafka_consumer_records_per_s (same topic)": _ratio(
-            val("sla_clock_updates_per_s"), val("limit_kafka_consumer_aiokafka_sla_replay_topic")),
+            val("sla_clock_updates_per_s"), val("limit_kafka_consumer_aiokafka_sla_replay_topic"), 5),
         "sla_timers_fired_per_s / deadline_claim_rows_per_s": _ratio(
             by["sla_deadline_to_event_lag_p99"].details.get("fired_per_s (first to last warned event)")
-            if "sla_deadline_to_event_lag_p99" in by else None, val("limit_pg_deadline_claim_rows_per_s")),
+            if "sla_deadline_to_event_lag_p99" in by else None, val("limit_pg_deadline_claim_rows_per_s"), 5),
     }
 
     for x in results:
@@ -258,8 +258,8 @@ async def main(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
-def _ratio(a: float | None, b: float | None) -> float | None:
-    return r(a / b, 3) if a and b else None
+def _ratio(a: float | None, b: float | None, digits: int = 3) -> float | None:
+    return r(a / b, digits) if a and b else None
 
 
 def print_report(results: list[Result], ratios: dict[str, Any], notify: dict[str, Any], diagnosis: dict[str, Any],
