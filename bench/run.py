@@ -12,6 +12,8 @@ needed), with throwaway databases `opsat_bench_<id>_*`, topics `bench<id>.*` and
   7 appraisal_scorecards_500x90     a quarter's scorecards from 135,000 resolved requests' facts (≤ 5 s)
   8 risk_signal_evaluation          the risk signal driver over a replay of 100k upstream events (≥ 10,000/s),
                                     batched and (capped) per event, side by side
+  9 sla_deadline_to_event_lag_p99   SLA timers fired by the deadline scheduler, 100,000 open clocks (≤ 1 s)
+    sla_clock_updates_per_s         intake events replayed through the SLA clock driver (≥ 10,000/s)
 
 Prints a table, writes bench/results/<name>.json per result and bench/results/summary.json (with the
 ratios to the limits and the "where does the time go" splits). Everything it started is stopped and
@@ -215,6 +217,15 @@ async def main(args: argparse.Namespace) -> int:
         out = await guarded("appraisal_scorecards", scorecards.run(bench, days=30 if quick else 90))
         if out:
             results += out
+
+        # ---- 9. SLA monitor: deadline-to-event lag and clock updates from a replay ---------------------
+        import sla_clocks
+
+        step("8. SLA: timers fired with 100,000 open clocks (lag), then a replay of intake events (clock updates/s)")
+        sizes = sla_clocks.QUICK if quick else {}
+        out = await guarded("sla_clocks", sla_clocks.run(bench, **sizes))
+        if out:
+            results += out
     finally:
         step("cleaning up: processes, databases, topics")
         await bench.cleanup()
@@ -244,6 +255,11 @@ async def main(args: argparse.Namespace) -> int:
             val("risk_signal_evaluation"), val("limit_pg_single_insert_16conn")),
         "risk_signal_evaluation batched / per_event": _ratio(
             val("risk_signal_evaluation"), val("risk_signal_evaluation_per_event")),
+        "sla_clock_updates_per_s / aiokafka_consumer_records_per_s (same topic)": _ratio(
+            val("sla_clock_updates_per_s"), val("limit_kafka_consumer_aiokafka_sla_replay_topic"), 5),
+        "sla_timers_fired_per_s / deadline_claim_rows_per_s": _ratio(
+            by["sla_deadline_to_event_lag_p99"].details.get("fired_per_s (first to last warned event)")
+            if "sla_deadline_to_event_lag_p99" in by else None, val("limit_pg_deadline_claim_rows_per_s"), 5),
     }
 
     for x in results:
@@ -259,8 +275,8 @@ async def main(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
-def _ratio(a: float | None, b: float | None) -> float | None:
-    return r(a / b, 3) if a and b else None
+def _ratio(a: float | None, b: float | None, digits: int = 3) -> float | None:
+    return r(a / b, digits) if a and b else None
 
 
 def print_report(results: list[Result], ratios: dict[str, Any], notify: dict[str, Any], diagnosis: dict[str, Any],
@@ -355,11 +371,23 @@ def _note(x: Result) -> str:
     if x.name == "risk_signal_evaluation_per_event":
         cap = f", stopped at the {d['capped_at_s']:.0f} s cap" if d["capped_at_s"] else ""
         return f"{d['applied']:,} events in {d['seconds']} s{cap}, {d['roundtrips_per_event']} PG round trips/event"
+    if x.name == "sla_deadline_to_event_lag_p99":
+        return (f"p50 {d['lag_p50_ms']} ms, max {d['lag_max_ms']} ms; {d['measured']:,} of {d['timers_due']:,} timers "
+                f"due over {d['window_s']:.0f} s, {d['open_clocks']['open_clocks']:,} open clocks, load {d['load_avg_after'][0]}")
+    if x.name == "sla_clock_updates_per_s":
+        cap = f", stopped at the {d['capped_at_s']:.0f} s cap" if d["capped_at_s"] else ""
+        split = d.get("split_in_process") or {}
+        return (f"{d['clock_commands_committed (distinct causation ids)']:,} updates from {d['topic']['events']:,} "
+                f"intake events{cap}; CPU ms/update {d['cpu_ms_per_clock_update']}; in-process "
+                f"{split.get('round_trips_per_event_total')} PG round trips, {split.get('process_cpu_ms_per_event')} ms "
+                f"CPU per event; load {d['load_avg_after'][0]}")
+    if x.name == "limit_pg_deadline_claim_rows_per_s":
+        return f"claim p50 {d['claim_query_p50_ms']} ms (50 rows, skip locked) + a delete per row, no commands"
     if x.name.startswith("peak_rss"):
         return d["what"]
     if x.name == "limit_kafka_producer_performance":
         return f"{d['records']:,} x {d['record_bytes']} B, acks=all, linger 5 ms, {d['MB_per_s']} MB/s"
-    if x.name == "limit_kafka_consumer_aiokafka":
+    if x.name.startswith("limit_kafka_consumer_aiokafka"):
         return f"{d['records']:,} records in {d['seconds']} s"
     if x.name == "limit_pg_single_insert_16conn":
         return f"{d['connections']} connections, one INSERT per transaction"
