@@ -21,6 +21,7 @@ from typing import Annotated, Any, Protocol
 
 from fastapi import APIRouter, Depends, Header, Request, Response
 from pydantic import BaseModel
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from opsat.common import observability as obs
 from opsat.common import tracing
@@ -28,6 +29,7 @@ from opsat.common.auth import require
 from opsat.common.domain import (
     Actor,
     CommandContext,
+    DomainError,
     DomainEvent,
     InvalidInput,
     NotFound,
@@ -39,6 +41,7 @@ from opsat.common.eventstore import (
     AppendResult,
     ConcurrencyConflict,
     Idempotency,
+    NewEvent,
     RecordedEvent,
     StreamStore,
     fold,
@@ -193,6 +196,127 @@ class CommandHandler:
         with (tracing.span(f"append {aggregate.stream_type}", attributes={"opsat.stream_id": stream_id})
               if tracing.active() else tracing.NO_SPAN):
             return await self.store.append(stream_id, aggregate.stream_type, current, events, metadata, idempotency)
+
+
+    def batch(self, conn: AsyncConnection) -> CommandBatch:
+        """Commands decided one after another and written together in the caller's transaction (see CommandBatch)."""
+        return CommandBatch(self, self.store, conn)  # type: ignore[arg-type]  # EventStore, or the memory store
+
+
+class BatchStore(StreamStore, Protocol):
+    """A store that reads and writes in the caller's transaction (`EventStore`; the memory store for unit tests)."""
+
+    async def load_in(self, conn: AsyncConnection, stream_ids: Any) -> dict[str, list[RecordedEvent]]: ...
+
+    async def append_in(self, conn: AsyncConnection, events: Sequence[NewEvent]) -> dict[str, int]: ...
+
+
+@dataclass
+class _Stream:
+    """A stream as a batch knows it: its state after the commands decided so far."""
+
+    state: Any
+    version: int
+    exists: bool
+
+
+class CommandBatch:
+    """Commands of a worker decided in order and written with one statement in the caller's transaction.
+
+    A consumer's batch of upstream events (or a round of due deadlines) becomes its commands' events in the same
+    commit that marks the batch done: exactly once without an Idempotency-Key or a transaction per command. The
+    judging is the handler's (404, tenant, If-Match, references, `prepare`, `decide`); commands on one stream see
+    the events of those before them. `execute` answers with the command's result (its position comes with
+    `commit`) or the `DomainError` refusing it, and the others go on. If another writer appended to one of the
+    streams meanwhile, `commit` raises `StreamsMoved` (transient): the caller's transaction is run again.
+    """
+
+    def __init__(self, handler: CommandHandler, store: BatchStore, conn: AsyncConnection) -> None:
+        self.handler = handler
+        self.store = store
+        self.conn = conn
+        self._streams: dict[str, _Stream] = {}
+        self._histories: dict[str, list[RecordedEvent]] = {}
+        self._new: list[NewEvent] = []
+
+    async def load(self, stream_ids: Any) -> None:
+        """Read these streams in one query (the rest are read one by one when a command names them)."""
+        wanted = [s for s in dict.fromkeys(stream_ids) if s not in self._histories and s not in self._streams]
+        if wanted:
+            found = await self.store.load_in(self.conn, wanted)
+            for stream_id in wanted:
+                self._histories[stream_id] = found.get(stream_id, [])
+
+    def history(self, stream_id: str) -> list[RecordedEvent]:
+        """The stored events of a loaded stream (not those this batch adds)."""
+        return self._histories[stream_id]
+
+    def state(self, aggregate: Aggregate, stream_id: str) -> Any:
+        """A loaded stream's state after the commands decided so far (None: no such stream)."""
+        return self._stream(aggregate, stream_id).state
+
+    def _stream(self, aggregate: Aggregate, stream_id: str) -> _Stream:
+        stream = self._streams.get(stream_id)
+        if stream is None:
+            history = self._histories[stream_id]
+            stream = _Stream(fold(aggregate.evolve, history), history[-1].version if history else 0, bool(history))
+            self._streams[stream_id] = stream
+        return stream
+
+    async def execute(self, command: Any, actor: Actor, meta: CommandMeta) -> AppendResult | DomainError:
+        aggregate = self.handler.aggregate_for(type(command))
+        stream_id = getattr(command, aggregate.id_field)
+        await self.load([stream_id])
+        try:
+            stream = self._stream(aggregate, stream_id)
+            events, tenant = await self._decide(aggregate, stream, stream_id, command, actor, meta)
+        except DomainError as exc:
+            return exc
+        metadata = EventMetadata(actor=actor.id, tenant=tenant, correlation_id=meta.correlation_id,
+                                 causation_id=meta.causation_id, traceparent=meta.traceparent)
+        state, event_ids = stream.state, []
+        for offset, event in enumerate(events, start=1):
+            event_id = str(uuid.uuid4())
+            self._new.append(NewEvent(stream_id, aggregate.stream_type, stream.version + offset, event_id, event,
+                                      metadata))
+            event_ids.append(event_id)
+            state = aggregate.evolve(state, event)
+        stream.state, stream.version, stream.exists = state, stream.version + len(events), True
+        return AppendResult(stream_id, stream.version, 0, tuple(event_ids))
+
+    async def _decide(self, aggregate: Aggregate, stream: _Stream, stream_id: str, command: Any, actor: Actor,
+                      meta: CommandMeta) -> tuple[Sequence[DomainEvent], str]:
+        """The handler's checks and decision, on the batch's state of the stream."""
+        if getattr(command, "creates_stream", False):
+            if stream.exists:
+                raise ConcurrencyConflict(f"{aggregate.stream_type} {stream_id!r} exists", code="version_conflict")
+        elif (not stream.exists and not getattr(command, "may_create", False)) or not actor.sees(
+                aggregate.tenant(stream.state, command, actor)):
+            raise NotFound(f"{aggregate.stream_type} {stream_id!r} not found")
+        if meta.expected_version is not None and meta.expected_version != stream.version:
+            raise PreconditionFailed(f"If-Match names version {meta.expected_version}; reload the "
+                                     f"{aggregate.stream_type} and retry", code="version_mismatch")
+        for name in getattr(command, "references", ()):
+            referenced = getattr(command, name)
+            await self.load([referenced])
+            known = self._streams.get(referenced)
+            if not (known.exists if known is not None else self._histories[referenced]):
+                raise NotFound(f"{aggregate.stream_type} {referenced} not found", field=name)
+        prepare = getattr(aggregate, "prepare", None)
+        if prepare is not None:
+            command = await prepare(command, stream.state, self.store)
+        events = aggregate.decide(stream.state, command, CommandContext(actor=actor, now=self.handler.clock()))
+        if not events:
+            raise ValueError("a command must produce at least one event")
+        return events, aggregate.tenant(stream.state, command, actor)
+
+    async def commit(self) -> dict[str, int]:
+        """Write the events decided so far (one statement); event id -> position."""
+        new, self._new = self._new, []
+        positions = await self.store.append_in(self.conn, new)
+        if new:
+            obs.EVENTS_APPENDED.labels(self.handler.service).inc(len(new))
+        return positions
 
 
 def _tenant_of(aggregate: Aggregate, history: Sequence[RecordedEvent], actor: Actor) -> str:

@@ -16,7 +16,7 @@ import asyncio
 import hashlib
 import json
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
@@ -24,16 +24,22 @@ from typing import Any, Protocol, TypeVar
 import asyncpg
 from sqlalchemy import text
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from opsat.common.domain import Actor, Conflict, DomainEvent, InvalidInput
 from opsat.common.envelope import EventMetadata, EventRegistry
+from opsat.common.faults import Transient
 
 S = TypeVar("S")
 
 
 class ConcurrencyConflict(Conflict):
     """Someone else appended to the stream since it was read (HTTP 409; retry with the new version)."""
+
+
+class StreamsMoved(Transient):
+    """Another writer appended to a stream of a batch written in the caller's transaction: the transaction is
+    lost; run it again (its commands are decided again on the new state)."""
 
 
 class IdempotencyKeyReused(InvalidInput):
@@ -165,6 +171,38 @@ _APPEND_GROUP = """
 """
 GROUP_MAX_COMMANDS = 256
 
+# A batch of several commands' events, each event with its own metadata, written in the caller's transaction.
+_INSERT_BATCH = """
+    with appended as (
+        insert into events (stream_id, stream_type, version, event_id, event_type, schema_version, data, metadata)
+        select t.stream_id, t.stream_type, t.version, t.event_id, t.event_type, t.schema_version, t.data, t.metadata
+        from unnest($1::text[], $2::text[], $3::integer[], $4::uuid[], $5::text[], $6::integer[], $7::jsonb[],
+                    $8::jsonb[]) with ordinality
+             as t(stream_id, stream_type, version, event_id, event_type, schema_version, data, metadata, n)
+        order by t.n
+        returning event_id, position
+    ), queued as (
+        insert into outbox (position) select position from appended
+    )
+    select event_id::text, position from appended
+"""
+_LOAD_STREAMS = text(
+    "select position, stream_id, stream_type, version, event_id, event_type, schema_version, data, metadata,"
+    " recorded_at from events where stream_id = any(:s) order by stream_id, version"
+).columns(data=JSONB, metadata=JSONB)
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    """One event of a batch written in the caller's transaction (`EventStore.append_in`)."""
+
+    stream_id: str
+    stream_type: str
+    version: int
+    event_id: str
+    event: DomainEvent
+    metadata: EventMetadata
+
 
 @dataclass
 class _Pending:
@@ -208,6 +246,33 @@ class EventStore:
                 {"s": stream_id},
             )
             return [self._recorded(r) for r in rows]
+
+    async def load_in(self, conn: AsyncConnection, stream_ids: Collection[str]) -> dict[str, list[RecordedEvent]]:
+        """Several streams in one query, read in the caller's transaction; a stream with no events is absent."""
+        streams: dict[str, list[RecordedEvent]] = {}
+        for row in await conn.execute(_LOAD_STREAMS, {"s": list(stream_ids)}):
+            streams.setdefault(row.stream_id, []).append(self._recorded(row))
+        return streams
+
+    async def append_in(self, conn: AsyncConnection, events: Sequence[NewEvent]) -> dict[str, int]:
+        """Write the events of several commands (any streams) in the caller's transaction, with one statement;
+        event id -> position. A version already taken raises `StreamsMoved`, and the transaction is lost."""
+        if not events:
+            return {}
+        driver = (await conn.get_raw_connection()).driver_connection
+        columns: list[list[Any]] = [[] for _ in range(8)]
+        for e in events:
+            for column, value in zip(columns, (e.stream_id, e.stream_type, e.version, e.event_id, e.event.event_type,
+                                               e.event.schema_version, e.event.model_dump_json(),
+                                               json.dumps(e.metadata.as_dict()))):
+                column.append(value)
+        try:
+            rows = await driver.fetch(_INSERT_BATCH, *columns)
+        except asyncpg.UniqueViolationError as exc:
+            if exc.constraint_name == "events_stream_version_key":
+                raise StreamsMoved("a stream of the batch changed meanwhile; run the batch again") from None
+            raise
+        return {event_id: position for event_id, position in rows}
 
     def _recorded(self, r: Any) -> RecordedEvent:
         return RecordedEvent(

@@ -33,6 +33,10 @@ class Poison(Exception):
     """Base of errors that say "this input is wrong" whatever caused them (e.g. an undecodable record)."""
 
 
+class Transient(Exception):
+    """Base of errors that say "run it again" whatever caused them (e.g. a lost race between writers)."""
+
+
 # SQLSTATE classes and codes that say "try again", not "this is wrong".
 _TRANSIENT_SQLSTATE_CLASSES = ("08", "53", "57P", "58")  # connection, resources, shutdown/recovery, system I/O
 _TRANSIENT_SQLSTATES = {
@@ -75,6 +79,8 @@ def _one(exc: BaseException) -> Fault | None:
     """A verdict on one link of the chain, or None when this link says nothing."""
     if isinstance(exc, (Poison, pydantic.ValidationError)):
         return Fault.POISON
+    if isinstance(exc, Transient):
+        return Fault.TRANSIENT
     code = _sqlstate(exc)
     if code is not None:
         if code in _TRANSIENT_SQLSTATES or code.startswith(_TRANSIENT_SQLSTATE_CLASSES):

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -26,7 +26,9 @@ from opsat.common.eventstore import (
     ConcurrencyConflict,
     Idempotency,
     IdempotencyKeyReused,
+    NewEvent,
     RecordedEvent,
+    StreamsMoved,
 )
 
 
@@ -116,6 +118,28 @@ class InMemoryEventStore:
             self._idempotency[_caller_key(idempotency)] = (
                 idempotency.request_hash, json.dumps(result.as_json()))
         return result
+
+    async def load_in(self, conn: Any, stream_ids: Collection[str]) -> dict[str, list[RecordedEvent]]:
+        """As the database's: there is no transaction to read in."""
+        return {s: await self.load(s) for s in stream_ids if s in self._streams}
+
+    async def append_in(self, conn: Any, events: Sequence[NewEvent]) -> dict[str, int]:
+        """As the database's, all or nothing: a version taken raises `StreamsMoved` and nothing is written."""
+        await asyncio.sleep(0)
+        length = {s: len(stored) for s, stored in self._streams.items()}
+        for e in events:
+            if e.version != length.get(e.stream_id, 0) + 1:
+                raise StreamsMoved(f"stream {e.stream_id} changed; run the batch again")
+            length[e.stream_id] = e.version
+        recorded_at, positions = self.clock(), {}
+        for e in events:
+            self._last_position += 1
+            self._streams.setdefault(e.stream_id, []).append(_StoredEvent(
+                position=self._last_position, stream_id=e.stream_id, stream_type=e.stream_type, version=e.version,
+                event_id=e.event_id, event_type=e.event.event_type, schema_version=e.event.schema_version,
+                data=e.event.model_dump_json(), metadata=json.dumps(e.metadata.as_dict()), recorded_at=recorded_at))
+            positions[e.event_id] = self._last_position
+        return positions
 
     async def idempotent_result(self, idempotency: Idempotency) -> AppendResult | None:
         """The first result of a repeated Idempotency-Key, or None for a new key."""

@@ -5,9 +5,11 @@ event type; unknown fields are ignored, and a newer schema version is accepted t
 mapping to the declared shape (`upgrades`). `check_against_schema` (used in tests) proves the declared
 fields exist in the publisher's JSON Schema.
 
-`CommandReaction` issues one command of this service per matching event: `causationid` is the
-event's id, and the Idempotency-Key is derived from it, so a replayed topic issues nothing new.
-Its dedupe table lives in the `reactions` schema, outside the disposable read models.
+`CommandReaction` issues one command of this service per matching event (`causationid` = the event's
+id), written in the consumer's transaction with the event's processed mark (`CommandHandler.batch`):
+a replayed topic issues nothing new, and a crash between the two cannot happen. Its dedupe table lives
+in the `reactions` schema, outside the disposable read models. A reaction that reads more than the
+event (or issues several commands) overrides `apply`, or `apply_batch` to take a consumer batch at once.
 """
 
 from __future__ import annotations
@@ -101,15 +103,18 @@ class CommandReaction(ABC):
     def command_for(self, received: ReceivedEvent) -> Any | None:
         """The command this event calls for, or None."""
 
+    def meta(self, received: ReceivedEvent) -> CommandMeta:
+        """A command caused by `received`: its correlation carries on, its causation is the event."""
+        return CommandMeta(correlation_id=received.correlation_id or received.id, causation_id=received.id)
+
     async def apply(self, conn: AsyncConnection, received: ReceivedEvent) -> None:
         command = self.command_for(received)
         if command is None:
             return
         assert self.handler is not None, "the service kit sets the handler"
-        meta = CommandMeta(correlation_id=received.correlation_id or received.id, causation_id=received.id,
-                           idempotency_key=f"{self.name}:{received.id}", fingerprint=received.id)
-        try:
-            await self.handler.execute(command, self.actor, meta)
-        except DomainError as exc:  # the domain says no (e.g. already done): a decision, not a failure
+        batch = self.handler.batch(conn)
+        outcome = await batch.execute(command, self.actor, self.meta(received))
+        if isinstance(outcome, DomainError):  # the domain says no (e.g. already done): a decision, not a failure
             log.info("reaction %s: %s refused for event %s: %s", self.name, type(command).__name__, received.id,
-                     exc.detail)
+                     outcome.detail)
+        await batch.commit()

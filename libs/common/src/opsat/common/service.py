@@ -24,10 +24,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from opsat.common import deadlines as deadline_table
 from opsat.common.api import create_service_app
-from opsat.common.commands import Aggregate, CommandHandler, CommandMeta, CommandRouter, utcnow
+from opsat.common.commands import Aggregate, CommandHandler, CommandRouter, utcnow
 from opsat.common.consumer import Projection, ProjectionRunner, RunnerConfig
 from opsat.common.db import create_engine
-from opsat.common.domain import SYSTEM_ACTOR, DomainEvent
+from opsat.common.domain import DomainEvent
 from opsat.common.envelope import EventRegistry
 from opsat.common.eventstore import EventStore, StreamStore, run_idempotency_cleanup
 from opsat.common.grouplag import run_group_lag
@@ -182,7 +182,8 @@ class Service:
         for name, factory in self.loops.items():
             loops.append((name, factory(settings, engine, handler).run))
         if self.deadlines:
-            handlers = {kind: _deadline_handler(handler, kind, command) for kind, command in self.deadlines.items()}
+            handlers: dict[str, deadline_table.DeadlineHandler] = {
+                kind: deadline_table.CommandDeadline(handler, kind, command) for kind, command in self.deadlines.items()}
             loops.append(("deadlines", lambda stop: deadline_table.run_scheduler(
                 engine, handlers, stop, settings.deadline_poll_interval_s, clock=clock)))
         return loops
@@ -192,12 +193,3 @@ class Service:
         from opsat.common import cli
 
         cli.run(self, argv)
-
-
-def _deadline_handler(handler: CommandHandler, kind: str, command_cls: type) -> deadline_table.DeadlineHandler:
-    async def fire(stream_id: str, payload: dict[str, Any]) -> None:
-        command = command_cls(**{handler.aggregate_for(command_cls).id_field: stream_id}, **payload)
-        await handler.execute(command, SYSTEM_ACTOR, CommandMeta(correlation_id=f"deadline:{kind}:{stream_id}"))
-
-    return fire
-

@@ -21,7 +21,6 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from opsat.common import deadlines
-from opsat.common.commands import CommandMeta
 from opsat.common.consumer import ReceivedEvent
 from opsat.common.db import REACTIONS_SCHEMA
 from opsat.common.domain import DomainError
@@ -196,6 +195,7 @@ class CampaignSurveys(CommandReaction):
         assert self.handler is not None, "the service kit sets the handler"
         settings: FeedbackSettings = self.handler.aggregate_for(c.IssueSurvey).settings  # type: ignore[attr-defined]
         template = await current_template(self.handler.store, event.template_id) or templates.DEFAULT_TEMPLATE
+        batch = self.handler.batch(conn)
         for contact_id in event.contact_ids:
             contact = await contact_of(self.handler.store, contact_id, None)
             if contact is None:
@@ -209,12 +209,10 @@ class CampaignSurveys(CommandReaction):
                 token_hash=tokens.token_hash(token), language=contact.language, recipient=contact.email,
                 validity=timedelta(seconds=settings.survey_validity_s),
                 reminder_after=timedelta(seconds=settings.survey_reminder_after_s))
-            meta = CommandMeta(correlation_id=received.correlation_id or received.id, causation_id=received.id,
-                               idempotency_key=f"{self.name}:{received.id}:{contact_id}", fingerprint=received.id)
-            try:
-                await self.handler.execute(command, self.actor, meta)
-            except DomainError as exc:  # issued already (a replay): a decision, not a failure
-                log.info("campaign %s: no survey for %s: %s", event.campaign_id, contact_id, exc.detail)
+            outcome = await batch.execute(command, self.actor, self.meta(received))
+            if isinstance(outcome, DomainError):  # issued already: a decision, not a failure
+                log.info("campaign %s: no survey for %s: %s", event.campaign_id, contact_id, outcome.detail)
+        await batch.commit()
 
     def command_for(self, received: ReceivedEvent) -> Any | None:
         return None  # apply issues one command per contact

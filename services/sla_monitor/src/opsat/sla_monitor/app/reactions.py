@@ -1,7 +1,7 @@
 """What moves the clocks: intake's events (read through a tolerant reader) and the clocks' own timer.
 
 `ClockDriver` turns each relevant intake event into a clock command, with `causationid` = the intake
-event and an Idempotency-Key derived from it, so a replayed intake topic changes nothing. `ClockTimers`
+event, written in the transaction that marks the event processed, so a replayed intake topic changes nothing. `ClockTimers`
 reads the clocks' own events and keeps each clock's one deadline at its `next_check_at`: a pause removes
 it, a resume sets it to the moved due time.
 
@@ -13,17 +13,20 @@ after it, in the same transaction that marks the intake event processed.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from pydantic import AwareDatetime
 from sqlalchemy import text
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from opsat.common import deadlines
-from opsat.common.commands import CommandMeta
+from opsat.common.commands import CommandBatch
 from opsat.common.consumer import ReceivedEvent
 from opsat.common.domain import DomainError
-from opsat.common.eventstore import StreamStore, fold
+from opsat.common.eventstore import EventStore, fold
 from opsat.common.reactions import CommandReaction, ForeignEvent, reaction_metadata
 from opsat.sla_monitor.domain import calendars, clocks, policies
 from opsat.sla_monitor.domain import commands as c
@@ -117,86 +120,133 @@ INTAKE_READS: tuple[type[ForeignEvent], ...] = (Submitted, Accepted, ReplyAdded,
                                                 Cancelled)
 
 
-async def current_configuration(conn: AsyncConnection, store: StreamStore, kind: str, priority: str, tier: str,
-                                service: str | None) -> tuple[policies.Policy, calendars.CalendarVersion]:
-    """The policy a new clock gets and the current version of its calendar (shipped ones unless revised)."""
-    ids = (await conn.execute(text("select distinct stream_id from events where stream_type = 'sla_policy'"))).scalars()
+_CONFIGURATION = text(
+    "select position, stream_id, stream_type, version, event_id, event_type, schema_version, data, metadata,"
+    " recorded_at from events where stream_type in ('sla_policy', 'sla_calendar') order by stream_id, version"
+).columns(data=JSONB, metadata=JSONB)  # read through a partial index (migration 0005), however many clocks
+
+
+@dataclass(frozen=True)
+class Configuration:
+    """The policies and calendars in force: administrators' versions over the shipped ones."""
+
+    policies: dict[str, policies.Policy]
+    calendars: dict[str, calendars.CalendarVersion]
+
+    def for_clock(self, kind: str, priority: str, tier: str, service: str | None
+                  ) -> tuple[policies.Policy, calendars.CalendarVersion]:
+        """The policy a new clock gets and the current version of its calendar (shipped ones unless revised)."""
+        policy = policies.choose(self.policies.values(), kind, priority, tier, service)
+        calendar = (self.calendars.get(policy.calendar_id) or calendars.shipped_version(policy.calendar_id)
+                    or calendars.shipped_version(calendars.DEFAULT_CALENDAR))  # policies name calendars loosely
+        assert calendar is not None
+        return policy, calendar
+
+
+async def load_configuration(conn: AsyncConnection, store: EventStore) -> Configuration:
+    streams: dict[tuple[str, str], list[Any]] = {}
+    for row in await conn.execute(_CONFIGURATION):
+        streams.setdefault((row.stream_type, row.stream_id), []).append(store._recorded(row))
     book = dict(policies.DEFAULT_POLICIES)
-    for policy_id in ids:
-        book[policy_id] = fold(policies.evolve, await store.load(policy_id))
-    policy = policies.choose(book.values(), kind, priority, tier, service)
-    calendar = (fold(calendars.evolve, [r for r in await store.load(policy.calendar_id)
-                                        if r.stream_type == "sla_calendar"])
-                or calendars.shipped_version(policy.calendar_id)
-                or calendars.shipped_version(calendars.DEFAULT_CALENDAR))  # policies name calendars loosely
-    assert calendar is not None
-    return policy, calendar
+    revised: dict[str, calendars.CalendarVersion] = {}
+    for (stream_type, stream_id), history in streams.items():
+        if stream_type == "sla_policy":
+            book[stream_id] = fold(policies.evolve, history)
+        else:
+            revised[stream_id] = fold(calendars.evolve, history)
+    return Configuration(book, revised)
+
+
+async def current_configuration(conn: AsyncConnection, store: EventStore, kind: str, priority: str, tier: str,
+                                service: str | None) -> tuple[policies.Policy, calendars.CalendarVersion]:
+    """The policy and calendar a clock started now gets."""
+    return (await load_configuration(conn, store)).for_clock(kind, priority, tier, service)
 
 
 class ClockDriver(CommandReaction):
+    """A consumer batch of intake events at a time (`apply` is a batch of one): the clocks of the batch's
+    requests are read in one query, each event's commands are decided in arrival order on the clock as the
+    events before it left it, and all are written with one statement in the transaction that marks the
+    batch processed; then each request's stall deadline follows its clock."""
+
     name: ClassVar[str] = "clock_driver"
     sources: ClassVar[tuple[str, ...]] = ("intake",)
     command: ClassVar[type] = c.StartClock
 
-    async def apply(self, conn: AsyncConnection, received: ReceivedEvent) -> None:
-        """Looks up the configuration a start or a re-target needs, then issues the command as any reaction."""
-        self._configuration: tuple[policies.Policy, calendars.CalendarVersion] | None = None
-        assert self.handler is not None, "the service kit sets the handler"
-        store = self.handler.store
-        activity = RequestActivity.read(received) if RequestActivity.matches(received) else None
-        if activity is not None:
-            await self._clear_stall(received, activity)
-        if Submitted.matches(received):
-            submitted = Submitted.read(received)
-            self._configuration = await current_configuration(
-                conn, store, submitted.kind, submitted.priority, submitted.customer_tier, submitted.service)
-        elif PriorityChanged.matches(received):
-            changed = PriorityChanged.read(received)
-            running = fold(clocks.evolve, await store.load(changed.request_id))
-            if running is None:
-                return  # no clock (it started before this service existed): nothing to re-target
-            self._configuration = await current_configuration(
-                conn, store, running.kind, changed.priority, running.customer_tier, running.service)
-        await super().apply(conn, received)
-        if activity is not None:
-            await self._move_stall_deadline(conn, activity)
-
-    async def _clock(self, request_id: str) -> clocks.Clock | None:
-        assert self.handler is not None
-        history = await self.handler.store.load(request_id)
-        return fold(clocks.evolve, history) if history and history[0].stream_type == "sla_clock" else None
-
-    async def _clear_stall(self, received: ReceivedEvent, activity: RequestActivity) -> None:
-        """Before the event's own effect, so that the explanation reads: stall cleared by X, then X's effect."""
-        assert self.handler is not None
-        clock = await self._clock(activity.request_id)
-        if clock is None or clock.stalled_since is None:
-            return
-        meta = CommandMeta(correlation_id=received.correlation_id or received.id, causation_id=received.id,
-                           idempotency_key=f"{self.name}:activity:{received.id}", fingerprint=received.id)
-        try:
-            await self.handler.execute(c.NoteActivity(request_id=activity.request_id, at=activity.at,
-                                                      activity=received.event_type), self.actor, meta)
-        except DomainError as exc:  # cleared meanwhile (a redelivery): nothing to do
-            log.info("clock driver: stall of %s not cleared: %s", activity.request_id, exc.detail)
-
-    async def _move_stall_deadline(self, conn: AsyncConnection, activity: RequestActivity) -> None:
-        clock = await self._clock(activity.request_id)
-        if clock is None:
-            return
-        if clock.may_stall:
-            quiet_since = max(activity.at, clock.last_activity_at or activity.at)
-            await deadlines.schedule(conn, SLA_STALL, activity.request_id, clock.stall_due(quiet_since),
-                                     {"quiet_since": quiet_since.isoformat()})
-        else:  # awaiting the customer, resolved or cancelled: the next activity that resumes work sets it again
-            await deadlines.cancel(conn, SLA_STALL, activity.request_id)
-
     def command_for(self, received: ReceivedEvent) -> Any | None:
-        read = next((cls.read(received) for cls in INTAKE_READS if cls.matches(received)), None)
+        return None  # the commands depend on the clock and the configuration: `apply_batch` issues them
+
+    async def apply(self, conn: AsyncConnection, received: ReceivedEvent) -> None:
+        await self.apply_batch(conn, [received])
+
+    async def apply_batch(self, conn: AsyncConnection, events: Sequence[ReceivedEvent]) -> None:
+        assert self.handler is not None, "the service kit sets the handler"
+        reads = []
+        for received in events:
+            read = next((cls.read(received) for cls in INTAKE_READS if cls.matches(received)), None)
+            activity = RequestActivity.read(received) if RequestActivity.matches(received) else None
+            if read is not None or activity is not None:
+                reads.append((received, read, activity))
+        if not reads:
+            return
+        batch = self.handler.batch(conn)
+        await batch.load({(activity or read).request_id for _, read, activity in reads})  # type: ignore[union-attr]
+        configuration = None
+        if any(isinstance(read, Submitted | PriorityChanged) for _, read, _ in reads):
+            assert isinstance(self.handler.store, EventStore)
+            configuration = await load_configuration(conn, self.handler.store)
+        active: dict[str, RequestActivity] = {}  # each request's latest activity in the batch
+        for received, read, activity in reads:
+            if activity is not None:
+                active[activity.request_id] = activity
+                clock = self._clock(batch, activity.request_id)
+                if clock is not None and clock.stalled_since is not None:  # cleared before the event's own effect
+                    await self._issue(batch, received, c.NoteActivity(
+                        request_id=activity.request_id, at=activity.at, activity=received.event_type))
+            if read is not None:
+                command = self._command(received, read, self._clock(batch, read.request_id), configuration)
+                if command is not None:
+                    await self._issue(batch, received, command)
+        await batch.commit()
+        await self._move_stall_deadlines(conn, batch, active)
+
+    async def _issue(self, batch: CommandBatch, received: ReceivedEvent, command: Any) -> None:
+        outcome = await batch.execute(command, self.actor, self.meta(received))
+        if isinstance(outcome, DomainError):  # e.g. a redelivered event's effect is there: a decision, not a failure
+            log.info("clock driver: %s refused for event %s: %s", type(command).__name__, received.id, outcome.detail)
+
+    def _clock(self, batch: CommandBatch, request_id: str) -> clocks.Clock | None:
+        """The request's clock as the batch's commands so far left it; None if it has none (or the id names a
+        calendar or a policy)."""
+        history = batch.history(request_id)
+        if history and history[0].stream_type != "sla_clock":
+            return None
+        assert self.handler is not None
+        return batch.state(self.handler.aggregate_for(c.StartClock), request_id)
+
+    async def _move_stall_deadlines(self, conn: AsyncConnection, batch: CommandBatch,
+                                    active: dict[str, RequestActivity]) -> None:
+        due: list[tuple[str, Any, dict[str, Any]]] = []
+        idle: list[str] = []
+        for request_id, activity in active.items():
+            clock = self._clock(batch, request_id)
+            if clock is None:
+                continue
+            if clock.may_stall:
+                quiet_since = max(activity.at, clock.last_activity_at or activity.at)
+                due.append((request_id, clock.stall_due(quiet_since), {"quiet_since": quiet_since.isoformat()}))
+            else:  # awaiting the customer, resolved or cancelled: the next activity that resumes work sets it again
+                idle.append(request_id)
+        await deadlines.schedule_many(conn, SLA_STALL, due)
+        await deadlines.cancel_many(conn, SLA_STALL, idle)
+
+    @staticmethod
+    def _command(received: ReceivedEvent, read: ForeignEvent, clock: clocks.Clock | None,
+                 configuration: Configuration | None) -> Any | None:
         match read:
             case Submitted():
-                assert self._configuration is not None
-                policy, calendar = self._configuration
+                assert configuration is not None
+                policy, calendar = configuration.for_clock(read.kind, read.priority, read.customer_tier, read.service)
                 return c.StartClock(request_id=read.request_id, organisation_id=read.organisation_id, kind=read.kind,
                                     priority=read.priority, customer_tier=read.customer_tier, at=read.at,
                                     policy=policy, calendar_id=calendar.calendar_id,
@@ -215,9 +265,11 @@ class ClockDriver(CommandReaction):
             case Reopened():
                 return c.ReopenClock(request_id=read.request_id, at=read.at)
             case PriorityChanged():
-                assert self._configuration is not None
-                return c.RetargetClock(request_id=read.request_id, at=read.at, priority=read.priority,
-                                       policy=self._configuration[0])
+                if clock is None:
+                    return None  # no clock (it started before this service existed): nothing to re-target
+                assert configuration is not None
+                policy, _ = configuration.for_clock(clock.kind, read.priority, clock.customer_tier, clock.service)
+                return c.RetargetClock(request_id=read.request_id, at=read.at, priority=read.priority, policy=policy)
             case Assigned():
                 return c.ChangeTeam(request_id=read.request_id, at=read.at, team=read.team)
             case Rejected() | Declined() | Cancelled():
@@ -237,10 +289,15 @@ class ClockTimers:
         self.topics = [topic]
 
     async def apply(self, conn: AsyncConnection, received: ReceivedEvent) -> None:
-        event = received.event
-        if not isinstance(event, ev.ClockEvent):
-            return
-        if event.next_check_at is not None:
-            await deadlines.schedule(conn, SLA_CHECK, event.request_id, event.next_check_at)
-        else:
-            await deadlines.cancel(conn, SLA_CHECK, event.request_id)
+        await self.apply_batch(conn, [received])
+
+    async def apply_batch(self, conn: AsyncConnection, events: Sequence[ReceivedEvent]) -> None:
+        """Only each clock's latest event of the batch counts: the others' deadlines would be moved at once."""
+        latest: dict[str, ev.ClockEvent] = {}
+        for received in events:
+            if isinstance(received.event, ev.ClockEvent):
+                latest[received.event.request_id] = received.event
+        await deadlines.schedule_many(conn, SLA_CHECK, [(request_id, event.next_check_at, {}) for request_id, event
+                                                        in latest.items() if event.next_check_at is not None])
+        await deadlines.cancel_many(conn, SLA_CHECK, [request_id for request_id, event in latest.items()
+                                                      if event.next_check_at is None])
