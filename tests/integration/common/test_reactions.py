@@ -1,16 +1,21 @@
 """A second service declared only through the kit reacts to intake's `request.closed` over real Kafka and
-PostgreSQL: one command per closed request, caused by the intake event, and nothing new on replay."""
+PostgreSQL: one command per closed request, caused by the intake event, and nothing new on replay (the command
+commits with the consumer's processed mark, or not at all)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import uuid
+from datetime import UTC, datetime
 
 import asyncpg
 from probe_service import probe
 
 from opsat.common import observability as obs
-from opsat.common.db import asyncpg_dsn
+from opsat.common.consumer import ReceivedEvent
+from opsat.common.db import asyncpg_dsn, create_engine
+from opsat.common.eventstore import EventStore
 from opsat.common.testing.infra import reset_group_to_earliest as replay_from_start
 from opsat.intake.service import SERVICE as INTAKE
 
@@ -82,13 +87,36 @@ async def test_a_reaction_issues_one_command_per_closed_request_and_none_on_repl
             await eventually(lambda: _true(counted("duplicate") >= duplicates + on_topic))
         assert len(await surveys(surveys_service)) == 3
 
-        # Replay 2: offsets and dedupe rows both gone; the Idempotency-Key derived from the event id still holds.
-        await rows(surveys_service.settings.database_url, "delete from reactions.processed_events")
-        applied = counted("applied")
-        await reset_group_to_earliest(surveys_service, kafka_bootstrap)
-        async with surveys_service.worker():
-            await eventually(lambda: _true(counted("applied") >= applied + on_topic))
-        assert len(await surveys(surveys_service)) == 3
+
+
+async def test_a_reactions_command_commits_with_the_consumers_transaction_or_not_at_all(intake, run_service):
+    """What makes a replay safe: the command's events are written in the transaction that marks the event
+    processed. Rolled back, it leaves no survey and no outbox row; committed, exactly one."""
+    surveys_service = await run_service(probe())
+    reaction = surveys_service.service.consumer(surveys_service.settings, "survey_on_close")
+    engine = create_engine(surveys_service.settings.database_url, pool_size=2)
+    try:
+        reaction.handler = surveys_service.service.command_handler(
+            surveys_service.settings, EventStore(engine, surveys_service.service.registry()))
+        event = ReceivedEvent(id=str(uuid.uuid4()), type="opsat.intake.request.closed.v1",
+                              event_type="opsat.intake.request.closed", schema_version=1, source="/opsat/intake",
+                              subject="REQ-9", sequence=5, time=datetime.now(UTC),
+                              data={"request_id": "REQ-9", "reason": "accepted"}, tenant="acme", actor="u-req",
+                              correlation_id="corr-9")
+        async with engine.connect() as conn:
+            transaction = await conn.begin()
+            await reaction.apply(conn, event)
+            assert len(await surveys(surveys_service)) == 0  # not visible before the consumer commits
+            await transaction.rollback()
+        assert await surveys(surveys_service) == []
+        assert await rows(surveys_service.settings.database_url, "select 1 from outbox") == []
+        async with engine.begin() as conn:
+            await reaction.apply(conn, event)
+        [survey] = await surveys(surveys_service)
+        assert survey["request_id"] == "REQ-9" and survey["causation_id"] == event.id
+        assert len(await rows(surveys_service.settings.database_url, "select 1 from outbox")) == 1
+    finally:
+        await engine.dispose()
 
 
 async def _at_least(service, n: int) -> list[dict] | None:  # type: ignore[no-untyped-def]

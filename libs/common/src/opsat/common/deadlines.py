@@ -190,13 +190,27 @@ async def _fire_one(conn: AsyncConnection, handler: DeadlineHandler, row: Any, m
 
 async def run_scheduler(engine: AsyncEngine, handlers: dict[str, DeadlineHandler], stop: asyncio.Event,
                         poll_interval_s: float = 1.0, *, clock: Clock = utc_now) -> None:
+    """Fire what is due, then sleep until the next due row (at most `poll_interval_s`: rows scheduled
+    meanwhile by other transactions are seen by the next poll)."""
     while not stop.is_set():
+        pause = poll_interval_s
         try:
             while await fire_due(engine, handlers, now=clock):
                 pass
+            pause = await _until_next(engine, handlers, clock, poll_interval_s)
         except Exception:  # database away: keep polling
             log.warning("deadline scheduler round failed", exc_info=True)
         try:
-            await asyncio.wait_for(stop.wait(), timeout=poll_interval_s)
+            await asyncio.wait_for(stop.wait(), timeout=pause)
         except TimeoutError:
             pass
+
+
+async def _until_next(engine: AsyncEngine, handlers: dict[str, DeadlineHandler], clock: Clock,
+                      longest: float) -> float:
+    async with engine.connect() as conn:
+        nearest = (await conn.execute(text("select min(due_at) from deadlines where kind = any(:kinds)"),
+                                      {"kinds": list(handlers)})).scalar()
+    if nearest is None:
+        return longest
+    return min(longest, max((nearest - clock()).total_seconds(), 0.05))  # a row another replica holds: not a spin

@@ -9,14 +9,13 @@ order, every rule is evaluated as of the subject's newest observation, exactly a
 one, but the memory is read and written once per batch and rule instead of once per event, and the signals
 of one subject are coalesced into one `RecordSignal` (the last evaluation's score, the union of the
 evidence). A P1 breach, a P1 incident, or an incident whose priority an override raised to P1 issues
-`ActivateEmergency` for the matching plan (once per plan and request). Each command's Idempotency-Key is
-derived from an upstream event id and the rule, and evidence already recorded on a risk adds nothing, so a
-replayed topic issues nothing new.
+`ActivateEmergency` for the matching plan (once per plan and request). The batch's commands are decided
+together and written with one statement in the transaction that marks the batch processed (the kit's
+command batch), and evidence already recorded on a risk adds nothing, so a replayed topic issues nothing new.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 import uuid
@@ -31,7 +30,6 @@ from sqlalchemy import Column, DateTime, Float, Integer, MetaData, String, Table
 from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from opsat.common.commands import CommandMeta
 from opsat.common.consumer import ReceivedEvent, processed_events_table
 from opsat.common.db import REACTIONS_SCHEMA
 from opsat.common.domain import DomainError
@@ -44,7 +42,6 @@ from opsat.risk.domain.signals import Observation, Signal, SignalRule
 log = logging.getLogger(__name__)
 RISKS = uuid.UUID("0b3f7e0e-8a43-4f4e-a3c5-1f7b6a0d9c11")  # namespace of risk ids raised by signals
 RULES_MAX_AGE_S = 1.0  # a changed rule or plan applies to observations at most this much later
-COMMANDS_IN_FLIGHT = 8  # a batch's commands run side by side on this many pooled connections at most
 
 
 # --- the fields the risk service reads of intake's, the SLA monitor's and feedback's events ---------------
@@ -157,7 +154,6 @@ class SignalDriver(CommandReaction):
         super().__init__(*topics)
         self.metadata = SIGNAL_METADATA
         self._book: tuple[float, dict[str, SignalRule], dict[str, plans.Plan]] | None = None
-        self._in_flight = asyncio.Semaphore(COMMANDS_IN_FLIGHT)
 
     def command_for(self, received: ReceivedEvent) -> Any | None:
         return None  # one event may call for several commands: `apply_batch` issues them
@@ -171,12 +167,12 @@ class SignalDriver(CommandReaction):
         if not reads:
             return
         observations, activations = await self.observe(conn, reads)
-        commands: list[tuple[Any, ReceivedEvent, str]] = []
+        commands: list[tuple[Any, ReceivedEvent]] = []
         if observations:
             rules, _ = await self.configuration(conn)
             fired = await self.evaluate(conn, rules, observations)
             risk_ids = await self.open_risks(conn, [(signal, first) for _, first, signal in fired])
-            commands += [(c.RecordSignal(risk_id=risk_ids[signal.key], signal=signal), last, f"rule:{signal.rule_id}")
+            commands += [(c.RecordSignal(risk_id=risk_ids[signal.key], signal=signal), last)
                          for last, _, signal in fired]
             await conn.execute(insert(OBSERVATIONS).on_conflict_do_nothing(), [
                 {"event_id": o.event_id, "source": o.source, "at": o.at, "team": o.team, "service": o.service,
@@ -184,9 +180,17 @@ class SignalDriver(CommandReaction):
                 for received, o in observations])
         if activations:
             commands += await self.activations(conn, activations)
-        # Each command is on a stream of its own (one per subject, one per plan and request): they run side by
-        # side, each in its own transaction, as one event at a time would have run them one after another.
-        await asyncio.gather(*(self._execute(command, received, purpose) for command, received, purpose in commands))
+        # Each command is on a stream of its own (one per subject, one per plan and request), read in one query.
+        assert self.handler is not None, "the service kit sets the handler"
+        batch = self.handler.batch(conn)
+        await batch.load([getattr(command, self.handler.aggregate_for(type(command)).id_field)
+                          for command, _ in commands])
+        for command, received in commands:
+            outcome = await batch.execute(command, self.actor, self.meta(received))
+            if isinstance(outcome, DomainError):  # the domain says no (already recorded, already active): a decision
+                log.info("reaction %s: %s refused for event %s: %s", self.name, type(command).__name__,
+                         received.id, outcome.detail)
+        await batch.commit()
 
     # --- upstream events -> the requests' facts, observations and activations ------------------------------
     async def observe(self, conn: AsyncConnection, reads: list[tuple[ReceivedEvent, ForeignEvent]]
@@ -333,17 +337,6 @@ class SignalDriver(CommandReaction):
         return self._book[1], self._book[2]
 
     # --- commands ---------------------------------------------------------------------------------------
-    async def _execute(self, command: Any, received: ReceivedEvent, purpose: str) -> None:
-        assert self.handler is not None, "the service kit sets the handler"
-        meta = CommandMeta(correlation_id=received.correlation_id or received.id, causation_id=received.id,
-                           idempotency_key=f"{self.name}:{received.id}:{purpose}", fingerprint=received.id)
-        async with self._in_flight:
-            try:
-                await self.handler.execute(command, self.actor, meta)
-            except DomainError as exc:  # the domain says no (already recorded, already active): a decision
-                log.info("reaction %s: %s refused for event %s: %s", self.name, type(command).__name__,
-                         received.id, exc.detail)
-
     async def open_risks(self, conn: AsyncConnection, signals: list[tuple[Signal, ReceivedEvent]]) -> dict[str, str]:
         """Per subject key, its open risk, or a new id claimed for it (derived from the event that raised it).
         The claim is a conditional write on the subject's row: a replica claiming the same subject concurrently
@@ -384,13 +377,13 @@ class SignalDriver(CommandReaction):
         return {risk_id for risk_id in risk_ids if status.get(risk_id, "identified") in register.OPEN}
 
     async def activations(self, conn: AsyncConnection, moments: list[tuple[ReceivedEvent, Observation, str]]
-                          ) -> list[tuple[Any, ReceivedEvent, str]]:
+                          ) -> list[tuple[Any, ReceivedEvent]]:
         """`ActivateEmergency` for the matching plan of each P1 moment, the first of each plan and request only,
         naming who is on call for each step's role at that moment."""
         assert self.handler is not None
         _, book = await self.configuration(conn)
         rotas: dict[str, Any] | None = None
-        commands: list[tuple[Any, ReceivedEvent, str]] = []
+        commands: list[tuple[Any, ReceivedEvent]] = []
         activated: set[str] = set()
         for received, observation, request_id in moments:
             source = "breach" if observation.source == "sla_breach" else "incident"
@@ -410,7 +403,7 @@ class SignalDriver(CommandReaction):
                 reason=f"P1 {what} of request {request_id}", team=observation.team, service=observation.service,
                 trigger={"event_id": received.id, "event_type": received.event_type, "request_id": request_id,
                          "priority": observation.priority})
-            commands.append((command, received, "emergency"))
+            commands.append((command, received))
         return commands
 
 
