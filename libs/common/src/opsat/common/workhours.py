@@ -174,14 +174,26 @@ class WorkCalendar:
     def _local_date(self, moment: datetime) -> date:
         return moment.astimezone(self.zone).date()
 
+    @functools.cached_property
+    def _days(self) -> dict[date, tuple[tuple[datetime, datetime], ...]]:
+        return {}  # a day's shifts as UTC instants: clocks ask for the same few days again and again
+
+    def _shifts_utc(self, day: date) -> tuple[tuple[datetime, datetime], ...]:
+        found = self._days.get(day)
+        if found is None:
+            midnight = datetime.combine(day, time())
+            found = tuple(((midnight + timedelta(minutes=start)).replace(tzinfo=self.zone).astimezone(UTC),
+                           (midnight + timedelta(minutes=end)).replace(tzinfo=self.zone).astimezone(UTC))
+                          for start, end in self.shifts_on(day))
+            if len(self._days) < _MAX_DAYS:
+                self._days[day] = found
+        return found
+
     def _intervals(self, first_day: date) -> Iterator[tuple[datetime, datetime]]:
         last_end: datetime | None = None
         day = first_day
         for _ in range(_MAX_DAYS):
-            midnight = datetime.combine(day, time())
-            for start, end in self.shifts_on(day):
-                opens = (midnight + timedelta(minutes=start)).replace(tzinfo=self.zone).astimezone(UTC)
-                closes = (midnight + timedelta(minutes=end)).replace(tzinfo=self.zone).astimezone(UTC)
+            for opens, closes in self._shifts_utc(day):
                 if last_end is not None and opens < last_end:
                     opens = last_end
                 if closes > opens:

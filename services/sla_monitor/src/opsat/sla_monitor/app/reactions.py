@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from pydantic import AwareDatetime
@@ -118,6 +118,7 @@ class RequestActivity(_IntakeEvent):
 INTAKE_READS: tuple[type[ForeignEvent], ...] = (Submitted, Accepted, ReplyAdded, InfoRequested, InfoProvided,
                                                 Resolved, Reopened, PriorityChanged, Assigned, Rejected, Declined,
                                                 Cancelled)
+_READER_OF = {cls.event_type: cls for cls in INTAKE_READS}
 
 
 _CONFIGURATION = text(
@@ -132,15 +133,20 @@ class Configuration:
 
     policies: dict[str, policies.Policy]
     calendars: dict[str, calendars.CalendarVersion]
+    _chosen: dict[tuple[str, str, str, str | None], tuple[policies.Policy, calendars.CalendarVersion]] = field(
+        default_factory=dict, compare=False)  # a batch asks for the same few combinations again and again
 
     def for_clock(self, kind: str, priority: str, tier: str, service: str | None
                   ) -> tuple[policies.Policy, calendars.CalendarVersion]:
         """The policy a new clock gets and the current version of its calendar (shipped ones unless revised)."""
-        policy = policies.choose(self.policies.values(), kind, priority, tier, service)
-        calendar = (self.calendars.get(policy.calendar_id) or calendars.shipped_version(policy.calendar_id)
-                    or calendars.shipped_version(calendars.DEFAULT_CALENDAR))  # policies name calendars loosely
-        assert calendar is not None
-        return policy, calendar
+        key = (kind, priority, tier, service)
+        if key not in self._chosen:
+            policy = policies.choose(self.policies.values(), kind, priority, tier, service)
+            calendar = (self.calendars.get(policy.calendar_id) or calendars.shipped_version(policy.calendar_id)
+                        or calendars.shipped_version(calendars.DEFAULT_CALENDAR))  # policies name calendars loosely
+            assert calendar is not None
+            self._chosen[key] = (policy, calendar)
+        return self._chosen[key]
 
 
 async def load_configuration(conn: AsyncConnection, store: EventStore) -> Configuration:
@@ -183,8 +189,12 @@ class ClockDriver(CommandReaction):
         assert self.handler is not None, "the service kit sets the handler"
         reads = []
         for received in events:
-            read = next((cls.read(received) for cls in INTAKE_READS if cls.matches(received)), None)
-            activity = RequestActivity.read(received) if RequestActivity.matches(received) else None
+            reader = _READER_OF.get(received.event_type)
+            read = reader.read(received) if reader is not None and reader.matches(received) else None
+            activity = None
+            if RequestActivity.matches(received):  # every reader's fields include the activity's: read once
+                activity = RequestActivity.model_construct(request_id=read.request_id, at=read.at) if read is not None \
+                    else RequestActivity.read(received)
             if read is not None or activity is not None:
                 reads.append((received, read, activity))
         if not reads:

@@ -21,7 +21,7 @@ OLA target of business time (paused time excluded) from when it took the request
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -32,6 +32,18 @@ from opsat.sla_monitor.domain import events as ev
 from opsat.sla_monitor.domain.policies import DEFAULT_STALL_SECONDS, Policy
 
 TARGETS = ("response", "resolution")
+
+
+def _replace(obj: Any, /, **changes: Any) -> Any:
+    """`dataclasses.replace` for the clock's frozen dataclasses without running `__init__` again: a clock has
+    some thirty fields, an event changes a few, and replays fold many events (a fifth of a clock update's CPU)."""
+    fields = obj.__dataclass_fields__
+    unknown = [name for name in changes if name not in fields]
+    if unknown:
+        raise TypeError(f"{type(obj).__name__} has no field {unknown[0]!r}")
+    new = object.__new__(type(obj))
+    new.__dict__.update(obj.__dict__, **changes)
+    return new
 BREACH = 100
 
 
@@ -108,7 +120,7 @@ class Clock:
     def _held_by(self, team: str | None, at: datetime) -> Clock:
         if not team or team == self.team:
             return self
-        return replace(self, team=team, held_since=at, held_paused_base=self.paused_until(at))
+        return _replace(self, team=team, held_since=at, held_paused_base=self.paused_until(at))
 
     def update_due(self) -> datetime | None:
         if self.next_reply is None or self.last_update_at is None:
@@ -121,7 +133,7 @@ class Clock:
                 and self.update_overdue_since != self.last_update_at)
 
     def _updated(self, at: datetime) -> Clock:
-        return replace(self, last_update_at=at, update_paused_base=self.paused_until(at))
+        return _replace(self, last_update_at=at, update_paused_base=self.paused_until(at))
 
     def stall_due(self, quiet_since: datetime) -> datetime:
         return self.calendar.add(quiet_since, self.stall_after)
@@ -155,8 +167,9 @@ class Clock:
     def next_check_at(self) -> datetime | None:
         if self.cancelled or self.paused_since is not None:
             return None
-        pending = [self.due(name, p) for name in TARGETS if self.running(name)
-                   for p in self.marks if p not in self.targets[name].reached]
+        # A higher mark falls due later: each running target's first unannounced mark is its next check.
+        pending = [self.due(name, min(unannounced)) for name in TARGETS if self.running(name)
+                   if (unannounced := [p for p in self.marks if p not in self.targets[name].reached])]
         update_due, ola_due = self.update_due(), self.ola_due()
         if self.update_pending and update_due is not None:
             pending.append(update_due)
@@ -173,7 +186,7 @@ class Clock:
         return "running" if any(self.running(n) for n in TARGETS) else "met"
 
     def _with_target(self, name: str, **changes: Any) -> Clock:
-        return replace(self, targets={**self.targets, name: replace(self.targets[name], **changes)})
+        return _replace(self, targets={**self.targets, name: _replace(self.targets[name], **changes)})
 
 
 # Clock events caused by one of the request's intake events: activity on the request.
@@ -197,9 +210,9 @@ def evolve(state: Clock | None, event: DomainEvent) -> Clock:
     after = _evolve(state, event)
     if isinstance(event, _ACTIVITY):
         latest = max(filter(None, (after.last_activity_at, event.at)))
-        after = replace(after, last_activity_at=latest)
+        after = _replace(after, last_activity_at=latest)
     if not after.may_stall and after.stalled_since is not None:  # a stall ends with the work (resolve, cancel)
-        after = replace(after, stalled_since=None)
+        after = _replace(after, stalled_since=None)
     return after
 
 
@@ -227,27 +240,27 @@ def _evolve(state: Clock | None, event: DomainEvent) -> Clock:
         case ev.UpdateGiven():
             return state._updated(event.at)
         case ev.UpdateOverdue():
-            return replace(state, update_overdue_since=event.since)
+            return _replace(state, update_overdue_since=event.since)
         case ev.ClockPaused():
-            return replace(state, paused_since=event.at)
+            return _replace(state, paused_since=event.at)
         case ev.ClockResumed():
-            state = replace(state, paused=state.paused + timedelta(seconds=event.paused_seconds), paused_since=None)
+            state = _replace(state, paused=state.paused + timedelta(seconds=event.paused_seconds), paused_since=None)
             if event.reason == "reopened":
-                state = replace(state._with_target("resolution", met_at=None, met_due=None, met_on_time=None),
+                state = _replace(state._with_target("resolution", met_at=None, met_due=None, met_on_time=None),
                                 resolved_at=None)
                 if state.last_update_at is not None:  # updates are owed again from the reopen
                     state = state._updated(event.at)
             return state
         case ev.ResolutionMet():
-            return replace(state._with_target("resolution", met_at=event.at, met_due=state.due("resolution"),
+            return _replace(state._with_target("resolution", met_at=event.at, met_due=state.due("resolution"),
                                               met_on_time=event.on_time), resolved_at=event.at)
         case ev.ThresholdReached() | ev.ClockEscalated():
             return state._with_target(event.target, reached=state.targets[event.target].reached | {event.percent})
         case ev.TargetBreached():
             return state._with_target(event.target, reached=state.targets[event.target].reached | {BREACH})
         case ev.ClockRetargeted():
-            targets = {n: replace(t, amount=timedelta(seconds=event.targets[n])) for n, t in state.targets.items()}
-            return replace(state, priority=event.priority, policy_id=event.policy_id,
+            targets = {n: _replace(t, amount=timedelta(seconds=event.targets[n])) for n, t in state.targets.items()}
+            return _replace(state, priority=event.priority, policy_id=event.policy_id,
                            policy_version=event.policy_version, targets=targets,
                            warning_thresholds=tuple(event.warning_thresholds),
                            escalations={e["percent"]: e["role"] for e in event.escalations},
@@ -255,22 +268,22 @@ def _evolve(state: Clock | None, event: DomainEvent) -> Clock:
                            next_reply=_optional(event.next_reply_seconds), ola=_optional(event.ola_seconds),
                            ola_teams=_teams(event.ola_teams))
         case ev.OlaBreached():
-            return replace(state, ola_breached_for=(event.team, event.held_since))
+            return _replace(state, ola_breached_for=(event.team, event.held_since))
         case ev.ClockStalled():
-            return replace(state, stalled_since=event.quiet_since)
+            return _replace(state, stalled_since=event.quiet_since)
         case ev.StallCleared():
-            return replace(state, stalled_since=None)
+            return _replace(state, stalled_since=None)
         case ev.TeamChanged():
             return state._held_by(event.team, event.at)
         case ev.ClockCancelled():
-            return replace(state, cancelled=True)
+            return _replace(state, cancelled=True)
         case ev.ExcusalRequested():
             return state._with_target(event.target, excusal=Excusal("requested", event.cause, event.by, event.reason))
         case ev.ExcusalApproved() | ev.ExcusalRejected():
             asked = state.targets[event.target].excusal
             assert asked is not None, "a decision follows a request"
             status = "approved" if isinstance(event, ev.ExcusalApproved) else "rejected"
-            return state._with_target(event.target, excusal=replace(asked, status=status, decided_by=event.by,
+            return state._with_target(event.target, excusal=_replace(asked, status=status, decided_by=event.by,
                                                                      decision_reason=event.reason))
     raise ValueError(f"not a clock event: {event.event_type}")
 
