@@ -16,13 +16,14 @@ command batch), and evidence already recorded on a risk adds nothing, so a repla
 
 from __future__ import annotations
 
+import bisect
 import logging
 import time
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
 from pydantic import AwareDatetime
@@ -141,8 +142,37 @@ def _read(received: ReceivedEvent) -> ForeignEvent | None:
     return next((cls.read(received) for cls in UPSTREAM_READS if cls.matches(received)), None)
 
 
-def _newest(observations: Iterable[Observation]) -> Observation:
-    return max(observations, key=lambda o: (o.at, o.event_id))
+def _order(o: Observation) -> tuple[datetime, str]:
+    return o.at, o.event_id
+
+
+class _Pool:
+    """One subject's observations in time order (by event id when simultaneous), so that each evaluation is handed
+    only what its window or last N can see as of the newest one, not the whole pool again."""
+
+    def __init__(self) -> None:
+        self.ordered: list[Observation] = []
+        self.ids: set[str] = set()
+
+    def add(self, o: Observation) -> None:
+        if o.event_id in self.ids:  # the same event again (stored and in the batch): the later copy counts
+            self.ordered = [kept for kept in self.ordered if kept.event_id != o.event_id]
+        self.ids.add(o.event_id)
+        bisect.insort(self.ordered, o, key=_order)
+
+    def newest(self) -> Observation:
+        return self.ordered[-1]
+
+    def visible_to(self, rule: SignalRule) -> list[Observation]:
+        """What `rule.evaluate` as of the newest observation looks at: those inside its window, and of them the
+        last N in "mean of the last N" mode (the rule filters the same way; this only spares it the rest)."""
+        first = 0
+        if rule.window_seconds is not None:
+            since = self.ordered[-1].at - timedelta(seconds=rule.window_seconds)
+            first = bisect.bisect_right(self.ordered, since, key=lambda o: o.at)
+        if rule.last_n is not None:
+            first = max(first, len(self.ordered) - rule.last_n)
+        return self.ordered[first:]
 
 
 class SignalDriver(CommandReaction):
@@ -287,17 +317,17 @@ class SignalDriver(CommandReaction):
             mine = [(received, o, subject) for received, o in observations if (subject := rule.subject_of(o))]
             if not mine:
                 continue
-            pools: dict[str, dict[str, Observation]] = defaultdict(dict)
+            pools: dict[str, _Pool] = defaultdict(_Pool)
             for stored in await self.history(conn, rule, [o for _, o, _ in mine]):
                 if (subject := rule.subject_of(stored)) is not None:
-                    pools[subject][stored.event_id] = stored
+                    pools[subject].add(stored)
             signals: dict[str, list[tuple[ReceivedEvent, Signal]]] = {}
             for received, o, subject in mine:
                 pool = pools[subject]
-                pool[o.event_id] = o
+                pool.add(o)
                 # As of the subject's newest observation: events of one subject arrive from several partitions,
                 # so the last to arrive is not always the latest.
-                signal = rule.evaluate(_newest(pool.values()), pool.values())
+                signal = rule.evaluate(pool.newest(), pool.visible_to(rule))
                 if signal is not None:
                     signals.setdefault(subject, []).append((received, signal))
             for found in signals.values():
