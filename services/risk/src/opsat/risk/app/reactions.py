@@ -111,6 +111,7 @@ class SurveyAnswered(ForeignEvent):
 
 UPSTREAM_READS: tuple[type[ForeignEvent], ...] = (Submitted, PriorityOverridden, ClockStarted, ResponseMet,
                                                   TeamChanged, Retargeted, Breached, SurveyAnswered)
+_READER_OF = {cls.event_type: cls for cls in UPSTREAM_READS}
 
 
 # --- what the driver remembers -------------------------------------------------------------------------
@@ -139,7 +140,8 @@ _FACTS = ("kind", "priority", "team", "service")
 
 
 def _read(received: ReceivedEvent) -> ForeignEvent | None:
-    return next((cls.read(received) for cls in UPSTREAM_READS if cls.matches(received)), None)
+    reader = _READER_OF.get(received.event_type)
+    return reader.read(received) if reader is not None and reader.matches(received) else None
 
 
 def _order(o: Observation) -> tuple[datetime, str]:
