@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import enum
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -27,6 +28,7 @@ from opsat.common.eventstore import (
     ConcurrencyConflict,
     Idempotency,
     IdempotencyKeyReused,
+    StreamsMoved,
     StreamStore,
 )
 
@@ -316,6 +318,51 @@ async def the_command_handler_loads_decides_and_appends(factory: StoreFactory) -
         await handler.execute(Open("c1", limit=5), ACTOR, meta())
 
 
+@asynccontextmanager
+async def _transaction(store: StreamStore) -> AsyncIterator[Any]:
+    """A transaction of the store's database to write a command batch in (the memory store has none)."""
+    engine = getattr(store, "engine", None)
+    if engine is None:
+        yield None
+        return
+    async with engine.begin() as conn:
+        yield conn
+
+
+async def a_command_batch_writes_its_commands_together_or_not_at_all(factory: StoreFactory) -> None:
+    store = _store(factory)
+    handler = CountingHandler(store)
+    await handler.execute(Open("c1", limit=5), ACTOR, meta())
+    async with _transaction(store) as conn:
+        batch = handler.batch(conn)
+        opened = await batch.execute(Open("c2", limit=9), ACTOR, meta())
+        added = await batch.execute(Add("c2", 4), ACTOR, CommandMeta(correlation_id="c-2", causation_id="e-2"))
+        refused = await batch.execute(Add("c1", 6), ACTOR, meta())  # over the limit: its own refusal only
+        taken = await batch.execute(Open("c1", limit=1), ACTOR, meta())  # the id exists
+        filled = await batch.execute(Add("c1", 5), ACTOR, meta())
+        positions = await batch.commit()
+    assert isinstance(refused, OverLimit) and isinstance(taken, ConcurrencyConflict)
+    assert isinstance(opened, AppendResult) and isinstance(added, AppendResult) and isinstance(filled, AppendResult)
+    c2 = await store.load("c2")
+    assert [r.event for r in c2] == [Opened(limit=9), Added(amount=4)] and added.version == 2
+    assert c2[1].metadata["causation_id"] == "e-2" and [r.event_id for r in c2] == [*opened.event_ids,
+                                                                                     *added.event_ids]
+    assert [r.event for r in await store.load("c1")] == [Opened(limit=5), Added(amount=5)]
+    assert set(positions) == {*opened.event_ids, *added.event_ids, *filled.event_ids}
+    assert sorted(positions[e] for e in (*opened.event_ids, *added.event_ids)) == [r.position for r in c2]
+    # Another writer appends to a stream of the batch after the batch read it: the batch is refused as a whole
+    # (a transient fault: its caller runs it again on the new state) and writes nothing.
+    with pytest.raises(StreamsMoved):
+        async with _transaction(store) as conn:
+            batch = handler.batch(conn)
+            await batch.execute(Add("c2", 1), ACTOR, meta())
+            await handler.execute(Add("c2", 2), ACTOR, meta())
+            await batch.execute(Open("c3", limit=1), ACTOR, meta())
+            await batch.commit()
+    assert await store.stream_version("c3") == 0
+    assert [r.event for r in await store.load("c2")][-1] == Added(amount=2) and await store.stream_version("c2") == 3
+
+
 SCENARIOS: list[Scenario] = [
     appended_events_load_in_version_order,
     a_stale_expected_version_is_a_conflict,
@@ -327,4 +374,5 @@ SCENARIOS: list[Scenario] = [
     an_idempotency_key_reused_for_another_request_is_refused,
     idempotency_keys_of_different_actors_are_independent,
     the_command_handler_loads_decides_and_appends,
+    a_command_batch_writes_its_commands_together_or_not_at_all,
 ]
