@@ -31,6 +31,7 @@ from sqlalchemy import Column, DateTime, Float, Integer, MetaData, String, Table
 from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from opsat.common.bulk import insert_rows
 from opsat.common.consumer import ReceivedEvent, processed_events_table
 from opsat.common.db import REACTIONS_SCHEMA
 from opsat.common.domain import DomainError
@@ -206,7 +207,7 @@ class SignalDriver(CommandReaction):
             risk_ids = await self.open_risks(conn, [(signal, first) for _, first, signal in fired])
             commands += [(c.RecordSignal(risk_id=risk_ids[signal.key], signal=signal), last)
                          for last, _, signal in fired]
-            await conn.execute(insert(OBSERVATIONS).on_conflict_do_nothing(), [
+            await insert_rows(conn, OBSERVATIONS, on_conflict_do_nothing=True, rows=[
                 {"event_id": o.event_id, "source": o.source, "at": o.at, "team": o.team, "service": o.service,
                  "kind": o.kind, "priority": o.priority, "value": o.value, "request_id": _request_of(received)}
                 for received, o in observations])
