@@ -348,9 +348,11 @@ async def _if_match(
 
 async def creation_meta(
     request: Request,
-    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=200,
-                                                  description="repeat a command safely: the first result "
-                                                              "is returned")] = None,
+    # Typed `str` (absent: None) so the schema says "a string", not "a string or null": a header is always text,
+    # and "null" in the schema invites clients and fuzzers to send a value (e.g. 0) that reads as a valid key.
+    idempotency_key: Annotated[str, Header(alias="Idempotency-Key", min_length=1, max_length=200,
+                                           description="repeat a command safely: the first result is "
+                                                       "returned")] = None,  # type: ignore[assignment]
 ) -> CommandMeta:
     """For commands that create a stream: there is no version to match yet."""
     return CommandMeta(correlation_id=obs.correlation_id.get() or "",
