@@ -47,7 +47,7 @@ async def test_a_quiet_request_is_flagged_once_per_quiet_spell_and_activity_clea
         assert datetime.fromisoformat(flag["at"]) == accepted_at + timedelta(seconds=2)
 
         # The flag retired the stall timer: nothing is left to fire a second flag for this spell.
-        await eventually(lambda: _true(pending_deadlines(sla, "sla_stall", rid), 0))
+        await eventually(lambda: _equals(pending_deadlines(sla, "sla_stall", rid), 0))
         before_note = await stall_events(sla, rid)
         assert_once_per_spell(before_note)
         assert before_note[-1][0] == "stalled"
@@ -69,7 +69,7 @@ async def test_a_quiet_request_is_flagged_once_per_quiet_spell_and_activity_clea
                                      headers=agent)
         assert r.status_code == 200, r.text
         await eventually(lambda: _not_listed(sla, rid))
-        await eventually(lambda: _true(pending_deadlines(sla, "sla_stall", rid), 0))  # paused: no stall timer
+        await eventually(lambda: _equals(pending_deadlines(sla, "sla_stall", rid), 0))  # paused: no stall timer
         settled = len(await stall_events(sla, rid))
         await asyncio.sleep(0.5)  # a few timer polls (0.2 s)
         assert len(await stall_events(sla, rid)) == settled
@@ -105,7 +105,7 @@ async def _cleared_after(sla, rid: str, count: int) -> tuple[str, dict] | None: 
     return events[count] if len(events) > count else None
 
 
-async def _true(count, expected: int) -> bool:  # type: ignore[no-untyped-def]
+async def _equals(count, expected: int) -> bool:  # type: ignore[no-untyped-def]
     return await count == expected
 
 
