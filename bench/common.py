@@ -20,6 +20,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections import Counter
@@ -339,6 +340,42 @@ async def wait_http(url: str, proc: Proc, timeout: float = 120.0) -> None:  # im
                 pass
             await asyncio.sleep(0.1)
     raise RuntimeError(f"{url} not ready after {timeout}s:\n{proc.tail()}")
+
+
+# ------------------------------------------------------------------------------------------- another ref's code
+
+def src_paths(tree: Path) -> list[str]:
+    """The import path that puts a checkout's packages (libs/common and every service) first."""
+    return [str(tree / "libs/common/src"), *(str(p) for p in sorted((tree / "services").glob("*/src")))]
+
+
+@contextlib.contextmanager
+def code_trees(compare: str | None) -> Iterator[dict[str, list[str]]]:
+    """{"this tree": its import path} and, with a git ref, that ref's code checked out into a temporary
+    worktree (removed when the block ends), under the ref's name."""
+    trees = {"this tree": src_paths(ROOT)}
+    tmp = None
+    if compare:
+        tmp = tempfile.mkdtemp(prefix="opsat-bench-ref-")
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", tmp, compare], check=True,
+                       capture_output=True)
+        trees[compare] = src_paths(Path(tmp))
+    try:
+        yield trees
+    finally:
+        if tmp:
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", tmp], check=False)
+
+
+def run_child(script: str | Path, paths: list[str], args: list[str]) -> dict[str, Any]:
+    """`script --child *args` in a fresh interpreter with `paths` first on the import path, so that it times
+    that tree's code; the child prints its figures as JSON on its last line."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
+    done = subprocess.run([sys.executable, str(script), "--child", *args], env=env, capture_output=True, text=True,
+                          check=False)
+    if done.returncode:
+        raise RuntimeError(done.stderr[-3000:])
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 # ------------------------------------------------------------------------------------------- one run

@@ -20,9 +20,6 @@ import argparse
 import asyncio
 import json
 import os
-import subprocess
-import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -122,19 +119,6 @@ def _child(seconds: float, concurrency: int) -> None:
     print(json.dumps(asyncio.run(measure(seconds, concurrency))))
 
 
-def _run(src_paths: list[str], seconds: float, concurrency: int) -> dict[str, Any]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(src_paths)}
-    done = subprocess.run([sys.executable, __file__, "--child", "--seconds", str(seconds),
-                           "--concurrency", str(concurrency)], env=env, capture_output=True, text=True, check=False)
-    if done.returncode:
-        raise RuntimeError(done.stderr[-2000:])
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
-
-def _src_paths(tree: Path) -> list[str]:
-    return [str(tree / "libs/common/src"), *(str(p) for p in sorted((tree / "services").glob("*/src")))]
-
-
 def _loadavg() -> list[float]:
     return [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
 
@@ -149,22 +133,15 @@ def main() -> None:
     args = parser.parse_args()
     if args.child:
         return _child(args.seconds, args.concurrency)
-    trees: dict[str, list[str]] = {"this tree": _src_paths(ROOT)}
-    tmp = None
-    if args.compare:
-        tmp = tempfile.mkdtemp(prefix="opsat-bench-ref-")
-        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", tmp, args.compare], check=True,
-                       capture_output=True)
-        trees[args.compare] = _src_paths(Path(tmp))
+    from common import code_trees, run_child  # bench/ is this script's folder, first on the import path
+
     load_before = _loadavg()
-    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in trees}
-    try:
+    with code_trees(args.compare) as trees:
+        runs: dict[str, list[dict[str, Any]]] = {name: [] for name in trees}
         for _ in range(args.rounds):  # interleaved, so both see the same load on this shared machine
             for name, paths in trees.items():
-                runs[name].append(_run(paths, args.seconds, args.concurrency))
-    finally:
-        if tmp:
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", tmp], check=False)
+                runs[name].append(run_child(__file__, paths, ["--seconds", str(args.seconds),
+                                                              "--concurrency", str(args.concurrency)]))
     # per case, the best (least CPU) of the rounds: the one least disturbed by other programs
     best = {name: {case: min((r[case] for r in rs), key=lambda x: x["cpu_ms_per_op"]) for case in rs[0]}
             for name, rs in runs.items()}
@@ -173,10 +150,10 @@ def main() -> None:
                               "loadavg_before": load_before, "loadavg_after": _loadavg(), "best": best, "runs": runs,
                               "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     cases = list(best["this tree"])
-    print(f"{'case':<14}" + "".join(f"{name:>22}" for name in trees) + ("   ratio (ref / this)" if tmp else ""))
+    print(f"{'case':<14}" + "".join(f"{name:>22}" for name in trees) + ("   ratio (ref / this)" if args.compare else ""))
     for case in cases:
         line = f"{case:<14}" + "".join(f"{best[n][case]['cpu_ms_per_op']:>16.4f} ms/op" for n in trees)
-        if tmp:
+        if args.compare:
             ratio = best[args.compare][case]["cpu_ms_per_op"] / best["this tree"][case]["cpu_ms_per_op"]
             result.setdefault("ratios", {})[case] = round(ratio, 3)
             line += f"   {ratio:.2f}x"

@@ -16,9 +16,7 @@ import argparse
 import asyncio
 import json
 import os
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -59,19 +57,6 @@ async def child(events: int, batch: int) -> dict[str, Any]:
         await bench.cleanup()
 
 
-def _src_paths(tree: Path) -> list[str]:
-    return [str(tree / "libs/common/src"), *(str(p) for p in sorted((tree / "services").glob("*/src")))]
-
-
-def run_tree(paths: list[str], events: int, batch: int) -> dict[str, Any]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
-    done = subprocess.run([sys.executable, __file__, "--child", "--events", str(events), "--batch", str(batch)],
-                          env=env, capture_output=True, text=True, check=False)
-    if done.returncode:
-        raise RuntimeError(done.stderr[-3000:])
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
-
 async def producer_limit(records: int) -> dict[str, Any]:
     import limits
     from common import Bench, infra_up
@@ -97,33 +82,25 @@ def main() -> None:
     if args.child:
         print(json.dumps(asyncio.run(child(args.events, args.batch))))
         return
-    trees = {"this tree": _src_paths(ROOT)}
-    tmp = None
-    if args.compare:
-        tmp = tempfile.mkdtemp(prefix="opsat-bench-ref-")
-        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", tmp, args.compare], check=True,
-                       capture_output=True)
-        trees[args.compare] = _src_paths(Path(tmp))
+    from common import code_trees, run_child
+
     load_before = os.getloadavg()
-    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in trees}
     limit: list[dict[str, Any]] = []
-    try:
+    with code_trees(args.compare) as trees:
+        runs: dict[str, list[dict[str, Any]]] = {name: [] for name in trees}
         for _ in range(args.rounds):
             for name, paths in trees.items():
-                runs[name].append(run_tree(paths, args.events, args.batch))
+                runs[name].append(run_child(__file__, paths, ["--events", str(args.events), "--batch", str(args.batch)]))
             limit.append(asyncio.run(producer_limit(max(args.events, 100_000))))
-    finally:
-        if tmp:
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", tmp], check=False)
     best = {name: max(rs, key=lambda x: x["events_per_s"]) for name, rs in runs.items()}
     producer = max(x["records_per_s"] for x in limit)
     print(f"relay catch-up, {args.events:,} events, batch {args.batch}   events/s  / ProducerPerformance"
-          + ("  / ref" if tmp else ""))
+          + ("  / ref" if args.compare else ""))
     ratios: dict[str, Any] = {}
     for name, b in best.items():
         ratios[name] = {"to_producer_performance": round(b["events_per_s"] / producer, 3)}
         line = f"  {name:<44}{b['events_per_s']:>9,}{ratios[name]['to_producer_performance']:>22.3f}"
-        if tmp:
+        if args.compare:
             ratios[name]["to_ref"] = round(b["events_per_s"] / best[args.compare]["events_per_s"], 3)
             line += f"{ratios[name]['to_ref']:>8.2f}"
         print(line + f"   ({b['relay_cpu_us_per_event']} us CPU/event in the relay)")

@@ -18,9 +18,7 @@ import argparse
 import asyncio
 import json
 import os
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -69,19 +67,6 @@ async def child(url: str, bootstrap: str, namespace: str, topic: str, schema: st
     return {"events_per_s": round(n / wall), "applied": n, "requests_rows": rows, "seconds": round(wall, 2),
             "replay_cpu_us_per_event": round(cpu / n * 1e6, 1), "postgres_cpu_us_per_event": round(pg / n * 1e6, 1),
             "cpu_us_per_event": round((cpu + pg) / n * 1e6, 1)}
-
-
-def _src_paths(tree: Path) -> list[str]:
-    return [str(tree / "libs/common/src"), *(str(p) for p in sorted((tree / "services").glob("*/src")))]
-
-
-def run_tree(paths: list[str], args: list[str]) -> dict[str, Any]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
-    done = subprocess.run([sys.executable, __file__, "--child", *args], env=env, capture_output=True, text=True,
-                          check=False)
-    if done.returncode:
-        raise RuntimeError(done.stderr[-3000:])
-    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 async def fill(bench: Any, events: int) -> dict[str, Any]:
@@ -133,47 +118,40 @@ def main() -> None:
         print(json.dumps(asyncio.run(child(args.url, args.bootstrap, args.namespace, args.topic, args.schema,
                                            args.profile))))
         return
-    trees = {"this tree": _src_paths(ROOT)}
-    tmp = None
-    if args.compare:
-        tmp = tempfile.mkdtemp(prefix="opsat-bench-ref-")
-        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", tmp, args.compare], check=True,
-                       capture_output=True)
-        trees[args.compare] = _src_paths(Path(tmp))
-    load_before = os.getloadavg()
-    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in trees}
-    limit: list[dict[str, Any]] = []
-    from common import Bench, infra_up
+    from common import Bench, code_trees, infra_up, run_child
 
-    bench = Bench(infra_up())
-    try:
-        info = asyncio.run(fill(bench, args.events))
-        base = ["--url", info["url"], "--bootstrap", bench.infra.bootstrap, "--namespace", bench.namespace,
-                "--topic", info["topic"]]
-        for round_ in range(args.rounds):
-            for i, (name, paths) in enumerate(trees.items()):
-                last = round_ == args.rounds - 1 and i == 0
-                extra = ["--profile", args.profile] if args.profile and last else []
-                runs[name].append(run_tree(paths, [*base, "--schema", f"read_model_cmp{round_}_{i}", *extra]))
-                print(f"  round {round_ + 1} {name}: {runs[name][-1]}", flush=True)
-            limit.append(asyncio.run(consumer(bench, info["topic"], args.events)))
-    finally:
-        asyncio.run(bench.cleanup())
-        if tmp:
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", tmp], check=False)
+    load_before = os.getloadavg()
+    limit: list[dict[str, Any]] = []
+    with code_trees(args.compare) as trees:
+        runs: dict[str, list[dict[str, Any]]] = {name: [] for name in trees}
+        bench = Bench(infra_up())
+        try:
+            info = asyncio.run(fill(bench, args.events))
+            base = ["--url", info["url"], "--bootstrap", bench.infra.bootstrap, "--namespace", bench.namespace,
+                    "--topic", info["topic"]]
+            for round_ in range(args.rounds):
+                for i, (name, paths) in enumerate(trees.items()):
+                    last = round_ == args.rounds - 1 and i == 0
+                    extra = ["--profile", args.profile] if args.profile and last else []
+                    runs[name].append(run_child(__file__, paths,
+                                                [*base, "--schema", f"read_model_cmp{round_}_{i}", *extra]))
+                    print(f"  round {round_ + 1} {name}: {runs[name][-1]}", flush=True)
+                limit.append(asyncio.run(consumer(bench, info["topic"], args.events)))
+        finally:
+            asyncio.run(bench.cleanup())
     best = {name: max(rs, key=lambda x: x["events_per_s"]) for name, rs in runs.items()}
     leanest = {name: min(rs, key=lambda x: x["cpu_us_per_event"]) for name, rs in runs.items()}
     cheapest = {name: x["cpu_us_per_event"] for name, x in leanest.items()}
     kafka = max(x["records_per_s"] for x in limit)
     print(f"projection replay, {args.events:,} events   events/s  / aiokafka consumer  CPU us/event (replay+pg)"
-          + ("  rate/ref  CPU/ref" if tmp else ""))
+          + ("  rate/ref  CPU/ref" if args.compare else ""))
     ratios: dict[str, Any] = {}
     for name, b in best.items():
         ratios[name] = {"to_aiokafka_consumer": round(b["events_per_s"] / kafka, 3)}
         line = (f"  {name:<26}{b['events_per_s']:>9,}{ratios[name]['to_aiokafka_consumer']:>20.3f}"
                 f"{cheapest[name]:>14.1f} ({leanest[name]['replay_cpu_us_per_event']}"
                 f"+{leanest[name]['postgres_cpu_us_per_event']})")
-        if tmp:
+        if args.compare:
             ratios[name]["rate_to_ref"] = round(b["events_per_s"] / best[args.compare]["events_per_s"], 3)
             ratios[name]["cpu_to_ref"] = round(cheapest[name] / cheapest[args.compare], 3)
             line += f"{ratios[name]['rate_to_ref']:>10.2f}{ratios[name]['cpu_to_ref']:>9.2f}"

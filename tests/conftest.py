@@ -8,11 +8,14 @@ as `opsat-intake worker` does.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 
+import asyncpg
 import jwt
 import pytest
 import pytest_asyncio
 
+from opsat.common.db import asyncpg_dsn
 from opsat.common.testing.service import ServiceHarness
 from opsat.intake.service import SERVICE
 
@@ -20,6 +23,20 @@ STAFF_FIELDS = ("team", "customer_tier")  # staff set them; requesters may not
 
 
 class Intake(ServiceHarness):
+    _store: asyncpg.Connection | None = None
+
+    async def event_count(self) -> int:
+        """Rows in the event store, straight from PostgreSQL, on one connection kept for the test: the sweeps
+        count before and after hundreds of requests."""
+        if self._store is None:
+            self._store = await asyncpg.connect(asyncpg_dsn(self.settings.database_url))
+        return await self._store.fetchval("select count(*) from events")
+
+    async def close_store(self) -> None:
+        if self._store is not None:
+            await self._store.close()
+            self._store = None
+
     async def submit(self, headers: dict[str, str] | None = None, **overrides: object) -> str:
         """Submit as the token's holder; with a staff-only field, a desk agent submits on the holder's behalf."""
         headers = headers or self.token()
@@ -48,7 +65,11 @@ class Intake(ServiceHarness):
 
 
 @pytest_asyncio.fixture(loop_scope="session")
-async def intake(request: pytest.FixtureRequest, run_service) -> Intake:  # type: ignore[no-untyped-def]
+async def intake(request: pytest.FixtureRequest, run_service) -> AsyncIterator[Intake]:  # type: ignore[no-untyped-def]
     """Overrides: `@pytest.mark.intake_settings(intake_policy={...})`."""
     marker = request.node.get_closest_marker("intake_settings")
-    return await run_service(SERVICE, harness=Intake, **(marker.kwargs if marker else {}))
+    harness = await run_service(SERVICE, harness=Intake, **(marker.kwargs if marker else {}))
+    try:
+        yield harness
+    finally:
+        await harness.close_store()

@@ -5,11 +5,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import asyncpg
 from aiokafka import AIOKafkaConsumer
 
-from opsat.common.db import asyncpg_dsn
-from opsat.common.testing.helpers import scalar
+from opsat.common.testing.helpers import rows, scalar
 from opsat.common.testing.service import ServiceHarness
 
 # (sub, org, roles) for `risk.token`
@@ -64,14 +62,6 @@ async def topics_visible(*harnesses: ServiceHarness) -> None:
                 await asyncio.sleep(0.1)
     finally:
         await consumer.stop()
-
-
-async def rows(database_url: str, sql: str, *args: Any) -> list[asyncpg.Record]:
-    conn = await asyncpg.connect(asyncpg_dsn(database_url))
-    try:
-        return await conn.fetch(sql, *args)
-    finally:
-        await conn.close()
 
 
 async def define_policy(sla, policy_id: str, priority: str, response_s: float, resolution_s: float) -> None:  # type: ignore[no-untyped-def]

@@ -27,8 +27,6 @@ import jwt
 import pytest
 from db_barrier import append_barrier
 
-from opsat.common.testing.helpers import scalar
-
 PROBLEM_JSON = "application/problem+json"
 BODY_LIMIT = 256 * 1024
 UNKNOWN_ID = "no-such-request-0001"
@@ -42,11 +40,6 @@ SUPER = ("boss", "ops", "admin,requester")
 
 
 # --- helpers: the event store, sending, judging a problem response ------------------------------------
-
-
-async def event_count(intake) -> int:
-    """Rows in the event store, straight from PostgreSQL."""
-    return await scalar(intake.settings.database_url, "select count(*) from events")
 
 
 async def send(intake, method: str, url: str, **kwargs: Any) -> httpx.Response:
@@ -103,9 +96,9 @@ def problem_complaints(r: httpx.Response, status: int | tuple[int, ...], field: 
 async def refusal(intake, method: str, url: str, status: int | tuple[int, ...], field: str | None = None, *,
                   case: str = "", code: str | None = None, **kwargs: Any) -> list[str]:
     """Send one bad request; complaints about the answer, and about any event it appended."""
-    before = await event_count(intake)
+    before = await intake.event_count()
     r = await send(intake, method, url, **kwargs)
-    appended = await event_count(intake) - before
+    appended = await intake.event_count() - before
     complaints = problem_complaints(r, status, field, code)
     if appended:
         complaints.append(f"{appended} event(s) appended for a refused request")
@@ -311,12 +304,12 @@ async def test_every_secured_operation_needs_a_valid_token(intake, credentials):
     assert secured
     for op in secured:
         url = op.url(rid)
-        before = await event_count(intake)
+        before = await intake.event_count()
         r = await send(intake, op.method, url, json=op.valid_body(), headers=headers)
         failures += [f"{op}: {c}" for c in problem_complaints(r, 401)]
         if r.status_code == 401 and not r.headers.get("www-authenticate", "").lower().startswith("bearer"):
             failures.append(f"{op}: 401 without 'WWW-Authenticate: Bearer ...' ({r.headers.get('www-authenticate')})")
-        if await event_count(intake) != before:
+        if await intake.event_count() != before:
             failures.append(f"{op}: appended an event without a valid token")
     assert not failures, report(failures)
 
@@ -856,14 +849,14 @@ async def test_a_repeated_submit_replays_the_first_result_and_appends_nothing(in
     first = await intake.client.post("/api/v1/requests", json=SUBMIT, headers=headers)
     assert first.status_code == 201, first.text
     assert first.json()["replayed"] is False
-    count = await event_count(intake)
+    count = await intake.event_count()
     for _ in range(2):
         again = await intake.client.post("/api/v1/requests", json=SUBMIT, headers=headers)
         assert again.status_code == 201, again.text
         assert again.json() == {**first.json(), "replayed": True}
         assert again.headers["Location"] == first.headers["Location"]
         assert again.headers["ETag"] == first.headers["ETag"]
-    assert await event_count(intake) == count
+    assert await intake.event_count() == count
 
 
 async def test_a_repeated_command_replays_even_when_it_would_no_longer_be_allowed(intake):
@@ -872,11 +865,11 @@ async def test_a_repeated_command_replays_even_when_it_would_no_longer_be_allowe
     body = {"team": "network", "assignee": "agent-1"}
     first = await intake.client.post(f"/api/v1/requests/{rid}/accept", json=body, headers=headers)
     assert first.status_code == 200, first.text
-    count = await event_count(intake)
+    count = await intake.event_count()
     again = await intake.client.post(f"/api/v1/requests/{rid}/accept", json=body, headers=headers)
     assert again.status_code == 200, again.text  # a second accept without the key is a 409
     assert again.json() == {**first.json(), "replayed": True}
-    assert await event_count(intake) == count
+    assert await intake.event_count() == count
     await assert_refused(intake, "POST", f"/api/v1/requests/{rid}/accept", 409, json=body,
                          headers=intake.token(*AGENT))
 
@@ -885,7 +878,7 @@ async def test_a_repeated_command_replays_even_when_it_would_no_longer_be_allowe
 async def test_concurrent_repeats_of_a_submit_append_once(intake):
     # One process's group commit would serialise the repeats before the database; several processes do not.
     headers = {**intake.token(*REQUESTER), "Idempotency-Key": "submit-race"}
-    before = await event_count(intake)
+    before = await intake.event_count()
     # All five pass the key look-up before any commits and block at the insert: the repeats can only
     # learn the first result from the `idempotency_keys` primary key refusing their own key.
     async with append_barrier(intake.settings.database_url) as barrier:
@@ -894,18 +887,18 @@ async def test_concurrent_repeats_of_a_submit_append_once(intake):
     assert [a.status_code for a in answers] == [201] * 5, [a.text for a in answers]
     assert len({a.json()["request_id"] for a in answers}) == 1
     assert sum(not a.json()["replayed"] for a in answers) == 1
-    assert await event_count(intake) == before + 1
+    assert await intake.event_count() == before + 1
 
 async def test_concurrent_repeats_of_a_submit_in_one_process_append_once(intake):
     """Group commit: the repeats share no group (one key per group); the later ones find the first result."""
     headers = {**intake.token(*REQUESTER), "Idempotency-Key": "submit-race-grouped"}
-    before = await event_count(intake)
+    before = await intake.event_count()
     answers = await asyncio.gather(*(intake.client.post("/api/v1/requests", json=SUBMIT, headers=headers)
                                      for _ in range(5)))
     assert [a.status_code for a in answers] == [201] * 5, [a.text for a in answers]
     assert len({a.json()["request_id"] for a in answers}) == 1
     assert sum(not a.json()["replayed"] for a in answers) == 1
-    assert await event_count(intake) == before + 1
+    assert await intake.event_count() == before + 1
 
 
 @pytest.mark.parametrize("reuse", ["submit with another body", "command with another body",

@@ -84,7 +84,7 @@ async def test_waiters_share_one_listening_connection_and_the_projection_wakes_t
         assert r.json()["version"] == reply.json()["version"]
 
 
-@pytest.mark.intake_settings(read_your_writes_timeout_s=5, max_waits_per_caller=2)
+@pytest.mark.intake_settings(read_your_writes_timeout_s=2.5, max_waits_per_caller=2)
 async def test_a_caller_over_the_wait_cap_gets_an_immediate_stale_answer(intake):
     rid, version = await projected_then_unprojected(intake)
     waits = [asyncio.create_task(intake.client.get(f"/api/v1/requests/{rid}", params={"min_version": version},

@@ -19,8 +19,6 @@ from typing import Any
 import httpx
 import pytest
 
-from opsat.common.testing.helpers import scalar
-
 PROBLEM_JSON = "application/problem+json"
 
 # (sub, org, roles) for `intake.token`
@@ -43,11 +41,6 @@ UNKNOWN_ID = "no-such-request-0001"
 
 
 # --- helpers -------------------------------------------------------------------------------------------
-
-
-async def event_count(intake) -> int:
-    """Rows in the event store, straight from PostgreSQL."""
-    return await scalar(intake.settings.database_url, "select count(*) from events")
 
 
 async def post(intake, who: tuple[str, str, str], rid: str, path: str, body: Any = None) -> httpx.Response:
@@ -74,10 +67,10 @@ def assert_problem(r: httpx.Response, status: int) -> None:
 
 async def assert_refused(intake, who: tuple[str, str, str], rid: str, path: str, body: Any, status: int) -> None:
     """The command is refused with `status` and leaves the event store as it was."""
-    before = await event_count(intake)
+    before = await intake.event_count()
     r = await post(intake, who, rid, path, body)
     assert_problem(r, status)
-    assert await event_count(intake) == before, f"{who} {path}: appended an event although refused"
+    assert await intake.event_count() == before, f"{who} {path}: appended an event although refused"
 
 
 async def listed(intake, who: tuple[str, str, str], **filters: Any) -> set[str]:
@@ -155,11 +148,11 @@ async def test_a_requester_sees_only_their_own_organisation(intake):
 async def test_a_requester_cannot_submit_for_someone_else(intake):
     body = {"kind": "incident", "title": "VPN down", "impact": 2, "urgency": 2}
     for change in ({"organisation_id": "globex"}, {"requester_id": "bob"}):
-        before = await event_count(intake)
+        before = await intake.event_count()
         r = await intake.client.post("/api/v1/requests", json={**body, **change}, headers=intake.token(*ALICE))
         assert_problem(r, 403)
         assert [e["field"] for e in r.json()["errors"]] == list(change)
-        assert await event_count(intake) == before
+        assert await intake.event_count() == before
     # Staff may submit on a requester's behalf.
     r = await intake.client.post("/api/v1/requests", json={**body, "organisation_id": "acme", "requester_id": "alice"},
                                  headers=intake.token(*AGENT))
@@ -224,12 +217,12 @@ async def test_who_may_issue_a_staff_command(intake, command, state, body, allow
     seen = {}
     for role, who in ROLES.items():
         rid, _ = await request_in(intake, state)
-        before = await event_count(intake)
+        before = await intake.event_count()
         r = await post(intake, who, rid, command, body)
         seen[role] = r.status_code
         if r.status_code == 403:
             assert_problem(r, 403)
-            assert await event_count(intake) == before, f"{role}: refused but appended"
+            assert await intake.event_count() == before, f"{role}: refused but appended"
     assert seen == expected
 
 
@@ -334,9 +327,9 @@ async def test_the_auditor_issues_no_command(intake):
     rid = await intake.submit(intake.token(*ALICE))
     refused = {}
     for path, body, _ in await commands(intake):
-        before = await event_count(intake)
+        before = await intake.event_count()
         r = await intake.client.post(path.format(request_id=rid), json=body, headers=intake.token(*AUDITOR))
-        refused[path] = (r.status_code, await event_count(intake) - before)
+        refused[path] = (r.status_code, await intake.event_count() - before)
     assert refused == {path: (403, 0) for path in refused}
 
 
@@ -383,9 +376,9 @@ async def test_every_command_admits_exactly_the_roles_domain_md_names(intake):
         callers = CALLERS[command_name(path)]
         assert callers <= set(ROLES)
         for role, who in ROLES.items():
-            before = await event_count(intake)
+            before = await intake.event_count()
             r = await intake.client.post(path.format(request_id=rid), json=body, headers=intake.token(*who))
-            appended = await event_count(intake) - before
+            appended = await intake.event_count() - before
             if role in callers and r.status_code == 403:
                 failures.append(f"POST {path} as {role}: refused for a role DOMAIN.md allows: {r.text[:160]}")
             if role not in callers and (r.status_code != 403 or appended):

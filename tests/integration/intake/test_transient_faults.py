@@ -15,7 +15,7 @@ from sqlalchemy import text
 from opsat.common.consumer import ProjectionRunner, decode_record, redrive
 from opsat.common.db import create_engine
 from opsat.common.testing.helpers import scalar, wait_until
-from opsat.common.testing.infra import consume_all
+from opsat.common.testing.infra import consume_all, consume_to_end
 from opsat.common.worker import run_loops
 from opsat.intake.projections.requests import RequestsProjection
 from opsat.intake.service import SERVICE
@@ -67,9 +67,13 @@ async def _applied(db: str, count: int) -> bool:
         return False
 
 
+async def _at_least(runner: ProjectionRunner, retries: int) -> bool:
+    return runner.stats.retries >= retries
+
+
 async def _parked(intake) -> list:  # type: ignore[no-untyped-def]
     dlq = SERVICE.dlq_topic(intake.settings, "requests")
-    return await consume_all(intake.settings.kafka_bootstrap, dlq, min_count=1, timeout=3)
+    return await consume_to_end(intake.settings.kafka_bootstrap, dlq)
 
 
 async def test_postgres_stopped_mid_batch_delays_events_and_parks_none(intake, local_infra):
@@ -86,7 +90,7 @@ async def test_postgres_stopped_mid_batch_delays_events_and_parks_none(intake, l
         await local_infra.stop_postgres_async(immediate=True)
         try:
             projection.release.set()
-            await asyncio.sleep(3)  # several retry rounds against the dead database
+            await wait_until(lambda: _at_least(runner, 3), timeout=30, what="retry rounds against the dead database")
         finally:
             await local_infra.start_postgres_async()
         await wait_until(lambda: _applied(db, 40), timeout=60, what="every event applied")
@@ -117,9 +121,10 @@ async def test_a_lock_timeout_on_a_live_connection_is_retried_not_parked(intake,
     await blocker.execute("lock table read_model.requests in access exclusive mode")
     worker = asyncio.create_task(run_loops([("projection:requests", runner.run)], stop))
     try:
-        # Joining the group takes a few seconds; then the lock outlasts many times the per-event retries
-        # (0.7 s) after which a failing event used to be parked.
-        await asyncio.sleep(10)
+        # The lock outlasts more batch retries than the retries (max_retries, 0.7 s) after which a failing event
+        # used to be parked.
+        await wait_until(lambda: _at_least(runner, runner.config.max_retries + 1), timeout=60,
+                         what="retries against the lock")
         await blocking.rollback()
         await wait_until(lambda: _applied(db, 20), timeout=30, what="every event applied")
         await asyncio.sleep(0.5)

@@ -12,8 +12,9 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
-from risk_harness import AUDITOR, LEAD, Risk, breach_ids, rows, topics_visible
+from risk_harness import AUDITOR, LEAD, Risk, breach_ids, topics_visible
 
+from opsat.common.testing.helpers import rows
 from opsat.risk.service import SERVICE as RISK
 from opsat.sla_monitor.service import SERVICE as SLA
 

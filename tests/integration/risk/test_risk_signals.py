@@ -12,9 +12,10 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
-from risk_harness import AUDITOR, LEAD, Risk, breach_ids, define_policy, rows, topics_visible
+from risk_harness import AUDITOR, LEAD, Risk, breach_ids, define_policy, topics_visible
 
 from opsat.common import observability as obs
+from opsat.common.testing.helpers import rows
 from opsat.common.testing.infra import reset_group_to_earliest
 from opsat.risk.service import SERVICE as RISK
 from opsat.sla_monitor.service import SERVICE as SLA

@@ -4,7 +4,6 @@ between the services), counts its auto-close past it too."""
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, date, datetime, time, timedelta
 
 import pytest
@@ -14,6 +13,7 @@ from opsat.common.calendar import business_days_from_working_time
 from opsat.common.testing.helpers import scalar
 from opsat.common.workhours import WorkCalendar, calendar_from_spec, shipped_calendar
 from opsat.sla_monitor.service import SERVICE as SLA
+from tests.integration.sla_monitor.clock_helpers import eventually
 
 SHIPPED = shipped_calendar()
 TODAY = datetime.now(UTC).astimezone(SHIPPED.zone).date()
@@ -29,14 +29,6 @@ HOLIDAY = next(d for d in (max(date(2027, 1, 4), TODAY + timedelta(days=7)) + ti
 # Auto-close after as many business days as lie between today and the holiday: on the shipped calendar it
 # falls on (or just past) the holiday.
 DAYS = sum(_working(SHIPPED, TODAY + timedelta(days=n)) for n in range(1, (HOLIDAY - TODAY).days + 1))
-
-
-async def eventually(check, timeout: float = 40.0):  # type: ignore[no-untyped-def]
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not (result := await check()):
-        assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.1)
-    return result
 
 
 async def topics_ready(bootstrap: str, topics: list[str]) -> None:

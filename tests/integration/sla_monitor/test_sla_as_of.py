@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from urllib.parse import quote
 
 from opsat.sla_monitor.service import SERVICE as SLA
-from tests.integration.sla_monitor.test_sla_clocks import clock, define_policy, eventually, topics_visible
+from tests.integration.sla_monitor.clock_helpers import clock, define_policy, eventually, topics_visible
 
 
 async def test_a_clock_and_the_at_risk_queue_as_they_were_before_the_resolve(intake, run_service, kafka_bootstrap):

@@ -9,7 +9,7 @@ from urllib.parse import quote
 
 from opsat.common.testing.helpers import scalar
 from opsat.sla_monitor.service import SERVICE as SLA
-from tests.integration.sla_monitor.test_sla_clocks import eventually
+from tests.integration.sla_monitor.clock_helpers import eventually
 
 
 async def test_outages_reported_by_monitoring_give_availability_against_the_target(run_service):

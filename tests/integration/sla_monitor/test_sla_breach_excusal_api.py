@@ -4,7 +4,7 @@ approves with a reason; the breach leaves the compliance figures and stays in th
 from __future__ import annotations
 
 from opsat.sla_monitor.service import SERVICE as SLA
-from tests.integration.sla_monitor.test_sla_clocks import define_policy, eventually, topics_visible
+from tests.integration.sla_monitor.clock_helpers import define_policy, eventually, topics_visible
 
 
 async def test_an_excused_breach_leaves_compliance_but_stays_visible(intake, run_service, kafka_bootstrap):

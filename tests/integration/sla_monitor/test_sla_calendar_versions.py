@@ -3,19 +3,11 @@ for clocks started afterwards, never for the ones already running."""
 
 from __future__ import annotations
 
-import asyncio
 from datetime import date, datetime, timedelta
 
 from opsat.common.workhours import calendar_from_spec
 from opsat.sla_monitor.service import SERVICE as SLA
-
-
-async def eventually(check, timeout: float = 40.0):  # type: ignore[no-untyped-def]
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not (result := await check()):
-        assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.1)
-    return result
+from tests.integration.sla_monitor.clock_helpers import eventually
 
 
 async def test_holidays_added_through_the_api_apply_to_clocks_started_afterwards(intake, run_service):

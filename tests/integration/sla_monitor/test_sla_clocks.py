@@ -10,48 +10,12 @@ from __future__ import annotations
 import asyncio
 import json
 from datetime import datetime, timedelta
-from typing import Any
-
-import asyncpg
-from aiokafka import AIOKafkaConsumer
 
 from opsat.common import observability as obs
-from opsat.common.db import asyncpg_dsn
-from opsat.common.testing.infra import consume_all, reset_group_to_earliest
+from opsat.common.testing.helpers import rows, scalar
+from opsat.common.testing.infra import consume_all, consume_to_end, reset_group_to_earliest
 from opsat.sla_monitor.service import SERVICE as SLA
-
-
-async def rows(database_url: str, sql: str, *args: Any) -> list[asyncpg.Record]:
-    conn = await asyncpg.connect(asyncpg_dsn(database_url))
-    try:
-        return await conn.fetch(sql, *args)
-    finally:
-        await conn.close()
-
-
-async def eventually(check, timeout: float = 40.0):  # type: ignore[no-untyped-def]
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not (result := await check()):
-        assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.1)
-    return result
-
-
-async def define_policy(sla, policy_id: str, **spec: Any) -> None:  # type: ignore[no-untyped-def]
-    body = {"priorities": ["P2"], "customer_tiers": ["standard"], "calendar_id": "24x7", **spec}
-    r = await sla.client.post(f"/api/v1/policies/{policy_id}/define", json=body, headers=sla.token("root", "ops", "admin"))
-    assert r.status_code == 200, r.text
-
-
-async def clock(sla, request_id: str) -> dict | None:  # type: ignore[no-untyped-def]
-    r = await sla.client.get(f"/api/v1/clocks/{request_id}", headers=sla.token("bob", "ops", "agent"))
-    return r.json() if r.status_code == 200 else None
-
-
-async def intake_event(intake, request_id: str, name: str) -> asyncpg.Record:  # type: ignore[no-untyped-def]
-    [row] = await rows(intake.settings.database_url, "select event_id, data::text from events where stream_id = $1"
-                       " and event_type = $2", request_id, f"opsat.intake.request.{name}")
-    return row
+from tests.integration.sla_monitor.clock_helpers import clock, define_policy, eventually, intake_event, topics_visible
 
 
 async def test_a_clock_follows_the_request_and_a_pause_moves_the_due_times_by_the_paused_time(intake, run_service):
@@ -117,26 +81,6 @@ async def _paused(sla, rid: str, paused: bool) -> dict | None:  # type: ignore[n
     return found if found and found["paused"] is paused else None
 
 
-async def topics_visible(sla, kafka_bootstrap: str) -> None:  # type: ignore[no-untyped-def]
-    """Both topics exist and are in the broker's metadata before two replicas join a group: a group leader that
-    assigns while a topic has no metadata yet leaves it unassigned until the next metadata refresh."""
-    await sla.service.ensure_topics(sla.settings)
-    consumer = AIOKafkaConsumer(bootstrap_servers=kafka_bootstrap, metadata_max_age_ms=200)
-    await consumer.start()
-
-    async def visible(topic: str) -> bool:
-        if consumer.partitions_for_topic(topic):
-            return True
-        await consumer.topics()  # fetches fresh metadata
-        return False
-
-    try:
-        for topic in (sla.settings.topic("sla"), sla.settings.topic("intake")):
-            await eventually(lambda t=topic: visible(t))
-    finally:
-        await consumer.stop()
-
-
 def applied(outcome: str) -> float:
     return obs.EVENTS_APPLIED.labels("clock_driver", outcome)._value.get()
 
@@ -184,10 +128,10 @@ async def test_a_short_target_breaches_once_with_two_replicas_and_a_replay_emits
         before = applied("applied")
         async with sla.worker():
             await eventually(lambda: _true(applied("applied") >= before + on_intake))
-            await asyncio.sleep(1.0)  # time for anything wrongly caused to reach the stream
+            await asyncio.sleep(0.5)  # a few timer polls (0.2 s): a wrongly re-armed deadline would fire
+            await eventually(lambda: _outbox_empty(sla))  # whatever the replay caused is on the topic
         assert len(await rows(sla.settings.database_url, "select 1 from events where stream_id = $1", rid)) == version
-        records = [json.loads(r.value) for r in await consume_all(kafka_bootstrap, topic, min_count=len(records) + 1,
-                                                                  timeout=3)]
+        records = [json.loads(r.value) for r in await consume_to_end(kafka_bootstrap, topic)]
         assert len([r for r in records if r["type"] == "opsat.sla.clock.breached.v1"]) == 2
 
     compliance = (await sla.client.get("/api/v1/compliance?target=resolution&group_by=priority",
@@ -204,3 +148,7 @@ async def _marks(sla, rid: str, n: int) -> list[tuple[str, str]] | None:  # type
 
 async def _true(value: bool) -> bool:
     return value
+
+
+async def _outbox_empty(sla) -> bool:  # type: ignore[no-untyped-def]
+    return await scalar(sla.settings.database_url, "select count(*) from outbox") == 0

@@ -3,7 +3,6 @@ reason, and the clocks go on with the next events."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from datetime import UTC, datetime
 
@@ -12,14 +11,7 @@ from aiokafka import AIOKafkaProducer
 from opsat.common.envelope import encode, to_cloudevent
 from opsat.common.testing.infra import consume_all
 from opsat.sla_monitor.service import SERVICE as SLA
-
-
-async def eventually(check, timeout: float = 40.0):  # type: ignore[no-untyped-def]
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not (result := await check()):
-        assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.1)
-    return result
+from tests.integration.sla_monitor.clock_helpers import eventually
 
 
 async def test_a_submitted_event_without_an_organisation_is_parked_and_the_next_request_gets_its_clock(

@@ -6,36 +6,11 @@ from __future__ import annotations
 import asyncio
 import json
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
-import asyncpg
-
-from opsat.common.db import asyncpg_dsn
+from opsat.common.testing.helpers import rows
 from opsat.common.testing.infra import consume_all
 from opsat.sla_monitor.service import SERVICE as SLA
-
-
-async def rows(database_url: str, sql: str, *args: Any) -> list[asyncpg.Record]:
-    conn = await asyncpg.connect(asyncpg_dsn(database_url))
-    try:
-        return await conn.fetch(sql, *args)
-    finally:
-        await conn.close()
-
-
-async def eventually(check, timeout: float = 40.0):  # type: ignore[no-untyped-def]
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not (result := await check()):
-        assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.1)
-    return result
-
-
-async def define_policy(sla, policy_id: str, **spec: Any) -> None:  # type: ignore[no-untyped-def]
-    body = {"priorities": ["P2"], "customer_tiers": ["standard"], "calendar_id": "24x7",
-            "first_response_seconds": 36000, "resolution_seconds": 72000, **spec}
-    r = await sla.client.post(f"/api/v1/policies/{policy_id}/define", json=body, headers=sla.token("root", "ops", "admin"))
-    assert r.status_code == 200, r.text
+from tests.integration.sla_monitor.clock_helpers import clock, define_policy, eventually, pending_deadlines
 
 
 async def stall_events(sla, rid: str) -> list[tuple[str, dict]]:  # type: ignore[no-untyped-def]
@@ -71,7 +46,8 @@ async def test_a_quiet_request_is_flagged_once_per_quiet_spell_and_activity_clea
         assert flag["quiet_seconds"] == 2 and flag["team"] == "network"
         assert datetime.fromisoformat(flag["at"]) == accepted_at + timedelta(seconds=2)
 
-        await asyncio.sleep(1.5)  # more firings of the timer would be more flags: there must be none
+        # The flag retired the stall timer: nothing is left to fire a second flag for this spell.
+        await eventually(lambda: _equals(pending_deadlines(sla, "sla_stall", rid), 0))
         before_note = await stall_events(sla, rid)
         assert_once_per_spell(before_note)
         assert before_note[-1][0] == "stalled"
@@ -93,12 +69,13 @@ async def test_a_quiet_request_is_flagged_once_per_quiet_spell_and_activity_clea
                                      headers=agent)
         assert r.status_code == 200, r.text
         await eventually(lambda: _not_listed(sla, rid))
+        await eventually(lambda: _equals(pending_deadlines(sla, "sla_stall", rid), 0))  # paused: no stall timer
         settled = len(await stall_events(sla, rid))
-        await asyncio.sleep(3.0)
+        await asyncio.sleep(0.5)  # a few timer polls (0.2 s)
         assert len(await stall_events(sla, rid)) == settled
-        clock = (await sla.client.get(f"/api/v1/clocks/{rid}", headers=sla.token("bob", "ops", "agent"))).json()
-        assert clock["stalled"] is False and clock["stall_after_seconds"] == 2
-        summaries = [e["summary"] for e in clock["explanation"]]
+        state = await clock(sla, rid)
+        assert state["stalled"] is False and state["stall_after_seconds"] == 2
+        summaries = [e["summary"] for e in state["explanation"]]
         assert any(s.startswith("stalled: no activity since") for s in summaries)
         assert "stall cleared by internal_note_added" in summaries
 
@@ -108,9 +85,7 @@ async def test_a_quiet_request_is_flagged_once_per_quiet_spell_and_activity_clea
     published = [(r["type"].removeprefix("opsat.sla.clock.").removesuffix(".v1"), r["data"]) for r in records
                  if r["subject"] == rid and r["type"].startswith("opsat.sla.clock.stal")]
     assert published == stored and len(stored) >= 4
-    deadlines = await rows(sla.settings.database_url, "select 1 from deadlines where kind = 'sla_stall' and"
-                           " stream_id = $1", rid)
-    assert deadlines == []  # paused: no stall timer until work resumes
+    assert await pending_deadlines(sla, "sla_stall", rid) == 0  # paused: no stall timer until work resumes
 
 
 def assert_once_per_spell(events: list[tuple[str, dict]]) -> None:
@@ -128,6 +103,10 @@ async def _listed(sla, rid: str, since: datetime) -> dict | None:  # type: ignor
 async def _cleared_after(sla, rid: str, count: int) -> tuple[str, dict] | None:  # type: ignore[no-untyped-def]
     events = await stall_events(sla, rid)
     return events[count] if len(events) > count else None
+
+
+async def _equals(count, expected: int) -> bool:  # type: ignore[no-untyped-def]
+    return await count == expected
 
 
 async def _not_listed(sla, rid: str) -> bool:  # type: ignore[no-untyped-def]
@@ -281,9 +260,9 @@ async def test_a_missed_periodic_update_is_announced_once_and_a_staff_reply_give
         r = await intake.client.post(f"/api/v1/requests/{rid}/replies", json={"body": "still on it"}, headers=agent)
         assert r.status_code == 200, r.text
         await eventually(lambda: _has(kinds, rid, ["update_overdue", "update_given", "update_overdue"]))
-        clock = (await sla.client.get(f"/api/v1/clocks/{rid}", headers=sla.token("bob", "ops", "agent"))).json()
-    assert clock["next_reply"]["target_seconds"] == 2 and clock["next_reply"]["overdue"] is True
-    summaries = [e["summary"] for e in clock["explanation"]]
+        state = await clock(sla, rid)
+    assert state["next_reply"]["target_seconds"] == 2 and state["next_reply"]["overdue"] is True
+    summaries = [e["summary"] for e in state["explanation"]]
     assert sum(s.startswith("update overdue: none since") for s in summaries) == 2
     assert sum(s.startswith("update given, next due at") for s in summaries) == 1
 
@@ -317,12 +296,12 @@ async def test_each_team_holding_a_request_gets_its_ola_breach_once(intake, run_
                                      headers=agent)
         assert r.status_code == 200, r.text
         _, database = await eventually(lambda: count(rid, 2))
-        clock = (await sla.client.get(f"/api/v1/clocks/{rid}", headers=sla.token("bob", "ops", "agent"))).json()
+        state = await clock(sla, rid)
     assert (network["team"], network["target_seconds"]) == ("network", 2)
     assert (database["team"], database["target_seconds"]) == ("database", 3)
     assert datetime.fromisoformat(database["at"]) - datetime.fromisoformat(database["held_since"]) == \
         timedelta(seconds=3)
-    assert clock["ola"]["team"] == "database" and clock["ola"]["breached"] is True
+    assert state["ola"]["team"] == "database" and state["ola"]["breached"] is True
 
 
 async def test_a_manager_retargets_a_running_clock_with_a_reason_kept_in_the_explanation(intake, run_service):
@@ -332,7 +311,7 @@ async def test_a_manager_retargets_a_running_clock_with_a_reason_kept_in_the_exp
     manager, agent = sla.token("carol", "ops", "manager"), sla.token("bob", "ops", "agent")
     async with intake.worker(only=("relay",)), sla.worker():
         rid = await intake.submit()
-        started = await eventually(lambda: _clock(sla, rid))
+        started = await eventually(lambda: clock(sla, rid))
         stored = len(await rows(sla.settings.database_url, "select 1 from events where stream_id = $1", rid))
         for body, headers, status, field in (
                 ({"policy_id": "nowhere", "reason": "why"}, manager, 404, "policy_id"),
@@ -353,18 +332,13 @@ async def test_a_manager_retargets_a_running_clock_with_a_reason_kept_in_the_exp
                                       json={"policy_id": "vip", "reason": "CEO's laptop"},
                                       headers={**manager, "Idempotency-Key": "retarget-1"})
         assert again.status_code == 200 and again.json()["replayed"] is True
-    clock = await _clock(sla, rid)
-    assert clock["policy"] == {"policy_id": "vip", "version": 1} and clock["priority"] == "P2"
-    assert clock["targets"]["resolution"]["target_seconds"] == 3600
-    assert datetime.fromisoformat(clock["targets"]["resolution"]["due_at"]) == \
+    retargeted = await clock(sla, rid)
+    assert retargeted["policy"] == {"policy_id": "vip", "version": 1} and retargeted["priority"] == "P2"
+    assert retargeted["targets"]["resolution"]["target_seconds"] == 3600
+    assert datetime.fromisoformat(retargeted["targets"]["resolution"]["due_at"]) == \
         datetime.fromisoformat(started["started_at"]) + timedelta(hours=1)
-    [change] = [e for e in clock["explanation"] if e["type"] == "opsat.sla.clock.retargeted"]
+    [change] = [e for e in retargeted["explanation"] if e["type"] == "opsat.sla.clock.retargeted"]
     assert change["summary"] == "re-targeted under policy vip v1 by carol: CEO's laptop"
-
-
-async def _clock(sla, rid: str) -> dict | None:  # type: ignore[no-untyped-def]
-    r = await sla.client.get(f"/api/v1/clocks/{rid}", headers=sla.token("bob", "ops", "agent"))
-    return r.json() if r.status_code == 200 else None
 
 
 async def test_what_if_replays_a_periods_clocks_under_a_draft_without_storing_anything(intake, run_service):

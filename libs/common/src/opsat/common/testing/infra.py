@@ -153,6 +153,36 @@ async def consume_all(
     return records
 
 
+async def consume_to_end(bootstrap: str, topic: str, *, timeout: float = 20.0) -> list[ConsumerRecord]:
+    """Every record of `topic` from the beginning, at least up to the end offsets it had when the call started.
+
+    For "nothing more arrived" checks: the end offsets say when everything is read, so no wait is spent on
+    records that never come. No consumer group, nothing committed.
+    """
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+                                auto_offset_reset="earliest", metadata_max_age_ms=500)
+    records: list[ConsumerRecord] = []
+    deadline = time.monotonic() + timeout
+    await consumer.start()
+    try:
+        while not (numbers := consumer.partitions_for_topic(topic)):
+            assert time.monotonic() < deadline, f"topic {topic} not found"
+            await consumer.topics()  # fresh metadata
+            await asyncio.sleep(0.1)
+        partitions = [TopicPartition(topic, p) for p in sorted(numbers)]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        ends = await consumer.end_offsets(partitions)
+        while [tp for tp in partitions if await consumer.position(tp) < ends[tp]]:
+            assert time.monotonic() < deadline, f"{topic} not read to its end offsets {ends} in {timeout:.0f}s"
+            batches = await consumer.getmany(*partitions, timeout_ms=200)
+            for batch in batches.values():
+                records.extend(batch)
+    finally:
+        await consumer.stop()
+    return records
+
+
 async def reset_group_to_earliest(bootstrap: str, group_id: str, topic: str, partitions: int) -> None:
     """What an operator does to replay a topic: commit offset 0 for every partition of a (stopped) group."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group_id, enable_auto_commit=False)

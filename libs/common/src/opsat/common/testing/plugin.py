@@ -7,6 +7,7 @@ already running) unless external infrastructure is configured (see opsat.common.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
@@ -16,6 +17,7 @@ import pytest
 import pytest_asyncio
 from aiokafka.admin import AIOKafkaAdminClient
 
+from opsat.common.service import Service
 from opsat.common.testing.infra import LocalInfra, consume_all, new_topic_namespace, provide
 from opsat.common.testing.service import ServiceHarness, running, settings_for_tests
 
@@ -43,8 +45,9 @@ def topic_namespace() -> str:
 
 # The databases outlive no loop-bound object, so they work whatever loop scope a test uses.
 @pytest_asyncio.fixture(loop_scope="session")
-async def database_factory(local_infra: LocalInfra) -> AsyncIterator[Callable[[], Awaitable[str]]]:
-    """Call to create a fresh, empty database; returns its SQLAlchemy (asyncpg) URL. Dropped afterwards."""
+async def database_factory(local_infra: LocalInfra) -> AsyncIterator[Callable[..., Awaitable[str]]]:
+    """Call to create a fresh database, empty or a copy of `template`; returns its SQLAlchemy (asyncpg) URL.
+    Dropped afterwards."""
     import asyncpg
     from sqlalchemy.engine import make_url
 
@@ -52,11 +55,11 @@ async def database_factory(local_infra: LocalInfra) -> AsyncIterator[Callable[[]
     admin_dsn = admin.render_as_string(hide_password=False)
     created: list[str] = []
 
-    async def create() -> str:
+    async def create(template: str | None = None) -> str:
         name = f"opsat_test_{uuid.uuid4().hex[:12]}"
         conn = await asyncpg.connect(admin_dsn)
         try:
-            await conn.execute(f'CREATE DATABASE "{name}"')
+            await conn.execute(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
         finally:
             await conn.close()
         created.append(name)
@@ -67,6 +70,46 @@ async def database_factory(local_infra: LocalInfra) -> AsyncIterator[Callable[[]
         conn = await asyncpg.connect(admin_dsn)
         try:
             for name in created:  # FORCE: connections a test left open must not keep the database alive
+                await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def migrated_template(local_infra: LocalInfra) -> AsyncIterator[Callable[[Service], Awaitable[str]]]:
+    """`await migrated_template(SERVICE)`: the name of a database holding the service's migrations, run once per
+    session; `run_service` copies it (CREATE DATABASE ... TEMPLATE), cheaper than migrating every test's database.
+    Each copy is still upgraded when the service starts, a no-op unless the migrations changed meanwhile."""
+    import asyncpg
+    from sqlalchemy.engine import make_url
+
+    from opsat.common.migrations import upgrade
+
+    admin = make_url(local_infra.database_admin_url).set(drivername="postgresql")
+    admin_dsn = admin.render_as_string(hide_password=False)
+    templates: dict[tuple[str, str], str] = {}
+    lock = asyncio.Lock()  # two services started side by side must not both build one template
+
+    async def template(service: Service) -> str:
+        key = (service.name, str(service.migrations))
+        async with lock:
+            if key not in templates:
+                name = f"opsat_template_{uuid.uuid4().hex[:12]}"
+                conn = await asyncpg.connect(admin_dsn)
+                try:
+                    await conn.execute(f'CREATE DATABASE "{name}"')
+                finally:
+                    await conn.close()
+                templates[key] = name
+                url = admin.set(drivername="postgresql+asyncpg", database=name)
+                await asyncio.to_thread(upgrade, url.render_as_string(hide_password=False), service.migrations)
+            return templates[key]
+
+    yield template
+    if templates:
+        conn = await asyncpg.connect(admin_dsn)
+        try:
+            for name in templates.values():
                 await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         finally:
             await conn.close()
@@ -118,14 +161,15 @@ async def kafka_admin(kafka_bootstrap: str) -> AsyncIterator[AIOKafkaAdminClient
 
 
 @pytest_asyncio.fixture(loop_scope="session")
-async def run_service(database_factory: Callable[[], Awaitable[str]], kafka_bootstrap: str,
+async def run_service(database_factory: Callable[..., Awaitable[str]],
+                      migrated_template: Callable[[Service], Awaitable[str]], kafka_bootstrap: str,
                       topic_namespace: str) -> AsyncIterator[Callable[..., Awaitable[ServiceHarness]]]:
     """`await run_service(SERVICE, harness=MyHarness, **settings)`: the service migrated on a fresh database,
     its app served in-process, sharing this test's topic namespace; stopped when the test ends."""
     async with AsyncExitStack() as stack:
         async def start(service, harness: type[ServiceHarness] = ServiceHarness, **overrides: object) -> ServiceHarness:  # type: ignore[no-untyped-def]
-            settings = settings_for_tests(service, await database_factory(), kafka_bootstrap, topic_namespace,
-                                          **overrides)
+            database = await database_factory(template=await migrated_template(service))
+            settings = settings_for_tests(service, database, kafka_bootstrap, topic_namespace, **overrides)
             return await stack.enter_async_context(running(service, settings, harness))
 
         yield start
