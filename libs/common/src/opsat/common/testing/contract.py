@@ -51,6 +51,10 @@ def contract_config(token: str, *, max_examples: int, seed: int | None, stateful
             # Schema-valid input may still break a domain rule (422: a cursor this API never issued, a team
             # a request needs) or name a version the request is not at (412); both are documented answers.
             "positive_data_acceptance": {"expected-statuses": ["2XX", 401, 403, 404, 409, 412, 422, 429, 503]},
+            # Visibility (404) and If-Match (412) are judged before the input: a stale version with a bad body is
+            # a 412, as documented, and is a refusal all the same.
+            "negative_data_rejection": {"expected-statuses": [400, 401, 403, 404, 405, 406, 409, 412, 415, 422, 428,
+                                                              429, "5XX"]},
         },
         "phases": {"examples": {"enabled": True}, "coverage": {"enabled": True}, "fuzzing": {"enabled": True},
                    "stateful": {"enabled": stateful}},
