@@ -14,7 +14,7 @@ import dataclasses
 import inspect
 import re
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Annotated, Any, Protocol
@@ -176,27 +176,40 @@ class CommandHandler:
         """load → checks → decide → append, once; a lost race raises ConcurrencyConflict."""
         history = [] if creates else await self.store.load(stream_id)
         state = fold(aggregate.evolve, history)
-        missing = not history and not getattr(command, "may_create", False)
-        if not creates and (missing or not actor.sees(aggregate.tenant(state, command, actor))):
-            raise NotFound(f"{aggregate.stream_type} {stream_id!r} not found")
         current = history[-1].version if history else 0
-        if meta.expected_version is not None and meta.expected_version != current:
+
+        async def exists(referenced: str) -> bool:
+            return await self.store.stream_version(referenced) > 0
+
+        events, tenant = await self.judge(aggregate, stream_id, state, bool(history), current, command, actor, meta,
+                                          exists)
+        metadata = EventMetadata(actor=actor.id, tenant=tenant, correlation_id=meta.correlation_id,
+                                 causation_id=meta.causation_id, traceparent=meta.traceparent)
+        with (tracing.span(f"append {aggregate.stream_type}", attributes={"opsat.stream_id": stream_id})
+              if tracing.active() else tracing.NO_SPAN):
+            return await self.store.append(stream_id, aggregate.stream_type, current, events, metadata, idempotency)
+
+    async def judge(self, aggregate: Aggregate, stream_id: str, state: Any, exists: bool, version: int, command: Any,
+                    actor: Actor, meta: CommandMeta, reference_exists: Callable[[str], Awaitable[bool]]
+                    ) -> tuple[Sequence[DomainEvent], str]:
+        """The checks after the Idempotency-Key, in order, then the decision: the stream exists and the actor sees
+        its tenant (else 404, as for an unknown id), If-Match (412), referenced streams exist (404 naming the
+        field), `prepare`, `decide`. Returns the events and the tenant they are stored with."""
+        missing = not exists and not getattr(command, "may_create", False)
+        if not getattr(command, "creates_stream", False) and (
+                missing or not actor.sees(aggregate.tenant(state, command, actor))):
+            raise NotFound(f"{aggregate.stream_type} {stream_id!r} not found")
+        if meta.expected_version is not None and meta.expected_version != version:
             raise PreconditionFailed(f"If-Match names version {meta.expected_version}; reload the "
                                      f"{aggregate.stream_type} and retry", code="version_mismatch")
         for name in getattr(command, "references", ()):
-            if await self.store.stream_version(getattr(command, name)) == 0:
+            if not await reference_exists(getattr(command, name)):
                 raise NotFound(f"{aggregate.stream_type} {getattr(command, name)} not found", field=name)
         prepare = getattr(aggregate, "prepare", None)
         if prepare is not None:  # I/O a decision needs beyond the stream happens here, so `decide` stays pure
             command = await prepare(command, state, self.store)
         events = aggregate.decide(state, command, CommandContext(actor=actor, now=self.clock()))
-        metadata = EventMetadata(actor=actor.id, tenant=aggregate.tenant(state, command, actor),
-                                 correlation_id=meta.correlation_id, causation_id=meta.causation_id,
-                                 traceparent=meta.traceparent)
-        with (tracing.span(f"append {aggregate.stream_type}", attributes={"opsat.stream_id": stream_id})
-              if tracing.active() else tracing.NO_SPAN):
-            return await self.store.append(stream_id, aggregate.stream_type, current, events, metadata, idempotency)
-
+        return events, aggregate.tenant(state, command, actor)
 
     def batch(self, conn: AsyncConnection) -> CommandBatch:
         """Commands decided one after another and written together in the caller's transaction (see CommandBatch)."""
@@ -286,29 +299,20 @@ class CommandBatch:
 
     async def _decide(self, aggregate: Aggregate, stream: _Stream, stream_id: str, command: Any, actor: Actor,
                       meta: CommandMeta) -> tuple[Sequence[DomainEvent], str]:
-        """The handler's checks and decision, on the batch's state of the stream."""
-        if getattr(command, "creates_stream", False):
-            if stream.exists:
-                raise ConcurrencyConflict(f"{aggregate.stream_type} {stream_id!r} exists", code="version_conflict")
-        elif (not stream.exists and not getattr(command, "may_create", False)) or not actor.sees(
-                aggregate.tenant(stream.state, command, actor)):
-            raise NotFound(f"{aggregate.stream_type} {stream_id!r} not found")
-        if meta.expected_version is not None and meta.expected_version != stream.version:
-            raise PreconditionFailed(f"If-Match names version {meta.expected_version}; reload the "
-                                     f"{aggregate.stream_type} and retry", code="version_mismatch")
-        for name in getattr(command, "references", ()):
-            referenced = getattr(command, name)
-            await self.load([referenced])
-            known = self._streams.get(referenced)
-            if not (known.exists if known is not None else self._histories[referenced]):
-                raise NotFound(f"{aggregate.stream_type} {referenced} not found", field=name)
-        prepare = getattr(aggregate, "prepare", None)
-        if prepare is not None:
-            command = await prepare(command, stream.state, self.store)
-        events = aggregate.decide(stream.state, command, CommandContext(actor=actor, now=self.handler.clock()))
+        """The handler's judging, on the batch's state of the stream."""
+        if getattr(command, "creates_stream", False) and stream.exists:
+            raise ConcurrencyConflict(f"{aggregate.stream_type} {stream_id!r} exists", code="version_conflict")
+        events, tenant = await self.handler.judge(aggregate, stream_id, stream.state, stream.exists, stream.version,
+                                                  command, actor, meta, self._exists)
         if not events:
             raise ValueError("a command must produce at least one event")
-        return events, aggregate.tenant(stream.state, command, actor)
+        return events, tenant
+
+    async def _exists(self, stream_id: str) -> bool:
+        """A stream is there: stored, or created by a command of this batch."""
+        await self.load([stream_id])
+        known = self._streams.get(stream_id)
+        return known.exists if known is not None else bool(self._histories[stream_id])
 
     async def commit(self) -> dict[str, int]:
         """Write the events decided so far (one statement); event id -> position."""
