@@ -10,15 +10,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, case, func, or_, select
+from sqlalchemy import Table, and_, case, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from opsat.common.domain import Actor, InvalidInput, NotFound
 from opsat.common.freshness import ReadModelWatch
-from opsat.intake.projections.tables import links, requests, time_entries, timeline
+from opsat.intake.projections.tables import OPEN_STATUSES, links, open_requests, requests, time_entries, timeline
 
-OPEN_STATUSES = ("submitted", "accepted", "in_progress", "awaiting_customer", "reopened")
-PRIORITY_ORDER = case({"P1": 1, "P2": 2, "P3": 3, "P4": 4}, value=requests.c.priority, else_=5)
 AGEING_BUCKETS = (("0-1d", 1), ("1-3d", 3), ("3-7d", 7), ("7-30d", 30), (">30d", None))
 
 
@@ -54,33 +52,33 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
         raise InvalidInput("cursor is not one this API returned", field="cursor") from None
 
 
-def _visible_to(actor: Actor) -> Any:
+def _visible_to(actor: Actor, table: Table = requests) -> Any:
     """Requesters (and anyone without a staff role) see their organisation only; a scoped service account the
     organisations it acts for."""
     if actor.reads_everything:
         return True
     if actor.scope is not None:
-        return requests.c.organisation_id.in_(sorted(actor.scope))
-    return requests.c.organisation_id == actor.organisation
+        return table.c.organisation_id.in_(sorted(actor.scope))
+    return table.c.organisation_id == actor.organisation
 
 
-def _where(f: RequestFilters) -> list[Any]:
+def _where(f: RequestFilters, table: Table = requests) -> list[Any]:
+    """The filters on `requests`, or on `open_requests` (which has every filtered column)."""
+    c = table.c
     conditions: list[Any] = []
-    for column, values in ((requests.c.status, f.status), (requests.c.priority, f.priority),
-                           (requests.c.kind, f.kind)):
+    for column, values in ((c.status, f.status), (c.priority, f.priority), (c.kind, f.kind)):
         if values:
             conditions.append(column.in_(values))
-    for column, value in ((requests.c.team, f.team), (requests.c.assignee, f.assignee),
-                          (requests.c.requester_id, f.requester), (requests.c.organisation_id, f.organisation),
-                          (requests.c.service, f.service)):
+    for column, value in ((c.team, f.team), (c.assignee, f.assignee), (c.requester_id, f.requester),
+                          (c.organisation_id, f.organisation), (c.service, f.service)):
         if value is not None:
             conditions.append(column == value)
     if f.submitted_from is not None:
-        conditions.append(requests.c.submitted_at >= f.submitted_from)
+        conditions.append(c.submitted_at >= f.submitted_from)
     if f.submitted_to is not None:
-        conditions.append(requests.c.submitted_at < f.submitted_to)
+        conditions.append(c.submitted_at < f.submitted_to)
     if f.open_only:
-        conditions.append(requests.c.status.in_(OPEN_STATUSES))
+        conditions.append(c.status.in_(OPEN_STATUSES))
     return conditions
 
 
@@ -140,29 +138,32 @@ class IntakeQueries:
         return rows[:limit], next_cursor
 
     async def team_queue(self, actor: Actor, team: str, *, limit: int) -> list[dict[str, Any]]:
-        """Open requests of a team, most urgent first, oldest first within a priority."""
-        query = (select(requests).where(_visible_to(actor), requests.c.team == team,
-                                        requests.c.status.in_(OPEN_STATUSES))
-                 .order_by(PRIORITY_ORDER, requests.c.submitted_at, requests.c.id).limit(limit))
+        """Open requests of a team, most urgent first, oldest first within a priority: the first `limit` of the
+        working set's queue index, then their rows."""
+        queue = (select(open_requests.c.id, open_requests.c.priority, open_requests.c.submitted_at)
+                 .where(_visible_to(actor, open_requests), open_requests.c.team == team)
+                 .order_by(open_requests.c.priority, open_requests.c.submitted_at, open_requests.c.id)
+                 .limit(limit).subquery())
+        query = (select(requests).join(queue, queue.c.id == requests.c.id)
+                 .order_by(queue.c.priority, queue.c.submitted_at, queue.c.id))
         async with self.engine.connect() as conn:
             return [dict(r) for r in (await conn.execute(query)).mappings()]
 
     async def backlog(self, actor: Actor, filters: RequestFilters, now: datetime) -> dict[str, Any]:
-        """Open requests counted by status x priority, and by age since submit."""
-        base = [_visible_to(actor), requests.c.status.in_(OPEN_STATUSES), *_where(filters)]
-        age = now - requests.c.submitted_at
+        """Open requests counted by status x priority, and by age since submit: one pass over the working set."""
+        age = now - open_requests.c.submitted_at
         bucket = case(*[(age < timedelta(days=days), name) for name, days in AGEING_BUCKETS if days],
-                      else_=AGEING_BUCKETS[-1][0])
+                      else_=AGEING_BUCKETS[-1][0]).label("bucket")
+        query = (select(open_requests.c.status, open_requests.c.priority, bucket, func.count())
+                 .where(_visible_to(actor, open_requests), *_where(filters, open_requests))
+                 .group_by(open_requests.c.status, open_requests.c.priority, bucket))
         async with self.engine.connect() as conn:
-            by_status = (await conn.execute(
-                select(requests.c.status, requests.c.priority, func.count()).where(*base)
-                .group_by(requests.c.status, requests.c.priority))).all()
-            by_age = (await conn.execute(
-                select(bucket.label("bucket"), func.count()).where(*base).group_by("bucket"))).all()
+            counts = (await conn.execute(query)).all()
         matrix: dict[str, dict[str, int]] = {}
-        for status, priority, count in by_status:
-            matrix.setdefault(status, {})[priority] = count
         ageing = {name: 0 for name, _ in AGEING_BUCKETS}
-        ageing.update({name: count for name, count in by_age})
-        return {"total": sum(c for *_, c in by_status), "by_status_priority": matrix, "ageing": ageing,
+        for status, priority, age_bucket, count in counts:
+            cell = matrix.setdefault(status, {})
+            cell[priority] = cell.get(priority, 0) + count
+            ageing[age_bucket] += count
+        return {"total": sum(c for *_, c in counts), "by_status_priority": matrix, "ageing": ageing,
                 "as_of": now}

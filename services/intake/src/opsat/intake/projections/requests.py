@@ -11,14 +11,25 @@ from __future__ import annotations
 from enum import Enum
 from typing import Any
 
-from sqlalchemy import String, bindparam, func, select, update
+from sqlalchemy import String, bindparam, delete, func, select, update
 from sqlalchemy.dialects.postgresql import ARRAY, insert
+from sqlalchemy.sql.dml import Insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from opsat.common.bulk import insert_rows
 from opsat.common.consumer import ReceivedEvent
 from opsat.intake.domain import events as ev
-from opsat.intake.projections.tables import links, metadata, requests, time_entries, timeline
+from opsat.intake.projections.tables import (
+    OPEN_STATUSES,
+    links,
+    metadata,
+    open_requests,
+    requests,
+    time_entries,
+    timeline,
+)
+
+_ANY_ID = bindparam("ids", type_=ARRAY(String))
 
 INTERNAL_EVENTS = (ev.InternalNoteAdded, ev.TimeLogged)  # staff-only on the timeline
 
@@ -101,6 +112,7 @@ class RequestsProjection:
         for request_id, changes in pending.items():
             await conn.execute(update(requests).where(requests.c.id == request_id,
                                                       requests.c.version < changes["version"]).values(**changes))
+        await _sync_open_requests(conn, list({r.event.request_id for r in mine}))
 
     @staticmethod
     async def _newer_than_rows(conn: AsyncConnection, batch: list[ReceivedEvent]) -> list[ReceivedEvent]:
@@ -108,8 +120,7 @@ class RequestsProjection:
         if not batch:
             return batch
         ids = list({r.event.request_id for r in batch})
-        rows = await conn.execute(select(requests.c.id, requests.c.version)
-                                  .where(requests.c.id == func.any(bindparam("ids", type_=ARRAY(String)))),
+        rows = await conn.execute(select(requests.c.id, requests.c.version).where(requests.c.id == func.any(_ANY_ID)),
                                   {"ids": ids})
         versions = {row.id: row.version for row in rows}
         newer = []
@@ -149,6 +160,20 @@ class RequestsProjection:
     @staticmethod
     async def _column(conn: AsyncConnection, request_id: str, column: Any) -> Any:
         return await conn.scalar(requests.select().with_only_columns(column).where(requests.c.id == request_id))
+
+
+def copy_open_requests(*where: Any) -> Insert:
+    """INSERT into the working set the open `requests` rows (those matching `where`) as they now stand; with
+    no condition, a migration's or a bulk load's catch-up."""
+    names = [c.name for c in open_requests.columns]
+    return open_requests.insert().from_select(
+        names, select(*(requests.c[name] for name in names)).where(requests.c.status.in_(OPEN_STATUSES), *where))
+
+
+async def _sync_open_requests(conn: AsyncConnection, ids: list[str]) -> None:
+    """Copy the batch's requests into the working set as their rows now stand (two statements per batch)."""
+    await conn.execute(delete(open_requests).where(open_requests.c.id == func.any(_ANY_ID)), {"ids": ids})
+    await conn.execute(copy_open_requests(requests.c.id == func.any(_ANY_ID)), {"ids": ids})
 
 
 def _timeline_row(received: ReceivedEvent) -> dict[str, Any]:

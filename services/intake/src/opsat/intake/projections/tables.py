@@ -2,6 +2,8 @@
 
 `requests` is one row per request with its current state; `timeline` one row per event, with its
 visibility (internal notes never reach requesters); `links` and `time_entries` are the many-sides.
+`open_requests` is the working set: a narrow copy of the open requests' filterable columns, so the team
+queue and the backlog statistics read the open work only, however many closed requests a year piles up.
 """
 
 from __future__ import annotations
@@ -62,6 +64,25 @@ requests = Table(
     Index("requests_team_status_idx", "team", "status"),
     Index("requests_assignee_status_idx", "assignee", "status"),
     Index("requests_status_priority_idx", "status", "priority"),
+)
+
+OPEN_STATUSES = ("submitted", "accepted", "in_progress", "awaiting_customer", "reopened")
+
+# Kept equal to the `requests` rows whose status is in OPEN_STATUSES by the projection, after each batch.
+open_requests = Table(
+    "open_requests",
+    metadata,
+    Column("id", String, primary_key=True),
+    Column("organisation_id", String, nullable=False),
+    Column("requester_id", String, nullable=False),
+    Column("kind", String, nullable=False),
+    Column("service", String),
+    Column("priority", String, nullable=False),  # "P1" < "P2" < …: the text order is the urgency order
+    Column("status", String, nullable=False),
+    Column("team", String),
+    Column("assignee", String),
+    Column("submitted_at", DateTime(timezone=True), nullable=False),
+    Index("open_requests_queue_idx", "team", "priority", "submitted_at", "id"),
 )
 
 timeline = Table(
