@@ -10,12 +10,16 @@ of a store that already has requests.
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime, timedelta
 from typing import Any
 
 from alembic import command
 
+from opsat.common.db import create_engine
+from opsat.common.domain import Actor, Role
 from opsat.common.migrations import alembic_config, upgrade
 from opsat.common.testing.helpers import rows
+from opsat.intake.projections.queries import IntakeQueries, RequestFilters
 
 AGENT = ("agent-1", "ops", "agent")
 LEAD = ("lead-1", "ops", "team_lead")
@@ -109,6 +113,22 @@ async def test_the_queue_and_the_backlog_follow_the_life_of_requests(intake):
         assert await _queue(intake, "network") == _expected_queue(current, "network")
         backlog = await _get(intake, LEAD, "/api/v1/stats/backlog")
         assert backlog["total"] == 5 and backlog["by_status_priority"]["reopened"] == {current[3]["priority"]: 1}
+
+        # ageing, asked as of later instants: each bound is "younger than", so exactly 1 day old is 1-3d
+        engine = create_engine(intake.settings.database_url, pool_size=1)
+        try:
+            queries = IntakeQueries(engine)
+            staff = Actor(id="lead-1", organisation="ops", roles=frozenset({Role.team_lead}))
+            newest = max(datetime.fromisoformat(r["submitted_at"]) for r in current)
+            oldest = min(datetime.fromisoformat(r["submitted_at"]) for r in current)
+            for later, bucket in ((timedelta(days=2), "1-3d"), (timedelta(days=6), "3-7d"),
+                                  (timedelta(days=29), "7-30d"), (timedelta(days=30), ">30d")):
+                ageing = (await queries.backlog(staff, RequestFilters(), newest + later))["ageing"]
+                assert ageing == {**dict.fromkeys(ageing, 0), bucket: 5}, (later, ageing)
+            split = await queries.backlog(staff, RequestFilters(), oldest + timedelta(days=1))
+            assert split["ageing"]["0-1d"] + split["ageing"]["1-3d"] == 5 and split["ageing"]["1-3d"] >= 1
+        finally:
+            await engine.dispose()
 
 
 async def test_migration_0006_fills_the_working_set_of_an_existing_store(intake):

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Table, and_, case, func, or_, select
+from sqlalchemy import Table, and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from opsat.common.domain import Actor, InvalidInput, NotFound
@@ -150,20 +150,21 @@ class IntakeQueries:
             return [dict(r) for r in (await conn.execute(query)).mappings()]
 
     async def backlog(self, actor: Actor, filters: RequestFilters, now: datetime) -> dict[str, Any]:
-        """Open requests counted by status x priority, and by age since submit: one pass over the working set."""
-        age = now - open_requests.c.submitted_at
-        bucket = case(*[(age < timedelta(days=days), name) for name, days in AGEING_BUCKETS if days],
-                      else_=AGEING_BUCKETS[-1][0]).label("bucket")
-        query = (select(open_requests.c.status, open_requests.c.priority, bucket, func.count())
+        """Open requests counted by status x priority, and by age since submit: one pass over the working set,
+        counting per cell the requests submitted after each bucket's bound (a comparison with a constant, not
+        date arithmetic per row)."""
+        bounds = [days for _, days in AGEING_BUCKETS if days]
+        younger = [func.count().filter(open_requests.c.submitted_at > now - timedelta(days=days)) for days in bounds]
+        query = (select(open_requests.c.status, open_requests.c.priority, func.count(), *younger)
                  .where(_visible_to(actor, open_requests), *_where(filters, open_requests))
-                 .group_by(open_requests.c.status, open_requests.c.priority, bucket))
+                 .group_by(open_requests.c.status, open_requests.c.priority))
         async with self.engine.connect() as conn:
-            counts = (await conn.execute(query)).all()
+            cells = (await conn.execute(query)).all()
         matrix: dict[str, dict[str, int]] = {}
         ageing = {name: 0 for name, _ in AGEING_BUCKETS}
-        for status, priority, age_bucket, count in counts:
-            cell = matrix.setdefault(status, {})
-            cell[priority] = cell.get(priority, 0) + count
-            ageing[age_bucket] += count
-        return {"total": sum(c for *_, c in counts), "by_status_priority": matrix, "ageing": ageing,
+        for status, priority, total, *within in cells:
+            matrix.setdefault(status, {})[priority] = total
+            for (name, _), count, before in zip(AGEING_BUCKETS, [*within, total], [0, *within], strict=True):
+                ageing[name] += count - before
+        return {"total": sum(cell[2] for cell in cells), "by_status_priority": matrix, "ageing": ageing,
                 "as_of": now}

@@ -13,8 +13,8 @@ from typing import Any
 
 from sqlalchemy import String, bindparam, delete, func, select, update
 from sqlalchemy.dialects.postgresql import ARRAY, insert
-from sqlalchemy.sql.dml import Insert
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.dml import Insert
 
 from opsat.common.bulk import insert_rows
 from opsat.common.consumer import ReceivedEvent
