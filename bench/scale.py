@@ -18,12 +18,13 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import subprocess
 import time
 from typing import Any
 
 import asyncpg
 import httpx
-from common import Bench, Result, infra_up, r, summary_ms, token
+from common import BIN, ROOT, Bench, Result, infra_up, r, summary_ms, token
 
 REQUESTS_PER_CHUNK = 100_000
 EVENTS_PER_REQUEST = 10
@@ -148,14 +149,36 @@ async def _stream_loads(database_url: str, streams: list[str], samples: int) -> 
     return summary_ms(times)
 
 
+async def _reused(bench: Bench, database: str) -> dict[str, Any]:
+    """A year loaded by an earlier run, kept: migrated to this tree's head (as an upgrade would), then counted."""
+    out = subprocess.run([str(BIN / "opsat-intake"), "migrate"], env=bench.service_env(database), cwd=ROOT,
+                         capture_output=True, text=True)
+    if out.returncode:
+        raise RuntimeError(f"opsat-intake migrate failed:\n{out.stdout}\n{out.stderr}")
+    conn = await asyncpg.connect(bench.infra.dsn(database))
+    try:
+        row = await conn.fetchrow("select (select count(*) from read_model.requests) as requests,"
+                                  " (select count(*) from events) as events,"
+                                  " pg_size_pretty(pg_database_size(current_database())) as size")
+    finally:
+        await conn.close()
+    return {"requests": row["requests"], "events": row["events"], "database_size": row["size"], "reused": database}
+
+
 async def run(bench: Bench, scale: float = 1.0, seconds: float = 10.0, samples: int = 200,
-              rounds: int = 2) -> list[Result]:
+              rounds: int = 2, reuse: str | None = None) -> list[Result]:
     import submit_throughput
 
-    requests = max(REQUESTS_PER_CHUNK // 10, int(1_000_000 * scale))
-    dbs = {"empty": await bench.create_database("scale_empty"), "year": await bench.create_database("scale_year")}
-    print(f"   loading a year: {requests:,} requests, {requests * EVENTS_PER_REQUEST:,} events", flush=True)
-    loaded = await load_year(bench.infra.dsn(dbs["year"]), requests)
+    dbs = {"empty": await bench.create_database("scale_empty")}
+    if reuse:
+        dbs["year"] = reuse  # not this run's: kept at the end
+        loaded = await _reused(bench, reuse)
+        requests = loaded["requests"]
+    else:
+        requests = max(REQUESTS_PER_CHUNK // 10, int(1_000_000 * scale))
+        dbs["year"] = await bench.create_database("scale_year")
+        print(f"   loading a year: {requests:,} requests, {requests * EVENTS_PER_REQUEST:,} events", flush=True)
+        loaded = await load_year(bench.infra.dsn(dbs["year"]), requests)
     figures: dict[str, dict[str, Any]] = {name: {"submits_per_s": [], "reads": None} for name in dbs}
     staff = {"OPSAT_PROVIDER_ORGANISATIONS": '["ops"]'}
     for round_ in range(rounds):  # alternating, so that the machine's other load falls on both alike
@@ -188,12 +211,14 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scale", type=float, default=1.0, help="× 1,000,000 requests (default 1: a year)")
     parser.add_argument("--seconds", type=float, default=10.0, help="seconds per submit run (default 10)")
+    parser.add_argument("--reuse", metavar="DATABASE",
+                        help="measure on a year loaded before (a database of this PostgreSQL), skipping the load")
     args = parser.parse_args()
 
     async def main() -> None:
         bench = Bench(infra_up())
         try:
-            for result in await run(bench, scale=args.scale, seconds=args.seconds):
+            for result in await run(bench, scale=args.scale, seconds=args.seconds, reuse=args.reuse):
                 result.write()
                 print(result.name, result.value, result.unit, result.target, json.dumps(result.details))
         finally:
