@@ -361,6 +361,10 @@ async def replay_bench(bench: Bench, db: str, requests: int, cap_s: float, open_
     watcher = await asyncpg.connect(dsn)
     progress = "select count(*) from reactions.processed_events where projection = 'clock_driver'"
     before = await watcher.fetchval(progress)
+    # The worker's other consumers follow the driver's clock events (relay -> Kafka): how far behind they are.
+    followers = {"sla_targets": "select count(*) from read_model.processed_events where projection = 'sla_targets'",
+                 "clock_timers": "select count(*) from reactions.processed_events where projection = 'clock_timers'"}
+    followed = {name: await watcher.fetchval(sql) for name, sql in followers.items()}
     load_before = _load()
     # The clock runs from before the start: with several workers, the first may be busy before the last is up.
     t0 = t_start = time.perf_counter()
@@ -389,6 +393,19 @@ async def replay_bench(bench: Bench, db: str, requests: int, cap_s: float, open_
                 if not w.alive():
                     raise RuntimeError(f"sla worker exited:\n{w.tail()}")
         cpu = meter.stop()
+        at_driver_done = {name: await watcher.fetchval(sql) - followed[name] for name, sql in followers.items()}
+        # Then on until the sla_targets projection has applied every intake and clock event and the clock timers
+        # every clock event (or 90 s more): the time and CPU for all of the worker's work on the replay.
+        produced_sql = "select count(*) from events where stream_type = 'sla_clock' and recorded_at >= $1"
+        caught_up_at, follow_until = None, time.perf_counter() + 90
+        while time.perf_counter() < follow_until:
+            produced = await watcher.fetchval(produced_sql, ready_at)
+            done = {name: await watcher.fetchval(sql) - followed[name] for name, sql in followers.items()}
+            if done["sla_targets"] >= events + produced and done["clock_timers"] >= produced:
+                caught_up_at = time.perf_counter() - t0
+                break
+            await asyncio.sleep(0.2)
+        cpu_all = meter.stop()
         bench.record_rss("sla_worker", worker)
         load_after = _load()
     finally:
@@ -432,6 +449,15 @@ async def replay_bench(bench: Bench, db: str, requests: int, cap_s: float, open_
         "span_s (first poll's transaction start to the last commit seen)": r(span, 2),
         "sla_clock_events_in_store": clock_events, "clocks_in_store_after": opened,
         "cpu_ms_per_clock_update": cpu_ms, "cpu": cpu, "load_avg_before": load_before, "load_avg_after": load_after,
+        "followers_applied_when_the_driver_was_done": at_driver_done,
+        "all_consumers_caught_up_s": r(caught_up_at, 1),
+        "updates_per_s_until_all_consumers_caught_up": r(
+            driven["causes"] / (caught_up_at - (driven["first"] - ready_at).total_seconds()), 1)
+        if caught_up_at and driven["n"] else None,
+        "cpu_ms_per_clock_update_until_all_caught_up": {
+            k: r(v * cpu_all["wall_s"] / per * 1000, 2) for k, v in cpu_all["cores_busy"].items()
+            if k in ("sla_worker", "postgres", "kafka")} if per and caught_up_at else None,
+        "cpu_until_all_caught_up": cpu_all,
         "decode_record_us_per_event": consumer_split.get("decode_record_us_per_event"),
         "configuration_lookup_ms (load_configuration's query, once per poll, on this store)": {
             "p50": r(pct(lookups, 50) * 1000, 2), "max": r(max(lookups) * 1000, 2)},
@@ -527,8 +553,10 @@ async def run(bench: Bench, clocks: int = 100_000, due: int = 1_000, window_s: f
                                                   workers=n, env=env)
             beside[label] = {"updates_per_s": results[0].value, "ratio_this_to_it": r(
                 replay_results[0].value / results[0].value, 2) if results[0].value and replay_results[0].value
-                else None, **{k: details[k] for k in ("worker_processes", "code", "cpu_ms_per_clock_update",
-                                                      "complete", "load_avg_before", "load_avg_after")}}
+                else None, **{k: details[k] for k in (
+                    "worker_processes", "code", "cpu_ms_per_clock_update", "complete", "load_avg_before",
+                    "load_avg_after", "followers_applied_when_the_driver_was_done", "all_consumers_caught_up_s",
+                    "updates_per_s_until_all_consumers_caught_up", "cpu_ms_per_clock_update_until_all_caught_up")}}
     if beside:
         replay_results[0].details["beside"] = beside
     return lag_results + replay_results

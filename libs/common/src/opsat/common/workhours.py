@@ -28,6 +28,7 @@ from opsat.common.domain import InvalidInput
 Shift = tuple[int, int]  # minutes since local midnight, [start, end), end <= 1440
 _DAY = timedelta(days=1)
 _MAX_DAYS = 3700  # a calendar with no working time within ten years is a configuration error
+_MAX_SUMS = 20_000  # remembered results of `add` per calendar
 _HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$|^24:00$")
 SPEC_KEYS = frozenset({"time_zone", "always_open", "hours", "holidays", "makeup_workdays", "makeup_hours"})
 
@@ -123,7 +124,20 @@ class WorkCalendar:
     # --- arithmetic -----------------------------------------------------------------------------------
     def add(self, start: datetime, amount: timedelta) -> datetime:
         """The first instant at which `amount` of working time has passed since `start` (UTC)."""
-        start = _utc(start)
+        key = (start, amount)  # equal instants in any zone are one key: the answer is in UTC either way
+        found = self._sums.get(key)
+        if found is None:
+            found = self._add(_utc(start), amount)
+            if len(self._sums) >= _MAX_SUMS:
+                self._sums.clear()
+            self._sums[key] = found
+        return found
+
+    @functools.cached_property
+    def _sums(self) -> dict[tuple[datetime, timedelta], datetime]:
+        return {}  # a clock asks for the same due times at each of its decisions and folds
+
+    def _add(self, start: datetime, amount: timedelta) -> datetime:
         if amount < timedelta(0):
             raise ValueError("amount must not be negative")
         if self.always_open:
