@@ -85,11 +85,46 @@ async def main(requests: int, top: int, sort: str, dump: str | None) -> None:
         await bench.cleanup()
 
 
+def compare(ref: str, requests: int, rounds: int) -> None:
+    """This tree and `ref` alternately, each stage's CPU per event without the profiler, in child processes with
+    that tree's packages first on the path; with the load average beside each round."""
+    import json
+    import os
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from common import code_trees
+
+    line = re.compile(r"^== (\S+): (\d+) events, ([\d.]+) s wall, ([\d.]+) ms CPU per event")
+    figures: dict[str, list[dict[str, Any]]] = {}
+    with code_trees(ref) as trees:
+        for _ in range(rounds):
+            for name, paths in trees.items():
+                load = os.getloadavg()[0]
+                done = subprocess.run([sys.executable, str(Path(__file__)), "--requests", str(requests), "--top", "0"],
+                                      env={**os.environ, "PYTHONPATH": os.pathsep.join(paths)}, capture_output=True,
+                                      text=True, check=True)
+                stages = {m[1]: {"events": int(m[2]), "wall_s": float(m[3]), "cpu_ms_per_event": float(m[4])}
+                          for m in map(line.match, done.stdout.splitlines()) if m}
+                figures.setdefault(name, []).append({"load_avg_1m": round(load, 2), **stages})
+                print(name, json.dumps(figures[name][-1]), flush=True)
+    best = {name: {stage: min(run[stage]["cpu_ms_per_event"] for run in runs) for stage in runs[0] if stage != "load_avg_1m"}
+            for name, runs in figures.items()}
+    print("lowest CPU ms per event of each stage:", json.dumps(best))
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--compare", metavar="REF", help="this tree and REF alternately, CPU per event only")
+    parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--requests", type=int, default=2_000)
     parser.add_argument("--top", type=int, default=30, help="0: no profiler, CPU per event only")
     parser.add_argument("--sort", default="tottime")
     parser.add_argument("--dump", help="also write <dump>.<stage>.prof")
     args = parser.parse_args()
-    asyncio.run(main(args.requests, args.top, args.sort, args.dump))
+    if args.compare:
+        compare(args.compare, args.requests, args.rounds)
+    else:
+        asyncio.run(main(args.requests, args.top, args.sort, args.dump))
