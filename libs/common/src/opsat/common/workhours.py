@@ -234,7 +234,7 @@ def _from_json(text: bytes) -> WorkCalendar:
 def calendar_from_spec(spec: Mapping[str, Any]) -> WorkCalendar:
     """`WorkCalendar.from_spec`, memoised: clocks rebuild the same few calendars on every load (keyed by the
     spec's canonical JSON; orjson, as the stdlib's encoder cost a tenth of a clock update)."""
-    return _from_json(orjson.dumps(spec, option=orjson.OPT_SORT_KEYS))
+    return _from_json(orjson.dumps(spec, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS))
 
 
 def _utc(moment: datetime) -> datetime:
