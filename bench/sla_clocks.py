@@ -35,7 +35,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
-from common import Bench, CpuMeter, Result, kafka_pid, pct, postgres_cpu_seconds, r
+from common import Bench, CpuMeter, Result, code_trees, kafka_pid, pct, postgres_cpu_seconds, r
 
 ORG = "bench-org"
 LAG_TIER = "bench-lag"
@@ -345,13 +345,15 @@ async def fill_intake_topic(bench: Bench, requests: int, topic: str, what: str =
             "relay_s": r(relay_s)}
 
 
-async def replay_bench(bench: Bench, db: str, requests: int, cap_s: float,
-                       open_clocks: int) -> tuple[list[Result], dict[str, Any]]:
+async def replay_bench(bench: Bench, db: str, requests: int, cap_s: float, open_clocks: int, *, tag: str = "",
+                       workers: int = 1, env: dict[str, str] | None = None) -> tuple[list[Result], dict[str, Any]]:
+    """`workers` worker processes in one consumer group (the intake topic has 6 partitions); `env` for their
+    environment (another tree's code first on PYTHONPATH); `tag` keeps a second run's topic and database apart."""
     import relay_replay
 
-    namespace = f"{bench.namespace}replay"
+    namespace = f"{bench.namespace}replay{tag}"
     topic = f"{namespace}.intake.events"
-    fill = await fill_intake_topic(bench, requests, topic)
+    fill = await fill_intake_topic(bench, requests, topic, f"slaintake{tag}")
     events = fill["events"]
     consumer, consumer_split = await relay_replay.consumer_limit(bench.infra.bootstrap, topic, events)
     consumer.name = "limit_kafka_consumer_aiokafka_sla_replay_topic"
@@ -359,14 +361,21 @@ async def replay_bench(bench: Bench, db: str, requests: int, cap_s: float,
     watcher = await asyncpg.connect(dsn)
     progress = "select count(*) from reactions.processed_events where projection = 'clock_driver'"
     before = await watcher.fetchval(progress)
+    # The worker's other consumers follow the driver's clock events (relay -> Kafka): how far behind they are.
+    followers = {"sla_targets": "select count(*) from read_model.processed_events where projection = 'sla_targets'",
+                 "clock_timers": "select count(*) from reactions.processed_events where projection = 'clock_timers'"}
+    followed = {name: await watcher.fetchval(sql) for name, sql in followers.items()}
     load_before = _load()
-    t_start = time.perf_counter()
-    worker = await bench.start_worker(db, "sla-replay", namespace=namespace, service="sla")
-    meter = CpuMeter({"sla_worker": worker.pids, "=postgres": postgres_cpu_seconds,
+    # The clock runs from before the start: with several workers, the first may be busy before the last is up.
+    t0 = t_start = time.perf_counter()
+    ready_at = datetime.now(UTC)
+    started = list(await asyncio.gather(*(bench.start_worker(db, f"sla-replay{tag}-{i}", namespace=namespace,
+                                                             service="sla", **(env or {})) for i in range(workers))))
+    worker_start_s = time.perf_counter() - t_start
+    worker = started[0]
+    meter = CpuMeter({"sla_worker": lambda: [p for w in started for p in w.pids()], "=postgres": postgres_cpu_seconds,
                       "kafka": lambda: [p for p in [kafka_pid()] if p]})
     meter.start()
-    t0 = time.perf_counter()
-    ready_at = datetime.now(UTC)
     samples: list[tuple[float, int]] = []
     capped = False
     try:
@@ -380,13 +389,28 @@ async def replay_bench(bench: Bench, db: str, requests: int, cap_s: float,
             if now > cap_s:
                 capped = True
                 break
-            if not worker.alive():
-                raise RuntimeError(f"sla worker exited:\n{worker.tail()}")
+            for w in started:
+                if not w.alive():
+                    raise RuntimeError(f"sla worker exited:\n{w.tail()}")
         cpu = meter.stop()
+        at_driver_done = {name: await watcher.fetchval(sql) - followed[name] for name, sql in followers.items()}
+        # Then on until the sla_targets projection has applied every intake and clock event and the clock timers
+        # every clock event (or 90 s more): the time and CPU for all of the worker's work on the replay.
+        produced_sql = "select count(*) from events where stream_type = 'sla_clock' and recorded_at >= $1"
+        caught_up_at, follow_until = None, time.perf_counter() + 90
+        while time.perf_counter() < follow_until:
+            produced = await watcher.fetchval(produced_sql, ready_at)
+            done = {name: await watcher.fetchval(sql) - followed[name] for name, sql in followers.items()}
+            if done["sla_targets"] >= events + produced and done["clock_timers"] >= produced:
+                caught_up_at = time.perf_counter() - t0
+                break
+            await asyncio.sleep(0.2)
+        cpu_all = meter.stop()
         bench.record_rss("sla_worker", worker)
         load_after = _load()
     finally:
-        bench.stop(worker)
+        for w in started:
+            bench.stop(w)
     # The runner commits a poll's records (up to 1,000) and their commands in one transaction: the count moves in
     # steps. The rate runs from the first poll's transaction start (the clock events' recorded_at is its now())
     # to the sample that saw the last step.
@@ -414,21 +438,31 @@ async def replay_bench(bench: Bench, db: str, requests: int, cap_s: float,
     per = driven["causes"]
     cpu_ms = {k: r(v / per * 1000, 2) for k, v in busy.items() if k in ("sla_worker", "postgres", "kafka")} if per else {}
     details = {
+        "worker_processes": workers, "code": (env or {}).get("PYTHONPATH", "this tree").split(os.pathsep)[0],
         "open_clocks_before": open_clocks, "topic": fill, "intake_events_applied": applied,
         "seconds_to_last_commit": r(last_step, 1),
         "intake_events_per_s (processed_events, to the last batch commit)": r(events_rate, 1), "capped_at_s": cap_s if capped else None, "complete": not capped,
-        "worker_start_s": r(t0 - t_start, 1),
+        "worker_start_s": r(worker_start_s, 1),
         "clock_commands_committed (distinct causation ids)": driven["causes"],
         "clock_events_appended": driven["n"],
         "clock_events_per_s": r(driven["n"] / span, 1) if span else None,
         "span_s (first poll's transaction start to the last commit seen)": r(span, 2),
         "sla_clock_events_in_store": clock_events, "clocks_in_store_after": opened,
         "cpu_ms_per_clock_update": cpu_ms, "cpu": cpu, "load_avg_before": load_before, "load_avg_after": load_after,
+        "followers_applied_when_the_driver_was_done": at_driver_done,
+        "all_consumers_caught_up_s": r(caught_up_at, 1),
+        "updates_per_s_until_all_consumers_caught_up": r(
+            driven["causes"] / (caught_up_at - (driven["first"] - ready_at).total_seconds()), 1)
+        if caught_up_at and driven["n"] else None,
+        "cpu_ms_per_clock_update_until_all_caught_up": {
+            k: r(v * cpu_all["wall_s"] / per * 1000, 2) for k, v in cpu_all["cores_busy"].items()
+            if k in ("sla_worker", "postgres", "kafka")} if per and caught_up_at else None,
+        "cpu_until_all_caught_up": cpu_all,
         "decode_record_us_per_event": consumer_split.get("decode_record_us_per_event"),
         "configuration_lookup_ms (load_configuration's query, once per poll, on this store)": {
             "p50": r(pct(lookups, 50) * 1000, 2), "max": r(max(lookups) * 1000, 2)},
         "samples (s, applied)": [(r(t, 1), n) for t, n in samples[:: max(1, len(samples) // 10)]],
-        "how": "opsat-sla worker (all its loops: clock driver, clock timers, relay, deadlines, ...), a new consumer "
+        "how": "opsat-sla worker(s) (all its loops: clock driver, clock timers, relay, deadlines, ...), a new consumer "
                "group from the beginning of the topic; rate = the driver's clock commands (distinct intake events "
                "causing clock events) from the first poll's transaction start to the last commit; a poll of up to "
                "1,000 records commits its commands and its progress rows in one transaction",
@@ -476,7 +510,8 @@ async def driver_split(bench: Bench, db: str, requests: int) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------------ both
 
 async def run(bench: Bench, clocks: int = 100_000, due: int = 1_000, window_s: float = 25.0, lead_s: float = 45.0,
-              settle_s: float = 60.0, requests: int = 10_000, cap_s: float = 120.0, split_requests: int = 300) -> list[Result]:
+              settle_s: float = 60.0, requests: int = 10_000, cap_s: float = 120.0, split_requests: int = 300, *,
+              lag: bool = True, compare: str | None = None, workers: tuple[int, ...] = (1,)) -> list[Result]:
     from opsat.common.db import create_engine
     from opsat.common.eventstore import EventStore
     from opsat.sla_monitor.service import SERVICE as SLA
@@ -490,12 +525,40 @@ async def run(bench: Bench, clocks: int = 100_000, due: int = 1_000, window_s: f
         store = EventStore(engine, SLA.registry(), settings.idempotency_retention_s)
         handler = SLA.command_handler(settings, store)
         loaded = await load_open_clocks(handler, store, engine, bench.infra.dsn(db), clocks)
-        lag_results, _ = await lag_bench(bench, db, handler, store, engine, due, window_s, lead_s, settle_s)
+        lag_results = []
+        if lag:
+            lag_results, _ = await lag_bench(bench, db, handler, store, engine, due, window_s, lead_s, settle_s)
+            lag_results[0].details["open_clocks"] = loaded
     finally:
         await engine.dispose()
-    lag_results[0].details["open_clocks"] = loaded
-    replay_results, _ = await replay_bench(bench, db, requests, cap_s, loaded["open_clocks"])
+    replay_results, _ = await replay_bench(bench, db, requests, cap_s, loaded["open_clocks"], workers=workers[0])
     replay_results[0].details["split_in_process"] = await driver_split(bench, db, split_requests)
+    # More worker processes, and another ref's code: each on a fresh store of the same size (a replayed topic
+    # leaves its clocks behind), the figures beside this one in its details.
+    others: list[tuple[str, int, dict[str, str]]] = [(f"{n}workers", n, {}) for n in workers[1:]]
+    with code_trees(compare) as trees:
+        if compare:
+            others.append((compare, workers[0], {"PYTHONPATH": os.pathsep.join(trees[compare])}))
+        beside = {}
+        for i, (label, n, env) in enumerate(others, start=1):
+            other_db = await bench.create_database(f"sla{i}", service="sla")
+            engine = create_engine(bench.infra.sqlalchemy_url(other_db), pool_size=4)
+            try:
+                store = EventStore(engine, SLA.registry(), settings.idempotency_retention_s)
+                other = await load_open_clocks(SLA.command_handler(settings, store), store, engine,
+                                               bench.infra.dsn(other_db), clocks)
+            finally:
+                await engine.dispose()
+            results, details = await replay_bench(bench, other_db, requests, cap_s, other["open_clocks"], tag=str(i),
+                                                  workers=n, env=env)
+            beside[label] = {"updates_per_s": results[0].value, "ratio_this_to_it": r(
+                replay_results[0].value / results[0].value, 2) if results[0].value and replay_results[0].value
+                else None, **{k: details[k] for k in (
+                    "worker_processes", "code", "cpu_ms_per_clock_update", "complete", "load_avg_before",
+                    "load_avg_after", "followers_applied_when_the_driver_was_done", "all_consumers_caught_up_s",
+                    "updates_per_s_until_all_consumers_caught_up", "cpu_ms_per_clock_update_until_all_caught_up")}}
+    if beside:
+        replay_results[0].details["beside"] = beside
     return lag_results + replay_results
 
 
@@ -506,13 +569,19 @@ if __name__ == "__main__":
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--replay-only", action="store_true", help="skip the deadline-to-event lag")
+    parser.add_argument("--compare", metavar="REF", help="the replay again with a git ref's code (its worker runs "
+                        "with that checkout first on PYTHONPATH), on a fresh store of the same size")
+    parser.add_argument("--workers", default="1", help="worker processes per replay, e.g. 1,2: the first is the "
+                        "figure, the others are replayed beside it")
     args = parser.parse_args()
 
     async def main() -> None:
         bench = Bench(infra_up())
         try:
             sizes = QUICK if args.quick else {}
-            for result in await run(bench, **sizes):
+            workers = tuple(int(n) for n in args.workers.split(","))
+            for result in await run(bench, **sizes, lag=not args.replay_only, compare=args.compare, workers=workers):
                 result.write()
                 print(result.name, result.value, result.unit, result.target, "met" if result.met else "NOT met")
                 print("  ", json.dumps(result.details, default=str)[:1500])

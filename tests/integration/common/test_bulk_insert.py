@@ -1,4 +1,5 @@
-"""`insert_rows` writes exactly what SQLAlchemy's executemany writes, into the schema a rebuild redirects to."""
+"""`insert_rows` writes exactly what SQLAlchemy's executemany writes, into the schema a rebuild redirects to;
+`upsert_rows` writes what SQLAlchemy's `on_conflict_do_update` writes."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 from sqlalchemy import Boolean, Column, DateTime, Integer, MetaData, String, Table, Text, text
 from sqlalchemy.dialects.postgresql import JSONB, insert
 
-from opsat.common.bulk import insert_rows
+from opsat.common.bulk import insert_rows, upsert_rows
 from opsat.common.consumer import read_model_engine
 from opsat.common.db import READ_MODEL_SCHEMA, asyncpg_dsn, create_engine
 
@@ -80,5 +81,37 @@ async def test_insert_rows_refuses_rows_of_different_shapes(database_url: str) -
         async with engine.connect() as conn:
             with pytest.raises(ValueError, match="same columns"):
                 await insert_rows(conn, things, [ROWS[0], {"id": "x", "body": "y"}])
+    finally:
+        await engine.dispose()
+
+
+@pytest.mark.parametrize("schema", [READ_MODEL_SCHEMA, "bulk_rebuild"])
+async def test_upsert_rows_inserts_new_keys_and_overwrites_existing_rows(database_url: str, schema: str) -> None:
+    engine = create_engine(database_url)
+    changed = [{**ROWS[1], "body": "changed", "count": 8, "flag": True, "at": AT, "doc": {"y": 2}, "maybe": None},
+               {"id": "d", "body": "new", "count": 4, "flag": False, "at": None, "doc": [1], "maybe": {"z": None}}]
+    try:
+        async with engine.begin() as conn:
+            for name in ("bulk_reference", schema):
+                await conn.execute(text(f'drop schema if exists "{name}" cascade'))
+                await conn.execute(text(f'create schema "{name}"'))
+        for name in ("bulk_reference", schema):
+            async with read_model_engine(engine, name).begin() as conn:
+                await conn.run_sync(metadata.create_all)
+                await insert_rows(conn, things, ROWS)
+        async with read_model_engine(engine, "bulk_reference").begin() as conn:
+            for row in changed:
+                statement = insert(things).values(**row)
+                await conn.execute(statement.on_conflict_do_update(
+                    index_elements=[things.c.id], set_={k: statement.excluded[k] for k in row if k != "id"}))
+        async with read_model_engine(engine, schema).begin() as conn:
+            await upsert_rows(conn, things, changed, key=("id",))
+
+        reference = await _fetch(database_url, "bulk_reference")
+        assert [(r[0], r[1]) for r in reference] == [("a", "plain"), ("b", "changed"), ("c", ""), ("d", "new")]
+        assert await _fetch(database_url, schema) == reference
+        async with engine.connect() as conn:
+            with pytest.raises(ValueError, match="key"):
+                await upsert_rows(conn, things, changed, key=("nope",))
     finally:
         await engine.dispose()

@@ -1,4 +1,5 @@
-"""Many rows into one table in one statement: `INSERT ... SELECT FROM unnest($1::type[], ...)`.
+"""Many rows into one table in one statement: `INSERT ... SELECT FROM unnest($1::type[], ...)`, optionally
+`ON CONFLICT (key) DO UPDATE` every other column (`upsert_rows`: a batch's changed rows written as they now are).
 
 A projection's batch builds its rows as dicts (the one definition of a row, live or rebuild) and hands
 them here instead of to SQLAlchemy's executemany, whose per-row parameter processing dominated a replay.
@@ -26,7 +27,8 @@ def _quote(name: str) -> str:
 
 
 @lru_cache(maxsize=256)
-def _statement(schema: str | None, table: Table, columns: tuple[str, ...], on_conflict_do_nothing: bool) -> str:
+def _statement(schema: str | None, table: Table, columns: tuple[str, ...], on_conflict_do_nothing: bool,
+               update_on_conflict: tuple[str, ...] = ()) -> str:
     names, arrays, selected = [], [], []
     for i, name in enumerate(columns, start=1):
         column = table.c[name]
@@ -38,7 +40,10 @@ def _statement(schema: str | None, table: Table, columns: tuple[str, ...], on_co
     target = f"{_quote(schema)}.{_quote(table.name)}" if schema else _quote(table.name)
     return (f"insert into {target} ({', '.join(names)}) select {', '.join(selected)} "
             f"from unnest({', '.join(arrays)}) as u({', '.join(names)})"
-            + (" on conflict do nothing" if on_conflict_do_nothing else ""))
+            + (" on conflict do nothing" if on_conflict_do_nothing else "")
+            + (f" on conflict ({', '.join(map(_quote, update_on_conflict))}) do update set "
+               + ", ".join(f"{_quote(c)} = excluded.{_quote(c)}" for c in columns if c not in update_on_conflict)
+               if update_on_conflict else ""))
 
 
 def _json(value: Any) -> str:
@@ -57,6 +62,20 @@ def _encoder(table: Table, name: str) -> Any:
 async def insert_rows(conn: AsyncConnection, table: Table, rows: Sequence[dict[str, Any]], *,
                       on_conflict_do_nothing: bool = False) -> None:
     """Insert `rows` (dicts with the same keys) into `table` with one statement."""
+    await _write(conn, table, rows, on_conflict_do_nothing, ())
+
+
+async def upsert_rows(conn: AsyncConnection, table: Table, rows: Sequence[dict[str, Any]], *,
+                      key: Sequence[str]) -> None:
+    """Insert `rows`, or where a row with the same `key` columns exists, set its other columns to the row's, with
+    one statement. A key must appear once among `rows` (PostgreSQL refuses to update a row twice)."""
+    if not key or any(name not in table.c for name in key):
+        raise ValueError(f"the key of an upsert into {table.name} names its columns")
+    await _write(conn, table, rows, False, tuple(key))
+
+
+async def _write(conn: AsyncConnection, table: Table, rows: Sequence[dict[str, Any]], on_conflict_do_nothing: bool,
+                 update_on_conflict: tuple[str, ...]) -> None:
     if not rows:
         return
     keys = tuple(rows[0])
@@ -79,4 +98,5 @@ async def insert_rows(conn: AsyncConnection, table: Table, rows: Sequence[dict[s
     for name, value in defaults.items():
         encode = _encoder(table, name)
         arrays.append([encode(value) if encode else value] * len(rows))
-    await conn.exec_driver_sql(_statement(schema, table, columns, on_conflict_do_nothing), tuple(arrays))
+    await conn.exec_driver_sql(_statement(schema, table, columns, on_conflict_do_nothing, update_on_conflict),
+                               tuple(arrays))
