@@ -206,17 +206,7 @@ def _stall_after(seconds: float | None) -> timedelta:
     return timedelta(seconds=seconds if seconds is not None else DEFAULT_STALL_SECONDS)
 
 
-# A decision's events are folded once: `_finish` folds them for the clock's next check, and a command batch then
-# folds the same (stamped) events to go on with the stream. Each stamped event is remembered here with the state
-# before and after it, and `evolve` hands that state out for exactly that step, once.
-_FOLDED: dict[int, tuple[DomainEvent, Clock | None, Clock]] = {}
-_FOLDED_MAX = 4_096  # steps nobody folds again (an API command's) are forgotten past this
-
-
 def evolve(state: Clock | None, event: DomainEvent) -> Clock:
-    known = _FOLDED.pop(id(event), None)
-    if known is not None and known[0] is event and known[1] is state:
-        return known[2]
     after = _evolve(state, event)
     if isinstance(event, _ACTIVITY):
         latest = max(filter(None, (after.last_activity_at, event.at)))
@@ -543,18 +533,8 @@ def _fold(state: Clock | None, events: list[ev.ClockEvent]) -> Clock:
 
 def _finish(state: Clock | None, events: list[ev.ClockEvent]) -> list[ev.ClockEvent]:
     """Stamp every event of one decision with the clock's next check after all of them."""
-    steps = [state]
-    for event in events:
-        steps.append(evolve(steps[-1], event))
-    after = steps[-1]
-    assert after is not None
-    upcoming = after.next_check_at()
-    stamped = [e.model_copy(update={"next_check_at": upcoming}) for e in events]
-    if len(_FOLDED) > _FOLDED_MAX:
-        _FOLDED.clear()
-    for event, before, then in zip(stamped, steps[:-1], steps[1:], strict=True):  # `evolve` reads no next_check_at
-        _FOLDED[id(event)] = (event, before, then)  # type: ignore[assignment]
-    return stamped
+    upcoming = _fold(state, events).next_check_at()
+    return [e.model_copy(update={"next_check_at": upcoming}) for e in events]
 
 
 def view(state: Clock, now: datetime) -> dict[str, Any]:
