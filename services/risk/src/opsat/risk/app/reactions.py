@@ -113,6 +113,7 @@ class SurveyAnswered(ForeignEvent):
 UPSTREAM_READS: tuple[type[ForeignEvent], ...] = (Submitted, PriorityOverridden, ClockStarted, ResponseMet,
                                                   TeamChanged, Retargeted, Breached, SurveyAnswered)
 _READER_OF = {cls.event_type: cls for cls in UPSTREAM_READS}
+_CLOCK_FACTS = frozenset({Breached, ClockStarted, ResponseMet, TeamChanged, Retargeted})  # read the request's facts
 
 
 # --- what the driver remembers -------------------------------------------------------------------------
@@ -231,11 +232,11 @@ class SignalDriver(CommandReaction):
                                  list[tuple[ReceivedEvent, Observation, str]]]:
         """Folds the batch into the requests' facts (written once) and returns its observations and the
         P1 moments that activate a plan, each as one event at a time would have seen them."""
+        # Dispatch on the exact reader class: a class pattern on a pydantic model is an ABC check, slow per event.
         facts = await self._facts(conn, {read.request_id for _, read in reads
-                                         if isinstance(read, Breached | ClockStarted | ResponseMet | TeamChanged
-                                                       | Retargeted)})
+                                         if type(read) in _CLOCK_FACTS})
         incidents = await self._incidents(conn, {read.request_id for _, read in reads
-                                                 if isinstance(read, PriorityOverridden) and read.priority == "P1"})
+                                                 if type(read) is PriorityOverridden and read.priority == "P1"})
         changed: dict[str, dict[str, Any]] = {}
 
         def remember(received: ReceivedEvent, request_id: str, **known: Any) -> None:
@@ -250,29 +251,32 @@ class SignalDriver(CommandReaction):
         activations: list[tuple[ReceivedEvent, Observation, str]] = []
         for received, read in reads:
             observation: Observation | None = None
-            match read:
-                case ClockStarted():
-                    remember(received, read.request_id, kind=read.kind, priority=read.priority, team=read.team,
-                             service=read.service)
-                case ResponseMet() if read.team:
-                    remember(received, read.request_id, team=read.team)
-                case TeamChanged():
-                    remember(received, read.request_id, team=read.team)
-                case Retargeted():
-                    remember(received, read.request_id, priority=read.priority)
-                case Breached():
-                    known = facts.get(read.request_id) or {}
-                    observation = Observation(event_id=received.id, source="sla_breach", at=read.at,
-                                              team=known.get("team"), service=known.get("service"),
-                                              kind=known.get("kind"), priority=known.get("priority"))
-                case Submitted():
-                    observation = Observation(event_id=received.id, source="incident", at=read.at, team=read.team,
-                                              service=read.service, kind=read.kind, priority=read.priority)
-                    incidents[read.request_id] = observation
-                case SurveyAnswered() if read.team:
+            reader = type(read)
+            if reader is Breached:
+                known = facts.get(read.request_id) or {}
+                observation = Observation(event_id=received.id, source="sla_breach", at=read.at,
+                                          team=known.get("team"), service=known.get("service"),
+                                          kind=known.get("kind"), priority=known.get("priority"))
+            elif reader is Submitted:
+                observation = Observation(event_id=received.id, source="incident", at=read.at, team=read.team,
+                                          service=read.service, kind=read.kind, priority=read.priority)
+                incidents[read.request_id] = observation
+            elif reader is SurveyAnswered:
+                if read.team:
                     observation = Observation(event_id=received.id, source="feedback_response", at=read.at,
                                               team=read.team, value=read.score)
-                case PriorityOverridden() if read.priority == "P1" and read.previous_priority != "P1":
+            elif reader is ClockStarted:
+                remember(received, read.request_id, kind=read.kind, priority=read.priority, team=read.team,
+                         service=read.service)
+            elif reader is ResponseMet:
+                if read.team:
+                    remember(received, read.request_id, team=read.team)
+            elif reader is TeamChanged:
+                remember(received, read.request_id, team=read.team)
+            elif reader is Retargeted:
+                remember(received, read.request_id, priority=read.priority)
+            elif reader is PriorityOverridden:
+                if read.priority == "P1" and read.previous_priority != "P1":
                     submitted = incidents.get(read.request_id)
                     if submitted is not None and submitted.kind == "incident":  # as if it had been submitted P1
                         activations.append((received, replace(submitted, event_id=received.id, at=read.at,
@@ -330,7 +334,7 @@ class SignalDriver(CommandReaction):
                 pool.add(o)
                 # As of the subject's newest observation: events of one subject arrive from several partitions,
                 # so the last to arrive is not always the latest.
-                signal = rule.evaluate(pool.newest(), pool.visible_to(rule))
+                signal = rule.judge(pool.newest(), subject, pool.visible_to(rule))
                 if signal is not None:
                     signals.setdefault(subject, []).append((received, signal))
             for found in signals.values():

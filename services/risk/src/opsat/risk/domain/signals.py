@@ -146,6 +146,11 @@ class SignalRule:
             return None
         same = sorted((o for o in history if o.at <= latest.at and self.subject_of(o) == subject),
                       key=lambda o: (o.at, o.event_id))
+        return self.judge(latest, subject, same)
+
+    def judge(self, latest: Observation, subject: str, same: Sequence[Observation]) -> Signal | None:
+        """`evaluate` once the history is narrowed: `same` holds only `subject`'s observations up to `latest`'s
+        time, in time order (by event id when simultaneous), e.g. a pool kept in that order."""
         if self.mode == "count":
             assert self.window_seconds is not None
             since = latest.at - timedelta(seconds=self.window_seconds)
@@ -158,7 +163,7 @@ class SignalRule:
             assert self.last_n is not None
             if self.window_seconds is not None:
                 same = [o for o in same if o.at > latest.at - timedelta(seconds=self.window_seconds)]
-            inside = same[-self.last_n:]
+            inside = list(same[-self.last_n:])
             scores = [o.value for o in inside if o.value is not None]
             if len(scores) < self.last_n or sum(scores) / len(scores) >= self.threshold:
                 return None
