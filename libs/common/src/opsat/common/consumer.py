@@ -52,7 +52,7 @@ from opsat.common import faults, tracing
 from opsat.common import observability as obs
 from opsat.common.db import LOCK_READ_MODEL_SHARED, READ_MODEL_LOCK, READ_MODEL_SCHEMA
 from opsat.common.domain import DomainEvent
-from opsat.common.envelope import EventRegistry, split_type
+from opsat.common.envelope import split_type
 from opsat.common.freshness import NOTIFY_READ_MODEL
 
 log = logging.getLogger(__name__)
@@ -88,7 +88,8 @@ def stream_versions_table(metadata: MetaData, schema: str = READ_MODEL_SCHEMA) -
 
 @dataclass(frozen=True)
 class ReceivedEvent:
-    """A CloudEvent as a projection sees it; `event` is the typed domain event when the registry knows it."""
+    """A CloudEvent as a projection sees it; `event` is the typed domain event when the registry knows it (or,
+    for a reaction's tolerant readers, the foreign event as read)."""
 
     id: str
     type: str
@@ -102,7 +103,7 @@ class ReceivedEvent:
     tenant: str | None
     actor: str | None
     correlation_id: str | None
-    event: DomainEvent | None = None
+    event: DomainEvent | Any = None  # Any: a reaction's foreign event
     topic: str = ""
     partition: int = 0
     offset: int = 0
@@ -112,7 +113,16 @@ class UndecodableRecord(faults.Poison, ValueError):
     pass
 
 
-def decode_record(record: ConsumerRecord, registries: Iterable[EventRegistry] = ()) -> ReceivedEvent:
+class EventDecoder(Protocol):
+    """What `decode_record` asks of a registry: an `EventRegistry` (own events), or tolerant readers of other
+    services' events (`opsat.common.reactions.ForeignReaders`)."""
+
+    def __contains__(self, event_type: str) -> bool: ...
+
+    def decode(self, event_type: str, schema_version: int, data: dict[str, Any]) -> Any: ...
+
+
+def decode_record(record: ConsumerRecord, registries: Iterable[EventDecoder] = ()) -> ReceivedEvent:
     try:
         ce = orjson.loads(record.value)
         if not isinstance(ce.get("id"), str) or not ce["id"] or not isinstance(ce.get("data"), dict):
@@ -190,7 +200,7 @@ class RunnerConfig:
     metadata_max_age_ms: int = 30_000
     # Static membership: a restarted member with the same id gets its partitions back without a rebalance.
     group_instance_id: str | None = None
-    registries: tuple[EventRegistry, ...] = ()
+    registries: tuple[EventDecoder, ...] = ()
     # Rebuild mode: read every partition from the beginning (no group) and stop at the end offsets.
     until_end: bool = False
     # In rebuild mode, start here instead of the beginning (a catch-up after a rebuild).

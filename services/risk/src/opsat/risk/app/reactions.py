@@ -113,6 +113,7 @@ class SurveyAnswered(ForeignEvent):
 UPSTREAM_READS: tuple[type[ForeignEvent], ...] = (Submitted, PriorityOverridden, ClockStarted, ResponseMet,
                                                   TeamChanged, Retargeted, Breached, SurveyAnswered)
 _READER_OF = {cls.event_type: cls for cls in UPSTREAM_READS}
+_READ_CLASSES = frozenset(UPSTREAM_READS)
 _CLOCK_FACTS = frozenset({Breached, ClockStarted, ResponseMet, TeamChanged, Retargeted})  # read the request's facts
 
 
@@ -142,6 +143,8 @@ _FACTS = ("kind", "priority", "team", "service")
 
 
 def _read(received: ReceivedEvent) -> ForeignEvent | None:
+    if type(received.event) in _READ_CLASSES:  # read by the runner as it decoded the poll (`SignalDriver.reads`)
+        return received.event  # type: ignore[no-any-return]
     reader = _READER_OF.get(received.event_type)
     return reader.read(received) if reader is not None and reader.matches(received) else None
 
@@ -183,6 +186,7 @@ class SignalDriver(CommandReaction):
     name: ClassVar[str] = "risk_signals"
     sources: ClassVar[tuple[str, ...]] = ("intake", "sla", "feedback")
     command: ClassVar[type] = c.RecordSignal
+    reads: ClassVar[tuple[type[ForeignEvent], ...]] = UPSTREAM_READS
 
     def __init__(self, *topics: str) -> None:
         super().__init__(*topics)
