@@ -22,12 +22,26 @@ import time
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import replace
+from dataclasses import fields, replace
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
 from pydantic import AwareDatetime
-from sqlalchemy import Column, DateTime, Float, Integer, MetaData, String, Table, bindparam, func, select, text, update
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Float,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    bindparam,
+    func,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -140,6 +154,8 @@ REQUESTS = _T[f"{REACTIONS_SCHEMA}.signal_requests"]
 OBSERVATIONS = _T[f"{REACTIONS_SCHEMA}.signal_observations"]
 SUBJECTS = _T[f"{REACTIONS_SCHEMA}.signal_subjects"]
 _FACTS = ("kind", "priority", "team", "service")
+# The stored columns of an `Observation`, in its fields' order (rows become observations positionally).
+_OBSERVATION_COLUMNS = tuple(OBSERVATIONS.c[f.name] for f in fields(Observation))
 
 
 def _read(received: ReceivedEvent) -> ForeignEvent | None:
@@ -324,14 +340,18 @@ class SignalDriver(CommandReaction):
         last event that fired (the command's key: a redelivered batch reaching further issues the rest) and
         the first (a risk it raises is named after it, as one event at a time would name it)."""
         fired: list[tuple[ReceivedEvent, ReceivedEvent, Signal]] = []
-        for rule in sorted(rules.values(), key=lambda r: r.rule_id):
-            mine = [(received, o, subject) for received, o in observations if (subject := rule.subject_of(o))]
-            if not mine:
-                continue
+        watched = {rule: mine for rule in sorted(rules.values(), key=lambda r: r.rule_id)
+                   if (mine := [(received, o, subject) for received, o in observations
+                                if (subject := rule.subject_of(o))])}
+        shared = await self.count_history(conn, {rule: [o for _, o, _ in mine] for rule, mine in watched.items()
+                                                 if rule.mode == "count"})
+        for rule, mine in watched.items():
             pools: dict[str, _Pool] = defaultdict(_Pool)
-            for stored in await self.history(conn, rule, [o for _, o, _ in mine]):
-                if (subject := rule.subject_of(stored)) is not None:
-                    pools[subject].add(stored)
+            stored = shared[rule.source] if rule.mode == "count" else await self.history(conn, rule,
+                                                                                         [o for _, o, _ in mine])
+            for kept in stored:
+                if (subject := rule.subject_of(kept)) is not None:
+                    pools[subject].add(kept)
             signals: dict[str, list[tuple[ReceivedEvent, Signal]]] = {}
             for received, o, subject in mine:
                 pool = pools[subject]
@@ -346,6 +366,30 @@ class SignalDriver(CommandReaction):
                 fired.append((found[-1][0], found[0][0], replace(found[-1][1], evidence=evidence)))
         return fired
 
+    async def count_history(self, conn: AsyncConnection, batches: dict[SignalRule, list[Observation]]
+                            ) -> dict[str, list[Observation]]:
+        """Per source, the stored observations any of its counting rules' windows can see as of the batch's
+        observations, for those rules' subjects: one query per source instead of one per rule (a superset of
+        each rule's own `history`; its pools take only its subjects and its windows trim the rest)."""
+        o = OBSERVATIONS.c
+        found: dict[str, list[Observation]] = {}
+        for source in sorted({rule.source for rule in batches}):
+            mine = {rule: batch for rule, batch in batches.items() if rule.source == source}
+            names: dict[str, set[str]] = {"team": set(), "service": set()}
+            since = None
+            for rule, batch in mine.items():
+                names[rule.subject].update(getattr(b, rule.subject) for b in batch)
+                assert rule.window_seconds is not None  # a counting rule has a window
+                start = min(b.at for b in batch) - timedelta(seconds=rule.window_seconds)
+                since = start if since is None else min(since, start)
+            subjects = [column == func.any(_array(names[name])) for name, column in (("team", o.team),
+                                                                                     ("service", o.service))
+                        if names[name]]
+            rows = await conn.execute(select(*_OBSERVATION_COLUMNS).where(o.source == source, o.at > since,
+                                                                          or_(*subjects)))
+            found[source] = [Observation(*row) for row in rows]
+        return found
+
     async def history(self, conn: AsyncConnection, rule: SignalRule, batch: list[Observation]) -> list[Observation]:
         """The stored observations of the rule's source and the batch's subjects that a window or last N as of
         any of the batch's observations can see (a superset: `SignalRule.evaluate` picks)."""
@@ -358,16 +402,16 @@ class SignalDriver(CommandReaction):
         if rule.window_seconds is not None:
             conditions.append(o.at > min(b.at for b in batch) - timedelta(seconds=rule.window_seconds))
         if rule.mode == "count":
-            rows = await conn.execute(select(OBSERVATIONS).where(*conditions))
-            return [_observation(row) for row in rows.mappings()]
+            rows = await conn.execute(select(*_OBSERVATION_COLUMNS).where(*conditions))
+            return [Observation(*row) for row in rows]
         # The newest last N of each subject (with room for some arriving late, as before).
         partition = [column, o.kind] if rule.per_kind else [column]
-        ranked = select(OBSERVATIONS, func.row_number().over(
+        ranked = select(*_OBSERVATION_COLUMNS, func.row_number().over(
             partition_by=partition, order_by=(o.at.desc(), o.event_id.desc())).label("rank")).where(*conditions)
         inner = ranked.subquery()
-        rows = await conn.execute(select(*(inner.c[name] for name in OBSERVATIONS.c.keys())).where(
+        rows = await conn.execute(select(*(inner.c[c.name] for c in _OBSERVATION_COLUMNS)).where(
             inner.c.rank <= 4 * (rule.last_n or 1)))
-        return [_observation(row) for row in rows.mappings()]
+        return [Observation(*row) for row in rows]
 
     async def configuration(self, conn: AsyncConnection) -> tuple[dict[str, SignalRule], dict[str, plans.Plan]]:
         now = time.monotonic()
