@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -71,6 +72,15 @@ def test_a_known_type_decodes_to_the_typed_event():
     assert received.data == {"widget_id": "w1", "colour": "red"}
     assert (received.tenant, received.actor, received.correlation_id) == ("acme", "u1", "c1")
     assert (received.topic, received.partition, received.offset) == ("opsat.test.events", 2, 41)
+
+
+def test_a_decoded_event_is_the_one_its_constructor_builds():
+    received = decode_record(record(encode(envelope(tenant="acme"))), [widget_registry()])
+    assert set(vars(received)) == {f.name for f in dataclasses.fields(ReceivedEvent)}  # every field, no other
+    built = ReceivedEvent(**vars(received))
+    assert received == built
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        received.id = "changed"  # type: ignore[misc]
 
 
 def test_an_old_version_is_upcast_on_decode():

@@ -154,6 +154,21 @@ REQUESTS = _T[f"{REACTIONS_SCHEMA}.signal_requests"]
 OBSERVATIONS = _T[f"{REACTIONS_SCHEMA}.signal_observations"]
 SUBJECTS = _T[f"{REACTIONS_SCHEMA}.signal_subjects"]
 _FACTS = ("kind", "priority", "team", "service")
+_FACT_COLUMNS = ("request_id", *_FACTS, "sequence")
+
+
+def _upsert_facts() -> Any:
+    """The batch's changed facts as column arrays, one statement of constant shape (no per-row parameters); a row
+    moves only forward (a higher sequence)."""
+    arrays = [func.unnest(bindparam(name, type_=ARRAY(Integer if name == "sequence" else String)))
+              for name in _FACT_COLUMNS]
+    statement = insert(REQUESTS).from_select(list(_FACT_COLUMNS), select(*arrays))
+    return statement.on_conflict_do_update(index_elements=[REQUESTS.c.request_id],
+                                           set_={name: statement.excluded[name] for name in (*_FACTS, "sequence")},
+                                           where=REQUESTS.c.sequence < statement.excluded.sequence)
+
+
+_UPSERT_FACTS = _upsert_facts()
 # The stored columns of an `Observation`, in its fields' order (rows become observations positionally).
 _OBSERVATION_COLUMNS = tuple(OBSERVATIONS.c[f.name] for f in fields(Observation))
 
@@ -309,11 +324,8 @@ class SignalDriver(CommandReaction):
                     observation.source == "sla_breach" or observation.kind == "incident"):
                 activations.append((received, observation, request_id))
         if changed:
-            statement = insert(REQUESTS)
-            await conn.execute(statement.on_conflict_do_update(
-                index_elements=[REQUESTS.c.request_id],
-                set_={name: statement.excluded[name] for name in (*_FACTS, "sequence")},
-                where=REQUESTS.c.sequence < statement.excluded.sequence), list(changed.values()))
+            rows = list(changed.values())
+            await conn.execute(_UPSERT_FACTS, {name: [row[name] for row in rows] for name in _FACT_COLUMNS})
         return observations, activations
 
     async def _facts(self, conn: AsyncConnection, request_ids: set[str]) -> dict[str, dict[str, Any]]:
