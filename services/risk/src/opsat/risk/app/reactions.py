@@ -188,9 +188,10 @@ class _Pool:
     """One subject's observations in time order (by event id when simultaneous), so that each evaluation is handed
     only what its window or last N can see as of the newest one, not the whole pool again."""
 
-    def __init__(self) -> None:
-        self.ordered: list[Observation] = []
-        self.ids: set[str] = set()
+    def __init__(self, stored: Sequence[Observation] = ()) -> None:
+        """Starting from stored observations (distinct events), sorted once rather than inserted one by one."""
+        self.ordered: list[Observation] = sorted(stored, key=_order)
+        self.ids: set[str] = {o.event_id for o in stored}
 
     def add(self, o: Observation) -> None:
         if o.event_id in self.ids:  # the same event again (stored and in the batch): the later copy counts
@@ -358,12 +359,14 @@ class SignalDriver(CommandReaction):
         shared = await self.count_history(conn, {rule: [o for _, o, _ in mine] for rule, mine in watched.items()
                                                  if rule.mode == "count"})
         for rule, mine in watched.items():
-            pools: dict[str, _Pool] = defaultdict(_Pool)
             stored = shared[rule.source] if rule.mode == "count" else await self.history(conn, rule,
                                                                                          [o for _, o, _ in mine])
+            by_subject: dict[str, list[Observation]] = defaultdict(list)
             for kept in stored:
                 if (subject := rule.subject_of(kept)) is not None:
-                    pools[subject].add(kept)
+                    by_subject[subject].append(kept)
+            pools: dict[str, _Pool] = defaultdict(_Pool)
+            pools.update((subject, _Pool(kept)) for subject, kept in by_subject.items())
             signals: dict[str, list[tuple[ReceivedEvent, Signal]]] = {}
             for received, o, subject in mine:
                 pool = pools[subject]
