@@ -154,3 +154,11 @@ def test_judging_a_pool_in_time_order_decides_as_evaluating_the_whole_history(ru
         subject = rule.subject_of(o)
         assert subject is not None
         assert rule.judge(pool.newest(), subject, pool.visible_to(rule)) == rule.evaluate(pool.newest(), seen)
+
+
+def test_a_stored_row_becomes_the_observation_its_constructor_builds():
+    from opsat.risk.app.reactions import _observation_of
+
+    row = ("e1", "sla_breach", T0, "network", "mail", "incident", "P1", None)
+    assert _observation_of(row) == Observation(*row)
+    assert vars(_observation_of(row)) == vars(Observation(*row))

@@ -132,8 +132,11 @@ def decode_record(record: ConsumerRecord, registries: Iterable[EventDecoder] = (
             raise ValueError("a CloudEvent needs a string id and an object as data")
         event_type, schema_version = split_type(ce["type"])
         data = ce["data"]
-        typed = next((registry.decode(event_type, schema_version, data) for registry in registries
-                      if event_type in registry), None)
+        typed = None
+        for registry in registries:
+            if event_type in registry:
+                typed = registry.decode(event_type, schema_version, data)
+                break
         # Every field given, so the frozen dataclass's __init__ (one object.__setattr__ per field, a tenth of
         # decoding a record) is skipped: the instance is the same as, and equal to, one built by __init__.
         received = _new_object(ReceivedEvent)
