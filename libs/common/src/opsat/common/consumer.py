@@ -20,7 +20,6 @@ back to its first record, so nothing is skipped and nothing is applied out of or
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import logging
 from collections.abc import Iterable
@@ -316,8 +315,9 @@ class ProjectionRunner:
         finally:
             if ahead is not None:  # fetched, not applied, not committed: delivered again to whoever reads next
                 ahead.cancel()
-                with contextlib.suppress(BaseException):
-                    await ahead
+                await asyncio.wait({ahead})  # its own outcome is of no interest (a cancel of ours still propagates)
+                if not ahead.cancelled():
+                    ahead.exception()  # retrieved, so that asyncio does not report it
             self._forget_lag(set(self._lag_series))  # a stopped runner reports no lag
             await consumer.stop()
             if self._dlq is not None:

@@ -170,6 +170,8 @@ def _upsert_facts() -> Any:
 
 _UPSERT_FACTS = _upsert_facts()
 _OBSERVATION_FIELDS = tuple(f.name for f in fields(Observation))
+# The stored columns of an `Observation`, in its fields' order (rows become observations positionally).
+_OBSERVATION_COLUMNS = tuple(OBSERVATIONS.c[name] for name in _OBSERVATION_FIELDS)
 _new_object = object.__new__
 
 
@@ -179,8 +181,6 @@ def _observation_of(row: Sequence[Any]) -> Observation:
     observation = _new_object(Observation)
     observation.__dict__.update(zip(_OBSERVATION_FIELDS, row, strict=True))
     return observation
-# The stored columns of an `Observation`, in its fields' order (rows become observations positionally).
-_OBSERVATION_COLUMNS = tuple(OBSERVATIONS.c[f.name] for f in fields(Observation))
 
 
 def _read(received: ReceivedEvent) -> ForeignEvent | None:
