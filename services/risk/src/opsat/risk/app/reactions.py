@@ -377,18 +377,20 @@ class SignalDriver(CommandReaction):
                     by_subject[subject].append(kept)
             pools: dict[str, _Pool] = defaultdict(_Pool)
             pools.update((subject, _Pool(kept)) for subject, kept in by_subject.items())
-            signals: dict[str, list[tuple[ReceivedEvent, Signal]]] = {}
+            # Per subject, each firing (what `judge` would cite); only the last becomes a signal.
+            firings: dict[str, list[tuple[ReceivedEvent, list[Observation], float]]] = {}
             for received, o, subject in mine:
                 pool = pools[subject]
                 pool.add(o)
                 # As of the subject's newest observation: events of one subject arrive from several partitions,
                 # so the last to arrive is not always the latest.
-                signal = rule.judge(pool.newest(), subject, pool.visible_to(rule))
-                if signal is not None:
-                    signals.setdefault(subject, []).append((received, signal))
-            for found in signals.values():
-                evidence = tuple(dict.fromkeys(e for _, s in found for e in s.evidence))
-                fired.append((found[-1][0], found[0][0], replace(found[-1][1], evidence=evidence)))
+                firing = rule.firing(pool.newest(), pool.visible_to(rule))
+                if firing is not None:
+                    firings.setdefault(subject, []).append((received, *firing))
+            for subject, found in firings.items():
+                last, inside, observed = found[-1]
+                evidence = tuple(dict.fromkeys(kept.event_id for _, cited, _ in found for kept in cited))
+                fired.append((last, found[0][0], replace(rule.signal(subject, inside, observed), evidence=evidence)))
         return fired
 
     async def count_history(self, conn: AsyncConnection, batches: dict[SignalRule, list[Observation]]
