@@ -13,6 +13,12 @@ the beginning to the end offsets) into a fresh database migrated by `opsat-risk 
 Each reports events/s, PostgreSQL round trips per event (asyncpg calls), the risk events it appended, and CPU
 of this process and PostgreSQL; beside them the ratio batched / per_event, and the ratios to the machine's
 limits measured in the same run (aiokafka consumer, raw inserts).
+
+`--compare REF` instead times this tree's batched replay beside another git ref's, side by side in one run: the
+stream is published once, then each round replays it once per tree, each in a child process with that tree's
+code first on the import path, into a fresh database (events/s, CPU per event of the replay and of PostgreSQL,
+the load average); results in bench/results/risk_signal_compare.json.
+    .venv/bin/python bench/risk_signals.py --compare main --rounds 2
 """
 
 from __future__ import annotations
@@ -143,14 +149,88 @@ async def run(bench: Bench, events: int = EVENTS, per_event_cap_s: float = 20.0,
     ]
 
 
-if __name__ == "__main__":
+async def child(namespace: str, events: int, cap_s: float) -> dict[str, Any]:
+    """One batched replay of the published topics with the code on this interpreter's import path."""
     from common import infra_up
+
+    bench = Bench(infra_up())
+    try:
+        result = await replay(bench, namespace, "batched", cap_s, events)
+    finally:
+        await bench.drop_databases()
+    cpu, applied = result["cpu"], result["applied"]
+    busy = cpu["cores_busy"]
+    result["replay_cpu_us_per_event"] = r(busy["bench_process"] * cpu["wall_s"] / applied * 1e6, 1)
+    result["postgres_cpu_us_per_event"] = r(busy["postgres"] * cpu["wall_s"] / applied * 1e6, 1)
+    return result
+
+
+def compare(ref: str, rounds: int, events: int, cap_s: float) -> None:
+    import json
+
+    from common import code_trees, infra_up, run_child
+
+    load_before = os.getloadavg()
+    with code_trees(ref) as trees:
+        runs: dict[str, list[dict[str, Any]]] = {name: [] for name in trees}
+        bench = Bench(infra_up())
+        namespace = f"{bench.namespace}risk"
+        try:
+            published = asyncio.run(publish(bench, namespace, events))
+            for round_ in range(rounds):
+                order = list(trees.items()) if round_ % 2 == 0 else list(reversed(trees.items()))
+                for name, paths in order:
+                    runs[name].append(run_child(__file__, paths, ["--namespace", namespace, "--events", str(events),
+                                                                  "--cap", str(cap_s)]))
+                    x = runs[name][-1]
+                    print(f"  round {round_ + 1} {name}: {x['events_per_s']:,.0f} events/s, CPU us/event replay "
+                          f"{x['replay_cpu_us_per_event']} + postgres {x['postgres_cpu_us_per_event']}, "
+                          f"machine busy {x['cpu']['cores_busy']['machine_busy']} of 2 cores "
+                          f"(others {x['cpu']['cores_busy']['other_programs']})", flush=True)
+        finally:
+            asyncio.run(bench.cleanup())
+    best = {name: max(xs, key=lambda x: x["events_per_s"]) for name, xs in runs.items()}
+    rate_to_ref = r(best["this tree"]["events_per_s"] / best[ref]["events_per_s"], 2)
+    print(f"risk signal evaluation, batched replay of {events:,} upstream events (best of {rounds}):")
+    for name, x in best.items():
+        print(f"  {name:<12} {x['events_per_s']:>9,.0f} events/s   CPU us/event: replay "
+              f"{x['replay_cpu_us_per_event']}, postgres {x['postgres_cpu_us_per_event']}")
+    load_after = os.getloadavg()
+    print(f"  this tree / {ref}: {rate_to_ref}; load average before {load_before}, after {load_after}")
+    (ROOT / "bench" / "results").mkdir(exist_ok=True)
+    (ROOT / "bench" / "results" / "risk_signal_compare.json").write_text(json.dumps(
+        {"name": "risk_signal_compare", "events": events, "ref": ref, "published": published, "best": best,
+         "runs": runs, "rate_to_ref": rate_to_ref, "loadavg_before": load_before, "loadavg_after": load_after,
+         "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}, indent=2, default=str) + "\n")
+
+
+if __name__ == "__main__":
+    import argparse
+    import json
+
+    from common import infra_up
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="20,000 events and a shorter per-event cap")
+    parser.add_argument("--events", type=int, help=f"upstream events (default {EVENTS:,}, 20,000 with --quick)")
+    parser.add_argument("--compare", help="git ref whose batched replay runs beside this tree's")
+    parser.add_argument("--rounds", type=int, default=2, help="with --compare: replays per tree, alternating")
+    parser.add_argument("--cap", type=float, default=120.0, help=argparse.SUPPRESS)
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--namespace", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    n_events = args.events or (20_000 if args.quick else EVENTS)
+    if args.child:
+        print(json.dumps(asyncio.run(child(args.namespace, n_events, args.cap)), default=str))
+        sys.exit(0)
+    if args.compare:
+        compare(args.compare, args.rounds, n_events, args.cap)
+        sys.exit(0)
 
     async def main() -> None:
         bench = Bench(infra_up())
         try:
-            quick = "--quick" in sys.argv
-            for result in await run(bench, events=20_000 if quick else EVENTS, per_event_cap_s=8 if quick else 20):
+            for result in await run(bench, events=n_events, per_event_cap_s=8 if args.quick else 20):
                 result.write()
                 d = result.details
                 print(result.name, result.value, result.unit, result.target,

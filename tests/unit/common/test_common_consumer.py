@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from aiokafka.structs import ConsumerRecord
@@ -12,6 +14,7 @@ from aiokafka.structs import ConsumerRecord
 from opsat.common.consumer import ReceivedEvent, UndecodableRecord, decode_record
 from opsat.common.domain import DomainEvent
 from opsat.common.envelope import EventRegistry, encode, to_cloudevent
+from opsat.common.reactions import ForeignEvent, ForeignReaders
 
 
 class WidgetMade(DomainEvent):
@@ -71,6 +74,15 @@ def test_a_known_type_decodes_to_the_typed_event():
     assert (received.topic, received.partition, received.offset) == ("opsat.test.events", 2, 41)
 
 
+def test_a_decoded_event_is_the_one_its_constructor_builds():
+    received = decode_record(record(encode(envelope(tenant="acme"))), [widget_registry()])
+    assert set(vars(received)) == {f.name for f in dataclasses.fields(ReceivedEvent)}  # every field, no other
+    built = ReceivedEvent(**vars(received))
+    assert received == built
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        received.id = "changed"  # type: ignore[misc]
+
+
 def test_an_old_version_is_upcast_on_decode():
     ce = envelope("opsat.test.widget.made.v1", {"widget_id": "w1"})
     received = decode_record(record(encode(ce)), [widget_registry()])
@@ -98,6 +110,32 @@ def test_the_registry_that_knows_the_type_is_used():
     ce = envelope("opsat.test.gadget.made.v1", {"gadget_id": "g1"})
     received = decode_record(record(encode(ce)), [widget_registry(), EventRegistry("gadgets", [GadgetMade])])
     assert received.event == GadgetMade(gadget_id="g1")
+
+
+class WidgetSeen(ForeignEvent):
+    """Another service's reading of the widget events: only what it needs, v1 upgraded, v2 as it is."""
+
+    event_type: ClassVar[str] = "opsat.test.widget.made"
+    versions: ClassVar[frozenset[int]] = frozenset({2})
+    upgrades: ClassVar[Mapping[int, Callable[[dict[str, Any]], dict[str, Any]]]] = {
+        1: lambda data: {**data, "colour": "unknown"}}
+    colour: str
+
+
+def test_tolerant_readers_read_a_foreign_event_as_the_record_is_decoded():
+    readers = ForeignReaders((WidgetSeen,))
+    assert decode_record(record(encode(envelope())), [readers]).event == WidgetSeen(colour="red")
+    old = decode_record(record(encode(envelope("opsat.test.widget.made.v1", {"widget_id": "w1"}))), [readers])
+    assert old.event == WidgetSeen(colour="unknown")
+    # A version the reader does not take is left unread; a type it does not read, too.
+    assert decode_record(record(encode(envelope("opsat.test.widget.made.v3"))), [readers]).event is None
+    assert decode_record(record(encode(envelope("opsat.test.gadget.made.v1", {"gadget_id": "g"}))),
+                         [readers]).event is None
+
+
+def test_foreign_data_that_does_not_fit_the_reader_is_undecodable():
+    with pytest.raises(UndecodableRecord, match="colour"):
+        decode_record(record(encode(envelope(data={"widget_id": "w1"}))), [ForeignReaders((WidgetSeen,))])
 
 
 def test_a_z_suffixed_time_decodes():

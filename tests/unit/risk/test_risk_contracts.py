@@ -49,3 +49,9 @@ def test_the_contract_check_can_fail():
     feedback = schemas_from_asyncapi(json.loads((DOCS / "feedback.asyncapi.json").read_text()))
     del feedback["opsat.feedback.survey.answered.v1"]["properties"]["team"]
     assert check_against_schema(SurveyAnswered, feedback) == ["opsat.feedback.survey.answered.v1 has no field 'team'"]
+
+
+def test_the_signal_driver_s_runner_reads_every_upstream_event_it_needs_as_it_decodes():
+    registries = SERVICE.runner_config(RiskSettings(), "risk_signals").registries
+    assert all(any(read.event_type in r for r in registries) for read in UPSTREAM_READS)
+    assert not any("opsat.sla.clock.breached" in r for r in SERVICE.runner_config(RiskSettings(), "register").registries)

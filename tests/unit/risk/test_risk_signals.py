@@ -124,3 +124,41 @@ def test_team_csat_below_70_over_the_last_20_responses():
     assert rule.evaluate(history[10], history[:11]) is None  # fewer than 20 responses: no verdict yet
     good = [response(n, 75) for n in range(30)]
     assert rule.evaluate(good[-1], good) is None
+
+
+_JUDGED_RULES = [*DEFAULT_RULES.values(),
+                 SignalRule.from_spec("csat-week", 1, {"source": "feedback_response", "subject": "team",
+                                                       "mode": "mean_below", "threshold": 70, "last_n": 4,
+                                                       "window_seconds": 3 * 86400})]
+
+
+@given(st.sampled_from(_JUDGED_RULES),
+       st.lists(st.tuples(st.integers(0, 20 * 24), st.sampled_from(["P1", "P2"]), st.integers(0, 100),
+                          st.sampled_from(["incident", "request"])), min_size=1, max_size=40),
+       st.integers(0, 40))
+def test_judging_a_pool_in_time_order_decides_as_evaluating_the_whole_history(rule, arrivals, stored):
+    """The signal driver hands `judge` only what a subject's pool (the stored observations, then the batch's one
+    by one) shows as of its newest observation; every decision (fired or not, score, evidence) is the one
+    `evaluate` reaches over everything seen so far."""
+    from opsat.risk.app.reactions import _Pool
+
+    observations = [Observation(event_id=f"e{n}", source=rule.source, at=T0 + timedelta(hours=hour), team="network",
+                                service="mail", kind=kind, priority=priority, value=float(score))
+                    for n, (hour, priority, score, kind) in enumerate(arrivals)]  # arrival order is not time order
+    observations = [o for o in observations if rule.subject_of(o) is not None]
+    seen = observations[:stored]
+    pool = _Pool(seen)
+    for o in observations[stored:]:
+        pool.add(o)
+        seen.append(o)
+        subject = rule.subject_of(o)
+        assert subject is not None
+        assert rule.judge(pool.newest(), subject, pool.visible_to(rule)) == rule.evaluate(pool.newest(), seen)
+
+
+def test_a_stored_row_becomes_the_observation_its_constructor_builds():
+    from opsat.risk.app.reactions import _observation_of
+
+    row = ("e1", "sla_breach", T0, "network", "mail", "incident", "P1", None)
+    assert _observation_of(row) == Observation(*row)
+    assert vars(_observation_of(row)) == vars(Observation(*row))

@@ -61,6 +61,27 @@ class ForeignEvent(BaseModel):
         return cls.model_validate(data)
 
 
+class ForeignReaders:
+    """Tolerant readers in the shape of an event registry (`RunnerConfig.registries`): the consumer runner reads
+    each record's data into the declared fields as it decodes the record, on a poll fetched ahead and outside the
+    transaction, and hands the result over as `ReceivedEvent.event`. A schema version the reader does not take
+    is left unread (None); data that does not fit makes the record undecodable (parked, as any poison)."""
+
+    def __init__(self, readers: tuple[type[ForeignEvent], ...]) -> None:
+        self._by_type = {reader.event_type: reader for reader in readers}
+
+    def __contains__(self, event_type: str) -> bool:
+        return event_type in self._by_type
+
+    def decode(self, event_type: str, schema_version: int, data: dict[str, Any]) -> ForeignEvent | None:
+        reader = self._by_type[event_type]
+        if schema_version in reader.versions:
+            return reader.model_validate(data)
+        if schema_version in reader.upgrades:
+            return reader.model_validate(reader.upgrades[schema_version](dict(data)))
+        return None
+
+
 def schemas_from_asyncapi(document: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     """CloudEvents type -> JSON Schema of its data, from a publisher's AsyncAPI document (e.g. docs/events/)."""
     messages = document.get("components", {}).get("messages", {}).values()
@@ -93,6 +114,8 @@ class CommandReaction(ABC):
     sources: ClassVar[tuple[str, ...]]
     command: ClassVar[type]
     actor: ClassVar[Actor] = SYSTEM_ACTOR
+    # The foreign events it reads, read by the runner as it decodes a poll (see ForeignReaders).
+    reads: ClassVar[tuple[type[ForeignEvent], ...]] = ()
 
     def __init__(self, *topics: str) -> None:
         self.topics = list(topics)

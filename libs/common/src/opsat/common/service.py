@@ -33,7 +33,7 @@ from opsat.common.eventstore import EventStore, StreamStore, run_idempotency_cle
 from opsat.common.grouplag import run_group_lag
 from opsat.common.kafka import ensure_topics
 from opsat.common.outbox import OutboxRelay, RelayConfig
-from opsat.common.reactions import CommandReaction
+from opsat.common.reactions import CommandReaction, ForeignReaders
 from opsat.common.settings import ServiceSettings
 from opsat.common.worker import Loop
 
@@ -122,13 +122,14 @@ class Service:
         return f"{settings.topic_namespace}.{self.name}.{consumer}.dlq"
 
     def runner_config(self, settings: ServiceSettings, consumer: str, **extra: Any) -> RunnerConfig:
+        reads = next((getattr(c, "reads", ()) for c in self.consumer_classes() if c.name == consumer), ())
         return RunnerConfig(bootstrap=settings.kafka_bootstrap, group_id=f"{settings.topic_namespace}.{self.name}."
                             f"{consumer}", dlq_topic=self.dlq_topic(settings, consumer),
                             max_retries=settings.consumer_max_retries,
                             session_timeout_ms=settings.kafka_session_timeout_ms,
                             metadata_max_age_ms=settings.kafka_metadata_max_age_ms,
                             group_instance_id=settings.kafka_group_instance_id,
-                            registries=(self.registry(),), **extra)
+                            registries=(self.registry(), *([ForeignReaders(reads)] if reads else [])), **extra)
 
     def command_handler(self, settings: ServiceSettings, store: StreamStore,
                         clock: Callable[[], datetime] = utcnow) -> CommandHandler:

@@ -22,12 +22,26 @@ import time
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import replace
+from dataclasses import fields, replace
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
 from pydantic import AwareDatetime
-from sqlalchemy import Column, DateTime, Float, Integer, MetaData, String, Table, bindparam, func, select, text, update
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Float,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    bindparam,
+    func,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -113,6 +127,8 @@ class SurveyAnswered(ForeignEvent):
 UPSTREAM_READS: tuple[type[ForeignEvent], ...] = (Submitted, PriorityOverridden, ClockStarted, ResponseMet,
                                                   TeamChanged, Retargeted, Breached, SurveyAnswered)
 _READER_OF = {cls.event_type: cls for cls in UPSTREAM_READS}
+_READ_CLASSES = frozenset(UPSTREAM_READS)
+_CLOCK_FACTS = frozenset({Breached, ClockStarted, ResponseMet, TeamChanged, Retargeted})  # read the request's facts
 
 
 # --- what the driver remembers -------------------------------------------------------------------------
@@ -138,9 +154,38 @@ REQUESTS = _T[f"{REACTIONS_SCHEMA}.signal_requests"]
 OBSERVATIONS = _T[f"{REACTIONS_SCHEMA}.signal_observations"]
 SUBJECTS = _T[f"{REACTIONS_SCHEMA}.signal_subjects"]
 _FACTS = ("kind", "priority", "team", "service")
+_FACT_COLUMNS = ("request_id", *_FACTS, "sequence")
+
+
+def _upsert_facts() -> Any:
+    """The batch's changed facts as column arrays, one statement of constant shape (no per-row parameters); a row
+    moves only forward (a higher sequence)."""
+    arrays = [func.unnest(bindparam(name, type_=ARRAY(Integer if name == "sequence" else String)))
+              for name in _FACT_COLUMNS]
+    statement = insert(REQUESTS).from_select(list(_FACT_COLUMNS), select(*arrays))
+    return statement.on_conflict_do_update(index_elements=[REQUESTS.c.request_id],
+                                           set_={name: statement.excluded[name] for name in (*_FACTS, "sequence")},
+                                           where=REQUESTS.c.sequence < statement.excluded.sequence)
+
+
+_UPSERT_FACTS = _upsert_facts()
+_OBSERVATION_FIELDS = tuple(f.name for f in fields(Observation))
+# The stored columns of an `Observation`, in its fields' order (rows become observations positionally).
+_OBSERVATION_COLUMNS = tuple(OBSERVATIONS.c[name] for name in _OBSERVATION_FIELDS)
+_new_object = object.__new__
+
+
+def _observation_of(row: Sequence[Any]) -> Observation:
+    """A stored row (`_OBSERVATION_COLUMNS`) as an `Observation`, every field given, without the frozen dataclass's
+    per-field setattr (thousands per batch): the same instance as `Observation(*row)`."""
+    observation = _new_object(Observation)
+    observation.__dict__.update(zip(_OBSERVATION_FIELDS, row, strict=True))
+    return observation
 
 
 def _read(received: ReceivedEvent) -> ForeignEvent | None:
+    if type(received.event) in _READ_CLASSES:  # read by the runner as it decoded the poll (`SignalDriver.reads`)
+        return received.event  # type: ignore[no-any-return]
     reader = _READER_OF.get(received.event_type)
     return reader.read(received) if reader is not None and reader.matches(received) else None
 
@@ -153,9 +198,10 @@ class _Pool:
     """One subject's observations in time order (by event id when simultaneous), so that each evaluation is handed
     only what its window or last N can see as of the newest one, not the whole pool again."""
 
-    def __init__(self) -> None:
-        self.ordered: list[Observation] = []
-        self.ids: set[str] = set()
+    def __init__(self, stored: Sequence[Observation] = ()) -> None:
+        """Starting from stored observations (distinct events), sorted once rather than inserted one by one."""
+        self.ordered: list[Observation] = sorted(stored, key=_order)
+        self.ids: set[str] = {o.event_id for o in stored}
 
     def add(self, o: Observation) -> None:
         if o.event_id in self.ids:  # the same event again (stored and in the batch): the later copy counts
@@ -182,6 +228,7 @@ class SignalDriver(CommandReaction):
     name: ClassVar[str] = "risk_signals"
     sources: ClassVar[tuple[str, ...]] = ("intake", "sla", "feedback")
     command: ClassVar[type] = c.RecordSignal
+    reads: ClassVar[tuple[type[ForeignEvent], ...]] = UPSTREAM_READS
 
     def __init__(self, *topics: str) -> None:
         super().__init__(*topics)
@@ -231,11 +278,11 @@ class SignalDriver(CommandReaction):
                                  list[tuple[ReceivedEvent, Observation, str]]]:
         """Folds the batch into the requests' facts (written once) and returns its observations and the
         P1 moments that activate a plan, each as one event at a time would have seen them."""
+        # Dispatch on the exact reader class: a class pattern on a pydantic model is an ABC check, slow per event.
         facts = await self._facts(conn, {read.request_id for _, read in reads
-                                         if isinstance(read, Breached | ClockStarted | ResponseMet | TeamChanged
-                                                       | Retargeted)})
+                                         if type(read) in _CLOCK_FACTS})
         incidents = await self._incidents(conn, {read.request_id for _, read in reads
-                                                 if isinstance(read, PriorityOverridden) and read.priority == "P1"})
+                                                 if type(read) is PriorityOverridden and read.priority == "P1"})
         changed: dict[str, dict[str, Any]] = {}
 
         def remember(received: ReceivedEvent, request_id: str, **known: Any) -> None:
@@ -250,29 +297,32 @@ class SignalDriver(CommandReaction):
         activations: list[tuple[ReceivedEvent, Observation, str]] = []
         for received, read in reads:
             observation: Observation | None = None
-            match read:
-                case ClockStarted():
-                    remember(received, read.request_id, kind=read.kind, priority=read.priority, team=read.team,
-                             service=read.service)
-                case ResponseMet() if read.team:
-                    remember(received, read.request_id, team=read.team)
-                case TeamChanged():
-                    remember(received, read.request_id, team=read.team)
-                case Retargeted():
-                    remember(received, read.request_id, priority=read.priority)
-                case Breached():
-                    known = facts.get(read.request_id) or {}
-                    observation = Observation(event_id=received.id, source="sla_breach", at=read.at,
-                                              team=known.get("team"), service=known.get("service"),
-                                              kind=known.get("kind"), priority=known.get("priority"))
-                case Submitted():
-                    observation = Observation(event_id=received.id, source="incident", at=read.at, team=read.team,
-                                              service=read.service, kind=read.kind, priority=read.priority)
-                    incidents[read.request_id] = observation
-                case SurveyAnswered() if read.team:
+            reader = type(read)
+            if reader is Breached:
+                known = facts.get(read.request_id) or {}
+                observation = Observation(event_id=received.id, source="sla_breach", at=read.at,
+                                          team=known.get("team"), service=known.get("service"),
+                                          kind=known.get("kind"), priority=known.get("priority"))
+            elif reader is Submitted:
+                observation = Observation(event_id=received.id, source="incident", at=read.at, team=read.team,
+                                          service=read.service, kind=read.kind, priority=read.priority)
+                incidents[read.request_id] = observation
+            elif reader is SurveyAnswered:
+                if read.team:
                     observation = Observation(event_id=received.id, source="feedback_response", at=read.at,
                                               team=read.team, value=read.score)
-                case PriorityOverridden() if read.priority == "P1" and read.previous_priority != "P1":
+            elif reader is ClockStarted:
+                remember(received, read.request_id, kind=read.kind, priority=read.priority, team=read.team,
+                         service=read.service)
+            elif reader is ResponseMet:
+                if read.team:
+                    remember(received, read.request_id, team=read.team)
+            elif reader is TeamChanged:
+                remember(received, read.request_id, team=read.team)
+            elif reader is Retargeted:
+                remember(received, read.request_id, priority=read.priority)
+            elif reader is PriorityOverridden:
+                if read.priority == "P1" and read.previous_priority != "P1":
                     submitted = incidents.get(read.request_id)
                     if submitted is not None and submitted.kind == "incident":  # as if it had been submitted P1
                         activations.append((received, replace(submitted, event_id=received.id, at=read.at,
@@ -285,11 +335,8 @@ class SignalDriver(CommandReaction):
                     observation.source == "sla_breach" or observation.kind == "incident"):
                 activations.append((received, observation, request_id))
         if changed:
-            statement = insert(REQUESTS)
-            await conn.execute(statement.on_conflict_do_update(
-                index_elements=[REQUESTS.c.request_id],
-                set_={name: statement.excluded[name] for name in (*_FACTS, "sequence")},
-                where=REQUESTS.c.sequence < statement.excluded.sequence), list(changed.values()))
+            rows = list(changed.values())
+            await conn.execute(_UPSERT_FACTS, {name: [row[name] for row in rows] for name in _FACT_COLUMNS})
         return observations, activations
 
     async def _facts(self, conn: AsyncConnection, request_ids: set[str]) -> dict[str, dict[str, Any]]:
@@ -316,27 +363,59 @@ class SignalDriver(CommandReaction):
         last event that fired (the command's key: a redelivered batch reaching further issues the rest) and
         the first (a risk it raises is named after it, as one event at a time would name it)."""
         fired: list[tuple[ReceivedEvent, ReceivedEvent, Signal]] = []
-        for rule in sorted(rules.values(), key=lambda r: r.rule_id):
-            mine = [(received, o, subject) for received, o in observations if (subject := rule.subject_of(o))]
-            if not mine:
-                continue
+        watched = {rule: mine for rule in sorted(rules.values(), key=lambda r: r.rule_id)
+                   if (mine := [(received, o, subject) for received, o in observations
+                                if (subject := rule.subject_of(o))])}
+        shared = await self.count_history(conn, {rule: [o for _, o, _ in mine] for rule, mine in watched.items()
+                                                 if rule.mode == "count"})
+        for rule, mine in watched.items():
+            stored = shared[rule.source] if rule.mode == "count" else await self.history(conn, rule,
+                                                                                         [o for _, o, _ in mine])
+            by_subject: dict[str, list[Observation]] = defaultdict(list)
+            for kept in stored:
+                if (subject := rule.subject_of(kept)) is not None:
+                    by_subject[subject].append(kept)
             pools: dict[str, _Pool] = defaultdict(_Pool)
-            for stored in await self.history(conn, rule, [o for _, o, _ in mine]):
-                if (subject := rule.subject_of(stored)) is not None:
-                    pools[subject].add(stored)
-            signals: dict[str, list[tuple[ReceivedEvent, Signal]]] = {}
+            pools.update((subject, _Pool(kept)) for subject, kept in by_subject.items())
+            # Per subject, each firing (what `judge` would cite); only the last becomes a signal.
+            firings: dict[str, list[tuple[ReceivedEvent, list[Observation], float]]] = {}
             for received, o, subject in mine:
                 pool = pools[subject]
                 pool.add(o)
                 # As of the subject's newest observation: events of one subject arrive from several partitions,
                 # so the last to arrive is not always the latest.
-                signal = rule.evaluate(pool.newest(), pool.visible_to(rule))
-                if signal is not None:
-                    signals.setdefault(subject, []).append((received, signal))
-            for found in signals.values():
-                evidence = tuple(dict.fromkeys(e for _, s in found for e in s.evidence))
-                fired.append((found[-1][0], found[0][0], replace(found[-1][1], evidence=evidence)))
+                firing = rule.firing(pool.newest(), pool.visible_to(rule))
+                if firing is not None:
+                    firings.setdefault(subject, []).append((received, *firing))
+            for subject, found in firings.items():
+                last, inside, observed = found[-1]
+                evidence = tuple(dict.fromkeys(kept.event_id for _, cited, _ in found for kept in cited))
+                fired.append((last, found[0][0], replace(rule.signal(subject, inside, observed), evidence=evidence)))
         return fired
+
+    async def count_history(self, conn: AsyncConnection, batches: dict[SignalRule, list[Observation]]
+                            ) -> dict[str, list[Observation]]:
+        """Per source, the stored observations any of its counting rules' windows can see as of the batch's
+        observations, for those rules' subjects: one query per source instead of one per rule (a superset of
+        each rule's own `history`; its pools take only its subjects and its windows trim the rest)."""
+        o = OBSERVATIONS.c
+        found: dict[str, list[Observation]] = {}
+        for source in sorted({rule.source for rule in batches}):
+            mine = {rule: batch for rule, batch in batches.items() if rule.source == source}
+            names: dict[str, set[str]] = {"team": set(), "service": set()}
+            since = None
+            for rule, batch in mine.items():
+                names[rule.subject].update(getattr(b, rule.subject) for b in batch)
+                assert rule.window_seconds is not None  # a counting rule has a window
+                start = min(b.at for b in batch) - timedelta(seconds=rule.window_seconds)
+                since = start if since is None else min(since, start)
+            subjects = [column == func.any(_array(names[name])) for name, column in (("team", o.team),
+                                                                                     ("service", o.service))
+                        if names[name]]
+            rows = await conn.execute(select(*_OBSERVATION_COLUMNS).where(o.source == source, o.at > since,
+                                                                          or_(*subjects)))
+            found[source] = [_observation_of(row) for row in rows]
+        return found
 
     async def history(self, conn: AsyncConnection, rule: SignalRule, batch: list[Observation]) -> list[Observation]:
         """The stored observations of the rule's source and the batch's subjects that a window or last N as of
@@ -350,16 +429,16 @@ class SignalDriver(CommandReaction):
         if rule.window_seconds is not None:
             conditions.append(o.at > min(b.at for b in batch) - timedelta(seconds=rule.window_seconds))
         if rule.mode == "count":
-            rows = await conn.execute(select(OBSERVATIONS).where(*conditions))
-            return [_observation(row) for row in rows.mappings()]
+            rows = await conn.execute(select(*_OBSERVATION_COLUMNS).where(*conditions))
+            return [_observation_of(row) for row in rows]
         # The newest last N of each subject (with room for some arriving late, as before).
         partition = [column, o.kind] if rule.per_kind else [column]
-        ranked = select(OBSERVATIONS, func.row_number().over(
+        ranked = select(*_OBSERVATION_COLUMNS, func.row_number().over(
             partition_by=partition, order_by=(o.at.desc(), o.event_id.desc())).label("rank")).where(*conditions)
         inner = ranked.subquery()
-        rows = await conn.execute(select(*(inner.c[name] for name in OBSERVATIONS.c.keys())).where(
+        rows = await conn.execute(select(*(inner.c[c.name] for c in _OBSERVATION_COLUMNS)).where(
             inner.c.rank <= 4 * (rule.last_n or 1)))
-        return [_observation(row) for row in rows.mappings()]
+        return [_observation_of(row) for row in rows]
 
     async def configuration(self, conn: AsyncConnection) -> tuple[dict[str, SignalRule], dict[str, plans.Plan]]:
         now = time.monotonic()

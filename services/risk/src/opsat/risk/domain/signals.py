@@ -146,23 +146,39 @@ class SignalRule:
             return None
         same = sorted((o for o in history if o.at <= latest.at and self.subject_of(o) == subject),
                       key=lambda o: (o.at, o.event_id))
+        return self.judge(latest, subject, same)
+
+    def judge(self, latest: Observation, subject: str, same: Sequence[Observation]) -> Signal | None:
+        """`evaluate` once the history is narrowed: `same` holds only `subject`'s observations up to `latest`'s
+        time, in time order (by event id when simultaneous), e.g. a pool kept in that order."""
+        firing = self.firing(latest, same)
+        return None if firing is None else self.signal(subject, *firing)
+
+    def firing(self, latest: Observation, same: Sequence[Observation]) -> tuple[list[Observation], float] | None:
+        """`judge` without building the signal: the observations it would cite and the observed figure, or None
+        when the rule does not fire (for a caller that keeps only the last signal of many)."""
         if self.mode == "count":
             assert self.window_seconds is not None
             since = latest.at - timedelta(seconds=self.window_seconds)
             inside = [o for o in same if o.at > since]
             if len(inside) < self.threshold:
                 return None
-            observed = float(len(inside))
+            return inside, float(len(inside))
+        assert self.last_n is not None
+        if self.window_seconds is not None:
+            same = [o for o in same if o.at > latest.at - timedelta(seconds=self.window_seconds)]
+        inside = list(same[-self.last_n:])
+        scores = [o.value for o in inside if o.value is not None]
+        if len(scores) < self.last_n or sum(scores) / len(scores) >= self.threshold:
+            return None
+        return inside, round(sum(scores) / len(scores), 2)
+
+    def signal(self, subject: str, inside: Sequence[Observation], observed: float) -> Signal:
+        """The signal of a firing (`firing`) about `subject`, citing `inside`."""
+        if self.mode == "count":
+            assert self.window_seconds is not None
             what = f"{len(inside)} {_NOUNS[self.source]} in {_span(self.window_seconds)}"
         else:
-            assert self.last_n is not None
-            if self.window_seconds is not None:
-                same = [o for o in same if o.at > latest.at - timedelta(seconds=self.window_seconds)]
-            inside = same[-self.last_n:]
-            scores = [o.value for o in inside if o.value is not None]
-            if len(scores) < self.last_n or sum(scores) / len(scores) >= self.threshold:
-                return None
-            observed = round(sum(scores) / len(scores), 2)
             what = f"mean score {observed:g} over the last {self.last_n} responses (below {self.threshold:g})"
         extra = int(observed - self.threshold) if self.mode == "count" else 0
         label = f"{self.subject} {subject}"
