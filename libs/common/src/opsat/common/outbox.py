@@ -16,13 +16,12 @@ each event on a partition is in stream order, and later copies are duplicates co
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
+import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError, KafkaTimeoutError
 from opentelemetry.trace import SpanKind
@@ -31,6 +30,7 @@ from opsat.common import faults, tracing
 from opsat.common import observability as obs
 from opsat.common.db import OUTBOX_CHANNEL, connect_raw
 from opsat.common.envelope import encode, to_cloudevent
+from opsat.common.kafka import partition_for
 
 log = logging.getLogger(__name__)
 
@@ -38,10 +38,12 @@ _PENDING = """
     select e.position, e.stream_id, e.stream_type, e.version, e.event_id::text as event_id, e.event_type,
            e.schema_version, e.data::text as data, e.metadata::text as metadata, e.recorded_at
     from outbox o join events e on e.position = o.position
-    where o.position <> all($2::bigint[])
+    where o.position not in (select unnest($2::bigint[]))  -- hashed: <> all() compares every pair
     order by o.position
     limit $1
 """
+
+_CONTENT_TYPE = ("content-type", b"application/cloudevents+json")
 
 
 def new_producer(bootstrap: str, *, request_timeout_ms: int = 10_000) -> AIOKafkaProducer:
@@ -91,26 +93,71 @@ class OutboxRelay:
         return await self._settle(conn, rows, await self._send(rows))
 
     async def _send(self, rows: list[asyncpg.Record]) -> list[asyncio.Future[Any]]:
-        """Queue the rows on the producer; the futures of those queued (a broker error stops the queuing)."""
+        """Queue the rows on the producer, one record batch per partition (several if one overflows
+        `max_batch_size`), each partition's records in position order; returns one future per row for the longest
+        prefix of rows whose batches were queued (a broker error stops the queuing).
+
+        Batches built here skip the producer's per-record path (its partitioner, serializers and one future per
+        record), which bounded catch-up. The partition is the producer's own choice for key = stream id (murmur2, as
+        `kafka.partition_for` checks), so placement and per-stream order are what `send` gives; the idempotent
+        producer stamps each batch with its sequence numbers when it drains it, as it does its own."""
         producer = await self._ensure_producer()
-        futures = []
+        topic = self.config.topic
         spans: list[Any] | None = [] if tracing.active() else None  # one producer span per event, when tracing
+        slots: list[tuple[int, int]] = []  # per row: (partition, index of its builder)
+        queued: dict[tuple[int, int], asyncio.Future[Any]] = {}
         try:
-            for row in rows:
-                future = await producer.send(self.config.topic, **self._message(row, spans))
-                if spans:  # the producer span ends with the broker's acknowledgement
-                    future.add_done_callback(lambda _, span=spans.pop(): span.end())
-                futures.append(future)
+            batches = self._build(producer, sorted(await producer.partitions_for(topic)), rows, slots, spans)
+            # Round by round (every partition's first builder, then the seconds...): a partition holds one undrained
+            # batch at a time, so its next one waits for the sender, and meanwhile the other partitions go out.
+            for index in range(max(len(b) for b in batches.values())):
+                for partition, builders in batches.items():
+                    if index < len(builders):
+                        builders[index].close()  # sent as it is, without lingering for more
+                        future = await producer.send_batch(builders[index], topic, partition=partition)
+                        future.add_done_callback(_retrieved)
+                        queued[(partition, index)] = future
         except KafkaError:
-            for span in spans or ():  # the event whose send failed
+            pass  # whatever was queued is awaited by _settle, the rest waits for the next round
+        futures: list[asyncio.Future[Any]] = []
+        for slot in slots:
+            future = queued.get(slot)
+            if future is None:
+                break  # keep order: rows after the first one not queued count as not sent
+            futures.append(future)
+        for n, span in enumerate(spans or ()):  # the producer span ends with the broker's acknowledgement
+            if n < len(futures):
+                futures[n].add_done_callback(lambda _, span=span: span.end())
+            else:
                 span.end()
-            # fall through: whatever was queued is awaited by _settle, the rest waits for the next round
         return futures
 
+    def _build(self, producer: AIOKafkaProducer, partitions: list[int], rows: list[asyncpg.Record],
+               slots: list[tuple[int, int]], spans: list[Any] | None) -> dict[int, list[Any]]:
+        """The rows' records in builders per partition, in position order; `slots` gets each row's
+        (partition, builder index)."""
+        batches: dict[int, list[Any]] = {}
+        partition_of: dict[bytes, int] = {}  # a stream's events in one fetch hash once
+        for row in rows:
+            message = self._message(row, spans)
+            key = message["key"]
+            partition = partition_of.get(key)
+            if partition is None:
+                partition = partition_of[key] = partition_for(key, partitions)
+            builders = batches.get(partition)
+            if builders is None:
+                builders = batches[partition] = [producer.create_batch()]
+            if builders[-1].append(timestamp=None, **message) is None:  # full: the next builder of this partition
+                builders[-1].close()
+                builders.append(producer.create_batch())
+                builders[-1].append(timestamp=None, **message)  # an empty builder takes any one record
+            slots.append((partition, len(builders) - 1))
+        return batches
+
     async def _settle(self, conn: asyncpg.Connection, rows: list[asyncpg.Record],
-                      futures: list[asyncio.Future[Any]], after: Sequence[asyncio.Future[Any]] = ()) -> int:
+                      futures: list[asyncio.Future[Any]]) -> int:
         """Wait for the acknowledgements, delete what Kafka has from the outbox; on a failure, give up the producer
-        (also failing `after`, a later batch already queued) and raise."""
+        (which also fails a later fetch already queued) and raise."""
         if futures:
             await asyncio.wait(futures, timeout=self.config.delivery_timeout_s)
         acked: list[int] = []
@@ -129,20 +176,19 @@ class OutboxRelay:
             obs.EVENTS_PUBLISHED.labels(topic=self.config.topic).inc(len(acked))
         if failure is not None or len(acked) < len(rows):
             await self._reset_producer()
-            for fut in [*futures, *after]:  # failed by the reset; nobody else will look at them
-                if fut.done() and not fut.cancelled():
-                    fut.exception()
             raise failure or KafkaError("send failed before every event of the batch was queued")
         return len(acked)
 
     def _message(self, row: asyncpg.Record, spans: list[Any] | None = None) -> dict[str, Any]:
-        metadata = json.loads(row["metadata"])
+        metadata = orjson.loads(row["metadata"])
         ce_type = f"{row['event_type']}.v{row['schema_version']}"
+        event_id = row["event_id"]
+        stream_id = row["stream_id"]
         event = to_cloudevent(
             source=self.config.source,
-            event_id=row["event_id"],
+            event_id=event_id,
             ce_type=ce_type,
-            stream_id=row["stream_id"],
+            stream_id=stream_id,
             stream_type=row["stream_type"],
             version=row["version"],
             time=row["recorded_at"],
@@ -152,23 +198,19 @@ class OutboxRelay:
         del event["data"]
         # `data` goes in as the database's JSON text: not parsed and dumped again (most of an event's bytes).
         envelope = encode(event)
-        headers = [
-            ("id", row["event_id"].encode()),
-            ("type", ce_type.encode()),
-            ("content-type", b"application/cloudevents+json"),
-        ]
+        headers = [("id", event_id.encode()), ("type", ce_type.encode()), _CONTENT_TYPE]
         traceparent = metadata.get("traceparent")
         if spans is not None:  # the consumer's span becomes a child of this one
             span = tracing.tracer().start_span(f"publish {self.config.topic}", kind=SpanKind.PRODUCER,
                                                context=tracing.context_from(traceparent),
                                                attributes={"messaging.destination.name": self.config.topic,
-                                                           "messaging.message.id": row["event_id"]})
+                                                           "messaging.message.id": event_id})
             spans.append(span)
             traceparent = tracing.traceparent_of(span)
         if traceparent:  # W3C trace context in the record's headers, as well as in the CloudEvent
             headers.append(("traceparent", traceparent.encode()))
-        return {"key": row["stream_id"].encode(),
-                "value": b"".join((envelope[:-1], b',"data":', row["data"].encode(), b"}")), "headers": headers}
+        return {"key": stream_id.encode(), "value": b"".join((envelope[:-1], b',"data":', row["data"].encode(), b"}")),
+                "headers": headers}
 
     async def _ensure_producer(self) -> AIOKafkaProducer:
         if self._producer is None:
@@ -217,7 +259,7 @@ class OutboxRelay:
                         total += await self._settle(conn, *in_flight)
                     raise
             if in_flight is not None:
-                total += await self._settle(conn, *in_flight, after=sent)
+                total += await self._settle(conn, *in_flight)
             if not rows:
                 return total
             in_flight = (rows, sent)
@@ -283,6 +325,13 @@ class OutboxRelay:
         obs.RELAY_ERRORS.labels(topic=self.config.topic).inc()
         obs.KAFKA_UNREACHABLE.labels(topic=self.config.topic).set(1)
         obs.OUTBOX_BACKLOG.labels(topic=self.config.topic).set(await conn.fetchval("select count(*) from outbox"))
+
+
+def _retrieved(future: asyncio.Future[Any]) -> None:
+    """Mark a batch's failure as seen: a batch failed by a producer reset, or queued behind a row that was not, is
+    answered by the rows left in the outbox, not by its future."""
+    if not future.cancelled():
+        future.exception()
 
 
 def _kafka_fault(exc: BaseException) -> bool:
