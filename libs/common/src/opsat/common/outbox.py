@@ -30,7 +30,7 @@ from opsat.common import faults, tracing
 from opsat.common import observability as obs
 from opsat.common.db import OUTBOX_CHANNEL, connect_raw
 from opsat.common.envelope import encode, to_cloudevent
-from opsat.common.kafka import partition_for
+from opsat.common.kafka import partitions_for
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,10 @@ _PENDING = """
     order by o.position
     limit $1
 """
+# The acknowledged positions $3 leave the outbox in the statement that reads the next rows (one round trip, run
+# while the relay builds); the read sees the outbox as it was before the delete, so $2 lists them too.
+_SETTLE_AND_PENDING = "with settled as (delete from outbox where position = any($3::bigint[]))" + _PENDING
+_DELETE = "delete from outbox where position = any($1::bigint[])"
 
 _CONTENT_TYPE = ("content-type", b"application/cloudevents+json")
 
@@ -99,7 +103,7 @@ class OutboxRelay:
 
         Batches built here skip the producer's per-record path (its partitioner, serializers and one future per
         record), which bounded catch-up. The partition is the producer's own choice for key = stream id (murmur2, as
-        `kafka.partition_for` checks), so placement and per-stream order are what `send` gives; the idempotent
+        `kafka.partitions_for` checks), so placement and per-stream order are what `send` gives; the idempotent
         producer stamps each batch with its sequence numbers when it drains it, as it does its own."""
         producer = await self._ensure_producer()
         topic = self.config.topic
@@ -137,13 +141,9 @@ class OutboxRelay:
         """The rows' records in builders per partition, in position order; `slots` gets each row's
         (partition, builder index)."""
         batches: dict[int, list[Any]] = {}
-        partition_of: dict[bytes, int] = {}  # a stream's events in one fetch hash once
-        for row in rows:
-            message = self._message(row, spans)
-            key = message["key"]
-            partition = partition_of.get(key)
-            if partition is None:
-                partition = partition_of[key] = partition_for(key, partitions)
+        messages = [self._message(row, spans) for row in rows]
+        for message, partition in zip(messages, partitions_for([m["key"] for m in messages], partitions),
+                                      strict=True):
             builders = batches.get(partition)
             if builders is None:
                 builders = batches[partition] = [producer.create_batch()]
@@ -156,8 +156,14 @@ class OutboxRelay:
 
     async def _settle(self, conn: asyncpg.Connection, rows: list[asyncpg.Record],
                       futures: list[asyncio.Future[Any]]) -> int:
-        """Wait for the acknowledgements, delete what Kafka has from the outbox; on a failure, give up the producer
-        (which also fails a later fetch already queued) and raise."""
+        """Wait for the acknowledgements and delete what Kafka has from the outbox (see `_acknowledged`)."""
+        return await self._delete(conn, await self._acknowledged(conn, rows, futures))
+
+    async def _acknowledged(self, conn: asyncpg.Connection, rows: list[asyncpg.Record],
+                            futures: list[asyncio.Future[Any]]) -> list[int]:
+        """Wait for the acknowledgements; the positions Kafka has, always a prefix of the rows. On a failure, delete
+        that prefix from the outbox, give up the producer (which also fails a later fetch already queued) and
+        raise."""
         if futures:
             await asyncio.wait(futures, timeout=self.config.delivery_timeout_s)
         acked: list[int] = []
@@ -170,14 +176,22 @@ class OutboxRelay:
                 failure = fut.exception()
                 break  # keep order: nothing after the first failure counts as acknowledged
             acked.append(row["position"])
-        if acked:
-            await conn.execute("delete from outbox where position = any($1::bigint[])", acked)
-            self.published += len(acked)
-            obs.EVENTS_PUBLISHED.labels(topic=self.config.topic).inc(len(acked))
         if failure is not None or len(acked) < len(rows):
+            await self._delete(conn, acked)
             await self._reset_producer()
             raise failure or KafkaError("send failed before every event of the batch was queued")
-        return len(acked)
+        return acked
+
+    async def _delete(self, conn: asyncpg.Connection, positions: list[int]) -> int:
+        if positions:
+            await conn.execute(_DELETE, positions)
+        return self._count_published(positions)
+
+    def _count_published(self, positions: list[int]) -> int:
+        if positions:
+            self.published += len(positions)
+            obs.EVENTS_PUBLISHED.labels(topic=self.config.topic).inc(len(positions))
+        return len(positions)
 
     def _message(self, row: asyncpg.Record, spans: list[Any] | None = None) -> dict[str, Any]:
         metadata = orjson.loads(row["metadata"])
@@ -242,27 +256,38 @@ class OutboxRelay:
         await self._reset_producer()
 
     async def drain(self, conn: asyncpg.Connection) -> int:
-        """Publish until the outbox is empty. The next batch is fetched and queued while Kafka acknowledges the
-        one before. It is read from the outbox's head, leaving out only the batch in flight, so an event that
-        committed late below it goes out before any later event of its stream (which commits after it)."""
+        """Publish until the outbox is empty. Three fetches overlap: one in flight (Kafka acknowledging it), one
+        being built and queued, and the next being read by PostgreSQL meanwhile (in the statement that deletes
+        the rows acknowledged before). Each is read from the outbox's head, leaving out only the fetches not yet
+        settled, so an event that committed late below them goes out before any later event of its stream (which
+        commits after it)."""
         total = 0
         in_flight: tuple[list[asyncpg.Record], list[asyncio.Future[Any]]] | None = None
-        while True:
-            rows = await conn.fetch(_PENDING, self.config.batch_size,
-                                    [r["position"] for r in in_flight[0]] if in_flight else [])
-            sent: list[asyncio.Future[Any]] = []
-            if rows:
-                try:
-                    sent = await self._send(rows)
-                except BaseException:
-                    if in_flight is not None:  # settle what is in flight, then report this failure
-                        total += await self._settle(conn, *in_flight)
-                    raise
+        acked: list[int] = []  # acknowledged, to leave the outbox with the next read
+        rows = await conn.fetch(_PENDING, self.config.batch_size, [])
+        while rows:
+            unsettled = [r["position"] for r in rows] + acked
             if in_flight is not None:
-                total += await self._settle(conn, *in_flight)
-            if not rows:
-                return total
-            in_flight = (rows, sent)
+                unsettled += [r["position"] for r in in_flight[0]]
+            ahead = asyncio.ensure_future(conn.fetch(_SETTLE_AND_PENDING, self.config.batch_size, unsettled, acked))
+            await asyncio.sleep(0)  # the statement is on its way before the (CPU-bound) build starts
+            try:
+                sent = await self._send(rows)
+            except BaseException:
+                await asyncio.wait({ahead})  # the connection is free again
+                if not ahead.cancelled() and ahead.exception() is None:
+                    total += self._count_published(acked)
+                if in_flight is not None:  # settle what is in flight, then report this failure
+                    total += await self._settle(conn, *in_flight)
+                raise
+            following = await ahead
+            total += self._count_published(acked)
+            acked = await self._acknowledged(conn, *in_flight) if in_flight is not None else []
+            in_flight, rows = (rows, sent), following
+        total += await self._delete(conn, acked)
+        if in_flight is not None:
+            total += await self._settle(conn, *in_flight)
+        return total
 
     # --- the long-running loop ------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
