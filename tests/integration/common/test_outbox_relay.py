@@ -6,9 +6,13 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-from collections import defaultdict
+from collections import Counter, defaultdict
 
 import asyncpg
+import pytest
+from aiokafka.admin import NewTopic
+from aiokafka.errors import KafkaError
+from aiokafka.partitioner import DefaultPartitioner
 
 from opsat.common.db import PLATFORM_DDL_V1, asyncpg_dsn, create_engine
 from opsat.common.domain import DomainEvent
@@ -120,3 +124,181 @@ async def test_an_event_committed_after_a_later_position_is_still_published(data
             await conn.close()
     subjects = [json.loads(r.value)["subject"] for r in await consume_all(kafka_bootstrap, topic, min_count=2)]
     assert subjects == ["early", "late"]
+
+
+# --- one record batch per partition ---------------------------------------------------------------------------------
+
+_BACKLOG = """
+    with appended as (
+        insert into events (stream_id, stream_type, version, event_id, event_type, schema_version, data, metadata)
+        select 's' || s, 'thing', v, gen_random_uuid(), 'opsat.test.ticked', 1,
+               jsonb_build_object('n', v, 'pad', repeat('x', $3::int)), '{"actor": "t", "tenant": "t"}'
+        from generate_series(1, $2::int) v, generate_series(1, $1::int) s
+        order by v, s
+        returning position
+    )
+    insert into outbox (position) select position from appended
+"""
+
+
+async def _backlog(database_url: str, streams: int, versions: int, pad: int = 100) -> None:
+    """streams x versions events straight into events + outbox, the streams interleaved in position order."""
+    conn = await asyncpg.connect(asyncpg_dsn(database_url))
+    try:
+        await conn.execute(_BACKLOG, streams, versions, pad)
+    finally:
+        await conn.close()
+
+
+async def _outbox_positions(database_url: str) -> set[int]:
+    conn = await asyncpg.connect(asyncpg_dsn(database_url))
+    try:
+        return {r["position"] for r in await conn.fetch("select position from outbox")}
+    finally:
+        await conn.close()
+
+
+async def _stored(database_url: str) -> dict[str, tuple[int, str, int]]:
+    """event id -> (position, stream, version)."""
+    conn = await asyncpg.connect(asyncpg_dsn(database_url))
+    try:
+        rows = await conn.fetch("select event_id::text as id, position, stream_id, version from events")
+    finally:
+        await conn.close()
+    return {r["id"]: (r["position"], r["stream_id"], r["version"]) for r in rows}
+
+
+def _first_copies_per_stream(records) -> dict[str, list[int]]:
+    """Each stream's versions in topic order ((partition, offset)), a repeated event counted at its first copy."""
+    seen: set[str] = set()
+    by_stream: dict[str, list[int]] = defaultdict(list)
+    for record in sorted(records, key=lambda r: (r.partition, r.offset)):
+        event = json.loads(record.value)
+        if event["id"] not in seen:
+            seen.add(event["id"])
+            by_stream[event["subject"]].append(int(event["sequence"]))
+    return by_stream
+
+
+async def test_batches_put_every_event_once_in_stream_order_on_the_producers_partition(
+        database_url, kafka_bootstrap, topic_namespace):
+    await platform_database(database_url)
+    topic = f"{topic_namespace}.test.events"
+    await ensure_topics(kafka_bootstrap, {topic: 3})
+    # ~1.2 KB events, 2,000 a fetch: ~0.8 MB per partition per fetch, so each partition needs several record batches
+    # (256 KB at most), and the second fetch is queued while the first is in flight.
+    await _backlog(database_url, streams=60, versions=60, pad=1_100)
+    relay = OutboxRelay(RelayConfig(database_url=database_url, bootstrap=kafka_bootstrap, topic=topic,
+                                    source="/opsat/test", batch_size=2_000))
+    conn = await asyncpg.connect(asyncpg_dsn(database_url))
+    try:
+        assert await relay.drain(conn) == 3_600
+    finally:
+        await relay.close()
+        await conn.close()
+    assert await _outbox_positions(database_url) == set()
+
+    stored = await _stored(database_url)
+    records = await consume_all(kafka_bootstrap, topic, min_count=len(stored))
+    ids = [json.loads(r.value)["id"] for r in records]
+    assert len(ids) == len(set(ids)) == len(stored) == 3_600  # each event exactly once
+    assert set(ids) == set(stored)
+    by_stream = _first_copies_per_stream(records)
+    assert len(by_stream) == 60
+    for stream, versions in by_stream.items():
+        assert versions == list(range(1, 61)), stream
+    producers_choice = DefaultPartitioner()
+    for record in records:  # where the producer's own partitioner puts key = stream id
+        assert record.key == json.loads(record.value)["subject"].encode()
+        assert record.partition == producers_choice(record.key, [0, 1, 2], [0, 1, 2])
+    assert {r.partition for r in records} == {0, 1, 2}
+    event = json.loads(records[0].value)
+    assert event["data"]["pad"] == "x" * 1_100 and event["data"]["n"] == stored[event["id"]][2]
+    assert dict(records[0].headers)["id"] == event["id"].encode()
+
+
+async def test_a_batch_the_broker_rejects_keeps_it_and_every_later_row_in_the_outbox(
+        database_url, kafka_bootstrap, topic_namespace, kafka_admin):
+    """A failure in the middle of a fetch: the rows before the first unacknowledged one leave the outbox, that
+    row and every later one (even those of other partitions that Kafka did take) stay, to be sent again."""
+    await platform_database(database_url)
+    topic = f"{topic_namespace}.test.events"
+    await kafka_admin.create_topics([NewTopic(topic, 2, 1, topic_configs={"max.message.bytes": "100000"})])
+    await _backlog(database_url, streams=20, versions=3)
+    conn = await asyncpg.connect(asyncpg_dsn(database_url))
+    try:  # an event too large for the topic, between two rounds of the others
+        big = await conn.fetchval("""
+            with e as (insert into events (stream_id, stream_type, version, event_id, event_type, schema_version,
+                                           data, metadata)
+                       values ('big', 'thing', 1, gen_random_uuid(), 'opsat.test.ticked', 1,
+                               jsonb_build_object('pad', repeat('x', 300000)), '{}')
+                       returning position)
+            insert into outbox select position from e returning position""")
+        await conn.execute("""
+            with e as (insert into events (stream_id, stream_type, version, event_id, event_type, schema_version,
+                                           data, metadata)
+                       select 's' || s, 'thing', 4, gen_random_uuid(), 'opsat.test.ticked', 1, '{"n": 4}', '{}'
+                       from generate_series(1, 20) s order by s
+                       returning position)
+            insert into outbox select position from e""")
+        relay = OutboxRelay(RelayConfig(database_url=database_url, bootstrap=kafka_bootstrap, topic=topic,
+                                        source="/opsat/test", batch_size=500, delivery_timeout_s=5))
+        try:
+            with pytest.raises(KafkaError):
+                await relay.drain(conn)
+            assert relay.published == 60
+        finally:
+            await relay.close()
+    finally:
+        await conn.close()
+    stored = await _stored(database_url)
+    assert await _outbox_positions(database_url) == {p for p, _, _ in stored.values() if p >= big}
+    on_topic = {json.loads(r.value)["id"] for r in await consume_all(kafka_bootstrap, topic, min_count=60)}
+    assert {i for i, (p, _, _) in stored.items() if p < big} <= on_topic  # what left the outbox is on the topic
+    assert not any(stored[i][1] == "big" for i in on_topic)
+
+
+async def test_a_broker_crash_mid_drain_deletes_only_acknowledged_rows(database_url, kafka_bootstrap,
+                                                                       topic_namespace, local_infra):
+    await platform_database(database_url)
+    topic = f"{topic_namespace}.test.events"
+    await ensure_topics(kafka_bootstrap, {topic: 3})
+    await _backlog(database_url, streams=300, versions=100)
+    total = 30_000
+    config = RelayConfig(database_url=database_url, bootstrap=kafka_bootstrap, topic=topic, source="/opsat/test",
+                         batch_size=2_000, request_timeout_ms=3_000, delivery_timeout_s=4)
+    relay = OutboxRelay(config)
+    conn = await asyncpg.connect(asyncpg_dsn(database_url))
+    try:
+        draining = asyncio.create_task(relay.drain(conn))
+        while len(await _outbox_positions(database_url)) > total - 4_000:  # a few fetches acknowledged
+            assert not draining.done()
+            await asyncio.sleep(0.02)
+        await asyncio.to_thread(local_infra.kill_kafka)
+        try:
+            with pytest.raises(KafkaError):
+                await asyncio.wait_for(draining, timeout=60)
+            await relay.close()
+            left = await _outbox_positions(database_url)
+            assert 0 < len(left) < total
+        finally:
+            await local_infra.start_kafka_async()
+        stored = await _stored(database_url)
+        acknowledged = {i for i, (p, _, _) in stored.items() if p not in left}
+        on_topic = {json.loads(r.value)["id"] for r in await consume_all(kafka_bootstrap, topic,
+                                                                          min_count=len(acknowledged), timeout=60)}
+        assert acknowledged <= on_topic  # a row leaves the outbox only once Kafka has its event
+
+        relay = OutboxRelay(config)  # the relay's next round, with the broker back
+        await relay.drain(conn)
+        await relay.close()
+    finally:
+        await conn.close()
+    assert await _outbox_positions(database_url) == set()
+    records = await consume_all(kafka_bootstrap, topic, min_count=total, timeout=60)
+    ids = [json.loads(r.value)["id"] for r in records]
+    assert set(ids) == set(stored)  # every event
+    repeated = {i for i, n in Counter(ids).items() if n > 1}
+    assert all(stored[i][0] in left for i in repeated)  # only unacknowledged rows went out twice
+    for stream, versions in _first_copies_per_stream(records).items():
+        assert versions == list(range(1, 101)), stream

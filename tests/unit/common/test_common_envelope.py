@@ -7,6 +7,8 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from opsat.common.domain import DomainEvent
@@ -294,3 +296,9 @@ def test_encode_is_compact_utf8_json():
     raw = encode({"a": "é", "b": [1, 2]})
     assert raw == '{"a":"é","b":[1,2]}'.encode()
     assert json.loads(raw) == {"a": "é", "b": [1, 2]}
+
+
+@given(st.dictionaries(st.text(), st.one_of(st.text(), st.integers(min_value=-(2**63), max_value=2**63 - 1),
+                                            st.none(), st.booleans())))
+def test_encode_gives_the_bytes_of_compact_json_dumps(envelope: dict[str, Any]):
+    assert encode(envelope) == json.dumps(envelope, separators=(",", ":"), ensure_ascii=False).encode()

@@ -8,11 +8,12 @@ Extensions: `sequence` (stream version), `streamtype`, `correlationid`, `causati
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+
+import orjson
 
 from opsat.common.domain import DomainEvent
 
@@ -210,4 +211,6 @@ def split_type(ce_type: str) -> tuple[str, int]:
 
 
 def encode(event: dict[str, Any]) -> bytes:
-    return json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode()
+    """Compact UTF-8 JSON (orjson: the bytes json.dumps(separators=(",", ":"), ensure_ascii=False) gives for an
+    envelope's strings and numbers, a tenth of its cost, paid once per event by the relay)."""
+    return orjson.dumps(event)

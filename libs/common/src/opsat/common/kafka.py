@@ -1,6 +1,11 @@
-"""Topic administration: create the topics a service needs, with explicit partition counts."""
+"""Topic administration (create the topics a service needs, with explicit partition counts) and the partition of
+a key, as the producers choose it."""
 
 from __future__ import annotations
+
+import sys
+from array import array
+from collections.abc import Sequence
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
@@ -22,3 +27,52 @@ async def ensure_topics(bootstrap: str, topics: dict[str, int], *, replication: 
                 pass  # another replica created it first
     finally:
         await admin.close()
+
+
+_M = 0x5BD1E995  # murmur2's mixing constant
+
+
+def murmur2_many(keys: Sequence[bytes]) -> list[int]:
+    """murmur2 of many keys of one length at once: each key's 32-bit state lives in its own 64-bit lane of one big
+    integer, so each step of the hash is a handful of big-integer operations for all the keys (a product of a lane
+    by the 31-bit constant stays below 2^63 and never carries into the next lane; shifts are masked back to 32
+    bits before the next product). About a quarter of the cost of hashing them one by one."""
+    count = len(keys)
+    if not count:
+        return []
+    length = len(keys[0])
+    order = sys.byteorder
+    lane_mask = int.from_bytes(b"\xff\xff\xff\xff\0\0\0\0" * count, "little")
+    h = (0x9747B28C ^ length) * int.from_bytes(b"\x01\0\0\0\0\0\0\0" * count, "little")
+    words = length >> 2
+    if words:
+        flat = array("I")  # every key's whole words, key after key
+        flat.frombytes(b"".join(keys) if length == words * 4 else b"".join(k[:words * 4] for k in keys))
+        if order == "big":
+            flat.byteswap()  # murmur2 reads little-endian words
+        for j in range(words):
+            k = int.from_bytes(array("Q", flat[j::words]).tobytes(), order)
+            k = (k * _M) & lane_mask
+            k = (((k ^ (k >> 24)) & lane_mask) * _M) & lane_mask
+            h = ((h * _M) & lane_mask) ^ k
+    if length & 3:  # the last 1-3 bytes, as one little-endian number per key
+        tails = array("Q", (int.from_bytes(k[words * 4:], "little") for k in keys))
+        h = ((h ^ int.from_bytes(tails.tobytes(), order)) * _M) & lane_mask
+    h = (h ^ (h >> 13)) & lane_mask
+    h = (h * _M) & lane_mask
+    h = (h ^ (h >> 15)) & lane_mask
+    return array("Q", h.to_bytes(8 * count, order)).tolist()
+
+
+def partitions_for(keys: Sequence[bytes], partitions: Sequence[int]) -> list[int]:
+    """The partition the producers' default partitioner gives each key among a topic's `partitions` (sorted ids):
+    Kafka's murmur2 of the key, as aiokafka's and the Java client's. Keys of one length are hashed together."""
+    by_length: dict[int, list[int]] = {}
+    for n, key in enumerate(keys):
+        by_length.setdefault(len(key), []).append(n)
+    out = [0] * len(keys)
+    count = len(partitions)
+    for indexes in by_length.values():
+        for n, hashed in zip(indexes, murmur2_many([keys[n] for n in indexes]), strict=True):
+            out[n] = partitions[(hashed & 0x7FFFFFFF) % count]
+    return out

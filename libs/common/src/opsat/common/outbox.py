@@ -16,13 +16,12 @@ each event on a partition is in stream order, and later copies are duplicates co
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
+import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError, KafkaTimeoutError
 from opentelemetry.trace import SpanKind
@@ -31,6 +30,7 @@ from opsat.common import faults, tracing
 from opsat.common import observability as obs
 from opsat.common.db import OUTBOX_CHANNEL, connect_raw
 from opsat.common.envelope import encode, to_cloudevent
+from opsat.common.kafka import partitions_for
 
 log = logging.getLogger(__name__)
 
@@ -38,10 +38,16 @@ _PENDING = """
     select e.position, e.stream_id, e.stream_type, e.version, e.event_id::text as event_id, e.event_type,
            e.schema_version, e.data::text as data, e.metadata::text as metadata, e.recorded_at
     from outbox o join events e on e.position = o.position
-    where o.position <> all($2::bigint[])
+    where o.position not in (select unnest($2::bigint[]))  -- hashed: <> all() compares every pair
     order by o.position
     limit $1
 """
+# The acknowledged positions $3 leave the outbox in the statement that reads the next rows (one round trip, run
+# while the relay builds); the read sees the outbox as it was before the delete, so $2 lists them too.
+_SETTLE_AND_PENDING = "with settled as (delete from outbox where position = any($3::bigint[]))" + _PENDING
+_DELETE = "delete from outbox where position = any($1::bigint[])"
+
+_CONTENT_TYPE = ("content-type", b"application/cloudevents+json")
 
 
 def new_producer(bootstrap: str, *, request_timeout_ms: int = 10_000) -> AIOKafkaProducer:
@@ -91,26 +97,73 @@ class OutboxRelay:
         return await self._settle(conn, rows, await self._send(rows))
 
     async def _send(self, rows: list[asyncpg.Record]) -> list[asyncio.Future[Any]]:
-        """Queue the rows on the producer; the futures of those queued (a broker error stops the queuing)."""
+        """Queue the rows on the producer, one record batch per partition (several if one overflows
+        `max_batch_size`), each partition's records in position order; returns one future per row for the longest
+        prefix of rows whose batches were queued (a broker error stops the queuing).
+
+        Batches built here skip the producer's per-record path (its partitioner, serializers and one future per
+        record), which bounded catch-up. The partition is the producer's own choice for key = stream id (murmur2, as
+        `kafka.partitions_for` checks), so placement and per-stream order are what `send` gives; the idempotent
+        producer stamps each batch with its sequence numbers when it drains it, as it does its own."""
         producer = await self._ensure_producer()
-        futures = []
+        topic = self.config.topic
         spans: list[Any] | None = [] if tracing.active() else None  # one producer span per event, when tracing
+        slots: list[tuple[int, int]] = []  # per row: (partition, index of its builder)
+        queued: dict[tuple[int, int], asyncio.Future[Any]] = {}
         try:
-            for row in rows:
-                future = await producer.send(self.config.topic, **self._message(row, spans))
-                if spans:  # the producer span ends with the broker's acknowledgement
-                    future.add_done_callback(lambda _, span=spans.pop(): span.end())
-                futures.append(future)
+            batches = self._build(producer, sorted(await producer.partitions_for(topic)), rows, slots, spans)
+            # Round by round (every partition's first builder, then the seconds...): a partition holds one undrained
+            # batch at a time, so its next one waits for the sender, and meanwhile the other partitions go out.
+            for index in range(max(len(b) for b in batches.values())):
+                for partition, builders in batches.items():
+                    if index < len(builders):
+                        builders[index].close()  # sent as it is, without lingering for more
+                        future = await producer.send_batch(builders[index], topic, partition=partition)
+                        future.add_done_callback(_retrieved)
+                        queued[(partition, index)] = future
         except KafkaError:
-            for span in spans or ():  # the event whose send failed
+            pass  # whatever was queued is awaited by _settle, the rest waits for the next round
+        futures: list[asyncio.Future[Any]] = []
+        for slot in slots:
+            future = queued.get(slot)
+            if future is None:
+                break  # keep order: rows after the first one not queued count as not sent
+            futures.append(future)
+        for n, span in enumerate(spans or ()):  # the producer span ends with the broker's acknowledgement
+            if n < len(futures):
+                futures[n].add_done_callback(lambda _, span=span: span.end())
+            else:
                 span.end()
-            # fall through: whatever was queued is awaited by _settle, the rest waits for the next round
         return futures
 
+    def _build(self, producer: AIOKafkaProducer, partitions: list[int], rows: list[asyncpg.Record],
+               slots: list[tuple[int, int]], spans: list[Any] | None) -> dict[int, list[Any]]:
+        """The rows' records in builders per partition, in position order; `slots` gets each row's
+        (partition, builder index)."""
+        batches: dict[int, list[Any]] = {}
+        messages = [self._message(row, spans) for row in rows]
+        for message, partition in zip(messages, partitions_for([m["key"] for m in messages], partitions),
+                                      strict=True):
+            builders = batches.get(partition)
+            if builders is None:
+                builders = batches[partition] = [producer.create_batch()]
+            if builders[-1].append(timestamp=None, **message) is None:  # full: the next builder of this partition
+                builders[-1].close()
+                builders.append(producer.create_batch())
+                builders[-1].append(timestamp=None, **message)  # an empty builder takes any one record
+            slots.append((partition, len(builders) - 1))
+        return batches
+
     async def _settle(self, conn: asyncpg.Connection, rows: list[asyncpg.Record],
-                      futures: list[asyncio.Future[Any]], after: Sequence[asyncio.Future[Any]] = ()) -> int:
-        """Wait for the acknowledgements, delete what Kafka has from the outbox; on a failure, give up the producer
-        (also failing `after`, a later batch already queued) and raise."""
+                      futures: list[asyncio.Future[Any]]) -> int:
+        """Wait for the acknowledgements and delete what Kafka has from the outbox (see `_acknowledged`)."""
+        return await self._delete(conn, await self._acknowledged(conn, rows, futures))
+
+    async def _acknowledged(self, conn: asyncpg.Connection, rows: list[asyncpg.Record],
+                            futures: list[asyncio.Future[Any]]) -> list[int]:
+        """Wait for the acknowledgements; the positions Kafka has, always a prefix of the rows. On a failure, delete
+        that prefix from the outbox, give up the producer (which also fails a later fetch already queued) and
+        raise."""
         if futures:
             await asyncio.wait(futures, timeout=self.config.delivery_timeout_s)
         acked: list[int] = []
@@ -123,26 +176,33 @@ class OutboxRelay:
                 failure = fut.exception()
                 break  # keep order: nothing after the first failure counts as acknowledged
             acked.append(row["position"])
-        if acked:
-            await conn.execute("delete from outbox where position = any($1::bigint[])", acked)
-            self.published += len(acked)
-            obs.EVENTS_PUBLISHED.labels(topic=self.config.topic).inc(len(acked))
         if failure is not None or len(acked) < len(rows):
+            await self._delete(conn, acked)
             await self._reset_producer()
-            for fut in [*futures, *after]:  # failed by the reset; nobody else will look at them
-                if fut.done() and not fut.cancelled():
-                    fut.exception()
             raise failure or KafkaError("send failed before every event of the batch was queued")
-        return len(acked)
+        return acked
+
+    async def _delete(self, conn: asyncpg.Connection, positions: list[int]) -> int:
+        if positions:
+            await conn.execute(_DELETE, positions)
+        return self._count_published(positions)
+
+    def _count_published(self, positions: list[int]) -> int:
+        if positions:
+            self.published += len(positions)
+            obs.EVENTS_PUBLISHED.labels(topic=self.config.topic).inc(len(positions))
+        return len(positions)
 
     def _message(self, row: asyncpg.Record, spans: list[Any] | None = None) -> dict[str, Any]:
-        metadata = json.loads(row["metadata"])
+        metadata = orjson.loads(row["metadata"])
         ce_type = f"{row['event_type']}.v{row['schema_version']}"
+        event_id = row["event_id"]
+        stream_id = row["stream_id"]
         event = to_cloudevent(
             source=self.config.source,
-            event_id=row["event_id"],
+            event_id=event_id,
             ce_type=ce_type,
-            stream_id=row["stream_id"],
+            stream_id=stream_id,
             stream_type=row["stream_type"],
             version=row["version"],
             time=row["recorded_at"],
@@ -152,23 +212,19 @@ class OutboxRelay:
         del event["data"]
         # `data` goes in as the database's JSON text: not parsed and dumped again (most of an event's bytes).
         envelope = encode(event)
-        headers = [
-            ("id", row["event_id"].encode()),
-            ("type", ce_type.encode()),
-            ("content-type", b"application/cloudevents+json"),
-        ]
+        headers = [("id", event_id.encode()), ("type", ce_type.encode()), _CONTENT_TYPE]
         traceparent = metadata.get("traceparent")
         if spans is not None:  # the consumer's span becomes a child of this one
             span = tracing.tracer().start_span(f"publish {self.config.topic}", kind=SpanKind.PRODUCER,
                                                context=tracing.context_from(traceparent),
                                                attributes={"messaging.destination.name": self.config.topic,
-                                                           "messaging.message.id": row["event_id"]})
+                                                           "messaging.message.id": event_id})
             spans.append(span)
             traceparent = tracing.traceparent_of(span)
         if traceparent:  # W3C trace context in the record's headers, as well as in the CloudEvent
             headers.append(("traceparent", traceparent.encode()))
-        return {"key": row["stream_id"].encode(),
-                "value": b"".join((envelope[:-1], b',"data":', row["data"].encode(), b"}")), "headers": headers}
+        return {"key": stream_id.encode(), "value": b"".join((envelope[:-1], b',"data":', row["data"].encode(), b"}")),
+                "headers": headers}
 
     async def _ensure_producer(self) -> AIOKafkaProducer:
         if self._producer is None:
@@ -200,27 +256,38 @@ class OutboxRelay:
         await self._reset_producer()
 
     async def drain(self, conn: asyncpg.Connection) -> int:
-        """Publish until the outbox is empty. The next batch is fetched and queued while Kafka acknowledges the
-        one before. It is read from the outbox's head, leaving out only the batch in flight, so an event that
-        committed late below it goes out before any later event of its stream (which commits after it)."""
+        """Publish until the outbox is empty. Three fetches overlap: one in flight (Kafka acknowledging it), one
+        being built and queued, and the next being read by PostgreSQL meanwhile (in the statement that deletes
+        the rows acknowledged before). Each is read from the outbox's head, leaving out only the fetches not yet
+        settled, so an event that committed late below them goes out before any later event of its stream (which
+        commits after it)."""
         total = 0
         in_flight: tuple[list[asyncpg.Record], list[asyncio.Future[Any]]] | None = None
-        while True:
-            rows = await conn.fetch(_PENDING, self.config.batch_size,
-                                    [r["position"] for r in in_flight[0]] if in_flight else [])
-            sent: list[asyncio.Future[Any]] = []
-            if rows:
-                try:
-                    sent = await self._send(rows)
-                except BaseException:
-                    if in_flight is not None:  # settle what is in flight, then report this failure
-                        total += await self._settle(conn, *in_flight)
-                    raise
+        acked: list[int] = []  # acknowledged, to leave the outbox with the next read
+        rows = await conn.fetch(_PENDING, self.config.batch_size, [])
+        while rows:
+            unsettled = [r["position"] for r in rows] + acked
             if in_flight is not None:
-                total += await self._settle(conn, *in_flight, after=sent)
-            if not rows:
-                return total
-            in_flight = (rows, sent)
+                unsettled += [r["position"] for r in in_flight[0]]
+            ahead = asyncio.ensure_future(conn.fetch(_SETTLE_AND_PENDING, self.config.batch_size, unsettled, acked))
+            await asyncio.sleep(0)  # the statement is on its way before the (CPU-bound) build starts
+            try:
+                sent = await self._send(rows)
+            except BaseException:
+                await asyncio.wait({ahead})  # the connection is free again
+                if not ahead.cancelled() and ahead.exception() is None:
+                    total += self._count_published(acked)
+                if in_flight is not None:  # settle what is in flight, then report this failure
+                    total += await self._settle(conn, *in_flight)
+                raise
+            following = await ahead
+            total += self._count_published(acked)
+            acked = await self._acknowledged(conn, *in_flight) if in_flight is not None else []
+            in_flight, rows = (rows, sent), following
+        total += await self._delete(conn, acked)
+        if in_flight is not None:
+            total += await self._settle(conn, *in_flight)
+        return total
 
     # --- the long-running loop ------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
@@ -283,6 +350,13 @@ class OutboxRelay:
         obs.RELAY_ERRORS.labels(topic=self.config.topic).inc()
         obs.KAFKA_UNREACHABLE.labels(topic=self.config.topic).set(1)
         obs.OUTBOX_BACKLOG.labels(topic=self.config.topic).set(await conn.fetchval("select count(*) from outbox"))
+
+
+def _retrieved(future: asyncio.Future[Any]) -> None:
+    """Mark a batch's failure as seen: a batch failed by a producer reset, or queued behind a row that was not, is
+    answered by the rows left in the outbox, not by its future."""
+    if not future.cancelled():
+        future.exception()
 
 
 def _kafka_fault(exc: BaseException) -> bool:
