@@ -1,5 +1,5 @@
-"""A replay runs with the cyclic collector held back (frozen heap, rare first-generation passes), and the process
-gets its own settings back afterwards, also when the replay fails."""
+"""Consumers run with the cyclic collector held back (frozen heap, rare first-generation passes), and the process
+gets its own settings back afterwards, also when a replay fails; concurrent runners share the setting."""
 
 from __future__ import annotations
 
@@ -7,13 +7,13 @@ import gc
 
 import pytest
 
-from opsat.common.projections import fewer_collections
+from opsat.common.consumer import GC_YOUNG_THRESHOLD, fewer_collections
 
 
 def test_a_replay_freezes_the_heap_and_collects_rarely_then_restores_both():
     before = gc.get_threshold()
     with fewer_collections():
-        assert gc.get_threshold()[0] == 100_000
+        assert gc.get_threshold()[0] == GC_YOUNG_THRESHOLD
         assert gc.get_freeze_count() > 0
     assert gc.get_threshold() == before
     assert gc.get_freeze_count() == 0
@@ -36,3 +36,15 @@ def test_cycles_made_during_a_replay_are_still_collected():
         node.self = node
         del node
         assert gc.collect() >= 1  # an explicit (or threshold) pass still finds cycles made meanwhile
+
+
+def test_concurrent_runners_share_the_setting_and_the_last_one_out_restores_it():
+    before = gc.get_threshold()
+    outer, inner = fewer_collections(), fewer_collections()
+    outer.__enter__()
+    inner.__enter__()
+    outer.__exit__(None, None, None)  # the first runner stops while the second still runs
+    assert gc.get_threshold()[0] == GC_YOUNG_THRESHOLD and gc.get_freeze_count() > 0
+    inner.__exit__(None, None, None)
+    assert gc.get_threshold() == before
+    assert gc.get_freeze_count() == 0

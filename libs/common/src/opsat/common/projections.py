@@ -9,9 +9,7 @@ does all of it online, catching up with what the live projections applied meanwh
 from __future__ import annotations
 
 import asyncio
-import gc
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -25,26 +23,10 @@ from opsat.common.consumer import (
     RunnerConfig,
     RunnerStats,
     create_read_model,
+    fewer_collections,
     read_model_engine,
 )
 from opsat.common.db import READ_MODEL_LOCK, READ_MODEL_SCHEMA
-
-
-@contextmanager
-def fewer_collections() -> Iterator[None]:
-    """While a replay runs: what the process held before is frozen out of the cyclic collector, and its first
-    generation is collected every 100,000 allocations instead of 700. A replay makes several objects per event
-    that live for one batch; with the default thresholds the collector kept scanning them and the heap (about a
-    third of the replay's CPU, measured in bench/replay_compare.py). Restored afterwards."""
-    thresholds = gc.get_threshold()
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(100_000, 50, 100)
-    try:
-        yield
-    finally:
-        gc.set_threshold(*thresholds)
-        gc.unfreeze()
 
 
 async def rebuild(engine: AsyncEngine, projection: Projection, config: RunnerConfig, schema: str) -> RunnerStats:
@@ -54,8 +36,7 @@ async def rebuild(engine: AsyncEngine, projection: Projection, config: RunnerCon
         await conn.execute(text(f'drop schema if exists "{schema}" cascade'))
     await create_read_model(engine, projection, schema)
     runner = ProjectionRunner(engine, projection, replace(config, schema=schema, until_end=True))
-    with fewer_collections():
-        return await runner.run(asyncio.Event())
+    return await runner.run(asyncio.Event())
 
 
 async def swap(engine: AsyncEngine, rebuilt: str) -> str:
@@ -115,7 +96,7 @@ async def rebuild_and_swap(engine: AsyncEngine, projections: Sequence[tuple[Proj
             remaining += left
         return remaining
 
-    with fewer_collections():
+    with fewer_collections():  # held over the whole rebuild, not taken and given back per projection
         await replay("rebuild")
     for _ in range(max_catch_ups):  # while live: each pass reads what arrived during the previous one
         if await replay("catch-up") < close_enough:
