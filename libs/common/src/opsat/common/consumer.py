@@ -253,8 +253,7 @@ def fewer_collections() -> Iterator[None]:
     global _collector_holders, _collector_saved
     if _collector_holders == 0:
         _collector_saved = gc.get_threshold()
-        gc.collect()
-        gc.freeze()
+        gc.freeze()  # (no full pass first: a runner starting would pay for the whole heap; garbage frozen now is freed at the end)
         gc.set_threshold(GC_YOUNG_THRESHOLD, *_collector_saved[1:])
     _collector_holders += 1
     try:
