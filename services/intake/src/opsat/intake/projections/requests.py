@@ -97,6 +97,8 @@ class RequestsProjection:
         await insert_rows(conn, timeline, [_timeline_row(r) for r in mine], on_conflict_do_nothing=True)
         submitted = [_request_row(r.event, r.sequence) for r in mine if isinstance(r.event, ev.RequestSubmitted)]
         await insert_rows(conn, requests, submitted, on_conflict_do_nothing=True)
+        await insert_rows(conn, open_requests, [{name: row[name] for name in _OPEN_COLUMNS} for row in submitted],
+                          on_conflict_do_nothing=True)  # a new request is open
         pending: dict[str, dict[str, Any]] = {}
         for received in mine:
             event = received.event
@@ -112,7 +114,9 @@ class RequestsProjection:
         for request_id, changes in pending.items():
             await conn.execute(update(requests).where(requests.c.id == request_id,
                                                       requests.c.version < changes["version"]).values(**changes))
-        await _sync_open_requests(conn, list({r.event.request_id for r in mine}))
+        moved = [request_id for request_id, changes in pending.items() if not _QUEUE_COLUMNS.isdisjoint(changes)]
+        if moved:  # most events (replies, notes, time) leave the working set as it is
+            await _sync_open_requests(conn, moved)
 
     @staticmethod
     async def _newer_than_rows(conn: AsyncConnection, batch: list[ReceivedEvent]) -> list[ReceivedEvent]:
@@ -170,10 +174,34 @@ def copy_open_requests(*where: Any) -> Insert:
         names, select(*(requests.c[name] for name in names)).where(requests.c.status.in_(OPEN_STATUSES), *where))
 
 
+def _sync_statements() -> tuple[Any, Any]:
+    """The working set brought in line with the batch's requests: their open rows upserted, driven from the ids
+    (primary-key lookups whatever the planner thinks of `status`), and their rows that are no longer open deleted."""
+    ids = func.unnest(_ANY_ID).table_valued("id").render_derived(name="batch_ids")
+    names = [c.name for c in open_requests.columns]
+    upsert = insert(open_requests).from_select(
+        names, select(*(requests.c[name] for name in names))
+        .select_from(ids.join(requests, requests.c.id == ids.c.id))
+        .where(requests.c.status.in_(OPEN_STATUSES)))
+    upsert = upsert.on_conflict_do_update(index_elements=[open_requests.c.id],
+                                          set_={name: upsert.excluded[name] for name in names if name != "id"})
+    closed = delete(open_requests).where(
+        open_requests.c.id == func.any(_ANY_ID),
+        ~select(requests.c.id).where(requests.c.id == open_requests.c.id,
+                                     requests.c.status.in_(OPEN_STATUSES)).exists())
+    return upsert, closed
+
+
+_UPSERT_OPEN, _DELETE_CLOSED = _sync_statements()
+_OPEN_COLUMNS = [c.name for c in open_requests.columns]
+# The working set's columns an event after the submit can change (the others are the submit's).
+_QUEUE_COLUMNS = frozenset({"status", "team", "assignee", "priority"})
+
+
 async def _sync_open_requests(conn: AsyncConnection, ids: list[str]) -> None:
     """Copy the batch's requests into the working set as their rows now stand (two statements per batch)."""
-    await conn.execute(delete(open_requests).where(open_requests.c.id == func.any(_ANY_ID)), {"ids": ids})
-    await conn.execute(copy_open_requests(requests.c.id == func.any(_ANY_ID)), {"ids": ids})
+    await conn.execute(_UPSERT_OPEN, {"ids": ids})
+    await conn.execute(_DELETE_CLOSED, {"ids": ids})
 
 
 def _timeline_row(received: ReceivedEvent) -> dict[str, Any]:
