@@ -78,9 +78,9 @@ def _worker_process(settings, **extra_env: str) -> subprocess.Popen:
 
 
 REQUESTS = 100  # enough that a kill lands mid-stream even when the relay and projection run fast
-# Small relay batches make the events reach Kafka (and so the projection) over many short transactions,
-# so that a kill lands while some are still on their way.
-SLOW_RELAY = {"OPSAT_RELAY_BATCH_SIZE": "1"}
+# Small relay batches and small polls make the events reach Kafka and the read model over many short
+# transactions, so that a kill lands while some are still on their way.
+SLOW_RELAY = {"OPSAT_RELAY_BATCH_SIZE": "1", "OPSAT_CONSUMER_MAX_RECORDS": "5"}
 
 
 async def test_worker_killed_mid_stream_applies_every_event_once(intake):
@@ -98,10 +98,12 @@ async def test_worker_killed_mid_stream_applies_every_event_once(intake):
     total = await scalar(db, "select count(*) from events")
     assert total == REQUESTS * 6
     at_kill = []
-    for round_ in range(3):
+    for _ in range(3):
+        # killed once it has applied a tenth more than the last one left (so it was projecting when it died)
+        target = await _applied_count(db) + total // 10
         worker = _worker_process(intake.settings, **SLOW_RELAY)
         try:
-            await wait_until(lambda: _applied(db, (round_ + 1) * total // 5), timeout=60, interval=0.01)
+            await wait_until(lambda target=target: _applied(db, target), timeout=60, interval=0.01)
         finally:
             os.killpg(worker.pid, signal.SIGKILL)
             worker.wait()

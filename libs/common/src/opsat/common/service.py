@@ -125,7 +125,7 @@ class Service:
         reads = next((getattr(c, "reads", ()) for c in self.consumer_classes() if c.name == consumer), ())
         return RunnerConfig(bootstrap=settings.kafka_bootstrap, group_id=f"{settings.topic_namespace}.{self.name}."
                             f"{consumer}", dlq_topic=self.dlq_topic(settings, consumer),
-                            max_retries=settings.consumer_max_retries,
+                            max_retries=settings.consumer_max_retries, max_records=settings.consumer_max_records,
                             session_timeout_ms=settings.kafka_session_timeout_ms,
                             metadata_max_age_ms=settings.kafka_metadata_max_age_ms,
                             group_instance_id=settings.kafka_group_instance_id,

@@ -87,6 +87,8 @@ class ServiceSettings(BaseSettings):
     relay_delivery_timeout_s: float = Field(default=15.0, gt=0)  # then the relay reports an outage and re-sends
     deadline_poll_interval_s: float = Field(default=1.0, gt=0)
     consumer_max_retries: int = Field(default=3, ge=0)
+    # Records a live consumer applies per transaction at most (fewer: shorter transactions, more commits).
+    consumer_max_records: int = Field(default=1_000, ge=1, le=50_000)
     # How often the worker measures its consumer groups' lag from Kafka (opsat_consumer_group_lag).
     group_lag_interval_s: float = Field(default=15.0, gt=0)
     read_your_writes_timeout_s: float = Field(default=2.0, ge=0)
