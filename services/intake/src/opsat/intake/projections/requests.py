@@ -15,6 +15,7 @@ from sqlalchemy import String, bindparam, delete, func, select, update
 from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.dml import Insert
+from sqlalchemy.sql.selectable import Select
 
 from opsat.common.bulk import insert_rows
 from opsat.common.consumer import ReceivedEvent
@@ -166,25 +167,28 @@ class RequestsProjection:
         return await conn.scalar(requests.select().with_only_columns(column).where(requests.c.id == request_id))
 
 
+_OPEN_COLUMNS = [c.name for c in open_requests.columns]
+
+
+def _open_rows() -> Select[Any]:
+    """The working set's columns of the open `requests` rows."""
+    return select(*(requests.c[name] for name in _OPEN_COLUMNS)).where(requests.c.status.in_(OPEN_STATUSES))
+
+
 def copy_open_requests(*where: Any) -> Insert:
     """INSERT into the working set the open `requests` rows (those matching `where`) as they now stand; with
     no condition, a migration's or a bulk load's catch-up."""
-    names = [c.name for c in open_requests.columns]
-    return open_requests.insert().from_select(
-        names, select(*(requests.c[name] for name in names)).where(requests.c.status.in_(OPEN_STATUSES), *where))
+    return open_requests.insert().from_select(_OPEN_COLUMNS, _open_rows().where(*where))
 
 
 def _sync_statements() -> tuple[Any, Any]:
     """The working set brought in line with the batch's requests: their open rows upserted, driven from the ids
     (primary-key lookups whatever the planner thinks of `status`), and their rows that are no longer open deleted."""
     ids = func.unnest(_ANY_ID).table_valued("id").render_derived(name="batch_ids")
-    names = [c.name for c in open_requests.columns]
     upsert = insert(open_requests).from_select(
-        names, select(*(requests.c[name] for name in names))
-        .select_from(ids.join(requests, requests.c.id == ids.c.id))
-        .where(requests.c.status.in_(OPEN_STATUSES)))
+        _OPEN_COLUMNS, _open_rows().select_from(ids.join(requests, requests.c.id == ids.c.id)))
     upsert = upsert.on_conflict_do_update(index_elements=[open_requests.c.id],
-                                          set_={name: upsert.excluded[name] for name in names if name != "id"})
+                                          set_={name: upsert.excluded[name] for name in _OPEN_COLUMNS if name != "id"})
     closed = delete(open_requests).where(
         open_requests.c.id == func.any(_ANY_ID),
         ~select(requests.c.id).where(requests.c.id == open_requests.c.id,
@@ -193,7 +197,6 @@ def _sync_statements() -> tuple[Any, Any]:
 
 
 _UPSERT_OPEN, _DELETE_CLOSED = _sync_statements()
-_OPEN_COLUMNS = [c.name for c in open_requests.columns]
 # The working set's columns an event after the submit can change (the others are the submit's).
 _QUEUE_COLUMNS = frozenset({"status", "team", "assignee", "priority"})
 
