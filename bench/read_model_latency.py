@@ -53,7 +53,7 @@ async def _tap(bootstrap: str, topic: str, seen: dict[str, float], ready: asynci
 
 
 async def run(bench: Bench, rate: float = 200.0, seconds: float = 10.0, poll_s: float = 0.005,
-              drain_timeout_s: float = 10.0) -> tuple[Result, dict[str, Any]]:
+              drain_timeout_s: float = 10.0, worker_env: dict[str, str] | None = None) -> tuple[Result, dict[str, Any]]:
     from opsat.intake.service import SERVICE
 
     TOPIC_PARTITIONS = SERVICE.partitions
@@ -66,7 +66,7 @@ async def run(bench: Bench, rate: float = 200.0, seconds: float = 10.0, poll_s: 
     await bench.create_topics({topic: TOPIC_PARTITIONS, f"{ns}.intake.requests.dlq": 1,
                                f"{ns}.intake.auto_close.dlq": 1})
     api, url = await bench.start_api(db, 1, "latency", namespace=ns)
-    worker = await bench.start_worker(db, "latency", namespace=ns)
+    worker = await bench.start_worker(db, "latency", namespace=ns, **(worker_env or {}))
     host, _, port = url.removeprefix("http://").partition(":")
     from common import token
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import time
 from collections import Counter, defaultdict
 
 import asyncpg
@@ -302,3 +303,39 @@ async def test_a_broker_crash_mid_drain_deletes_only_acknowledged_rows(database_
     assert all(stored[i][0] in left for i in repeated)  # only unacknowledged rows went out twice
     for stream, versions in _first_copies_per_stream(records).items():
         assert versions == list(range(1, 101)), stream
+
+
+async def test_a_relay_woken_from_idle_lingers_so_that_the_next_commits_share_the_publish(
+        database_url, kafka_bootstrap, topic_namespace):
+    await platform_database(database_url)
+    topic = f"{topic_namespace}.linger.events"
+    await ensure_topics(kafka_bootstrap, {topic: 1})
+    engine = create_engine(database_url)
+    store = EventStore(engine, EventRegistry("test", [Ticked]))
+    meta = EventMetadata(actor="t", tenant="t", correlation_id="c")
+    relay = OutboxRelay(RelayConfig(database_url=database_url, bootstrap=kafka_bootstrap, topic=topic,
+                                    source="/opsat/test", poll_interval_s=5, linger_s=0.5))
+    stop = asyncio.Event()
+    task = asyncio.create_task(relay.run(stop))
+    try:
+        for _ in range(200):
+            if relay.is_leader:
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.5)  # its first (empty) drain done: idle, waiting for a commit
+        await store.append("first", "thing", 0, [Ticked(n=1)], meta)
+        await asyncio.sleep(0.2)
+        second_committed_at = time.time()
+        await store.append("second", "thing", 0, [Ticked(n=2)], meta)
+        for _ in range(200):
+            if await scalar(database_url, "select count(*) from outbox") == 0:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        stop.set()
+        await task
+        await engine.dispose()
+    records = {json.loads(r.value)["subject"]: r for r in await consume_all(kafka_bootstrap, topic, min_count=2)}
+    # The first commit woke the relay, which waited for the second before publishing: both left together.
+    assert records["first"].timestamp / 1000 >= second_committed_at - 0.01
+    assert abs(records["first"].timestamp - records["second"].timestamp) < 100

@@ -1,8 +1,10 @@
 """Consumer runner: Kafka records -> a projection's read-model tables, exactly once in effect.
 
 For each poll: one database transaction applies the records and remembers their event ids
-(`processed_events`), then each partition's offset is committed explicitly. A redelivery (after a crash,
-a rebalance or a relay retry) finds the id and changes nothing.
+(`processed_events`); each partition's offset is then committed to Kafka, at most every `commit_interval_s`
+and always on a rebalance or a stop. A redelivery (after a crash, a rebalance or a relay retry) finds the id
+and changes nothing. A consumer that names the events it `handles` is not given the others: a poll with none
+of them costs no transaction at all.
 
 Read models are monotone: `stream_versions` holds, per stream, the highest version a projection applied,
 and an event at or below it is skipped (so a parked event re-driven after newer ones cannot roll a row
@@ -22,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -165,7 +168,10 @@ def decode_record(record: ConsumerRecord, registries: Iterable[EventDecoder] = (
 
 class Projection(Protocol):
     """A read model fed by events. `apply` must use SQLAlchemy Core on the tables of `metadata`
-    (schema READ_MODEL_SCHEMA), so that a rebuild can redirect it to a fresh schema."""
+    (schema READ_MODEL_SCHEMA), so that a rebuild can redirect it to a fresh schema.
+
+    A consumer may also set `handles`, the event classes (domain or foreign, anything with an `event_type`) it
+    acts on: the runner then skips the others before any database work (see `handled_types`)."""
 
     name: str
     topics: list[str]
@@ -179,6 +185,12 @@ class BatchProjection(Projection, Protocol):
     The runner falls back to `apply` per event, with retries and the dead-letter topic, if a batch fails."""
 
     async def apply_batch(self, conn: AsyncConnection, events: list[ReceivedEvent]) -> None: ...
+
+
+def handled_types(consumer: object) -> frozenset[str] | None:
+    """The `event_type`s of the classes a consumer `handles`, or None (no `handles`): it is given every event."""
+    handles = getattr(consumer, "handles", None)
+    return None if handles is None else frozenset(cls.event_type for cls in handles)
 
 
 def read_model_engine(engine: AsyncEngine, schema: str = READ_MODEL_SCHEMA) -> AsyncEngine:
@@ -205,6 +217,9 @@ class RunnerConfig:
     retry_backoff_s: float = 0.1
     retry_backoff_max_s: float = 5.0
     max_records: int = 1000
+    # Kafka offsets committed at most this often (and on a rebalance or stop): a commit is a write to the broker's
+    # offsets log and a round trip per poll; what a crash redelivers is deduplicated. 0: after every poll.
+    commit_interval_s: float = 1.0
     session_timeout_ms: int = 10_000
     # How soon a topic created after the consumer started (another service's, started later) is read.
     metadata_max_age_ms: int = 30_000
@@ -223,9 +238,14 @@ class RunnerConfig:
 class RunnerStats:
     applied: int = 0
     duplicates: int = 0  # already applied (same id) or older than what the read model reflects
+    ignored: int = 0  # not among the events the consumer `handles`
     parked: int = 0
     retries: int = 0  # batches rolled back by a transient fault and run again
     offsets: dict[TopicPartition, int] = field(default_factory=dict)
+
+
+class _BatchFailed(Exception):
+    """A poll's batch failed on a poison error (its cause): rolled back, to be applied again one by one."""
 
 
 @dataclass
@@ -234,6 +254,7 @@ class Outcomes:
 
     applied: int = 0
     duplicates: int = 0
+    ignored: int = 0
     stale: list[tuple[ReceivedEvent, int]] = field(default_factory=list)  # (event, version the row reflects)
 
 
@@ -263,6 +284,7 @@ def fewer_collections() -> Iterator[None]:
         if _collector_holders == 0:
             gc.set_threshold(*_collector_saved)
             gc.unfreeze()
+COMMIT_ON_STOP_TIMEOUT_S = 5.0
 DECODE_SLICE = 64  # records decoded between yields, so a reply from PostgreSQL to the poll in hand waits little
 
 
@@ -294,6 +316,9 @@ class ProjectionRunner:
         self.notifies = self.versions is not None and config.schema == READ_MODEL_SCHEMA
         self.end_offsets: dict[TopicPartition, int] = {}  # rebuild mode: where it stops
         self.generation = 0  # assignments seen (rebalances): a poll fetched under an older one is not applied
+        self.handles = handled_types(projection)
+        self._uncommitted: dict[TopicPartition, int] = {}  # applied in PostgreSQL, not yet committed to Kafka
+        self._last_commit = time.monotonic()
 
     async def run(self, stop: asyncio.Event) -> RunnerStats:
         rebuilding = self.config.until_end
@@ -323,13 +348,15 @@ class ProjectionRunner:
                     break
                 polled = await ahead if ahead is not None else await self._poll(consumer, max_records)
                 ahead = None
-                if polled.batch:
-                    if polled.generation != self.generation:  # fetched before a rebalance: fetch it again
-                        self._seek_back(consumer, polled)
-                        continue
-                    # The next poll is fetched and decoded while this one is in PostgreSQL.
-                    ahead = asyncio.ensure_future(self._poll(consumer, max_records))
-                    async with self._batch_lock:
+                if not polled.batch:
+                    await self._commit_offsets(consumer, due_only=True)
+                else:
+                    async with self._batch_lock:  # (a revoke takes it too: the check below holds until applied)
+                        if polled.generation != self.generation:  # fetched before a rebalance: fetch it again
+                            self._seek_back(consumer, polled)
+                            continue
+                        # The next poll is fetched and decoded while this one is in PostgreSQL.
+                        ahead = asyncio.ensure_future(self._poll(consumer, max_records))
                         if tracing.active():
                             await self._process_traced(consumer, polled, stop)
                         else:
@@ -342,6 +369,11 @@ class ProjectionRunner:
                 if not ahead.cancelled():
                     ahead.exception()  # retrieved, so that asyncio does not report it
             self._forget_lag(set(self._lag_series))  # a stopped runner reports no lag
+            try:  # bounded: a broker that is away must not hold the stop up (what is not committed is redelivered)
+                await asyncio.wait_for(self._commit_offsets(consumer), COMMIT_ON_STOP_TIMEOUT_S)
+            except TimeoutError:
+                log.warning("projection %s: offsets not committed on stop; the last batches may be delivered again",
+                            self.projection.name)
             await consumer.stop()
             if self._dlq is not None:
                 await self._dlq.stop()
@@ -396,22 +428,31 @@ class ProjectionRunner:
                 consumer.seek(tp, records[0].offset)
 
     async def _process(self, consumer: AIOKafkaConsumer, polled: _Poll, stop: asyncio.Event) -> None:
-        """Everything one poll returned: one transaction, then one commit of every partition's offset.
+        """Everything one poll returned: undecodable records parked, the rest in one transaction, then the
+        offsets (committed when due).
 
         A transient fault rolls the transaction back and runs it again after a back-off, until it heals or
-        the runner stops (then nothing is committed and the batch is delivered again)."""
-        batch = polled.batch
+        the runner stops (then nothing is committed and the batch is delivered again). A poison error rolls the
+        batch back and applies it again one record at a time, to find and park the culprit."""
+        records = polled.decoded
+        unreadable = [(record, event) for record, event in records if isinstance(event, UndecodableRecord)]
+        events = [(record, event) for record, event in records if not isinstance(event, UndecodableRecord)
+                  and (self.handles is None or event.event_type in self.handles)]
+        outcomes = Outcomes(ignored=len(records) - len(unreadable) - len(events))
         backoff = faults.Backoff(self.config.retry_backoff_s, self.config.retry_backoff_max_s)
         while True:
             try:
-                async with self.engine.begin() as conn:
-                    if self.config.until_end:  # a rebuild lost in a crash is redone from the topic
-                        await conn.execute(text("set local synchronous_commit = off"))
-                    if self.notifies:  # a read-model swap holds this exclusively (opsat.common.projections)
-                        await conn.execute(text(LOCK_READ_MODEL_SHARED), {"key": READ_MODEL_LOCK})
-                    outcomes = await self._apply_records(conn, polled.decoded)
-                    if outcomes.applied and self.notifies:  # wakes read-your-writes waits when this commits
-                        await conn.execute(text(NOTIFY_READ_MODEL), {"projection": self.projection.name})
+                while unreadable:
+                    record, error = unreadable[0]
+                    await self._park(record, str(error))
+                    unreadable.pop(0)
+                if events:
+                    try:
+                        outcomes = await self._in_transaction(self._apply_batch, events, outcomes.ignored)
+                    except _BatchFailed as failed:
+                        log.warning("projection %s: batch of %d failed; applying one by one", self.projection.name,
+                                    len(events), exc_info=failed.__cause__)
+                        outcomes = await self._in_transaction(self._apply_one_by_one, events, outcomes.ignored)
                 break
             except Exception as exc:
                 if not faults.is_transient(exc):
@@ -423,15 +464,37 @@ class ProjectionRunner:
                     return
         self._outage.healed()
         self._count(outcomes)
-        offsets = {tp: records[-1].offset + 1 for tp, records in batch.items()}
-        # Only after the read model committed: a crash in between means a redelivery, which is a no-op.
-        if not self.config.until_end:
-            try:
-                await consumer.commit(offsets)
-            except Exception as exc:  # the read model holds the batch: a redelivery after this is a no-op
-                log.warning("projection %s: offset commit failed (%s: %s); the batch may be delivered again",
-                            self.projection.name, type(exc).__name__, exc)
+        offsets = {tp: records[-1].offset + 1 for tp, records in polled.batch.items()}
         self.stats.offsets.update(offsets)
+        if not self.config.until_end:  # a rebuild commits nothing: it has no group
+            # Only after the read model committed: a crash in between means a redelivery, which is a no-op.
+            self._uncommitted.update(offsets)
+            await self._commit_offsets(consumer, due_only=True)
+
+    async def _in_transaction(self, work: Any, events: list[tuple[ConsumerRecord, ReceivedEvent]],
+                              ignored: int) -> Outcomes:
+        async with self.engine.begin() as conn:
+            if self.config.until_end:  # a rebuild lost in a crash is redone from the topic
+                await conn.execute(text("set local synchronous_commit = off"))
+            if self.notifies:  # a read-model swap holds this exclusively (opsat.common.projections)
+                await conn.execute(text(LOCK_READ_MODEL_SHARED), {"key": READ_MODEL_LOCK})
+            outcomes: Outcomes = await work(conn, events)
+            if outcomes.applied and self.notifies:  # wakes read-your-writes waits when this commits
+                await conn.execute(text(NOTIFY_READ_MODEL), {"projection": self.projection.name})
+        outcomes.ignored = ignored
+        return outcomes
+
+    async def _commit_offsets(self, consumer: AIOKafkaConsumer, due_only: bool = False) -> None:
+        """Commit the offsets applied since the last commit: now, or (`due_only`) once `commit_interval_s` passed."""
+        if not self._uncommitted or (due_only and time.monotonic() - self._last_commit < self.config.commit_interval_s):
+            return
+        offsets, self._uncommitted = self._uncommitted, {}
+        self._last_commit = time.monotonic()
+        try:
+            await consumer.commit(offsets)
+        except Exception as exc:  # the read model holds the batch: a redelivery after this is a no-op
+            log.warning("projection %s: offset commit failed (%s: %s); the batch may be delivered again",
+                        self.projection.name, type(exc).__name__, exc)
 
     async def _process_traced(self, consumer: AIOKafkaConsumer, polled: _Poll, stop: asyncio.Event) -> None:
         """`_process` with a consumer span per record, child of the traceparent in its headers (the relay's
@@ -456,53 +519,47 @@ class ProjectionRunner:
         duplicates = outcomes.duplicates + len(outcomes.stale)
         self.stats.applied += outcomes.applied
         self.stats.duplicates += duplicates
+        self.stats.ignored += outcomes.ignored
         obs.EVENTS_APPLIED.labels(self.projection.name, "applied").inc(outcomes.applied)
         obs.EVENTS_APPLIED.labels(self.projection.name, "duplicate").inc(duplicates)
+        if outcomes.ignored:
+            obs.EVENTS_APPLIED.labels(self.projection.name, "ignored").inc(outcomes.ignored)
 
-    async def _apply_records(self, conn: AsyncConnection,
-                             records: list[tuple[ConsumerRecord, ReceivedEvent | UndecodableRecord]]) -> Outcomes:
-        """The fast path: one dedupe statement, one version check and one batch write; on a poison
-        error, one by one to find the culprit. A transient error propagates (the caller retries all)."""
-        outcomes = Outcomes()
-        decoded: list[tuple[ConsumerRecord, ReceivedEvent]] = []
-        for record, event in records:
-            if isinstance(event, UndecodableRecord):
-                await self._park(record, str(event))
-            else:
-                decoded.append((record, event))
-        if not decoded:
-            return outcomes
+    async def _apply_batch(self, conn: AsyncConnection, records: list[tuple[ConsumerRecord, ReceivedEvent]]
+                           ) -> Outcomes:
+        """The fast path: one dedupe statement, one version check and one batch write. A poison error is raised
+        as `_BatchFailed` (the transaction rolls back, the caller goes one by one); a transient one as it is."""
         try:
-            async with conn.begin_nested():
-                fresh = await self._first_seen(conn, [event.id for _, event in decoded])
-                new: list[ReceivedEvent] = []
-                for _, event in decoded:  # a relay retry can repeat an event inside one batch, too
-                    if event.id in fresh:
-                        new.append(event)
-                        fresh.discard(event.id)
-                new, stale = await self._newer_only(conn, new)
-                apply_batch = getattr(self.projection, "apply_batch", None)
-                if apply_batch is not None:
-                    if new:
-                        await apply_batch(conn, new)
-                else:
-                    for event in new:
-                        await self.projection.apply(conn, event)
+            fresh = await self._first_seen(conn, [event.id for _, event in records])
+            new: list[ReceivedEvent] = []
+            for _, event in records:  # a relay retry can repeat an event inside one batch, too
+                if event.id in fresh:
+                    new.append(event)
+                    fresh.discard(event.id)
+            new, stale = await self._newer_only(conn, new)
+            apply_batch = getattr(self.projection, "apply_batch", None)
+            if apply_batch is not None:
+                if new:
+                    await apply_batch(conn, new)
+            else:
+                for event in new:
+                    await self.projection.apply(conn, event)
         except Exception as exc:
             if faults.is_transient(exc):
                 raise
-            log.warning("projection %s: batch of %d failed; applying one by one", self.projection.name,
-                        len(decoded), exc_info=True)
-            for record, _ in decoded:
-                outcome = await self._handle(conn, record)
-                if outcome == "applied":
-                    outcomes.applied += 1
-                elif outcome == "duplicate":
-                    outcomes.duplicates += 1
-            return outcomes
-        outcomes.applied = len(new)
-        outcomes.duplicates = len(decoded) - len(new) - len(stale)
-        outcomes.stale = stale
+            raise _BatchFailed from exc
+        return Outcomes(applied=len(new), duplicates=len(records) - len(new) - len(stale), stale=stale)
+
+    async def _apply_one_by_one(self, conn: AsyncConnection, records: list[tuple[ConsumerRecord, ReceivedEvent]]
+                                ) -> Outcomes:
+        """The batch again, record by record (each in a savepoint), parking the ones that keep failing."""
+        outcomes = Outcomes()
+        for record, _ in records:
+            outcome = await self._handle(conn, record)
+            if outcome == "applied":
+                outcomes.applied += 1
+            elif outcome == "duplicate":
+                outcomes.duplicates += 1
         return outcomes
 
     async def _first_seen(self, conn: AsyncConnection, event_ids: list[str]) -> set[str]:
@@ -645,6 +702,7 @@ class _FinishBatchOnRevoke(ConsumerRebalanceListener):
     async def on_partitions_revoked(self, revoked: Any) -> None:
         async with self.runner._batch_lock:  # noqa: SLF001 - the listener is part of the runner
             self.runner.generation += 1  # a poll fetched before this is not applied (see ProjectionRunner.run)
+            await self.runner._commit_offsets(self.consumer)  # noqa: SLF001 - the new owner starts after them
         self.runner._forget_lag(set(revoked))  # noqa: SLF001
 
     async def on_partitions_assigned(self, assigned: Any) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,6 +72,11 @@ class RelayConfig:
     poll_interval_s: float = 1.0
     request_timeout_ms: int = 10_000
     delivery_timeout_s: float = 15.0  # unacknowledged this long: give up the producer, send again
+    # Woken by a commit, wait this long before reading the outbox, so that the commits of the next moments go out
+    # in the same produce request: at a few hundred commits a second a produce request each was the broker's
+    # largest cost (about 1.5 ms of its CPU per request on the 2-core development machine), and every consumer
+    # downstream ran one transaction per record. Only a relay woken from idle waits.
+    linger_s: float = 0.005
 
 
 def lock_key(topic: str) -> int:
@@ -318,6 +324,7 @@ class OutboxRelay:
             self.is_leader = True
             await conn.add_listener(OUTBOX_CHANNEL, lambda *_: self._wakeup.set())
             backoff = faults.Backoff(0.5, 3.0)  # a retry is one connection attempt: cheap, and recovery is quicker
+            backlog_counted = float("-inf")
             while not stop.is_set():
                 self._wakeup.clear()
                 try:
@@ -331,16 +338,20 @@ class OutboxRelay:
                 backoff.reset()
                 if self.kafka.healed() is not None:
                     obs.KAFKA_UNREACHABLE.labels(topic=self.config.topic).set(0)
-                obs.OUTBOX_BACKLOG.labels(topic=self.config.topic).set(
-                    await conn.fetchval("select count(*) from outbox")
-                )
+                if time.monotonic() - backlog_counted >= self.config.poll_interval_s:  # a count is a scan
+                    obs.OUTBOX_BACKLOG.labels(topic=self.config.topic).set(
+                        await conn.fetchval("select count(*) from outbox"))
+                    backlog_counted = time.monotonic()
                 # NOTIFY wakes us at once; the timeout is the fallback if a notification is lost.
+                idle = not self._wakeup.is_set()  # (set: commits came during the drain, a batch is there already)
                 waiter = asyncio.ensure_future(self._wakeup.wait())
                 stopper = asyncio.ensure_future(stop.wait())
                 await asyncio.wait({waiter, stopper}, timeout=self.config.poll_interval_s,
                                    return_when=asyncio.FIRST_COMPLETED)
                 waiter.cancel()
                 stopper.cancel()
+                if idle and waiter.done() and not waiter.cancelled() and self.config.linger_s:
+                    await _sleep_or_stop(stop, self.config.linger_s)
         finally:
             self.is_leader = False
             await conn.close(timeout=5)

@@ -126,6 +126,7 @@ class Service:
         return RunnerConfig(bootstrap=settings.kafka_bootstrap, group_id=f"{settings.topic_namespace}.{self.name}."
                             f"{consumer}", dlq_topic=self.dlq_topic(settings, consumer),
                             max_retries=settings.consumer_max_retries, max_records=settings.consumer_max_records,
+                            commit_interval_s=settings.consumer_commit_interval_s,
                             session_timeout_ms=settings.kafka_session_timeout_ms,
                             metadata_max_age_ms=settings.kafka_metadata_max_age_ms,
                             group_instance_id=settings.kafka_group_instance_id,
@@ -169,7 +170,8 @@ class Service:
                                         batch_size=settings.relay_batch_size,
                                         poll_interval_s=settings.relay_poll_interval_s,
                                         request_timeout_ms=settings.kafka_request_timeout_ms,
-                                        delivery_timeout_s=settings.relay_delivery_timeout_s))
+                                        delivery_timeout_s=settings.relay_delivery_timeout_s,
+                                        linger_s=settings.relay_linger_s))
         loops: list[tuple[str, Loop]] = [("relay", relay.run), ("group-lag", lambda stop: run_group_lag(
             self, settings, stop, settings.group_lag_interval_s)), ("idempotency-cleanup", lambda stop: (
             run_idempotency_cleanup(engine, settings.idempotency_retention_s, stop)))]

@@ -85,10 +85,15 @@ class ServiceSettings(BaseSettings):
     relay_batch_size: int = Field(default=2_000, ge=1, le=50_000)
     relay_poll_interval_s: float = Field(default=1.0, gt=0)
     relay_delivery_timeout_s: float = Field(default=15.0, gt=0)  # then the relay reports an outage and re-sends
+    # Woken by a commit, the relay waits this long for more before publishing (fewer, fuller produce requests).
+    relay_linger_s: float = Field(default=0.005, ge=0, le=1)
     deadline_poll_interval_s: float = Field(default=1.0, gt=0)
     consumer_max_retries: int = Field(default=3, ge=0)
     # Records a live consumer applies per transaction at most (fewer: shorter transactions, more commits).
     consumer_max_records: int = Field(default=1_000, ge=1, le=50_000)
+    # A live consumer commits its Kafka offsets at most this often (and on a rebalance or stop); 0: after every
+    # poll. What a crash redelivers is deduplicated, so this bounds only redelivered work, never correctness.
+    consumer_commit_interval_s: float = Field(default=1.0, ge=0, le=60)
     # How often the worker measures its consumer groups' lag from Kafka (opsat_consumer_group_lag).
     group_lag_interval_s: float = Field(default=15.0, gt=0)
     read_your_writes_timeout_s: float = Field(default=2.0, ge=0)

@@ -105,6 +105,7 @@ class SurveyOnClose(CommandReaction):
     name: ClassVar[str] = "survey_on_close"
     sources: ClassVar[tuple[str, ...]] = ("intake",)
     command: ClassVar[type] = c.IssueSurvey
+    handles: ClassVar[tuple[type, ...]] = INTAKE_READS
 
     async def apply(self, conn: AsyncConnection, received: ReceivedEvent) -> None:
         read = next((cls.read(received) for cls in INTAKE_READS if cls.matches(received)), None)
@@ -187,6 +188,7 @@ class CampaignSurveys(CommandReaction):
     name: ClassVar[str] = "campaign_surveys"
     sources: ClassVar[tuple[str, ...]] = ("feedback",)
     command: ClassVar[type] = c.IssueSurvey
+    handles: ClassVar[tuple[type, ...]] = (ev.CampaignLaunched,)
 
     async def apply(self, conn: AsyncConnection, received: ReceivedEvent) -> None:
         event = received.event
@@ -224,6 +226,7 @@ class FollowUpOnAnswer(CommandReaction):
     name: ClassVar[str] = "followup_opener"
     sources: ClassVar[tuple[str, ...]] = ("feedback",)
     command: ClassVar[type] = c.OpenFollowUp
+    handles: ClassVar[tuple[type, ...]] = (ev.SurveyAnswered,)
 
     async def apply(self, conn: AsyncConnection, received: ReceivedEvent) -> None:
         event = received.event
@@ -252,6 +255,9 @@ class SurveyScheduler:
     name = "survey_scheduler"
     sources = ("feedback",)
     metadata = reaction_metadata()
+    handles = (ev.SurveyIssued, ev.SurveyReminded, ev.SurveyAnswered, ev.SurveyExpired, ev.FollowUpOpened,
+               ev.FollowUpResolved, ev.FollowUpOverdue, ev.CustomerReacted, ev.ImprovementImplemented,
+               ev.ImprovementVerified)
 
     def __init__(self, topic: str) -> None:
         self.topics = [topic]

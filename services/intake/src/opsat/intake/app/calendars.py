@@ -55,6 +55,7 @@ class CalendarFollower:
     name = "calendar_follower"
     sources = ("sla",)
     metadata = metadata
+    handles = SLA_READS
 
     def __init__(self, topic: str) -> None:
         self.topics = [topic]

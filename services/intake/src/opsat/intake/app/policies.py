@@ -22,6 +22,7 @@ class AutoCloseScheduler:
     name = "auto_close_scheduler"
     sources = ("intake",)
     metadata = reaction_metadata()
+    handles = (ev.RequestResolved, ev.RequestClosed, ev.RequestReopened, ev.RequestCancelled)
 
     def __init__(self, topic: str) -> None:
         self.topics = [topic]

@@ -229,6 +229,7 @@ class SignalDriver(CommandReaction):
     sources: ClassVar[tuple[str, ...]] = ("intake", "sla", "feedback")
     command: ClassVar[type] = c.RecordSignal
     reads: ClassVar[tuple[type[ForeignEvent], ...]] = UPSTREAM_READS
+    handles: ClassVar[tuple[type, ...]] = UPSTREAM_READS
 
     def __init__(self, *topics: str) -> None:
         super().__init__(*topics)
