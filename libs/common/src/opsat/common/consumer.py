@@ -47,6 +47,7 @@ from sqlalchemy import (
     literal,
     select,
     text,
+    union_all,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -56,7 +57,7 @@ from opsat.common import observability as obs
 from opsat.common.db import LOCK_READ_MODEL_SHARED, READ_MODEL_LOCK, READ_MODEL_SCHEMA
 from opsat.common.domain import DomainEvent
 from opsat.common.envelope import split_type
-from opsat.common.freshness import NOTIFY_READ_MODEL
+from opsat.common.freshness import READ_MODEL_CHANNEL
 
 log = logging.getLogger(__name__)
 
@@ -478,9 +479,7 @@ class ProjectionRunner:
                 await conn.execute(text("set local synchronous_commit = off"))
             if self.notifies:  # a read-model swap holds this exclusively (opsat.common.projections)
                 await conn.execute(text(LOCK_READ_MODEL_SHARED), {"key": READ_MODEL_LOCK})
-            outcomes: Outcomes = await work(conn, events)
-            if outcomes.applied and self.notifies:  # wakes read-your-writes waits when this commits
-                await conn.execute(text(NOTIFY_READ_MODEL), {"projection": self.projection.name})
+            outcomes: Outcomes = await work(conn, events)  # (its NOTIFY wakes read-your-writes waits on commit)
         outcomes.ignored = ignored
         return outcomes
 
@@ -530,13 +529,13 @@ class ProjectionRunner:
         """The fast path: one dedupe statement, one version check and one batch write. A poison error is raised
         as `_BatchFailed` (the transaction rolls back, the caller goes one by one); a transient one as it is."""
         try:
-            fresh = await self._first_seen(conn, [event.id for _, event in records])
+            fresh, versions = await self._first_seen(conn, [event for _, event in records])
             new: list[ReceivedEvent] = []
             for _, event in records:  # a relay retry can repeat an event inside one batch, too
                 if event.id in fresh:
                     new.append(event)
                     fresh.discard(event.id)
-            new, stale = await self._newer_only(conn, new)
+            new, stale = await self._newer_only(conn, new, versions)
             apply_batch = getattr(self.projection, "apply_batch", None)
             if apply_batch is not None:
                 if new:
@@ -562,28 +561,52 @@ class ProjectionRunner:
                 outcomes.duplicates += 1
         return outcomes
 
-    async def _first_seen(self, conn: AsyncConnection, event_ids: list[str]) -> set[str]:
-        """Record the ids as processed; returns those not seen before."""
-        # One statement of constant shape (unnest of an array), so SQLAlchemy compiles it once.
+    async def _first_seen(self, conn: AsyncConnection, events: list[ReceivedEvent]
+                          ) -> tuple[set[str], dict[tuple[str, str], int]]:
+        """Record the ids as processed; returns those not seen before and, for a projection with versions, the
+        version each of the events' streams is at. One statement (an INSERT in a WITH beside the SELECT), of
+        constant shape (unnest of an array) so that SQLAlchemy compiles it once."""
+        event_ids = list(dict.fromkeys(event.id for event in events))
         ids = select(literal(self.projection.name), func.unnest(bindparam("ids", type_=ARRAY(String))))
-        statement = (insert(self.processed).from_select(["projection", "event_id"], ids)
-                     .on_conflict_do_nothing().returning(self.processed.c.event_id))
-        result = await conn.execute(statement, {"ids": list(dict.fromkeys(event_ids))})
-        return set(result.scalars())
+        fresh = (insert(self.processed).from_select(["projection", "event_id"], ids)
+                 .on_conflict_do_nothing().returning(self.processed.c.event_id))
+        if self.versions is None:
+            return set((await conn.execute(fresh, {"ids": event_ids})).scalars()), {}
+        inserted = fresh.cte("fresh")
+        t = self.versions
+        both = union_all(
+            select(literal("id").label("kind"), inserted.c.event_id.label("source"),
+                   literal(None, String).label("stream_id"), literal(None, Integer).label("version")),
+            select(literal("version"), t.c.source, t.c.stream_id, t.c.version).where(
+                t.c.projection == self.projection.name,
+                t.c.stream_id == func.any(bindparam("streams", type_=ARRAY(String)))))
+        result = await conn.execute(both, {"ids": event_ids, "streams": list({e.subject for e in events})})
+        first: set[str] = set()
+        versions: dict[tuple[str, str], int] = {}
+        for row in result:
+            if row.kind == "id":
+                first.add(row.source)
+            else:
+                versions[(row.source, row.stream_id)] = row.version
+        return first, versions
 
-    async def _newer_only(self, conn: AsyncConnection, events: list[ReceivedEvent]
+    async def _newer_only(self, conn: AsyncConnection, events: list[ReceivedEvent],
+                          applied: dict[tuple[str, str], int] | None = None
                           ) -> tuple[list[ReceivedEvent], list[tuple[ReceivedEvent, int]]]:
-        """Split events into those newer than their stream's applied version and the stale rest; record
-        the new versions. Events of one stream arrive in order (one partition), so a batch can hold several."""
+        """Split events into those newer than their stream's applied version (`applied`, read here if not
+        given) and the stale rest; record the new versions. Events of one stream arrive in order (one
+        partition), so a batch can hold several. A live read model's NOTIFY rides on the same statement: it
+        changed exactly when a version moved."""
         if self.versions is None or not events:
             return events, []
         t = self.versions
-        rows = await conn.execute(
-            select(t.c.source, t.c.stream_id, t.c.version).where(
-                t.c.projection == self.projection.name,
-                t.c.stream_id == func.any(bindparam("streams", type_=ARRAY(String)))),
-            {"streams": list({e.subject for e in events})})
-        applied = {(r.source, r.stream_id): r.version for r in rows}
+        if applied is None:
+            rows = await conn.execute(
+                select(t.c.source, t.c.stream_id, t.c.version).where(
+                    t.c.projection == self.projection.name,
+                    t.c.stream_id == func.any(bindparam("streams", type_=ARRAY(String)))),
+                {"streams": list({e.subject for e in events})})
+            applied = {(r.source, r.stream_id): r.version for r in rows}
         newer: list[ReceivedEvent] = []
         stale: list[tuple[ReceivedEvent, int]] = []
         for event in events:
@@ -605,8 +628,12 @@ class ProjectionRunner:
             upsert = upsert.on_conflict_do_update(
                 index_elements=[t.c.projection, t.c.source, t.c.stream_id],
                 set_={"version": func.greatest(t.c.version, upsert.excluded.version)})
-            await conn.execute(upsert, {"sources": [k[0] for k in keys], "ids": [k[1] for k in keys],
-                                        "versions": [applied[k] for k in keys]})
+            statement: Any = upsert
+            if self.notifies:  # (a WITH's INSERT runs whether or not the SELECT reads it)
+                statement = select(func.pg_notify(READ_MODEL_CHANNEL, self.projection.name)).add_cte(
+                    upsert.returning(t.c.version).cte("versions_moved"))
+            await conn.execute(statement, {"sources": [k[0] for k in keys], "ids": [k[1] for k in keys],
+                                           "versions": [applied[k] for k in keys]})
         return newer, stale
 
     async def _handle(self, conn: AsyncConnection, record: ConsumerRecord) -> str:

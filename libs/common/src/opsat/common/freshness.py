@@ -19,7 +19,6 @@ from opsat.common.db import connect_raw
 log = logging.getLogger(__name__)
 
 READ_MODEL_CHANNEL = "opsat_read_model"
-NOTIFY_READ_MODEL = f"select pg_notify('{READ_MODEL_CHANNEL}', :projection)"
 # While the LISTEN connection is down, a waiter reads again this often instead (rare: a database restart).
 UNWATCHED_POLL_S = 0.25
 
