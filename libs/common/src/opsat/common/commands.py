@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import re
-import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -46,6 +45,7 @@ from opsat.common.eventstore import (
     StreamStore,
     fold,
 )
+from opsat.common.ids import new_id
 
 
 @dataclass(frozen=True)
@@ -289,7 +289,7 @@ class CommandBatch:
                                  causation_id=meta.causation_id, traceparent=meta.traceparent)
         state, event_ids = stream.state, []
         for offset, event in enumerate(events, start=1):
-            event_id = str(uuid.uuid4())
+            event_id = new_id()
             self._new.append(NewEvent(stream_id, aggregate.stream_type, stream.version + offset, event_id, event,
                                       metadata))
             event_ids.append(event_id)
@@ -415,7 +415,7 @@ class CommandRouter(APIRouter):
             fields = {name: getattr(payload, name) for name in type(payload).model_fields} if payload else {}
             for name in generated:
                 if fields.get(name) is None:
-                    fields[name] = str(uuid.uuid4())
+                    fields[name] = new_id()
             command = command_cls(**{self.id_name: stream_id}, **fields)
             meta = kw["meta"]
             if meta.idempotency_key:  # only a repeat under the same key compares fingerprints
