@@ -6,7 +6,9 @@ validation and encoding cost per request. The intake app is called as ASGI (no s
     command_stub POST /api/v1/requests/{id}/accept (a CommandRouter route) with the same stub
     invalid      POST /api/v1/requests with a body that fails validation (the 422 problem+json path)
 
-Each is driven closed-loop at `--concurrency` for `--seconds`, reporting this process's CPU per op.
+Each is driven closed-loop at `--concurrency` for `--seconds`, reporting this process's CPU per op: the least
+of `--windows` equal slices of that time (other programs on a shared machine inflate some slices, never deflate
+them). `--cases` measures only those named.
 `--compare REF` runs the same measurement, interleaved in the same run, against the code of git ref REF
 (checked out into a temporary worktree and put first on the import path), and prints the ratios
 (REF / this tree, above 1 = this tree is cheaper). Writes bench/results/http_layer.json.
@@ -33,7 +35,8 @@ BODY = {"kind": "incident", "channel": "portal", "title": "Mail server unreachab
         "impact": 2, "urgency": 2, "service": "mail"}
 
 
-async def measure(seconds: float, concurrency: int) -> dict[str, Any]:
+async def measure(seconds: float, concurrency: int, windows: int = 1, only: list[str] | None = None
+                  ) -> dict[str, Any]:
     os.environ.setdefault("OPSAT_AUTH_MODE", "dev")
     os.environ.setdefault("OPSAT_AUTH_DEV_KEY", KEY)
     from opsat.common.auth import mint_token
@@ -87,6 +90,8 @@ async def measure(seconds: float, concurrency: int) -> dict[str, Any]:
         "command_stub": (scope("POST", "/api/v1/requests/r-1/accept", accept), accept, 200),
         "invalid": (scope("POST", "/api/v1/requests", invalid), invalid, 422),
     }
+    if only:
+        cases = {name: case for name, case in cases.items() if name in only}
     out: dict[str, Any] = {}
     async with app.router.lifespan_context(app):
         app.state.commands = StubCommands()
@@ -96,27 +101,30 @@ async def measure(seconds: float, concurrency: int) -> dict[str, Any]:
                 raise RuntimeError(f"{name}: status {status}, expected {expected}")
             for _ in range(200):  # warm caches
                 await call(sc, body)
-            n = 0
-            end = time.perf_counter() + seconds
+            slices = []
+            for _ in range(windows):
+                n = 0
+                end = time.perf_counter() + seconds / windows
 
-            async def loop(sc: dict[str, Any] = sc, body: bytes = body) -> None:
-                nonlocal n
-                while time.perf_counter() < end:
-                    await call(sc, body)
-                    n += 1
+                async def loop(sc: dict[str, Any] = sc, body: bytes = body) -> None:
+                    nonlocal n
+                    while time.perf_counter() < end:
+                        await call(sc, body)
+                        n += 1
 
-            cpu0, t0 = time.process_time(), time.perf_counter()
-            await asyncio.gather(*(loop() for _ in range(concurrency)))
-            cpu, wall = time.process_time() - cpu0, time.perf_counter() - t0
-            out[name] = {"ops": n, "ops_per_s": round(n / wall, 1), "cpu_ms_per_op": round(cpu / n * 1000, 4)}
+                cpu0, t0 = time.process_time(), time.perf_counter()
+                await asyncio.gather(*(loop() for _ in range(concurrency)))
+                cpu, wall = time.process_time() - cpu0, time.perf_counter() - t0
+                slices.append({"ops": n, "ops_per_s": round(n / wall, 1), "cpu_ms_per_op": round(cpu / n * 1000, 4)})
+            out[name] = min(slices, key=lambda x: x["cpu_ms_per_op"])
     return out
 
 
-def _child(seconds: float, concurrency: int) -> None:
+def _child(seconds: float, concurrency: int, windows: int, only: list[str] | None) -> None:
     import uvloop
 
     uvloop.install()
-    print(json.dumps(asyncio.run(measure(seconds, concurrency))))
+    print(json.dumps(asyncio.run(measure(seconds, concurrency, windows, only))))
 
 
 def _loadavg() -> list[float]:
@@ -128,11 +136,13 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=2, help="alternations of this tree and --compare")
+    parser.add_argument("--windows", type=int, default=1, help="slices of --seconds; the least CPU per op counts")
+    parser.add_argument("--cases", help="comma-separated cases to measure (default: all)")
     parser.add_argument("--compare", help="git ref whose code is measured beside this tree's")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        return _child(args.seconds, args.concurrency)
+        return _child(args.seconds, args.concurrency, args.windows, args.cases.split(",") if args.cases else None)
     from common import code_trees, run_child  # bench/ is this script's folder, first on the import path
 
     load_before = _loadavg()
@@ -140,13 +150,15 @@ def main() -> None:
         runs: dict[str, list[dict[str, Any]]] = {name: [] for name in trees}
         for _ in range(args.rounds):  # interleaved, so both see the same load on this shared machine
             for name, paths in trees.items():
-                runs[name].append(run_child(__file__, paths, ["--seconds", str(args.seconds),
-                                                              "--concurrency", str(args.concurrency)]))
+                runs[name].append(run_child(__file__, paths, ["--seconds", str(args.seconds), "--concurrency",
+                                                              str(args.concurrency), "--windows", str(args.windows),
+                                                              *(["--cases", args.cases] if args.cases else [])]))
     # per case, the best (least CPU) of the rounds: the one least disturbed by other programs
     best = {name: {case: min((r[case] for r in rs), key=lambda x: x["cpu_ms_per_op"]) for case in rs[0]}
             for name, rs in runs.items()}
     result: dict[str, Any] = {"name": "http_layer", "unit": "ms CPU per request (in-process ASGI, no database)",
                               "concurrency": args.concurrency, "seconds": args.seconds, "rounds": args.rounds,
+                              "windows": args.windows,
                               "loadavg_before": load_before, "loadavg_after": _loadavg(), "best": best, "runs": runs,
                               "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     cases = list(best["this tree"])

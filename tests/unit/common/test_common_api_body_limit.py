@@ -1,4 +1,4 @@
-"""api.BodyLimitMiddleware: 413 problem+json for bodies over the limit, announced or streamed."""
+"""api.HttpMiddleware: 413 problem+json for bodies over the limit, announced or streamed."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.testclient import TestClient
 from pydantic import BaseModel
 
-from opsat.common.api import BodyLimitMiddleware
+from opsat.common.api import HttpMiddleware
 from opsat.common.errors import PROBLEM_JSON, install_error_handlers
 
 LIMIT = 1024
@@ -33,7 +33,7 @@ def make_app() -> FastAPI:
     async def notes(note: Note) -> dict:
         return {"received": len(note.text)}
 
-    app.add_middleware(BodyLimitMiddleware, max_bytes=LIMIT)
+    app.add_middleware(HttpMiddleware, service="test", max_bytes=LIMIT)
     return app
 
 
@@ -117,7 +117,7 @@ def test_chunked_body_over_the_limit_for_a_body_model_route_is_413(client: TestC
 # --- at the ASGI level (headers an HTTP client would not send) ---------------------------
 
 
-async def call(middleware: BodyLimitMiddleware, headers: list[tuple[bytes, bytes]],
+async def call(middleware: HttpMiddleware, headers: list[tuple[bytes, bytes]],
                bodies: list[bytes]) -> list[dict]:
     messages = [{"type": "http.request", "body": b, "more_body": i < len(bodies) - 1} for i, b in enumerate(bodies)]
     sent: list[dict] = []
@@ -163,7 +163,7 @@ def body_of(sent: list[dict]) -> dict:
 @pytest.mark.parametrize("length", [b"abc", b"-1", b"1e3", b"", b" 10", b"0x10"])
 async def test_non_numeric_content_length_is_rejected_before_the_app(length: bytes):
     app, calls = inner_app_recorder()
-    sent = await call(BodyLimitMiddleware(app, LIMIT), [(b"content-length", length)], [b"x"])
+    sent = await call(HttpMiddleware(app, "test", LIMIT), [(b"content-length", length)], [b"x"])
     assert calls == []  # the app never ran
     assert status_of(sent) == 413
     assert body_of(sent)["type"] == "/problems/body-too-large"
@@ -173,14 +173,14 @@ async def test_non_numeric_content_length_is_rejected_before_the_app(length: byt
 
 async def test_a_lying_content_length_is_caught_while_streaming():
     app, calls = inner_app_recorder()
-    sent = await call(BodyLimitMiddleware(app, LIMIT), [(b"content-length", b"10")], [b"x" * 600, b"x" * 600])
+    sent = await call(HttpMiddleware(app, "test", LIMIT), [(b"content-length", b"10")], [b"x" * 600, b"x" * 600])
     assert calls == []
     assert status_of(sent) == 413
 
 
 async def test_streamed_body_at_the_limit_reaches_the_app():
     app, calls = inner_app_recorder()
-    sent = await call(BodyLimitMiddleware(app, LIMIT), [], [b"x" * 512, b"x" * 512])
+    sent = await call(HttpMiddleware(app, "test", LIMIT), [], [b"x" * 512, b"x" * 512])
     assert status_of(sent) == 200
     assert calls == [b"x" * LIMIT]
 
@@ -191,5 +191,5 @@ async def test_non_http_scopes_pass_through():
     async def app(scope, receive, send) -> None:
         seen.append(scope["type"])
 
-    await BodyLimitMiddleware(app, LIMIT)({"type": "lifespan"}, None, None)
+    await HttpMiddleware(app, "test", LIMIT)({"type": "lifespan"}, None, None)
     assert seen == ["lifespan"]

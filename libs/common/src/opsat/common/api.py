@@ -9,13 +9,14 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import uuid
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -29,6 +30,7 @@ from opsat.common.envelope import EventRegistry
 from opsat.common.errors import install_error_handlers, problem, unauthenticated_problem
 from opsat.common.eventstore import EventStore
 from opsat.common.freshness import ReadModelWatch
+from opsat.common.ids import new_id
 from opsat.common.settings import ServiceSettings
 
 ASGIApp = Callable[[dict, Callable, Callable], Awaitable[None]]
@@ -37,19 +39,72 @@ _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}
 _CORRELATION_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
-class BodyLimitMiddleware:
-    """413 for bodies over the limit, whether announced by Content-Length or streamed."""
+class HttpMiddleware:
+    """Every request's own layer, in one pure-ASGI pass over its headers: the correlation id (X-Correlation-ID
+    in, out, and into every log line and event), the trace context, metrics per route, and 413 for bodies over
+    the limit, whether announced by Content-Length or streamed (a refusal still carries the correlation id)."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, service: str, max_bytes: int) -> None:
         self.app = app
+        self.service = service
         self.max_bytes = max_bytes
+        self._series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        length = dict(scope["headers"]).get(b"content-length")
-        if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
-            return await self._reject(scope, receive, send)
+        started = time.perf_counter()
+        cid = traceparent = b""
+        length = None
+        for name, value in scope["headers"]:  # the last of a repeated header wins, as in a dict of them
+            if name == b"content-length":
+                length = value
+            elif name == b"x-correlation-id":
+                cid = value
+            elif name == b"traceparent":
+                traceparent = value
+        correlation = cid.decode("latin-1")
+        if not _CORRELATION_ID.match(correlation):
+            correlation = new_id()
+        trace = traceparent.decode("latin-1")
+        match = _TRACEPARENT.match(trace)
+        cid_token = obs.correlation_id.set(correlation)
+        trace_token = obs.trace_id.set(match.group(1) if match else None)
+        scope.setdefault("state", {})["traceparent"] = trace if match else None
+        cid_header = (b"x-correlation-id", correlation.encode("latin-1"))
+        status = 500
+
+        async def send_with_id(message: dict) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message.setdefault("headers", []).append(cid_header)
+            await send(message)
+
+        if tracing.active():  # FastAPI's own server span (child of the client's traceparent) is current
+            server = tracing.current_traceparent()
+            if server:
+                scope["state"]["traceparent"] = server  # the events appended carry it to the relay and consumers
+                obs.trace_id.set(tracing.trace_id_of(server))
+        try:
+            if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
+                await self._reject(scope, receive, send_with_id)
+            else:
+                await self._limited(scope, receive, send_with_id)
+        finally:
+            key = (scope["method"], getattr(scope.get("route"), "path", "unmatched"), status)
+            series = self._series.get(key)
+            if series is None:  # label lookups hash and lock every time: keep the children per route
+                method, path, _ = key
+                series = self._series[key] = (obs.HTTP_REQUESTS.labels(self.service, method, path, str(status)),
+                                              obs.HTTP_LATENCY.labels(self.service, method, path))
+            series[0].inc()
+            series[1].observe(time.perf_counter() - started)
+            obs.correlation_id.reset(cid_token)
+            obs.trace_id.reset(trace_token)
+
+    async def _limited(self, scope: dict, receive: Callable, send: Callable) -> None:
+        """The app, with a receive that refuses a streamed body once it exceeds the limit."""
         seen = 0
 
         async def limited_receive() -> dict:
@@ -101,56 +156,6 @@ class _TooLarge(StarletteHTTPException):
 
     def __init__(self, max_bytes: int) -> None:
         super().__init__(413, f"request body exceeds {max_bytes} bytes")
-
-
-class ObservabilityMiddleware:
-    """Correlation id (X-Correlation-ID in, out, and into every log line and event), metrics per route."""
-
-    def __init__(self, app: ASGIApp, service: str) -> None:
-        self.app = app
-        self.service = service
-        self._series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
-
-    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        headers = dict(scope["headers"])
-        cid = headers.get(b"x-correlation-id", b"").decode("latin-1")
-        if not _CORRELATION_ID.match(cid):
-            cid = str(uuid.uuid4())
-        traceparent = headers.get(b"traceparent", b"").decode("latin-1")
-        match = _TRACEPARENT.match(traceparent)
-        cid_token = obs.correlation_id.set(cid)
-        trace_token = obs.trace_id.set(match.group(1) if match else None)
-        scope.setdefault("state", {})["traceparent"] = traceparent if match else None
-        watch = obs.Stopwatch()
-        status = 500
-
-        async def send_with_id(message: dict) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                message.setdefault("headers", []).append((b"x-correlation-id", cid.encode("latin-1")))
-            await send(message)
-
-        if tracing.active():  # FastAPI's own server span (child of the client's traceparent) is current
-            server = tracing.current_traceparent()
-            if server:
-                scope["state"]["traceparent"] = server  # the events appended carry it to the relay and consumers
-                obs.trace_id.set(tracing.trace_id_of(server))
-        try:
-            await self.app(scope, receive, send_with_id)
-        finally:
-            key = (scope["method"], getattr(scope.get("route"), "path", "unmatched"), status)
-            series = self._series.get(key)
-            if series is None:  # label lookups hash and lock every time: keep the children per route
-                method, path, _ = key
-                series = self._series[key] = (obs.HTTP_REQUESTS.labels(self.service, method, path, str(status)),
-                                              obs.HTTP_LATENCY.labels(self.service, method, path))
-            series[0].inc()
-            series[1].observe(watch.seconds)
-            obs.correlation_id.reset(cid_token)
-            obs.trace_id.reset(trace_token)
 
 
 async def kafka_reachable(bootstrap: str, timeout: float = 1.0) -> bool:
@@ -258,14 +263,22 @@ def create_service_app(
     app.state.authenticator = Authenticator(settings)
     app.state.waits = WaitLimiter(settings.max_concurrent_waits, settings.max_waits_per_caller)
     install_error_handlers(app)
-    app.include_router(health_router(kafka_required=False, metrics=settings.api_metrics))
-    app.include_router(events_router(registry, settings.topic()))
-    for router in routers:
-        app.include_router(router)
+    for router in (health_router(kafka_required=False, metrics=settings.api_metrics),
+                   events_router(registry, settings.topic()), *routers):
+        add_routes(app, router)
     document_errors(app)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
-    app.add_middleware(ObservabilityMiddleware, service=settings.service_name)
+    app.add_middleware(HttpMiddleware, service=settings.service_name, max_bytes=settings.max_body_bytes)
     return app
+
+
+def add_routes(app: FastAPI, router: APIRouter) -> None:
+    """The router's routes (paths, tags, dependencies already resolved by the router) in the app's own list.
+    `app.include_router` keeps a router behind a lazy wrapper that, per request, walks every router for changes
+    and matches its routes twice; routes in the app's list are matched once, by their own path."""
+    for route in router.routes:
+        if not isinstance(route, APIRoute):
+            raise TypeError(f"{route!r}: only APIRoutes are added this way")
+        app.router.routes.append(route)
 
 
 class WaitLimiter:

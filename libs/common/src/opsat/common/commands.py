@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import re
-import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -46,6 +45,7 @@ from opsat.common.eventstore import (
     StreamStore,
     fold,
 )
+from opsat.common.ids import new_id
 
 
 @dataclass(frozen=True)
@@ -289,7 +289,7 @@ class CommandBatch:
                                  causation_id=meta.causation_id, traceparent=meta.traceparent)
         state, event_ids = stream.state, []
         for offset, event in enumerate(events, start=1):
-            event_id = str(uuid.uuid4())
+            event_id = new_id()
             self._new.append(NewEvent(stream_id, aggregate.stream_type, stream.version + offset, event_id, event,
                                       metadata))
             event_ids.append(event_id)
@@ -337,11 +337,7 @@ def _tenant_of(aggregate: Aggregate, history: Sequence[RecordedEvent], actor: Ac
 _ETAG = re.compile(r'^"(\d{1,9})"$')  # a strong entity tag: the version in quotes
 
 
-async def _if_match(
-    value: Annotated[str | None, Header(alias="If-Match", pattern=r'^(\*|"\d{1,9}")$',
-                                        description='act only on this version, e.g. "3" (the ETag a command or '
-                                                    'a read returned); `*`: any version. Otherwise 412.')] = None,
-) -> int | None:
+def _if_match(value: str | None) -> int | None:
     if value is None or value == "*":  # `*`: any current version (the stream must exist all the same)
         return None
     match = _ETAG.match(value)
@@ -350,22 +346,29 @@ async def _if_match(
     return int(match.group(1))
 
 
-async def creation_meta(
-    request: Request,
-    # Typed `str` (absent: None) so the schema says "a string", not "a string or null": a header is always text,
-    # and "null" in the schema invites clients and fuzzers to send a value (e.g. 0) that reads as a valid key.
-    idempotency_key: Annotated[str, Header(alias="Idempotency-Key", min_length=1, max_length=200,
-                                           description="repeat a command safely: the first result is "
-                                                       "returned")] = None,  # type: ignore[assignment]
-) -> CommandMeta:
+# Typed `str` (absent: None) so the schema says "a string", not "a string or null": a header is always text,
+# and "null" in the schema invites clients and fuzzers to send a value (e.g. 0) that reads as a valid key.
+IdempotencyKey = Annotated[str, Header(alias="Idempotency-Key", min_length=1, max_length=200,
+                                       description="repeat a command safely: the first result is returned")]
+IfMatch = Annotated[str | None, Header(alias="If-Match", pattern=r'^(\*|"\d{1,9}")$',
+                                       description='act only on this version, e.g. "3" (the ETag a command or '
+                                                   'a read returned); `*`: any version. Otherwise 412.')]
+
+
+async def creation_meta(request: Request, idempotency_key: IdempotencyKey = None,  # type: ignore[assignment]
+                        ) -> CommandMeta:
     """For commands that create a stream: there is no version to match yet."""
     return CommandMeta(correlation_id=obs.correlation_id.get() or "",
                        traceparent=request.scope.get("state", {}).get("traceparent"), idempotency_key=idempotency_key)
 
 
-async def command_meta(meta: Annotated[CommandMeta, Depends(creation_meta)],
-                 expected_version: Annotated[int | None, Depends(_if_match)]) -> CommandMeta:
-    return replace(meta, expected_version=expected_version)
+async def command_meta(request: Request, idempotency_key: IdempotencyKey = None,  # type: ignore[assignment]
+                       if_match: IfMatch = None) -> CommandMeta:
+    """For commands on an existing stream: `creation_meta` and If-Match, in one dependency (FastAPI's cost per
+    request grows with each)."""
+    return CommandMeta(correlation_id=obs.correlation_id.get() or "",
+                       traceparent=request.scope.get("state", {}).get("traceparent"), idempotency_key=idempotency_key,
+                       expected_version=_if_match(if_match))
 
 
 async def command_handler(request: Request) -> CommandHandler:
@@ -415,19 +418,19 @@ class CommandRouter(APIRouter):
             fields = {name: getattr(payload, name) for name in type(payload).model_fields} if payload else {}
             for name in generated:
                 if fields.get(name) is None:
-                    fields[name] = str(uuid.uuid4())
+                    fields[name] = new_id()
             command = command_cls(**{self.id_name: stream_id}, **fields)
             meta = kw["meta"]
             if meta.idempotency_key:  # only a repeat under the same key compares fingerprints
                 meta = replace(meta, fingerprint=[stream_id, payload.model_dump(mode="json") if payload else None])
-            result = await kw["commands"].execute(command, kw["actor"], meta)
+            result = await kw["request"].app.state.commands.execute(command, kw["actor"], meta)
             return self.accepted(result, kw["response"])
 
         params = [inspect.Parameter(self.id_name, inspect.Parameter.KEYWORD_ONLY, annotation=self.id_param)]
         if body is not None:
             params.append(inspect.Parameter("body", inspect.Parameter.KEYWORD_ONLY, annotation=body))
         params += [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation) for name, annotation in (
-            ("response", Response), ("commands", Commands), ("meta", Meta),
+            ("response", Response), ("request", Request), ("meta", Meta),  # the handler from the request: no dependency
             ("actor", Annotated[Actor, Depends(require(*roles))]))]
         endpoint.__signature__ = inspect.Signature(params, return_annotation=self.accepted_model)  # type: ignore[attr-defined]
         endpoint.__name__ = re.sub(r"\W", "_", path)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import uuid
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime
@@ -29,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from opsat.common.domain import Actor, Conflict, DomainEvent, InvalidInput
 from opsat.common.envelope import EventMetadata, EventRegistry
 from opsat.common.faults import Transient
+from opsat.common.ids import new_id
 
 S = TypeVar("S")
 
@@ -355,7 +355,7 @@ class EventStore:
         ev: list[list[Any]] = [[] for _ in range(6)]
         results: list[AppendResult] = []
         for n, p in enumerate(group):
-            event_ids = tuple(str(uuid.uuid4()) for _ in p.events)
+            event_ids = tuple(new_id() for _ in p.events)
             version = p.expected_version + len(p.events)
             results.append(AppendResult(p.stream_id, version, 0, event_ids))
             i = p.idempotency
@@ -388,7 +388,7 @@ class EventStore:
     async def _append_one(self, stream_id: str, stream_type: str, expected_version: int,
                           events: Sequence[DomainEvent], metadata: EventMetadata,
                           idempotency: Idempotency | None) -> AppendResult:
-        event_ids = [str(uuid.uuid4()) for _ in events]
+        event_ids = [new_id() for _ in events]
         result_version = expected_version + len(events)
         try:
             async with self.engine.connect() as pooled:

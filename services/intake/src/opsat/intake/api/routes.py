@@ -5,7 +5,6 @@ and admits the roles the domain's rule names. No `from __future__ import annotat
 reads the annotations of the endpoints below.
 """
 
-import uuid
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Annotated
@@ -13,8 +12,9 @@ from typing import Annotated
 from fastapi import Depends, Path, Query, Request, Response
 
 from opsat.common.auth import require
-from opsat.common.commands import CommandRouter, Commands, CreationMeta, queries
+from opsat.common.commands import CommandRouter, CreationMeta, queries
 from opsat.common.domain import Actor, Role
+from opsat.common.ids import new_id
 from opsat.common.isotime import IsoDateTime, aware
 from opsat.intake.api import schemas as s
 from opsat.intake.api.schemas import NO_NUL
@@ -38,17 +38,17 @@ command = router.command
 @router.post("/requests", status_code=201, response_model=s.CommandAccepted, summary="Submit a service request",
              description="Opens a request (status `submitted`). Priority comes from the impact x urgency matrix "
                          "of the organisation's policy. Callers: requester, staff, service accounts.")
-async def submit(body: s.SubmitBody, response: Response, commands: Commands, meta: CreationMeta,
+async def submit(body: s.SubmitBody, request: Request, response: Response, meta: CreationMeta,
                  actor: Annotated[Actor, Depends(require(*callers(c.SubmitRequest)))]) -> s.CommandAccepted:
     command = c.SubmitRequest(
-        request_id=str(uuid.uuid4()), kind=body.kind, channel=body.channel, title=body.title,
+        request_id=new_id(), kind=body.kind, channel=body.channel, title=body.title,
         description=body.description, impact=body.impact, urgency=body.urgency,
         requester_id=body.requester_id or actor.id, organisation_id=body.organisation_id or actor.organisation,
         service=body.service, customer_tier=body.customer_tier, requires_approval=body.requires_approval,
         team=body.team, watchers=tuple(body.watchers))
     if meta.idempotency_key:  # only a repeat under the same key compares fingerprints
         meta = replace(meta, fingerprint=body.model_dump(mode="json"))
-    result = await commands.execute(command, actor, meta)
+    result = await request.app.state.commands.execute(command, actor, meta)  # not a dependency: cheaper
     response.headers["Location"] = f"/api/v1/requests/{result.stream_id}"
     return router.accepted(result, response)
 
