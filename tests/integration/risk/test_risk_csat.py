@@ -28,7 +28,8 @@ async def answered_ids(feedback: Feedback) -> list[str]:
 
 
 def applied() -> float:
-    return obs.EVENTS_APPLIED.labels("risk_signals", "applied")._value.get()
+    """Upstream records the driver has taken in: applied, or passed over (not among the events it handles)."""
+    return sum(obs.EVENTS_APPLIED.labels("risk_signals", outcome)._value.get() for outcome in ("applied", "ignored"))
 
 
 async def test_a_teams_csat_below_70_over_its_last_20_answers_raises_one_risk_and_a_replay_creates_nothing(

@@ -26,7 +26,8 @@ async def the_risks(risk: Risk) -> list[dict]:
 
 
 def applied() -> float:
-    return obs.EVENTS_APPLIED.labels("risk_signals", "applied")._value.get()
+    """Upstream records the driver has taken in: applied, or passed over (not among the events it handles)."""
+    return sum(obs.EVENTS_APPLIED.labels("risk_signals", outcome)._value.get() for outcome in ("applied", "ignored"))
 
 
 async def test_three_breaches_raise_one_risk_a_fourth_re_scores_it_and_a_replay_creates_nothing(

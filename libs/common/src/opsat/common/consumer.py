@@ -245,6 +245,10 @@ class RunnerStats:
     offsets: dict[TopicPartition, int] = field(default_factory=dict)
 
 
+def _streams_params(events: list[ReceivedEvent]) -> dict[str, list[str]]:
+    return {"sources": list({e.source for e in events}), "streams": list({e.subject for e in events})}
+
+
 class _BatchFailed(Exception):
     """A poll's batch failed on a poison error (its cause): rolled back, to be applied again one by one."""
 
@@ -567,6 +571,11 @@ class ProjectionRunner:
         version each of the events' streams is at. One statement (an INSERT in a WITH beside the SELECT), of
         constant shape (unnest of an array) so that SQLAlchemy compiles it once."""
         event_ids = list(dict.fromkeys(event.id for event in events))
+        if self.config.until_end and self.versions is not None:
+            # A rebuild's fresh schema: the versions alone drop a repeated record (same stream and sequence),
+            # so the ids are not written (a third of the rows a replay wrote, and the live runner that takes
+            # over after the swap checks versions first too).
+            return set(event_ids), await self._versions_of(conn, events)
         ids = select(literal(self.projection.name), func.unnest(bindparam("ids", type_=ARRAY(String))))
         fresh = (insert(self.processed).from_select(["projection", "event_id"], ids)
                  .on_conflict_do_nothing().returning(self.processed.c.event_id))
@@ -577,10 +586,8 @@ class ProjectionRunner:
         both = union_all(
             select(literal("id").label("kind"), inserted.c.event_id.label("source"),
                    literal(None, String).label("stream_id"), literal(None, Integer).label("version")),
-            select(literal("version"), t.c.source, t.c.stream_id, t.c.version).where(
-                t.c.projection == self.projection.name,
-                t.c.stream_id == func.any(bindparam("streams", type_=ARRAY(String)))))
-        result = await conn.execute(both, {"ids": event_ids, "streams": list({e.subject for e in events})})
+            select(literal("version"), t.c.source, t.c.stream_id, t.c.version).where(*self._streams_of()))
+        result = await conn.execute(both, {"ids": event_ids, **_streams_params(events)})
         first: set[str] = set()
         versions: dict[tuple[str, str], int] = {}
         for row in result:
@@ -589,6 +596,23 @@ class ProjectionRunner:
             else:
                 versions[(row.source, row.stream_id)] = row.version
         return first, versions
+
+    async def _versions_of(self, conn: AsyncConnection, events: list[ReceivedEvent]) -> dict[tuple[str, str], int]:
+        assert self.versions is not None
+        t = self.versions
+        rows = await conn.execute(select(t.c.source, t.c.stream_id, t.c.version).where(*self._streams_of()),
+                                  _streams_params(events))
+        return {(r.source, r.stream_id): r.version for r in rows}
+
+    def _streams_of(self) -> tuple[Any, ...]:
+        """The `stream_versions` rows of the streams in `_streams_params`. The source is named too: the key is
+        (projection, source, stream_id), and without it the lookup was a scan of every stream the projection
+        ever saw, in every poll (133 ms at 300,000 streams; 0.2 ms with it)."""
+        assert self.versions is not None
+        t = self.versions
+        return (t.c.projection == self.projection.name,
+                t.c.source == func.any(bindparam("sources", type_=ARRAY(String))),
+                t.c.stream_id == func.any(bindparam("streams", type_=ARRAY(String))))
 
     async def _newer_only(self, conn: AsyncConnection, events: list[ReceivedEvent],
                           applied: dict[tuple[str, str], int] | None = None
@@ -601,12 +625,7 @@ class ProjectionRunner:
             return events, []
         t = self.versions
         if applied is None:
-            rows = await conn.execute(
-                select(t.c.source, t.c.stream_id, t.c.version).where(
-                    t.c.projection == self.projection.name,
-                    t.c.stream_id == func.any(bindparam("streams", type_=ARRAY(String)))),
-                {"streams": list({e.subject for e in events})})
-            applied = {(r.source, r.stream_id): r.version for r in rows}
+            applied = await self._versions_of(conn, events)
         newer: list[ReceivedEvent] = []
         stale: list[tuple[ReceivedEvent, int]] = []
         for event in events:
