@@ -127,3 +127,47 @@ async def test_a_relationship_campaign_surveys_each_registered_contact_once(feed
 
 async def _at_least(items: list, n: int) -> bool:  # type: ignore[type-arg]
     return len(items) >= n
+
+
+async def test_a_mail_round_reads_only_due_messages_and_unrecorded_attempts_however_many_were_sent(run_service):
+    from sqlalchemy import text
+
+    from opsat.common.db import create_engine
+    from opsat.feedback.app.delivery import due_messages, unrecorded_attempts
+
+    feedback = await run_service(SERVICE, harness=Feedback)
+    engine = create_engine(feedback.settings.database_url)
+    try:
+        async with engine.begin() as conn:  # a year of mail: 20,000 messages sent, each attempt recorded
+            await conn.execute(text(
+                "insert into mail_outbox (survey_id, purpose, language, expires_at, status, next_attempt_at, sent_at)"
+                " select 'svy-' || n, 'invitation', 'en', now(), 'sent', now() - interval '1 day', now()"
+                " from generate_series(1, 20000) n"))
+            await conn.execute(text(
+                "insert into mail_attempts (message_id, attempt, at, outcome, recorded)"
+                " select id, 1, now(), 'sent', true from mail_outbox"))
+            await conn.execute(text(
+                "insert into mail_outbox (survey_id, purpose, language, expires_at, status, next_attempt_at)"
+                " values ('svy-due', 'invitation', 'en', now() + interval '7 days', 'pending', now())"))
+        async with engine.begin() as conn:
+            await conn.execute(text("analyze mail_outbox"))
+            await conn.execute(text("analyze mail_attempts"))
+        async with engine.begin() as conn:
+            before = await _reads(conn)
+            due = (await conn.execute(due_messages(datetime.now(UTC), 20))).mappings().all()
+            unrecorded = (await conn.execute(unrecorded_attempts(100))).all()
+            after = await _reads(conn)
+    finally:
+        await engine.dispose()
+    assert [m["survey_id"] for m in due] == ["svy-due"] and unrecorded == []
+    for table in ("mail_outbox", "mail_attempts"):  # through the partial indexes: no pass over what was sent
+        assert after[table][0] - before[table][0] == 0, f"{table} read by a sequential scan"
+        assert after[table][1] - before[table][1] <= 10, f"{table}: every row fetched through an index"
+
+
+async def _reads(conn) -> dict[str, tuple[int, int]]:  # type: ignore[no-untyped-def]
+    from sqlalchemy import text
+
+    rows = await conn.execute(text("select relname, seq_tup_read, coalesce(idx_tup_fetch, 0)"
+                                   " from pg_stat_xact_user_tables where relname in ('mail_outbox', 'mail_attempts')"))
+    return {r[0]: (r[1], r[2]) for r in rows}

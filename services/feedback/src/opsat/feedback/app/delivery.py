@@ -27,13 +27,17 @@ from sqlalchemy import (
     DateTime,
     ForeignKey,
     Identity,
+    Index,
     Integer,
     MetaData,
+    Select,
     String,
     Table,
     Text,
     UniqueConstraint,
+    literal_column,
     select,
+    text,
     update,
 )
 from sqlalchemy.dialects.postgresql import insert
@@ -64,6 +68,8 @@ mail_outbox = Table(
     Column("last_error", Text),
     Column("sent_at", DateTime(timezone=True)),
     UniqueConstraint("survey_id", "purpose"),
+    # What each mail round asks for: the due pending messages, not every message ever sent (migration 0004).
+    Index("mail_outbox_due", "next_attempt_at", postgresql_where=text("status = 'pending'")),
 )
 mail_attempts = Table(
     "mail_attempts", mail_tables,
@@ -75,8 +81,22 @@ mail_attempts = Table(
     Column("error", Text),
     Column("next_attempt_at", DateTime(timezone=True)),
     Column("recorded", Boolean, nullable=False, server_default="false"),  # on the survey as MailAttempted
+    Index("mail_attempts_unrecorded", "id", postgresql_where=text("recorded is false")),
 )
 O, A = mail_outbox.c, mail_attempts.c
+PENDING = literal_column("'pending'")  # a constant, not a parameter: the partial index's predicate holds for any plan
+
+
+def due_messages(now: datetime, limit: int) -> Select[Any]:
+    """The pending messages due by `now`, locked for this round (through `mail_outbox_due`)."""
+    return (select(mail_outbox).where(O.status == PENDING, O.next_attempt_at <= now)
+            .order_by(O.next_attempt_at).limit(limit).with_for_update(skip_locked=True))
+
+
+def unrecorded_attempts(limit: int) -> Select[Any]:
+    """Attempts not yet on their survey, oldest first (through `mail_attempts_unrecorded`)."""
+    return (select(A.id, A.attempt, A.at, A.outcome, A.error, A.next_attempt_at, O.survey_id, O.purpose)
+            .join(mail_outbox, O.id == A.message_id).where(A.recorded.is_(False)).order_by(A.id).limit(limit))
 
 
 async def enqueue(conn: AsyncConnection, survey: ev.SurveyIssued, purpose: str, at: datetime) -> None:
@@ -114,9 +134,7 @@ class MailSender:
         """Attempt up to `limit` due messages; returns how many were attempted."""
         now = self.clock()
         async with self.engine.begin() as conn:
-            rows = (await conn.execute(
-                select(mail_outbox).where(O.status == "pending", O.next_attempt_at <= now)
-                .order_by(O.next_attempt_at).limit(limit).with_for_update(skip_locked=True))).mappings().all()
+            rows = (await conn.execute(due_messages(now, limit))).mappings().all()
             for row in rows:
                 if row["expires_at"] <= now:  # a dead link helps nobody
                     await conn.execute(update(mail_outbox).where(O.id == row["id"]).values(status="cancelled"))
@@ -168,10 +186,7 @@ class MailSender:
     async def record_attempts(self, limit: int = 100) -> None:
         """Each attempt not yet on its survey becomes a MailAttempted event there (an Idempotency-Key per attempt)."""
         async with self.engine.connect() as conn:
-            rows = (await conn.execute(
-                select(A.id, A.attempt, A.at, A.outcome, A.error, A.next_attempt_at, O.survey_id, O.purpose)
-                .join(mail_outbox, O.id == A.message_id).where(A.recorded.is_(False)).order_by(A.id).limit(limit)
-            )).mappings().all()
+            rows = (await conn.execute(unrecorded_attempts(limit))).mappings().all()
         for row in rows:
             command = c.RecordMailAttempt(survey_id=row["survey_id"], purpose=row["purpose"], attempt=row["attempt"],
                                           outcome=row["outcome"], error=row["error"],
