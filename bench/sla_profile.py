@@ -50,7 +50,55 @@ async def _stage(name: str, work: Any, top: int, sort: str, dump: str | None) ->
     return {"events": n, "cpu_ms_per_event": r(cpu / n * 1000 if n else None)}
 
 
-async def main(requests: int, top: int, sort: str, dump: str | None, open_clocks: int) -> None:
+# The statements one poll of `--requests` replayed requests runs, each for `n` of its streams (ids taken from the
+# store after the stages): what EXPLAIN (ANALYZE, BUFFERS) says of them, in a transaction rolled back.
+_EXPLAINED = {
+    "driver: load the batch's clock streams": (
+        "select position, stream_id, stream_type, version, event_id, event_type, schema_version, data, metadata,"
+        " recorded_at from events where stream_id = any($1::text[]) order by stream_id, version"),
+    "driver: policies and calendars": (
+        "select position, stream_id, stream_type, version, event_id, event_type, schema_version, data, metadata,"
+        " recorded_at from events where stream_type in ('sla_policy', 'sla_calendar') order by stream_id, version"),
+    "driver: stall deadlines (schedule_many)": (
+        "insert into deadlines (kind, stream_id, due_at, payload) select 'sla_stall', s, now() + interval '9 hours',"
+        " '{}'::jsonb from unnest($1::text[]) as t(s) on conflict (kind, stream_id) do update set"
+        " due_at = excluded.due_at, payload = excluded.payload, attempts = 0, last_error = null"),
+    "timers: check deadlines cancelled (cancel_many)": (
+        "delete from deadlines where kind = 'sla_check' and stream_id = any($1::text[])"),
+    "sla_targets: the batch's rows": "select * from read_model.sla_targets where request_id = any($1::text[])",
+    "sla_targets: rows written back (upsert of the same rows)": (
+        "insert into read_model.sla_targets select * from read_model.sla_targets where request_id = any($1::text[])"
+        " on conflict (request_id, target) do update set status = excluded.status, due_at = excluded.due_at,"
+        " team = excluded.team, updated_at = excluded.updated_at"),
+    "request_work: the batch's rows": "select * from read_model.request_work where request_id = any($1::text[])",
+}
+
+
+async def explain(dsn: str, n: int) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        ids = [row["stream_id"] for row in await conn.fetch(
+            "select distinct stream_id from events where stream_type = 'sla_clock' and stream_id not like 'open-%'"
+            " and stream_id <> 'template' limit $1", n)]
+        for name, sql in _EXPLAINED.items():
+            tr = conn.transaction()
+            await tr.start()
+            try:
+                args = [ids] if "$1" in sql else []
+                plan = await conn.fetch(f"explain (analyze, buffers, timing off, summary on) {sql}", *args)
+            finally:
+                await tr.rollback()
+            print(f"-- explain: {name} ({len(ids)} streams)")
+            for row in plan:
+                line = row[0]
+                print("   ", line if len(line) <= 160 else line[:150] + " ...")  # not the ids listed
+    finally:
+        await conn.close()
+
+
+async def main(requests: int, top: int, sort: str, dump: str | None, open_clocks: int, explain_n: int = 0) -> None:
     from sla_clocks import fill_intake_topic, load_open_clocks
 
     from opsat.common.consumer import ProjectionRunner
@@ -109,6 +157,8 @@ async def main(requests: int, top: int, sort: str, dump: str | None, open_clocks
         _print_pg("relay", pg_delta(before, await pg_snapshot(dsn), published))
         for name in ("sla_targets", "clock_timers"):
             await stage(name)
+        if explain_n:
+            await explain(dsn, explain_n)
     finally:
         await bench.cleanup()
 
@@ -230,6 +280,8 @@ if __name__ == "__main__":
     parser.add_argument("--top", type=int, default=30, help="0: no profiler, CPU per event only")
     parser.add_argument("--sort", default="tottime")
     parser.add_argument("--dump", help="also write <dump>.<stage>.prof")
+    parser.add_argument("--explain", type=int, default=0, metavar="N",
+                        help="then EXPLAIN (ANALYZE, BUFFERS) a poll's statements for N streams")
     parser.add_argument("--worker", action="store_true", help="all of the worker's loops in this process")
     parser.add_argument("--open-clocks", type=int, default=0, help="copies of a started clock in the store first")
     args = parser.parse_args()
@@ -238,4 +290,4 @@ if __name__ == "__main__":
     elif args.compare:
         compare(args.compare, args.requests, args.rounds, args.open_clocks)
     else:
-        asyncio.run(main(args.requests, args.top, args.sort, args.dump, args.open_clocks))
+        asyncio.run(main(args.requests, args.top, args.sort, args.dump, args.open_clocks, args.explain))
