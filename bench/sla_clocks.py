@@ -35,7 +35,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
-from common import Bench, CpuMeter, Result, code_trees, kafka_pid, pct, postgres_cpu_seconds, r
+from common import Bench, CpuMeter, Result, code_trees, cpu_seconds, kafka_pid, pct, postgres_cpu_seconds, r
 
 ORG = "bench-org"
 LAG_TIER = "bench-lag"
@@ -411,7 +411,11 @@ async def replay_bench(bench: Bench, db: str, requests: int, cap_s: float, open_
                                                              service="sla", **(env or {})) for i in range(workers))))
     worker_start_s = time.perf_counter() - t_start
     worker = started[0]
-    meter = CpuMeter({"sla_worker": lambda: [p for w in started for p in w.pids()], "=postgres": postgres_cpu_seconds,
+    # The watcher's own progress queries (a count every 0.1 s) are this bench's, not the worker's: its backend's
+    # CPU is left out of PostgreSQL's figure.
+    watcher_pid = await watcher.fetchval("select pg_backend_pid()")
+    meter = CpuMeter({"sla_worker": lambda: [p for w in started for p in w.pids()],
+                      "=postgres": lambda: postgres_cpu_seconds() - cpu_seconds([watcher_pid]),
                       "kafka": lambda: [p for p in [kafka_pid()] if p]})
     meter.start()
     samples: list[tuple[float, int]] = []

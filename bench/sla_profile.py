@@ -23,6 +23,7 @@ from typing import Any
 from common import Bench, cpu_seconds, infra_up, r
 from sla_clocks import pg_delta, pg_snapshot
 
+
 def _print_pg(name: str, delta: dict[str, Any]) -> None:
     print(f"-- {name} PostgreSQL: {delta['pg_cpu_ms_per_event']} ms CPU per event, WAL per event {delta['wal_per_event']}")
     for table, d in sorted(delta["tables_per_event"].items()):
