@@ -238,12 +238,13 @@ async def worker(requests: int, top: int, sort: str, dump: str | None, open_cloc
         await bench.cleanup()
 
 
-def compare(ref: str, requests: int, rounds: int, open_clocks: int) -> None:
+def compare(ref: str, requests: int, rounds: int, open_clocks: int, whole_worker: bool = False) -> None:
     """This tree and `ref` alternately, each stage's CPU per event without the profiler, in child processes with
     that tree's packages first on the path; with the load average beside each round."""
     import json
     import os
     import re
+    import statistics
     import subprocess
     import sys
     from pathlib import Path
@@ -252,25 +253,35 @@ def compare(ref: str, requests: int, rounds: int, open_clocks: int) -> None:
 
     line = re.compile(r"^== (\S+): (\d+) events, ([\d.]+) s wall, ([\d.]+) ms CPU per event")
     pg_line = re.compile(r"^-- (\S+) PostgreSQL: ([\d.]+) ms CPU per event")
+    worker_line = re.compile(r"^== worker: (\d+) clock updates, ([\d.]+) s wall, ([\d.]+) ms CPU per update,"
+                             r" PostgreSQL ([\d.-]+) ms CPU per update")
     figures: dict[str, list[dict[str, Any]]] = {}
     with code_trees(ref) as trees:
         for _ in range(rounds):
             for name, paths in trees.items():
                 load = os.getloadavg()[0]
                 done = subprocess.run([sys.executable, str(Path(__file__)), "--requests", str(requests), "--top", "0",
-                                       "--open-clocks", str(open_clocks)],
+                                       "--open-clocks", str(open_clocks), *(["--worker"] if whole_worker else [])],
                                       env={**os.environ, "PYTHONPATH": os.pathsep.join(paths)}, capture_output=True,
                                       text=True, check=True)
                 stages = {m[1]: {"events": int(m[2]), "wall_s": float(m[3]), "cpu_ms_per_event": float(m[4])}
                           for m in map(line.match, done.stdout.splitlines()) if m}
                 for m in filter(None, map(pg_line.match, done.stdout.splitlines())):
-                    stages.setdefault(m[1], {})["pg_cpu_ms_per_event"] = float(m[2])
+                    if m[1] != "worker":  # its figure (watcher's CPU left out) is on the worker line
+                        stages.setdefault(m[1], {})["pg_cpu_ms_per_event"] = float(m[2])
+                for m in filter(None, map(worker_line.match, done.stdout.splitlines())):
+                    stages["worker"] = {"events": int(m[1]), "wall_s": float(m[2]), "cpu_ms_per_event": float(m[3]),
+                                        "pg_cpu_ms_per_event": float(m[4])}
                 figures.setdefault(name, []).append({"load_avg_1m": round(load, 2), **stages})
                 print(name, json.dumps(figures[name][-1]), flush=True)
     best = {name: {f"{stage}.{k}": min(run[stage][k] for run in runs) for stage in runs[0] if stage != "load_avg_1m"
                    for k in ("cpu_ms_per_event", "pg_cpu_ms_per_event") if k in runs[0][stage]}
             for name, runs in figures.items()}
     print("lowest CPU ms per event of each stage (process, PostgreSQL):", json.dumps(best))
+    median = {name: {f"{stage}.{k}": statistics.median(run[stage][k] for run in runs) for stage in runs[0]
+                     if stage != "load_avg_1m" for k in ("cpu_ms_per_event", "pg_cpu_ms_per_event") if k in runs[0][stage]}
+              for name, runs in figures.items()}
+    print("median CPU ms per event of each stage (process, PostgreSQL):", json.dumps(median))
 
 
 if __name__ == "__main__":
@@ -286,9 +297,9 @@ if __name__ == "__main__":
     parser.add_argument("--worker", action="store_true", help="all of the worker's loops in this process")
     parser.add_argument("--open-clocks", type=int, default=0, help="copies of a started clock in the store first")
     args = parser.parse_args()
-    if args.worker:
+    if args.worker and not args.compare:
         asyncio.run(worker(args.requests, args.top, args.sort, args.dump, args.open_clocks))
     elif args.compare:
-        compare(args.compare, args.requests, args.rounds, args.open_clocks)
+        compare(args.compare, args.requests, args.rounds, args.open_clocks, args.worker)
     else:
         asyncio.run(main(args.requests, args.top, args.sort, args.dump, args.open_clocks, args.explain))
