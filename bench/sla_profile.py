@@ -72,6 +72,9 @@ _EXPLAINED = {
         " on conflict (request_id, target) do update set status = excluded.status, due_at = excluded.due_at,"
         " team = excluded.team, updated_at = excluded.updated_at"),
     "request_work: the batch's rows": "select * from read_model.request_work where request_id = any($1::text[])",
+    "sla_targets runner: the batch's stream versions (the kit's lookup)": (
+        "select source, stream_id, version from read_model.stream_versions where projection = 'sla_targets'"
+        " and stream_id = any($1::text[])"),
 }
 
 
