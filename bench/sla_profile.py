@@ -40,7 +40,7 @@ async def _stage(name: str, work: Any, top: int, sort: str, dump: str | None) ->
         profile.disable()
     wall, cpu = time.perf_counter() - t, time.process_time() - cpu0
     n = stats.applied
-    print(f"== {name}: {n} events, {r(wall)} s wall, {r(cpu / n * 1000 if n else 0)} ms CPU per event"
+    print(f"== {name}: {n} events, {r(wall)} s wall, {r(cpu / n * 1000 if n else 0, 3)} ms CPU per event"
           + (" (profiled)" if profile else ""))
     if profile:
         out = io.StringIO()
