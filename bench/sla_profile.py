@@ -83,6 +83,7 @@ async def explain(dsn: str, n: int) -> None:
 
     conn = await asyncpg.connect(dsn)
     try:
+        await conn.execute("analyze")  # as autovacuum would have by then: plans on the tables' real sizes
         ids = [row["stream_id"] for row in await conn.fetch(
             "select distinct stream_id from events where stream_type = 'sla_clock' and stream_id not like 'open-%'"
             " and stream_id <> 'template' limit $1", n)]
