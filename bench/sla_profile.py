@@ -74,7 +74,7 @@ _EXPLAINED = {
     "request_work: the batch's rows": "select * from read_model.request_work where request_id = any($1::text[])",
     "sla_targets runner: the batch's stream versions (the kit's lookup)": (
         "select source, stream_id, version from read_model.stream_versions where projection = 'sla_targets'"
-        " and stream_id = any($1::text[])"),
+        " and source = any(array['intake', 'sla']) and stream_id = any($1::text[])"),
 }
 
 

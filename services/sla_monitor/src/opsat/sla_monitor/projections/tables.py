@@ -30,9 +30,6 @@ metadata = MetaData(schema=READ_MODEL_SCHEMA)
 READ_MODEL_STORAGE = {"fillfactor": 80}
 processed_events = processed_events_table(metadata)
 stream_versions = stream_versions_table(metadata)  # the runner keeps the read model monotone
-# The runner looks a batch's streams up by projection and stream id (any source); its primary key (projection,
-# source, stream_id) cannot serve that, so without this every batch scanned the projection's rows (migration 0007).
-Index("stream_versions_projection_stream", stream_versions.c.projection, stream_versions.c.stream_id)
 
 sla_targets = Table(
     "sla_targets",
