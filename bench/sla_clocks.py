@@ -35,7 +35,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
-from common import Bench, CpuMeter, Result, code_trees, kafka_pid, pct, postgres_cpu_seconds, r
+from common import Bench, CpuMeter, Result, code_trees, cpu_seconds, kafka_pid, pct, postgres_cpu_seconds, r
 
 ORG = "bench-org"
 LAG_TIER = "bench-lag"
@@ -113,6 +113,43 @@ async def load_open_clocks(handler: Any, store: Any, engine: Any, dsn: str, n: i
     assert clock is not None and clock.request_id == "open-1" and clock.resolved_at is None
     return {"open_clocks": open_clocks, "events_in_store": events, "deadline_rows": timers,
             "events_per_clock": template_events, "copy_s": r(elapsed)}
+
+
+# What PostgreSQL did: row changes and blocks per table, WAL, the cluster's CPU (deltas of its statistics views).
+_TABLES = """
+    select t.schemaname || '.' || t.relname as name, n_tup_ins, n_tup_upd, n_tup_hot_upd, n_tup_del,
+           coalesce(heap_blks_hit, 0) + coalesce(heap_blks_read, 0) as heap_blks,
+           coalesce(idx_blks_hit, 0) + coalesce(idx_blks_read, 0) as idx_blks,
+           coalesce(idx_scan, 0) as idx_scan, seq_scan, seq_tup_read
+    from pg_stat_user_tables t join pg_statio_user_tables s using (relid)
+"""
+_WAL = "select wal_records, wal_fpi, wal_bytes::bigint from pg_stat_wal"
+
+
+async def pg_snapshot(dsn: str) -> dict[str, Any]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("select pg_stat_force_next_flush()")
+        tables = {row["name"]: dict(row) for row in await conn.fetch(_TABLES)}
+        wal = dict(await conn.fetchrow(_WAL))
+    finally:
+        await conn.close()
+    return {"tables": tables, "wal": wal, "cpu": postgres_cpu_seconds()}
+
+
+def pg_delta(before: dict[str, Any], after: dict[str, Any], n: int) -> dict[str, Any]:
+    """Per event of the stage: PostgreSQL CPU, WAL, and each table's row changes and blocks touched."""
+    per = max(n, 1)
+    tables = {}
+    for name, row in after["tables"].items():
+        was = before["tables"].get(name, {})
+        d = {k: v - was.get(k, 0) for k, v in row.items() if k != "name"}
+        if any(d[k] for k in ("n_tup_ins", "n_tup_upd", "n_tup_del", "heap_blks", "idx_blks")):
+            tables[name] = {k: r(v / per, 3) for k, v in d.items() if v}
+    wal = {k: r((after["wal"][k] - before["wal"][k]) / per, 2) for k in after["wal"]}
+    return {"pg_cpu_ms_per_event": r((after["cpu"] - before["cpu"]) / per * 1000, 3), "wal_per_event": wal,
+            "tables_per_event": tables}
+
 
 
 # ------------------------------------------------------------------------------------------------ lag
@@ -366,6 +403,7 @@ async def replay_bench(bench: Bench, db: str, requests: int, cap_s: float, open_
                  "clock_timers": "select count(*) from reactions.processed_events where projection = 'clock_timers'"}
     followed = {name: await watcher.fetchval(sql) for name, sql in followers.items()}
     load_before = _load()
+    pg_before = await pg_snapshot(dsn)
     # The clock runs from before the start: with several workers, the first may be busy before the last is up.
     t0 = t_start = time.perf_counter()
     ready_at = datetime.now(UTC)
@@ -373,7 +411,11 @@ async def replay_bench(bench: Bench, db: str, requests: int, cap_s: float, open_
                                                              service="sla", **(env or {})) for i in range(workers))))
     worker_start_s = time.perf_counter() - t_start
     worker = started[0]
-    meter = CpuMeter({"sla_worker": lambda: [p for w in started for p in w.pids()], "=postgres": postgres_cpu_seconds,
+    # The watcher's own progress queries (a count every 0.1 s) are this bench's, not the worker's: its backend's
+    # CPU is left out of PostgreSQL's figure.
+    watcher_pid = await watcher.fetchval("select pg_backend_pid()")
+    meter = CpuMeter({"sla_worker": lambda: [p for w in started for p in w.pids()],
+                      "=postgres": lambda: postgres_cpu_seconds() - cpu_seconds([watcher_pid]),
                       "kafka": lambda: [p for p in [kafka_pid()] if p]})
     meter.start()
     samples: list[tuple[float, int]] = []
@@ -411,6 +453,8 @@ async def replay_bench(bench: Bench, db: str, requests: int, cap_s: float, open_
     finally:
         for w in started:
             bench.stop(w)
+    await asyncio.sleep(1.0)
+    pg_after = await pg_snapshot(dsn)  # the workers' backends have exited: their statistics are flushed
     # The runner commits a poll's records (up to 1,000) and their commands in one transaction: the count moves in
     # steps. The rate runs from the first poll's transaction start (the clock events' recorded_at is its now())
     # to the sample that saw the last step.
@@ -458,6 +502,7 @@ async def replay_bench(bench: Bench, db: str, requests: int, cap_s: float, open_
             k: r(v * cpu_all["wall_s"] / per * 1000, 2) for k, v in cpu_all["cores_busy"].items()
             if k in ("sla_worker", "postgres", "kafka")} if per and caught_up_at else None,
         "cpu_until_all_caught_up": cpu_all,
+        "postgres_per_clock_update (start to all caught up; statistics views)": pg_delta(pg_before, pg_after, per),
         "decode_record_us_per_event": consumer_split.get("decode_record_us_per_event"),
         "configuration_lookup_ms (load_configuration's query, once per poll, on this store)": {
             "p50": r(pct(lookups, 50) * 1000, 2), "max": r(max(lookups) * 1000, 2)},

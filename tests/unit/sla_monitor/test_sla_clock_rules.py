@@ -150,3 +150,25 @@ def test_a_met_target_keeps_its_due_time_when_a_later_pause_moves_the_others():
     view = clocks.view(state, MON + timedelta(hours=3))
     assert view["targets"]["response"]["due_at"] == MON + timedelta(minutes=30)
     assert view["targets"]["resolution"]["due_at"] == CN.add(MON, timedelta(hours=9))
+
+
+def test_applying_a_decisions_events_gives_the_state_the_events_alone_give():
+    """The handler folds a decision's events again; it gets the decision's own states, equal to a fresh fold."""
+    commands = [start(), c.MeetResponse(RID, MON + timedelta(minutes=5), "accepted", team="net"),
+                c.PauseClock(RID, MON + timedelta(minutes=10)), c.MeetResolution(RID, MON + timedelta(hours=2))]
+    state, produced = run(*commands)
+    clocks.decide(state, c.ReopenClock(RID, MON + timedelta(hours=3)), MON)  # another decision: the fold is new
+    refolded = None
+    for event in [e.model_copy() for e in produced]:  # equal events, not the decided objects
+        refolded = clocks.evolve(refolded, event)
+    assert refolded == state
+    assert state.resolved_at == MON + timedelta(hours=2) and state.paused_since is None and state.team == "net"
+
+
+def test_a_state_equal_to_a_decided_one_but_not_it_is_folded_afresh():
+    state, _ = run(start())
+    [met] = clocks.decide(state, c.MeetResponse(RID, MON + timedelta(minutes=5), "accepted", team="net"), MON)
+    decided = clocks.evolve(state, met)
+    other = clocks._replace(state, team="ops")  # noqa: SLF001 - a different state the event may meet
+    assert clocks.evolve(other, met) is not decided and clocks.evolve(other, met).team == "net"
+    assert clocks.evolve(state, met) is decided

@@ -193,8 +193,7 @@ class ClockDriver(CommandReaction):
             read = reader.read(received) if reader is not None and reader.matches(received) else None
             activity = None
             if RequestActivity.matches(received):  # every reader's fields include the activity's: read once
-                activity = RequestActivity.model_construct(request_id=read.request_id, at=read.at) if read is not None \
-                    else RequestActivity.read(received)
+                activity = read if read is not None else RequestActivity.read(received)
             if read is not None or activity is not None:
                 reads.append((received, read, activity))
         if not reads:
@@ -205,7 +204,7 @@ class ClockDriver(CommandReaction):
         if any(isinstance(read, Submitted | PriorityChanged) for _, read, _ in reads):
             assert isinstance(self.handler.store, EventStore)
             configuration = await load_configuration(conn, self.handler.store)
-        active: dict[str, RequestActivity] = {}  # each request's latest activity in the batch
+        active: dict[str, _IntakeEvent] = {}  # each request's latest activity in the batch (its request_id, at)
         for received, read, activity in reads:
             if activity is not None:
                 active[activity.request_id] = activity
@@ -235,7 +234,7 @@ class ClockDriver(CommandReaction):
         return batch.state(self.handler.aggregate_for(c.StartClock), request_id)
 
     async def _move_stall_deadlines(self, conn: AsyncConnection, batch: CommandBatch,
-                                    active: dict[str, RequestActivity]) -> None:
+                                    active: dict[str, _IntakeEvent]) -> None:
         due: list[tuple[str, Any, dict[str, Any]]] = []
         idle: list[str] = []
         for request_id, activity in active.items():

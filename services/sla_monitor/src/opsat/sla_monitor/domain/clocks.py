@@ -206,14 +206,25 @@ def _stall_after(seconds: float | None) -> timedelta:
     return timedelta(seconds=seconds if seconds is not None else DEFAULT_STALL_SECONDS)
 
 
+# The states the latest decision folded its own events into: (id of the state before, id of the stamped event)
+# -> (state before, event, state after). The command handler applies a decision's events to the stream again
+# (`evolve` per event): with this it gets the states the decision computed instead of doing the business-time
+# arithmetic twice. Identity-keyed and holding its keys' objects (ids cannot be reused while here); one
+# decision's worth; `evolve` stays a function of its arguments.
+_decided: dict[tuple[int, int], tuple[Clock | None, DomainEvent, Clock]] = {}
+
+
 def evolve(state: Clock | None, event: DomainEvent) -> Clock:
+    known = _decided.get((id(state), id(event)))
+    if known is not None and known[0] is state and known[1] is event:
+        return known[2]
     after = _evolve(state, event)
-    if isinstance(event, _ACTIVITY):
-        latest = max(filter(None, (after.last_activity_at, event.at)))
-        after = _replace(after, last_activity_at=latest)
-    if not after.may_stall and after.stalled_since is not None:  # a stall ends with the work (resolve, cancel)
-        after = _replace(after, stalled_since=None)
-    return after
+    changes: dict[str, Any] = {}
+    if isinstance(event, _ACTIVITY) and (after.last_activity_at is None or event.at > after.last_activity_at):
+        changes["last_activity_at"] = event.at
+    if after.stalled_since is not None and not after.may_stall:  # a stall ends with the work (resolve, cancel)
+        changes["stalled_since"] = None
+    return _replace(after, **changes) if changes else after
 
 
 def _evolve(state: Clock | None, event: DomainEvent) -> Clock:
@@ -532,9 +543,19 @@ def _fold(state: Clock | None, events: list[ev.ClockEvent]) -> Clock:
 
 
 def _finish(state: Clock | None, events: list[ev.ClockEvent]) -> list[ev.ClockEvent]:
-    """Stamp every event of one decision with the clock's next check after all of them."""
-    upcoming = _fold(state, events).next_check_at()
-    return [e.model_copy(update={"next_check_at": upcoming}) for e in events]
+    """Stamp every event of one decision with the clock's next check after all of them (which `evolve` does not
+    read: the states folded here are those of the stamped events, remembered for the handler's fold)."""
+    states = [state]
+    for event in events:
+        states.append(evolve(states[-1], event))
+    after = states[-1]
+    assert after is not None
+    upcoming = after.next_check_at()
+    stamped = [e.model_copy(update={"next_check_at": upcoming}) for e in events]
+    _decided.clear()
+    for before, event, folded in zip(states[:-1], stamped, states[1:], strict=True):
+        _decided[(id(before), id(event))] = (before, event, folded)  # type: ignore[assignment]
+    return stamped
 
 
 def view(state: Clock, now: datetime) -> dict[str, Any]:

@@ -24,6 +24,10 @@ from opsat.common.consumer import processed_events_table, stream_versions_table
 from opsat.common.db import READ_MODEL_SCHEMA
 
 metadata = MetaData(schema=READ_MODEL_SCHEMA)
+# Rows changed in place many times (every clock event, every holder change) leave a fifth of each page free, so
+# that an update touching no indexed column (a team, a warning, the counters) stays on its page with no new
+# index entries (a HOT update): measured, a third less PostgreSQL time for such an update (migration 0006).
+READ_MODEL_STORAGE = {"fillfactor": 80}
 processed_events = processed_events_table(metadata)
 stream_versions = stream_versions_table(metadata)  # the runner keeps the read model monotone
 
@@ -52,6 +56,7 @@ sla_targets = Table(
     Column("excusal", String),  # requested | approved | rejected: an approved one leaves compliance
     Column("updated_at", DateTime(timezone=True), nullable=False),
     PrimaryKeyConstraint("request_id", "target"),
+    postgresql_with=READ_MODEL_STORAGE,
 )
 Index("sla_targets_open_due", sla_targets.c.status, sla_targets.c.due_at)
 
@@ -95,6 +100,7 @@ request_work = Table(
     Column("reopens", Integer, nullable=False, server_default="0"),
     Column("customer_waits", Integer, nullable=False, server_default="0"),  # asked the customer for information
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    postgresql_with=READ_MODEL_STORAGE,
 )
 Index("request_work_assignee", request_work.c.assignee)
 
