@@ -37,14 +37,20 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+# A deadline set again to what it already is stays untouched (no new row version, no index entries): clocks set
+# their check deadline on every event, most often to the time it already has.
+_MOVE = ("due_at = excluded.due_at, payload = excluded.payload, attempts = 0, last_error = null"
+         " where (deadlines.due_at, deadlines.payload, deadlines.attempts, deadlines.last_error)"
+         " is distinct from (excluded.due_at, excluded.payload, 0, null)")
+
+
 async def schedule(conn: AsyncConnection, kind: str, stream_id: str, due_at: datetime,
                    payload: dict[str, Any] | None = None) -> None:
     """Set (or move) the one deadline of `kind` for a stream."""
     await conn.execute(
         text(
             "insert into deadlines (kind, stream_id, due_at, payload) values (:k, :s, :d, cast(:p as jsonb))"
-            " on conflict (kind, stream_id) do update set due_at = excluded.due_at, payload = excluded.payload,"
-            " attempts = 0, last_error = null"
+            f" on conflict (kind, stream_id) do update set {_MOVE}"
         ),
         {"k": kind, "s": stream_id, "d": due_at, "p": json.dumps(payload or {})},
     )
@@ -57,8 +63,7 @@ async def schedule_many(conn: AsyncConnection, kind: str, due: Sequence[tuple[st
             text("insert into deadlines (kind, stream_id, due_at, payload)"
                  " select :k, s, d, p from unnest(cast(:s as text[]), cast(:d as timestamptz[]), cast(:p as jsonb[]))"
                  " as t(s, d, p)"
-                 " on conflict (kind, stream_id) do update set due_at = excluded.due_at, payload = excluded.payload,"
-                 " attempts = 0, last_error = null"),
+                 f" on conflict (kind, stream_id) do update set {_MOVE}"),
             {"k": kind, "s": [s for s, _, _ in due], "d": [d for _, d, _ in due],
              "p": [json.dumps(p) for _, _, p in due]})
 

@@ -293,6 +293,7 @@ class ClockTimers:
     name = "clock_timers"
     sources = ("sla",)
     metadata = reaction_metadata()
+    handles = tuple(cls for cls in ev.SLA_EVENTS if issubclass(cls, ev.ClockEvent))  # not calendars, policies…
 
     def __init__(self, topic: str) -> None:
         self.topics = [topic]
