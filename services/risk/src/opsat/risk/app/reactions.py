@@ -31,6 +31,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     Float,
+    Index,
     Integer,
     MetaData,
     String,
@@ -140,9 +141,13 @@ def signal_metadata() -> MetaData:
           Column("team", String), Column("service", String), Column("sequence", Integer, nullable=False))
     Table("signal_observations", metadata,
           Column("event_id", String, primary_key=True), Column("source", String, nullable=False),
-          Column("at", DateTime(timezone=True), nullable=False), Column("team", String, index=True),
-          Column("service", String, index=True), Column("kind", String), Column("priority", String),
-          Column("value", Float), Column("request_id", String))
+          Column("at", DateTime(timezone=True), nullable=False), Column("team", String),
+          Column("service", String), Column("kind", String), Column("priority", String),
+          Column("value", Float), Column("request_id", String),
+          # A counting rule reads one source's subjects within its window: bounded by the window, not by
+          # everything the team or service was ever observed doing (migration 0003).
+          Index("signal_observations_team_at", "source", "team", "at"),
+          Index("signal_observations_service_at", "source", "service", "at"))
     Table("signal_subjects", metadata,
           Column("subject_key", String, primary_key=True), Column("risk_id", String, nullable=False))
     return metadata
