@@ -127,6 +127,8 @@ class Service:
                             f"{consumer}", dlq_topic=self.dlq_topic(settings, consumer),
                             max_retries=settings.consumer_max_retries, max_records=settings.consumer_max_records,
                             commit_interval_s=settings.consumer_commit_interval_s,
+                            fetch_min_bytes=settings.consumer_fetch_min_bytes,
+                            fetch_max_wait_ms=settings.consumer_fetch_max_wait_ms,
                             session_timeout_ms=settings.kafka_session_timeout_ms,
                             metadata_max_age_ms=settings.kafka_metadata_max_age_ms,
                             group_instance_id=settings.kafka_group_instance_id,

@@ -94,6 +94,9 @@ class ServiceSettings(BaseSettings):
     # A live consumer commits its Kafka offsets at most this often (and on a rebalance or stop); 0: after every
     # poll. What a crash redelivers is deduplicated, so this bounds only redelivered work, never correctness.
     consumer_commit_interval_s: float = Field(default=1.0, ge=0, le=60)
+    # A live consumer's fetch waits up to this long for this many bytes (fewer, fuller polls at low rates).
+    consumer_fetch_min_bytes: int = Field(default=1 << 20, ge=1)
+    consumer_fetch_max_wait_ms: int = Field(default=25, ge=0, le=10_000)
     # How often the worker measures its consumer groups' lag from Kafka (opsat_consumer_group_lag).
     group_lag_interval_s: float = Field(default=15.0, gt=0)
     read_your_writes_timeout_s: float = Field(default=2.0, ge=0)
