@@ -8,7 +8,7 @@ its own topic (6 partitions, as the worker creates it). Splits: the pending-rows
 Kafka messages (`_message`), and the relay's send path (record batches built, queued, acknowledged), per event.
 
 Replay: `opsat.common.projections.rebuild(engine, RequestsProjection(topic), runner_config(...),
-schema)` over the batch-2000 topic, watched by counting its `processed_events` rows; stopped at a
+schema)` over the batch-2000 topic, watched by counting its `requests` rows (one per event); stopped at a
 time cap if it would overrun the bench's budget (the rate is then measured over what it applied).
 Beside it: the aiokafka consumer's own rate on the same topic (getmany, no processing) and the cost
 of `decode_record` alone.
@@ -261,7 +261,7 @@ async def replay_bench(bench: Bench, relay_info: dict[str, Any], cap_s: float = 
             done, _ = await asyncio.wait({task}, timeout=0.5)
             now = time.perf_counter() - t0
             try:
-                count = await watcher.fetchval(f'select count(*) from "{schema}".processed_events')
+                count = await watcher.fetchval(f'select count(*) from "{schema}".requests')  # one per event here
             except asyncpg.UndefinedTableError:
                 count = 0
             samples.append((now, count))
@@ -305,4 +305,4 @@ async def replay_bench(bench: Bench, relay_info: dict[str, Any], cap_s: float = 
         "postgres_round_trips_per_event": {k: r(v / applied, 2) for k, v in counts.most_common()
                                            if not k.startswith("fetch ") and applied and v / applied >= 0.01},
         "how": "opsat.common.projections.rebuild(engine, RequestsProjection(topic), runner_config(settings, "
-               "'requests'), schema) in this process; progress = count(*) of the rebuild schema's processed_events"})
+               "'requests'), schema) in this process; progress = count(*) of the rebuild schema's requests"})

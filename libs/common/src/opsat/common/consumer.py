@@ -487,8 +487,12 @@ class ProjectionRunner:
     async def _in_transaction(self, work: Any, events: list[tuple[ConsumerRecord, ReceivedEvent]],
                               ignored: int) -> Outcomes:
         async with self.engine.begin() as conn:
-            if self.config.until_end:  # a rebuild lost in a crash is redone from the topic
-                await conn.execute(text("set local synchronous_commit = off"))
+            if self.config.until_end:
+                # A rebuild lost in a crash is redone from the topic: no flush per commit. Its tables start empty
+                # and grow by thousands of rows a batch, unanalysed: a plan cached while they were small (a scan)
+                # would stay, so each statement is planned on the tables as they are.
+                await conn.execute(text("select set_config('synchronous_commit', 'off', true),"
+                                        " set_config('plan_cache_mode', 'force_custom_plan', true)"))
             if self.notifies:  # a read-model swap holds this exclusively (opsat.common.projections)
                 await conn.execute(text(LOCK_READ_MODEL_SHARED), {"key": READ_MODEL_LOCK})
             outcomes: Outcomes = await work(conn, events)  # (its NOTIFY wakes read-your-writes waits on commit)
