@@ -569,13 +569,13 @@ class DemoMonth:
                 raise
         for attempt in (1, 2):
             try:
-                await api.command("appraisal", f"{path}/calculate", manager, key=self.plan.key("calc", period,
-                                                                                                attempt))
+                calculated = await api.command("appraisal", f"{path}/calculate", manager,
+                                               key=self.plan.key("calc", period, attempt))
             except Refused as exc:
                 self.report.failures.append(f"calculating {period}: {exc}")
                 return
-            await asyncio.sleep(2.0)  # the cards reach the read model
-            cards = await api.get("appraisal", f"{path}/scorecards", manager, limit=500)
+            cards = await api.get("appraisal", f"{path}/scorecards", manager, limit=500,
+                                  min_version=calculated["version"])  # once the read model has them
             details = [await api.get("appraisal", f"{path}/scorecards/{c['subject']}", manager) for c in cards[:20]]
             if not any(d.get("pending_differences") for d in details):
                 return

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 
 import asyncpg
+from sqlalchemy import Table, select
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from opsat.common import faults
 from opsat.common.db import connect_raw
@@ -84,3 +87,26 @@ class ReadModelWatch:
                 if conn is not None and not conn.is_closed():
                     await conn.close(timeout=2)
             await asyncio.sleep(backoff.next())
+
+
+async def wait_until(reached: Callable[[], Awaitable[bool]], wait_s: float, watch: ReadModelWatch | None) -> bool:
+    """Whether `reached()` holds, asking again after each read-model change for up to `wait_s` seconds."""
+    deadline = asyncio.get_running_loop().time() + (wait_s if watch is not None else 0.0)
+    while True:
+        seen = watch.generation if watch is not None else 0  # before reading: a later change wakes us
+        if await reached():
+            return True
+        left = deadline - asyncio.get_running_loop().time()
+        if left <= 0 or watch is None:
+            return False
+        await watch.wait_beyond(seen, left)
+
+
+async def stream_reached(engine: AsyncEngine, versions: Table, projection: str, source: str, stream_id: str,
+                         version: int) -> bool:
+    """Whether `projection` has applied `stream_id` (of `source`) up to `version` (its `stream_versions` row)."""
+    t = versions
+    async with engine.connect() as conn:
+        applied = await conn.scalar(select(t.c.version).where(
+            t.c.projection == projection, t.c.source == source, t.c.stream_id == stream_id))
+    return applied is not None and applied >= version

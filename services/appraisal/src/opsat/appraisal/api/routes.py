@@ -7,7 +7,7 @@ No `from __future__ import annotations` here: FastAPI reads the annotations of t
 from dataclasses import replace
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Path, Query, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
 from opsat.appraisal.api import schemas as s
 from opsat.appraisal.app.handlers import callers
@@ -111,10 +111,18 @@ async def get_period(period_id: PeriodId, queries: Queries, actor: Readers) -> d
     return await queries.period(period_id)
 
 
-@router.get("/periods/{period_id}/scorecards", tags=["scorecards"], summary="Ranking: scorecards, best total first")
-async def ranking(period_id: PeriodId, queries: Queries, actor: Readers,
+@router.get("/periods/{period_id}/scorecards", tags=["scorecards"], summary="Ranking: scorecards, best total first",
+            description="Read from the read model. Pass `min_version` (the `version` the calculate command "
+                        "returned) to wait briefly until it has that calculation (read-your-writes); "
+                        "`X-Opsat-Stale: true` says it has not yet.")
+async def ranking(period_id: PeriodId, queries: Queries, actor: Readers, request: Request, response: Response,
                   kind: Literal["engineer", "team"] = "engineer", limit: Limit = 100,
-                  offset: Offset = 0) -> list[dict[str, Any]]:
+                  offset: Offset = 0, min_version: Annotated[int | None, Query(ge=1)] = None) -> list[dict[str, Any]]:
+    if min_version is not None:
+        async with request.app.state.waits.slot(f"{actor.organisation}/{actor.id}") as may_wait:
+            wait = request.app.state.settings.read_your_writes_timeout_s if may_wait else 0.0
+            if not await queries.period_reached(period_id, min_version, wait, request.app.state.read_model):
+                response.headers["X-Opsat-Stale"] = "true"
     return await queries.ranking(period_id, kind, limit, offset)
 
 

@@ -21,7 +21,7 @@ from opsat.appraisal.domain import events as ev
 from opsat.appraisal.domain.facts import Fact, Totals
 from opsat.appraisal.domain.kpis import Catalogue
 from opsat.appraisal.domain.scorecards import Scorecard, calculate
-from opsat.appraisal.projections.periods import TEAM_PREFIX
+from opsat.appraisal.projections.periods import TEAM_PREFIX, PeriodsProjection
 from opsat.appraisal.projections.tables import (
     appeals,
     awards,
@@ -29,11 +29,13 @@ from opsat.appraisal.projections.tables import (
     request_credits,
     scorecards,
     sla_outcomes,
+    stream_versions,
 )
 from opsat.appraisal.projections.tables import periods as periods_table
 from opsat.common.domain import NotFound
 from opsat.common.envelope import EventRegistry
 from opsat.common.eventstore import EventStore, fold
+from opsat.common.freshness import ReadModelWatch, stream_reached, wait_until
 
 R, O, S = request_credits.c, sla_outcomes.c, scorecards.c
 FACT_COLUMNS = ("handled", "resolved", "reopened", "first_time_resolved", "response_measured", "responded_on_time",
@@ -214,6 +216,13 @@ class AppraisalQueries:
                 "incentives": state.incentives.to_spec(), "appeal_days": state.appeal_days,
                 "time_zone": state.time_zone, "appeal_until": state.appeal_until, "scorecards": len(state.scorecards),
                 "open_appeals": len(state.open_appeals)}
+
+    async def period_reached(self, period_id: str, version: int, wait_s: float,
+                             watch: ReadModelWatch | None) -> bool:
+        """Whether the read model has the period's stream up to `version`, waiting up to `wait_s` for it."""
+        return await wait_until(lambda: stream_reached(
+            self.engine, stream_versions, PeriodsProjection.name, self.store.registry.source, period_id, version),
+            wait_s, watch)
 
     async def ranking(self, period_id: str, kind: str, limit: int, offset: int) -> list[dict[str, Any]]:
         """Scorecards of one kind, best total first (ungraded last), with their rank."""
