@@ -25,6 +25,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from opsat.common import observability as obs
 from opsat.common import tracing
 from opsat.common.auth import Authenticator, Unauthenticated
+from opsat.common.collector import fewer_collections
 from opsat.common.db import create_engine
 from opsat.common.envelope import EventRegistry
 from opsat.common.errors import install_error_handlers, problem, unauthenticated_problem
@@ -245,7 +246,8 @@ def create_service_app(
         if on_startup is not None:
             await on_startup(app)
         try:
-            yield
+            with fewer_collections():  # what start-up built is frozen; see opsat.common.collector
+                yield
         finally:
             await app.state.read_model.stop()
             if own_engine:

@@ -22,11 +22,9 @@ back to its first record, so nothing is skipped and nothing is applied out of or
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import time
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -54,6 +52,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from opsat.common import faults, tracing
 from opsat.common import observability as obs
+from opsat.common.collector import fewer_collections
 from opsat.common.db import LOCK_READ_MODEL_SHARED, READ_MODEL_LOCK, READ_MODEL_SCHEMA
 from opsat.common.domain import DomainEvent
 from opsat.common.envelope import split_type
@@ -269,32 +268,6 @@ class Outcomes:
     stale: list[tuple[ReceivedEvent, int]] = field(default_factory=list)  # (event, version the row reflects)
 
 
-GC_YOUNG_THRESHOLD = 100_000  # allocations between young collections while consumers run (default 700)
-_collector_holders = 0
-_collector_saved = gc.get_threshold()
-
-
-@contextmanager
-def fewer_collections() -> Iterator[None]:
-    """While consumers run: what the process held before is frozen out of the cyclic collector, and its first
-    generation is collected every GC_YOUNG_THRESHOLD allocations instead of 700. A poll makes some hundred thousand
-    objects that die with it, nearly all acyclic; with the default threshold the collector ran thousands of times
-    per 100,000 events, scanning them and the heap and freeing next to nothing (a third of a replay's CPU,
-    measured). Cycles are still collected. Concurrent runners of one process share the setting: the first in sets
-    it, the last out restores the process's own."""
-    global _collector_holders, _collector_saved
-    if _collector_holders == 0:
-        _collector_saved = gc.get_threshold()
-        gc.freeze()  # (no full pass first: a runner starting would pay for the whole heap; garbage frozen now is freed at the end)
-        gc.set_threshold(GC_YOUNG_THRESHOLD, *_collector_saved[1:])
-    _collector_holders += 1
-    try:
-        yield
-    finally:
-        _collector_holders -= 1
-        if _collector_holders == 0:
-            gc.set_threshold(*_collector_saved)
-            gc.unfreeze()
 COMMIT_ON_STOP_TIMEOUT_S = 5.0
 DECODE_SLICE = 64  # records decoded between yields, so a reply from PostgreSQL to the poll in hand waits little
 

@@ -17,13 +17,13 @@ from typing import Any
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from opsat.common.collector import fewer_collections
 from opsat.common.consumer import (
     Projection,
     ProjectionRunner,
     RunnerConfig,
     RunnerStats,
     create_read_model,
-    fewer_collections,
     read_model_engine,
 )
 from opsat.common.db import READ_MODEL_LOCK, READ_MODEL_SCHEMA
