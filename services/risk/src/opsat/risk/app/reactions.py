@@ -41,6 +41,7 @@ from sqlalchemy import (
     or_,
     select,
     text,
+    true,
     update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, insert
@@ -429,21 +430,28 @@ class SignalDriver(CommandReaction):
         o = OBSERVATIONS.c
         column = o.team if rule.subject == "team" else o.service
         names = {getattr(b, rule.subject) for b in batch}
-        conditions = [o.source == rule.source, column == func.any(_array(names))]
-        if rule.per_kind:
-            conditions.append(o.kind == func.any(_array({b.kind for b in batch if b.kind is not None})))
-        if rule.window_seconds is not None:
-            conditions.append(o.at > min(b.at for b in batch) - timedelta(seconds=rule.window_seconds))
+        kinds = {b.kind for b in batch if b.kind is not None}
+        since = [o.at > min(b.at for b in batch) - timedelta(seconds=rule.window_seconds)] \
+            if rule.window_seconds is not None else []
         if rule.mode == "count":
+            conditions = [o.source == rule.source, column == func.any(_array(names)), *since]
+            if rule.per_kind:
+                conditions.append(o.kind == func.any(_array(kinds)))
             rows = await conn.execute(select(*_OBSERVATION_COLUMNS).where(*conditions))
             return [_observation_of(row) for row in rows]
-        # The newest last N of each subject (with room for some arriving late, as before).
-        partition = [column, o.kind] if rule.per_kind else [column]
-        ranked = select(*_OBSERVATION_COLUMNS, func.row_number().over(
-            partition_by=partition, order_by=(o.at.desc(), o.event_id.desc())).label("rank")).where(*conditions)
-        inner = ranked.subquery()
-        rows = await conn.execute(select(*(inner.c[c.name] for c in _OBSERVATION_COLUMNS)).where(
-            inner.c.rank <= 4 * (rule.last_n or 1)))
+        # The newest last N of each subject (and kind), with room for some arriving late: read subject by subject
+        # from the (source, subject, at) index, newest first, so a subject's older history is never read.
+        keys = select(func.unnest(_array(names)).label("name")).subquery("names")
+        if rule.per_kind:
+            kind_list = select(func.unnest(_array(kinds)).label("kind")).subquery("kinds")
+            keys = select(keys.c.name, kind_list.c.kind).select_from(keys.join(kind_list, true())).subquery("keys")
+        conditions = [o.source == rule.source, column == keys.c.name, *since]
+        if rule.per_kind:
+            conditions.append(o.kind == keys.c.kind)
+        recent = (select(*_OBSERVATION_COLUMNS).where(*conditions).order_by(o.at.desc(), o.event_id.desc())
+                  .limit(4 * (rule.last_n or 1)).lateral("recent"))
+        rows = await conn.execute(select(*(recent.c[c.name] for c in _OBSERVATION_COLUMNS))
+                                  .select_from(keys.join(recent, true())))
         return [_observation_of(row) for row in rows]
 
     async def configuration(self, conn: AsyncConnection) -> tuple[dict[str, SignalRule], dict[str, plans.Plan]]:
