@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 import asyncpg
 import pytest
 import pytest_asyncio
+from sqlalchemy import event
 
 from opsat.common.db import asyncpg_dsn, create_engine
 from opsat.common.domain import DomainEvent
@@ -137,8 +139,24 @@ async def test_a_single_append_needs_no_group(database_url: str, group_commit: b
     engine = create_engine(database_url, pool_size=2)
     try:
         store = EventStore(engine, REGISTRY, group_commit=group_commit)
+        sent: list[str] = []
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def log_queries(dbapi_connection: Any, _record: Any) -> None:
+            dbapi_connection.driver_connection.add_query_logger(lambda record: sent.append(record.query.strip()))
+
+        # The connection's first statements introspect types (asyncpg): warm it with the same kinds of append.
+        await store.append("warm", "counter", 0, [Opened(limit=1)], META)
+        await store.append("warm", "counter", 1, [Added(amount=1)], META, Idempotency.for_request("k-0", ACTOR, "add"))
+        sent.clear()
         result = await store.append("alone", "counter", 0, [Opened(limit=1)], META)
+        # One statement, its own transaction: no BEGIN and COMMIT around it (two round trips more).
+        assert len(sent) == 1 and sent[0].startswith("with appended as"), sent
         assert (result.version, result.replayed) == (1, False)
         assert [e.event_id for e in await store.load("alone")] == list(result.event_ids)
+        sent.clear()
+        keyed = await store.append("alone", "counter", 1, [Added(amount=1)], META,
+                                   Idempotency.for_request("k-1", ACTOR, "add"))
+        assert keyed.version == 2 and len(sent) == (1 if group_commit else 4), sent  # BEGIN, events, key, COMMIT
     finally:
         await engine.dispose()

@@ -16,6 +16,7 @@ import asyncio
 import hashlib
 import json
 from collections.abc import Callable, Collection, Sequence
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
@@ -319,7 +320,7 @@ class EventStore:
                 if pending.key is not None:
                     keys.add(pending.key)
             self._waiting = later
-            if len(group) == 1:
+            if len(group) == 1 and group[0].idempotency is None:  # one plain statement, lighter than the group's
                 await self._append_alone(group[0])
                 continue
             try:
@@ -393,7 +394,9 @@ class EventStore:
         try:
             async with self.engine.connect() as pooled:
                 conn = (await pooled.get_raw_connection()).driver_connection
-                async with conn.transaction():
+                # One statement is its own transaction (one round trip, not BEGIN + it + COMMIT); a key's row
+                # is a second statement, so then both go in one transaction.
+                async with conn.transaction() if idempotency is not None else nullcontext():
                     position = await conn.fetchval(
                         _INSERT_EVENTS, stream_id, stream_type, json.dumps(metadata.as_dict()),
                         list(range(expected_version + 1, result_version + 1)), event_ids,
