@@ -2,7 +2,7 @@
 and PostgreSQL, with small polls so that one is nearly always fetched ahead: every record is applied once, each
 partition in offset order, through a second member joining (a rebalance) and through a stop; offsets committed
 never run ahead of what the read model holds. Offsets are committed once the interval passed, on a stop and before
-partitions move; a consumer that names the events it handles is given only those."""
+partitions move; a consumer that names the events it handles is given only those; an idle one long-polls."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.consumer.fetcher import Fetcher
 from sqlalchemy import BigInteger, Column, Identity, Integer, MetaData, String, Table, insert
 
 from opsat.common.consumer import (
@@ -281,3 +282,39 @@ async def test_a_consumer_is_given_only_the_events_it_handles_and_its_offsets_pa
 
 async def _stats_seen(runner: ProjectionRunner, n: int) -> bool:
     return runner.stats.applied + runner.stats.ignored >= n
+
+
+async def test_an_idle_consumer_long_polls_and_the_first_record_of_a_quiet_spell_is_not_held_back(
+        kafka_bootstrap, database_url, topic_namespace, monkeypatch):
+    topic, group, engine = await setup(kafka_bootstrap, database_url, topic_namespace)
+    fetches: list[float] = []  # when each fetch request was sent, by any runner of this test
+    send_fetch = Fetcher._proc_fetch_request
+
+    async def counted(self: Any, *args: Any, **kwargs: Any) -> Any:
+        fetches.append(asyncio.get_running_loop().time())
+        return await send_fetch(self, *args, **kwargs)
+
+    monkeypatch.setattr(Fetcher, "_proc_fetch_request", counted)
+    # Batching fetches wait 25 ms; an idle one waits up to 8 s, but is answered as soon as a record arrives.
+    runner = ProjectionRunner(engine, Recorder(topic, "a", pause_s=0),
+                              config(kafka_bootstrap, group, idle_fetch_max_wait_ms=8000))
+    stop = asyncio.Event()
+    task = asyncio.create_task(runner.run(stop))
+    try:
+        await asyncio.wait_for(runner.ready.wait(), 30)
+        await produce(kafka_bootstrap, topic, 0, 40)
+        await wait_until(lambda: _count(database_url, 40), timeout=30, what="40 events applied")
+        await asyncio.sleep(1.0)  # the polls find nothing more: the runner goes idle
+        quiet_from = asyncio.get_running_loop().time()
+        await asyncio.sleep(3.0)
+        idle_fetches = len([t for t in fetches if t >= quiet_from])
+        # Before: one fetch per 25 ms wait, about 120 in 3 s. Now: a long poll in flight, another after 8 s.
+        assert idle_fetches <= 2, idle_fetches
+        sent = asyncio.get_running_loop().time()
+        await produce(kafka_bootstrap, topic, 40, 1)
+        await wait_until(lambda: _count(database_url, 41), timeout=30, what="the 41st event applied")
+        assert asyncio.get_running_loop().time() - sent < 6.0  # answered at the record, not after the 8 s wait
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, timeout=30)
+        await engine.dispose()

@@ -129,6 +129,7 @@ class Service:
                             commit_interval_s=settings.consumer_commit_interval_s,
                             fetch_min_bytes=settings.consumer_fetch_min_bytes,
                             fetch_max_wait_ms=settings.consumer_fetch_max_wait_ms,
+                            idle_fetch_max_wait_ms=settings.consumer_idle_fetch_max_wait_ms,
                             session_timeout_ms=settings.kafka_session_timeout_ms,
                             metadata_max_age_ms=settings.kafka_metadata_max_age_ms,
                             group_instance_id=settings.kafka_group_instance_id,

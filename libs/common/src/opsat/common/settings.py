@@ -97,6 +97,8 @@ class ServiceSettings(BaseSettings):
     # A live consumer's fetch waits up to this long for this many bytes (fewer, fuller polls at low rates).
     consumer_fetch_min_bytes: int = Field(default=1 << 20, ge=1)
     consumer_fetch_max_wait_ms: int = Field(default=25, ge=0, le=10_000)
+    # Once a poll found nothing: the next fetch waits up to this long, answered at the first record.
+    consumer_idle_fetch_max_wait_ms: int = Field(default=500, ge=0, le=10_000)
     # How often the worker measures its consumer groups' lag from Kafka (opsat_consumer_group_lag).
     group_lag_interval_s: float = Field(default=15.0, gt=0)
     read_your_writes_timeout_s: float = Field(default=2.0, ge=0)
