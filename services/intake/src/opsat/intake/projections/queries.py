@@ -3,7 +3,6 @@ so every route that reads goes through the same filters."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 from dataclasses import dataclass
@@ -14,7 +13,7 @@ from sqlalchemy import Table, and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from opsat.common.domain import Actor, InvalidInput, NotFound
-from opsat.common.freshness import ReadModelWatch
+from opsat.common.freshness import ReadModelWatch, wait_until
 from opsat.intake.projections.tables import OPEN_STATUSES, links, open_requests, requests, time_entries, timeline
 
 AGEING_BUCKETS = (("0-1d", 1), ("1-3d", 3), ("3-7d", 7), ("7-30d", 30), (">30d", None))
@@ -90,29 +89,29 @@ class IntakeQueries:
                   wait_s: float = 0.0, watch: ReadModelWatch | None = None) -> tuple[dict[str, Any], bool]:
         """The request, and whether it is at least `min_version` (waits up to `wait_s` for the projection, woken
         by `watch` when the read model changes)."""
-        deadline = asyncio.get_running_loop().time() + (wait_s if watch is not None else 0.0)
-        while True:
-            seen = watch.generation if watch is not None else 0  # before reading: a later change wakes us
+        found: list[Any] = [None]
+
+        async def reached() -> bool:
             async with self.engine.connect() as conn:
-                row = (await conn.execute(select(requests).where(requests.c.id == request_id,
-                                                                 _visible_to(actor)))).mappings().first()
-                fresh = row is not None and (min_version is None or row["version"] >= min_version)
-                if fresh or asyncio.get_running_loop().time() >= deadline:
-                    if row is None:
-                        raise NotFound(f"request {request_id} not found")
-                    detail = dict(row)
-                    detail["links"] = [dict(r) for r in (await conn.execute(
-                        select(links.c.link_type, links.c.target_id, links.c.linked_at)
-                        .where(links.c.request_id == request_id).order_by(links.c.linked_at))).mappings()]
-                    if actor.reads_everything:
-                        detail["time_by_agent"] = {r.agent_id: r.minutes for r in await conn.execute(
-                            select(time_entries.c.agent_id, func.sum(time_entries.c.minutes).label("minutes"))
-                            .where(time_entries.c.request_id == request_id).group_by(time_entries.c.agent_id))}
-                    else:
-                        detail.pop("time_spent_minutes", None)
-                    return detail, fresh
-            assert watch is not None
-            await watch.wait_beyond(seen, deadline - asyncio.get_running_loop().time())
+                found[0] = (await conn.execute(select(requests).where(requests.c.id == request_id,
+                                                                      _visible_to(actor)))).mappings().first()
+            return found[0] is not None and (min_version is None or found[0]["version"] >= min_version)
+
+        fresh = await wait_until(reached, wait_s, watch)
+        if found[0] is None:
+            raise NotFound(f"request {request_id} not found")
+        detail = dict(found[0])
+        async with self.engine.connect() as conn:
+            detail["links"] = [dict(r) for r in (await conn.execute(
+                select(links.c.link_type, links.c.target_id, links.c.linked_at)
+                .where(links.c.request_id == request_id).order_by(links.c.linked_at))).mappings()]
+            if actor.reads_everything:
+                detail["time_by_agent"] = {r.agent_id: r.minutes for r in await conn.execute(
+                    select(time_entries.c.agent_id, func.sum(time_entries.c.minutes).label("minutes"))
+                    .where(time_entries.c.request_id == request_id).group_by(time_entries.c.agent_id))}
+            else:
+                detail.pop("time_spent_minutes", None)
+        return detail, fresh
 
     async def timeline(self, actor: Actor, request_id: str) -> list[dict[str, Any]]:
         query = select(timeline).where(timeline.c.request_id == request_id).order_by(timeline.c.sequence)
