@@ -27,6 +27,7 @@ from opsat.common import tracing
 from opsat.common.auth import Authenticator, Unauthenticated
 from opsat.common.collector import fewer_collections
 from opsat.common.db import create_engine
+from opsat.common.domain import Actor
 from opsat.common.envelope import EventRegistry
 from opsat.common.errors import install_error_handlers, problem, unauthenticated_problem
 from opsat.common.eventstore import EventStore
@@ -303,6 +304,14 @@ class WaitLimiter:
                 self.waiting[caller] -= 1
                 if not self.waiting[caller]:
                     del self.waiting[caller]
+
+
+@asynccontextmanager
+async def read_wait(request: Request, actor: Actor) -> AsyncIterator[float]:
+    """Seconds this request may wait for a `min_version` (read-your-writes): the configured timeout, or 0 when the
+    app's WaitLimiter refuses the caller a slot (the query then answers at once, marked stale)."""
+    async with request.app.state.waits.slot(f"{actor.organisation}/{actor.id}") as granted:
+        yield request.app.state.settings.read_your_writes_timeout_s if granted else 0.0
 
 
 # --- the error contract in OpenAPI ------------------------------------------------------------------------

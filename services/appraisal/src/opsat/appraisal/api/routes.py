@@ -14,6 +14,7 @@ from opsat.appraisal.app.handlers import callers
 from opsat.appraisal.domain import catalogues
 from opsat.appraisal.domain import commands as c
 from opsat.appraisal.projections.queries import AppraisalQueries
+from opsat.common.api import read_wait
 from opsat.common.auth import require
 from opsat.common.commands import CommandRouter, Commands, CreationMeta, Meta, queries
 from opsat.common.domain import Actor, Role
@@ -119,8 +120,7 @@ async def ranking(period_id: PeriodId, queries: Queries, actor: Readers, request
                   kind: Literal["engineer", "team"] = "engineer", limit: Limit = 100,
                   offset: Offset = 0, min_version: Annotated[int | None, Query(ge=1)] = None) -> list[dict[str, Any]]:
     if min_version is not None:
-        async with request.app.state.waits.slot(f"{actor.organisation}/{actor.id}") as may_wait:
-            wait = request.app.state.settings.read_your_writes_timeout_s if may_wait else 0.0
+        async with read_wait(request, actor) as wait:
             if not await queries.period_reached(period_id, min_version, wait, request.app.state.read_model):
                 response.headers["X-Opsat-Stale"] = "true"
     return await queries.ranking(period_id, kind, limit, offset)

@@ -11,6 +11,7 @@ from typing import Annotated
 
 from fastapi import Depends, Path, Query, Request, Response
 
+from opsat.common.api import read_wait
 from opsat.common.auth import require
 from opsat.common.commands import CommandRouter, CreationMeta, queries
 from opsat.common.domain import Actor, Role
@@ -133,10 +134,9 @@ async def list_requests(
                         "(own organisation), staff, auditor, risk_officer, service accounts.")
 async def get_request(request_id: RequestId, queries: Queries, actor: Readers, request: Request,
                       response: Response, min_version: Annotated[int | None, Query(ge=1)] = None) -> s.RequestDetail:
-    async with request.app.state.waits.slot(f"{actor.organisation}/{actor.id}") as may_wait:
-        wait = request.app.state.settings.read_your_writes_timeout_s if min_version and may_wait else 0.0
-        detail, fresh = await queries.get(actor, request_id, min_version=min_version, wait_s=wait,
-                                          watch=request.app.state.read_model)
+    async with read_wait(request, actor) as wait:
+        detail, fresh = await queries.get(actor, request_id, min_version=min_version,
+                                          wait_s=wait if min_version else 0.0, watch=request.app.state.read_model)
     if not fresh:
         response.headers["X-Opsat-Stale"] = "true"
     response.headers["ETag"] = f'"{detail["version"]}"'
