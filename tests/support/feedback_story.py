@@ -80,12 +80,47 @@ class Feedback(ServiceHarness):
             await conn.close()
 
 
-async def eventually(check, timeout: float = 30.0, what: str = "condition"):  # type: ignore[no-untyped-def]
+async def eventually(check, timeout: float = 30.0, what: str = "condition", explain=None):  # type: ignore[no-untyped-def]
+    """`check()` until it returns something true; on timeout, fail with `await explain()` (where things stand)."""
     deadline = asyncio.get_running_loop().time() + timeout
     while not (result := await check()):
-        assert asyncio.get_running_loop().time() < deadline, f"{what} not reached in {timeout:.0f}s"
+        if asyncio.get_running_loop().time() >= deadline:
+            state = await explain() if explain is not None else ""
+            raise AssertionError(f"{what} not reached in {timeout:.0f}s{state and '; '}{state}")
         await asyncio.sleep(0.1)
     return result
+
+
+async def where_the_survey_is(intake: ServiceHarness, feedback: Feedback) -> str:
+    """Each hop of closure -> invitation email, for a failure message: intake's relay, the closure reaction,
+    feedback's relay, the mail scheduling reaction, the mail outbox, and every consumer group's lag."""
+    from opsat.common.grouplag import group_lags
+
+    async def rows(harness: ServiceHarness, sql: str) -> list[asyncpg.Record]:
+        conn = await asyncpg.connect(asyncpg_dsn(harness.settings.database_url))
+        try:
+            return await conn.fetch(sql)
+        finally:
+            await conn.close()
+
+    processed = "select projection, count(*) from reactions.processed_events group by projection order by 1"
+    hops = {
+        "intake closures": await rows(intake, "select count(*) from events where event_type = "
+                                              "'opsat.intake.request.closed'"),
+        "intake outbox unpublished": await rows(intake, "select count(*) from outbox"),
+        "feedback reactions processed": await rows(feedback, processed),
+        "surveys issued": await rows(feedback, "select count(*) from events where event_type = "
+                                               "'opsat.feedback.survey.issued'"),
+        "feedback outbox unpublished": await rows(feedback, "select count(*) from outbox"),
+        "mail outbox": await rows(feedback, "select purpose, status, attempts, last_error, next_attempt_at "
+                                            "from mail_outbox order by id"),
+    }
+    try:
+        lags = [f"{p.consumer} {p.partition.topic}[{p.partition.partition}] {p.committed}/{p.end}"
+                for p in await group_lags(feedback.service, feedback.settings) if p.lag]
+    except Exception as exc:  # the diagnosis must not hide the failure it explains
+        lags = [f"unknown ({exc!r})"]
+    return "; ".join(f"{k}: {[tuple(r) for r in v]}" for k, v in hops.items()) + f"; lagging: {lags or 'none'}"
 
 
 async def close_request(intake, requester: str = "u-req", org: str = "acme") -> str:  # type: ignore[no-untyped-def]

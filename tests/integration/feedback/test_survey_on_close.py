@@ -9,7 +9,7 @@ import logging
 
 import asyncpg
 import pytest
-from feedback_story import LOW, close_request, eventually, token_in
+from feedback_story import LOW, close_request, eventually, token_in, where_the_survey_is
 
 from opsat.common.db import asyncpg_dsn
 from opsat.common.testing.infra import consume_all
@@ -56,7 +56,8 @@ async def test_a_closed_request_is_surveyed_once_by_email_and_a_low_answer_opens
     sla = await run_service(SLA)
     async with intake.worker(only=("relay",)), sla.worker(), feedback.worker():
         first = await close_request(intake)
-        [invitation] = await eventually(lambda: _some(smtp_sink.to(MAIL)), what="the invitation email")
+        [invitation] = await eventually(lambda: _some(smtp_sink.to(MAIL)), what="the invitation email",
+                                        explain=lambda: where_the_survey_is(intake, feedback))
         assert first in invitation["Subject"] and invitation["To"] == MAIL
 
         # Same requester again within 7 days: the sampling rule says no.
