@@ -10,6 +10,7 @@ Prints events/s, CPU per event (replay process + PostgreSQL), the ratio to the c
 ref, the load average; writes bench/results/replay_compare.json.
 
     .venv/bin/python bench/replay_compare.py --compare main --rounds 2
+    .venv/bin/python bench/replay_compare.py --compare main --lifecycle   # whole lifecycles, not submits only
 """
 
 from __future__ import annotations
@@ -69,8 +70,10 @@ async def child(url: str, bootstrap: str, namespace: str, topic: str, schema: st
             "cpu_us_per_event": round((cpu + pg) / n * 1e6, 1)}
 
 
-async def fill(bench: Any, events: int) -> dict[str, Any]:
-    """The backlog drained by this tree's relay into the topic the intake worker would use."""
+async def fill(bench: Any, events: int, lifecycle: bool) -> dict[str, Any]:
+    """The backlog drained by this tree's relay into the topic the intake worker would use: submits only, or
+    (`lifecycle`) requests submitted, accepted, started, awaiting the customer and back, a tenth resolved (about
+    5.1 events per request, interleaved across requests as live traffic is)."""
     import asyncpg
     from relay_replay import fill_backlog
 
@@ -80,6 +83,11 @@ async def fill(bench: Any, events: int) -> dict[str, Any]:
     db = await bench.create_database("replaycmp")
     dsn, url = bench.infra.dsn(db), bench.infra.sqlalchemy_url(db)
     topic = f"{bench.namespace}.intake.events"
+    if lifecycle:
+        from sla_clocks import fill_intake_topic
+
+        filled = await fill_intake_topic(bench, round(events / 5.1), topic, "replaylife")
+        return {"url": url, "topic": topic, "events": filled["events"], "by_type": filled["by_type"]}
     await bench.create_topics({topic: SERVICE.partitions})
     await fill_backlog(dsn, events)
     relay = OutboxRelay(RelayConfig(database_url=url, bootstrap=bench.infra.bootstrap, topic=topic,
@@ -91,7 +99,7 @@ async def fill(bench: Any, events: int) -> dict[str, Any]:
         await relay.close()
         await conn.close()
     assert published == events, published
-    return {"url": url, "topic": topic}
+    return {"url": url, "topic": topic, "events": events, "by_type": {"submitted": events}}
 
 
 async def consumer(bench: Any, topic: str, events: int) -> dict[str, Any]:
@@ -105,6 +113,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=50_000)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--lifecycle", action="store_true",
+                        help="replay requests' lifecycles (submit, accept, start, ...), not submits only")
     parser.add_argument("--compare", help="git ref whose replay runs beside this tree's")
     parser.add_argument("--profile", help="cProfile this tree's last replay into this file")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -126,7 +136,7 @@ def main() -> None:
         runs: dict[str, list[dict[str, Any]]] = {name: [] for name in trees}
         bench = Bench(infra_up())
         try:
-            info = asyncio.run(fill(bench, args.events))
+            info = asyncio.run(fill(bench, args.events, args.lifecycle))
             base = ["--url", info["url"], "--bootstrap", bench.infra.bootstrap, "--namespace", bench.namespace,
                     "--topic", info["topic"]]
             for round_ in range(args.rounds):
@@ -136,14 +146,15 @@ def main() -> None:
                     runs[name].append(run_child(__file__, paths,
                                                 [*base, "--schema", f"read_model_cmp{round_}_{i}", *extra]))
                     print(f"  round {round_ + 1} {name}: {runs[name][-1]}", flush=True)
-                limit.append(asyncio.run(consumer(bench, info["topic"], args.events)))
+                limit.append(asyncio.run(consumer(bench, info["topic"], info["events"])))
         finally:
             asyncio.run(bench.cleanup())
     best = {name: max(rs, key=lambda x: x["events_per_s"]) for name, rs in runs.items()}
     leanest = {name: min(rs, key=lambda x: x["cpu_us_per_event"]) for name, rs in runs.items()}
     cheapest = {name: x["cpu_us_per_event"] for name, x in leanest.items()}
     kafka = max(x["records_per_s"] for x in limit)
-    print(f"projection replay, {args.events:,} events   events/s  / aiokafka consumer  CPU us/event (replay+pg)"
+    print(f"projection replay, {info['events']:,} events {info['by_type']}")
+    print(f"projection replay, {info['events']:,} events   events/s  / aiokafka consumer  CPU us/event (replay+pg)"
           + ("  rate/ref  CPU/ref" if args.compare else ""))
     ratios: dict[str, Any] = {}
     for name, b in best.items():
@@ -157,7 +168,7 @@ def main() -> None:
             line += f"{ratios[name]['rate_to_ref']:>10.2f}{ratios[name]['cpu_to_ref']:>9.2f}"
         print(line)
     print(f"  aiokafka consumer (same run)  {kafka:>9,.0f} records/s")
-    result = {"name": "replay_compare", "events": args.events, "best": best, "cpu_us_per_event_min": cheapest,
+    result = {"name": "replay_compare", "events": info["events"], "by_type": info["by_type"], "best": best, "cpu_us_per_event_min": cheapest,
               "runs": runs, "aiokafka_consumer": limit, "ratios": ratios, "loadavg_before": load_before,
               "loadavg_after": os.getloadavg(), "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     print(f"load average before {load_before}, after {result['loadavg_after']}")

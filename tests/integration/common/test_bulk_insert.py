@@ -1,5 +1,6 @@
 """`insert_rows` writes exactly what SQLAlchemy's executemany writes, into the schema a rebuild redirects to;
-`upsert_rows` writes what SQLAlchemy's `on_conflict_do_update` writes."""
+`upsert_rows` writes what SQLAlchemy's `on_conflict_do_update` writes; `update_rows` what one SQLAlchemy UPDATE per
+row writes, guarded like `where version < new version`."""
 
 from __future__ import annotations
 
@@ -7,10 +8,10 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
-from sqlalchemy import Boolean, Column, DateTime, Integer, MetaData, String, Table, Text, text
+from sqlalchemy import Boolean, Column, DateTime, Integer, MetaData, String, Table, Text, text, update
 from sqlalchemy.dialects.postgresql import JSONB, insert
 
-from opsat.common.bulk import insert_rows, upsert_rows
+from opsat.common.bulk import insert_rows, update_rows, upsert_rows
 from opsat.common.consumer import read_model_engine
 from opsat.common.db import READ_MODEL_SCHEMA, asyncpg_dsn, create_engine
 
@@ -113,5 +114,42 @@ async def test_upsert_rows_inserts_new_keys_and_overwrites_existing_rows(databas
         async with engine.connect() as conn:
             with pytest.raises(ValueError, match="key"):
                 await upsert_rows(conn, things, changed, key=("nope",))
+    finally:
+        await engine.dispose()
+
+
+@pytest.mark.parametrize("schema", [READ_MODEL_SCHEMA, "bulk_rebuild"])
+async def test_update_rows_sets_each_row_to_its_values_where_the_guard_allows(database_url: str, schema: str) -> None:
+    """`count` plays the version: row b is older than its stored count and stays; a key with no row adds none."""
+    engine = create_engine(database_url)
+    changes = [{"id": "a", "count": 5, "at": None, "doc": {"y": [2]}, "maybe": None},
+               {"id": "b", "count": -9, "at": AT, "doc": None, "maybe": {"z": 1}},
+               {"id": "c", "count": 1, "at": AT - timedelta(days=1), "doc": [], "maybe": "new"},
+               {"id": "zz", "count": 99, "at": AT, "doc": None, "maybe": None}]
+    try:
+        async with engine.begin() as conn:
+            for name in ("bulk_reference", schema):
+                await conn.execute(text(f'drop schema if exists "{name}" cascade'))
+                await conn.execute(text(f'create schema "{name}"'))
+        for name in ("bulk_reference", schema):
+            async with read_model_engine(engine, name).begin() as conn:
+                await conn.run_sync(metadata.create_all)
+                await insert_rows(conn, things, ROWS)
+        async with read_model_engine(engine, "bulk_reference").begin() as conn:
+            for row in changes:
+                await conn.execute(update(things).where(things.c.id == row["id"], things.c.count < row["count"])
+                                   .values(**{k: v for k, v in row.items() if k != "id"}))
+        async with read_model_engine(engine, schema).begin() as conn:
+            await update_rows(conn, things, changes, key="id", newer_than="count")
+
+        reference = await _fetch(database_url, "bulk_reference")
+        assert [(r[0], r[2]) for r in reference] == [("a", 5), ("b", -7), ("c", 1)]
+        assert reference[0][4] is None and reference[0][8] is True  # set to NULL; SQL NULL where none_as_null
+        assert await _fetch(database_url, schema) == reference
+        async with engine.connect() as conn:
+            with pytest.raises(ValueError, match="key"):
+                await update_rows(conn, things, changes, key="nope")
+            with pytest.raises(ValueError, match="guard"):
+                await update_rows(conn, things, changes, key="id", newer_than="level")
     finally:
         await engine.dispose()

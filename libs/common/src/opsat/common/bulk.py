@@ -1,5 +1,6 @@
 """Many rows into one table in one statement: `INSERT ... SELECT FROM unnest($1::type[], ...)`, optionally
-`ON CONFLICT (key) DO UPDATE` every other column (`upsert_rows`: a batch's changed rows written as they now are).
+`ON CONFLICT (key) DO UPDATE` every other column (`upsert_rows`: a batch's changed rows written as they now are),
+and `UPDATE ... FROM unnest(...)` (`update_rows`: the same columns of many existing rows set, each to its own values).
 
 A projection's batch builds its rows as dicts (the one definition of a row, live or rebuild) and hands
 them here instead of to SQLAlchemy's executemany, whose per-row parameter processing dominated a replay.
@@ -46,6 +47,23 @@ def _statement(schema: str | None, table: Table, columns: tuple[str, ...], on_co
                if update_on_conflict else ""))
 
 
+@lru_cache(maxsize=256)
+def _update_statement(schema: str | None, table: Table, columns: tuple[str, ...], key: str,
+                      newer_than: str | None) -> str:
+    names, arrays, values = [], [], {}
+    for i, name in enumerate(columns, start=1):
+        column = table.c[name]
+        is_json = isinstance(column.type, JSON)
+        sql_type = column.type.compile(dialect=_DIALECT)
+        names.append(_quote(name))
+        arrays.append(f"${i}::{'text' if is_json else sql_type}[]")
+        values[name] = f"u.{_quote(name)}::{sql_type}" if is_json else f"u.{_quote(name)}"
+    target = f"{_quote(schema)}.{_quote(table.name)}" if schema else _quote(table.name)
+    return (f"update {target} as t set {', '.join(f'{_quote(c)} = {values[c]}' for c in columns if c != key)} "
+            f"from unnest({', '.join(arrays)}) as u({', '.join(names)}) where t.{_quote(key)} = u.{_quote(key)}"
+            + (f" and t.{_quote(newer_than)} < u.{_quote(newer_than)}" if newer_than else ""))
+
+
 def _json(value: Any) -> str:
     return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
 
@@ -74,13 +92,48 @@ async def upsert_rows(conn: AsyncConnection, table: Table, rows: Sequence[dict[s
     await _write(conn, table, rows, False, tuple(key))
 
 
+async def update_rows(conn: AsyncConnection, table: Table, rows: Sequence[dict[str, Any]], *, key: str,
+                      newer_than: str | None = None) -> None:
+    """Set the other columns of each existing row whose `key` equals a row's to that row's values, with one
+    statement; with `newer_than`, only where the stored value of that column is below the row's (a monotone
+    version: an older change never moves a row back). A key must appear once among `rows`; rows with no match
+    change nothing."""
+    if not rows:
+        return
+    if key not in rows[0] or (newer_than is not None and newer_than not in rows[0]):
+        raise ValueError(f"rows updating {table.name} carry the key {key!r} and the guard {newer_than!r}")
+    keys = _same_keys(table, rows)
+    await conn.exec_driver_sql(_update_statement(_schema_of(conn, table), table, keys, key, newer_than),
+                               tuple(_arrays(table, rows, keys)))
+
+
+def _same_keys(table: Table, rows: Sequence[dict[str, Any]]) -> tuple[str, ...]:
+    keys = tuple(rows[0])
+    if any(len(row) != len(keys) or row.keys() != rows[0].keys() for row in rows):
+        raise ValueError(f"rows for {table.name} must all have the same columns")
+    return keys
+
+
+def _schema_of(conn: AsyncConnection, table: Table) -> str | None:
+    translate = conn.sync_connection.get_execution_options().get("schema_translate_map") or {}
+    return translate.get(table.schema, table.schema)
+
+
+def _arrays(table: Table, rows: Sequence[dict[str, Any]], keys: tuple[str, ...]) -> list[list[Any]]:
+    """One array per column, each value as SQLAlchemy would write it (JSON serialised)."""
+    arrays = []
+    for name in keys:
+        values = [row[name] for row in rows]
+        encode = _encoder(table, name)
+        arrays.append([encode(v) for v in values] if encode else values)
+    return arrays
+
+
 async def _write(conn: AsyncConnection, table: Table, rows: Sequence[dict[str, Any]], on_conflict_do_nothing: bool,
                  update_on_conflict: tuple[str, ...]) -> None:
     if not rows:
         return
-    keys = tuple(rows[0])
-    if any(len(row) != len(keys) or row.keys() != rows[0].keys() for row in rows):
-        raise ValueError(f"rows for {table.name} must all have the same columns")
+    keys = _same_keys(table, rows)
     defaults: dict[str, Any] = {}
     for column in table.columns:
         if column.name not in rows[0] and column.default is not None:
@@ -88,13 +141,8 @@ async def _write(conn: AsyncConnection, table: Table, rows: Sequence[dict[str, A
                 raise ValueError(f"{table.name}.{column.name} has a computed default: give it in the rows")
             defaults[column.name] = column.default.arg
     columns = keys + tuple(defaults)
-    translate = conn.sync_connection.get_execution_options().get("schema_translate_map") or {}
-    schema = translate.get(table.schema, table.schema)
-    arrays = []
-    for name in keys:
-        values = [row[name] for row in rows]
-        encode = _encoder(table, name)
-        arrays.append([encode(v) for v in values] if encode else values)
+    schema = _schema_of(conn, table)
+    arrays = _arrays(table, rows, keys)
     for name, value in defaults.items():
         encode = _encoder(table, name)
         arrays.append([encode(value) if encode else value] * len(rows))

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.dml import Insert
 from sqlalchemy.sql.selectable import Select
 
-from opsat.common.bulk import insert_rows
+from opsat.common.bulk import insert_rows, update_rows
 from opsat.common.consumer import ReceivedEvent
 from opsat.intake.domain import events as ev
 from opsat.intake.projections.tables import (
@@ -86,7 +86,7 @@ class RequestsProjection:
 
     async def apply_batch(self, conn: AsyncConnection, batch: list[ReceivedEvent]) -> None:
         """Timeline rows and new requests in one statement each (`insert_rows`: one unnest, not SQLAlchemy's
-        per-row executemany); then one UPDATE per request touched.
+        per-row executemany); then the requests touched, one UPDATE per set of columns changed (`update_rows`).
 
         Status-like columns are absolute values, so a request's changes within the batch merge in order;
         the columns read-modify-written from the row (watchers, requirement, time) are written at once.
@@ -112,9 +112,11 @@ class RequestsProjection:
                                    .values(**read_modify_write))
             pending.setdefault(event.request_id, {}).update(
                 _status_changes(event), updated_at=event.at, version=received.sequence)
+        by_columns: dict[frozenset[str], list[dict[str, Any]]] = {}  # one statement per set of columns changed
         for request_id, changes in pending.items():
-            await conn.execute(update(requests).where(requests.c.id == request_id,
-                                                      requests.c.version < changes["version"]).values(**changes))
+            by_columns.setdefault(frozenset(changes), []).append({"id": request_id, **changes})
+        for rows in by_columns.values():
+            await update_rows(conn, requests, rows, key="id", newer_than="version")
         moved = [request_id for request_id, changes in pending.items() if not _QUEUE_COLUMNS.isdisjoint(changes)]
         if moved:  # most events (replies, notes, time) leave the working set as it is
             await _sync_open_requests(conn, moved)
