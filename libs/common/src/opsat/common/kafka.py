@@ -3,16 +3,28 @@ a key, as the producers choose it."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import sys
+import time
 from array import array
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
+log = logging.getLogger(__name__)
 
-async def ensure_topics(bootstrap: str, topics: dict[str, int], *, replication: int = 1) -> None:
-    """Create missing topics ({name: partitions}); existing ones are left as they are.
+TOPICS_READY_TIMEOUT_S = 30.0
+
+
+async def ensure_topics(bootstrap: str, topics: dict[str, int], *, replication: int = 1,
+                        ready_timeout_s: float = TOPICS_READY_TIMEOUT_S) -> None:
+    """Create missing topics ({name: partitions}); existing ones are left as they are. Returns once the broker's
+    metadata shows every one of them with a leader for each partition (or after `ready_timeout_s`, with a
+    warning): a consumer that subscribes right after a creation the metadata does not show yet is assigned
+    nothing until its next metadata refresh (`OPSAT_KAFKA_METADATA_MAX_AGE_MS`, 30 s by default).
 
     Production sets OPSAT_KAFKA_REPLICATION_FACTOR (e.g. 3): a topic created with 1 replica stays so."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
@@ -25,8 +37,32 @@ async def ensure_topics(bootstrap: str, topics: dict[str, int], *, replication: 
                 await admin.create_topics(missing)
             except TopicAlreadyExistsError:
                 pass  # another replica created it first
+        await wait_until_led(admin.describe_topics, set(topics), ready_timeout_s)
     finally:
         await admin.close()
+
+
+async def wait_until_led(describe: Callable[[list[str]], Awaitable[list[dict[str, Any]]]], topics: set[str],
+                         timeout_s: float, interval_s: float = 0.1) -> bool:
+    """Poll `describe` (the admin client's metadata of topics) until each topic is known and every partition has a
+    leader; False, with a warning naming the others, if `timeout_s` passes first."""
+    deadline = time.monotonic() + timeout_s
+    waiting = set(topics)
+    while True:
+        waiting -= {t["topic"] for t in await describe(sorted(waiting)) if _led(t)}
+        if not waiting:
+            return True
+        if time.monotonic() >= deadline:
+            log.warning("topics %s have no leader for every partition after %.0f s; their consumers start anyway and "
+                        "read them once their metadata shows them", sorted(waiting), timeout_s)
+            return False
+        await asyncio.sleep(interval_s)
+
+
+def _led(topic: dict[str, Any]) -> bool:
+    partitions = topic.get("partitions") or []
+    return not topic.get("error_code") and bool(partitions) and all(
+        not p.get("error_code") and p.get("leader", -1) >= 0 for p in partitions)
 
 
 _M = 0x5BD1E995  # murmur2's mixing constant
