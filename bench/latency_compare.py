@@ -34,7 +34,8 @@ async def child(rate: float, seconds: float, worker_env: dict[str, str]) -> dict
         return {"p50_ms": d["latency_from_http_response"]["p50_ms"], "p99_ms": result.value,
                 "relay": d["split_response_to_kafka (relay)"], "projection": d["split_kafka_to_read_model (projection)"],
                 "achieved_rate_per_s": d["achieved_rate_per_s"], "missing": d["missing_in_read_model_after_wait"],
-                "cores_busy": d["cpu"]["cores_busy"], "rss": d["rss"]}
+                "cores_busy": d["cpu"]["cores_busy"], "rss": d["rss"],
+                "kafka_jit_cores": d["cpu"].get("kafka_jit_compiler_cores (part of kafka's)")}
     finally:
         await bench.cleanup()
 
@@ -66,7 +67,7 @@ def main() -> None:
                 print(f"  {name:<12} p50 {out['p50_ms']:>7} ms  p99 {out['p99_ms']:>7} ms  relay p50/p99 "
                       f"{out['relay']['p50_ms']}/{out['relay']['p99_ms']}  projection p50/p99 "
                       f"{out['projection']['p50_ms']}/{out['projection']['p99_ms']}  {out['achieved_rate_per_s']}/s"
-                      f"  cores: {busy}", flush=True)
+                      f"  cores: {busy} (kafka's JIT compiler {out.get('kafka_jit_cores')})", flush=True)
     result = {"name": "latency_compare", "rate": args.rate, "seconds": args.seconds, "runs": runs,
               "loadavg_before": load_before, "loadavg_after": os.getloadavg(),
               "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}

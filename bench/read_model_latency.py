@@ -16,7 +16,17 @@ import time
 from typing import Any
 
 import asyncpg
-from common import SUBMIT_BODY, Bench, CpuMeter, Result, kafka_pid, postgres_cpu_seconds, r, summary_ms
+from common import (
+    SUBMIT_BODY,
+    Bench,
+    CpuMeter,
+    Result,
+    jvm_compiler_seconds,
+    kafka_pid,
+    postgres_cpu_seconds,
+    r,
+    summary_ms,
+)
 from httpraw import RawClient
 
 
@@ -147,6 +157,7 @@ async def run(bench: Bench, rate: float = 200.0, seconds: float = 10.0, poll_s: 
     poll_task = asyncio.ensure_future(poller(stop))
     n = int(rate * seconds)
     t0 = time.perf_counter() + 0.05
+    jit_before = jvm_compiler_seconds(kafka_pid())
     meter.start()
     tasks = []
     for i in range(n):
@@ -162,6 +173,8 @@ async def run(bench: Bench, rate: float = 200.0, seconds: float = 10.0, poll_s: 
     except TimeoutError:
         pass
     cpu = meter.stop()
+    cpu["kafka_jit_compiler_cores (part of kafka's)"] = r((jvm_compiler_seconds(kafka_pid()) - jit_before)
+                                                           / cpu["wall_s"], 2)
     await asyncio.sleep(0.2)
     tap_stop.set()
     await tap
