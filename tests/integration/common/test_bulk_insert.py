@@ -49,17 +49,25 @@ async def _fetch(url: str, schema: str) -> list[tuple]:
         await conn.close()
 
 
+async def _reference_and(engine, schema: str, rows: list[dict] | None = None) -> None:  # type: ignore[no-untyped-def]
+    """Empty schemas `bulk_reference` (written through SQLAlchemy by the test) and `schema` (by the bulk
+    helpers), each with the table, holding `rows` if given."""
+    async with engine.begin() as conn:
+        for name in ("bulk_reference", schema):
+            await conn.execute(text(f'drop schema if exists "{name}" cascade'))
+            await conn.execute(text(f'create schema "{name}"'))
+    for name in ("bulk_reference", schema):
+        async with read_model_engine(engine, name).begin() as conn:
+            await conn.run_sync(metadata.create_all)
+            if rows:
+                await insert_rows(conn, things, rows)
+
+
 @pytest.mark.parametrize("schema", [READ_MODEL_SCHEMA, "bulk_rebuild"])
 async def test_insert_rows_writes_what_sqlalchemy_writes(database_url: str, schema: str) -> None:
     engine = create_engine(database_url)
     try:
-        async with engine.begin() as conn:
-            for name in ("bulk_reference", schema):
-                await conn.execute(text(f'drop schema if exists "{name}" cascade'))
-                await conn.execute(text(f'create schema "{name}"'))
-        for name in ("bulk_reference", schema):
-            async with read_model_engine(engine, name).begin() as conn:
-                await conn.run_sync(metadata.create_all)
+        await _reference_and(engine, schema)
         rows = ROWS
         async with read_model_engine(engine, "bulk_reference").begin() as conn:
             await conn.execute(insert(things), rows)
@@ -92,14 +100,7 @@ async def test_upsert_rows_inserts_new_keys_and_overwrites_existing_rows(databas
     changed = [{**ROWS[1], "body": "changed", "count": 8, "flag": True, "at": AT, "doc": {"y": 2}, "maybe": None},
                {"id": "d", "body": "new", "count": 4, "flag": False, "at": None, "doc": [1], "maybe": {"z": None}}]
     try:
-        async with engine.begin() as conn:
-            for name in ("bulk_reference", schema):
-                await conn.execute(text(f'drop schema if exists "{name}" cascade'))
-                await conn.execute(text(f'create schema "{name}"'))
-        for name in ("bulk_reference", schema):
-            async with read_model_engine(engine, name).begin() as conn:
-                await conn.run_sync(metadata.create_all)
-                await insert_rows(conn, things, ROWS)
+        await _reference_and(engine, schema, ROWS)
         async with read_model_engine(engine, "bulk_reference").begin() as conn:
             for row in changed:
                 statement = insert(things).values(**row)
@@ -127,14 +128,7 @@ async def test_update_rows_sets_each_row_to_its_values_where_the_guard_allows(da
                {"id": "c", "count": 1, "at": AT - timedelta(days=1), "doc": [], "maybe": "new"},
                {"id": "zz", "count": 99, "at": AT, "doc": None, "maybe": None}]
     try:
-        async with engine.begin() as conn:
-            for name in ("bulk_reference", schema):
-                await conn.execute(text(f'drop schema if exists "{name}" cascade'))
-                await conn.execute(text(f'create schema "{name}"'))
-        for name in ("bulk_reference", schema):
-            async with read_model_engine(engine, name).begin() as conn:
-                await conn.run_sync(metadata.create_all)
-                await insert_rows(conn, things, ROWS)
+        await _reference_and(engine, schema, ROWS)
         async with read_model_engine(engine, "bulk_reference").begin() as conn:
             for row in changes:
                 await conn.execute(update(things).where(things.c.id == row["id"], things.c.count < row["count"])

@@ -27,29 +27,9 @@ def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-@lru_cache(maxsize=256)
-def _statement(schema: str | None, table: Table, columns: tuple[str, ...], on_conflict_do_nothing: bool,
-               update_on_conflict: tuple[str, ...] = ()) -> str:
-    names, arrays, selected = [], [], []
-    for i, name in enumerate(columns, start=1):
-        column = table.c[name]
-        is_json = isinstance(column.type, JSON)
-        sql_type = column.type.compile(dialect=_DIALECT)
-        names.append(_quote(name))
-        arrays.append(f"${i}::{'text' if is_json else sql_type}[]")  # JSON travels as text, cast once there
-        selected.append(f"u.{_quote(name)}::{sql_type}" if is_json else f"u.{_quote(name)}")
-    target = f"{_quote(schema)}.{_quote(table.name)}" if schema else _quote(table.name)
-    return (f"insert into {target} ({', '.join(names)}) select {', '.join(selected)} "
-            f"from unnest({', '.join(arrays)}) as u({', '.join(names)})"
-            + (" on conflict do nothing" if on_conflict_do_nothing else "")
-            + (f" on conflict ({', '.join(map(_quote, update_on_conflict))}) do update set "
-               + ", ".join(f"{_quote(c)} = excluded.{_quote(c)}" for c in columns if c not in update_on_conflict)
-               if update_on_conflict else ""))
-
-
-@lru_cache(maxsize=256)
-def _update_statement(schema: str | None, table: Table, columns: tuple[str, ...], key: str,
-                      newer_than: str | None) -> str:
+def _unnest(schema: str | None, table: Table, columns: tuple[str, ...]) -> tuple[str, str, dict[str, str]]:
+    """The quoted target table, `unnest($1::type[], ...) as u(col, ...)` over `columns`, and each column's value
+    read from `u` (JSON travels as text and is cast once there)."""
     names, arrays, values = [], [], {}
     for i, name in enumerate(columns, start=1):
         column = table.c[name]
@@ -59,8 +39,27 @@ def _update_statement(schema: str | None, table: Table, columns: tuple[str, ...]
         arrays.append(f"${i}::{'text' if is_json else sql_type}[]")
         values[name] = f"u.{_quote(name)}::{sql_type}" if is_json else f"u.{_quote(name)}"
     target = f"{_quote(schema)}.{_quote(table.name)}" if schema else _quote(table.name)
+    return target, f"unnest({', '.join(arrays)}) as u({', '.join(names)})", values
+
+
+@lru_cache(maxsize=256)
+def _statement(schema: str | None, table: Table, columns: tuple[str, ...], on_conflict_do_nothing: bool,
+               update_on_conflict: tuple[str, ...] = ()) -> str:
+    target, unnest, values = _unnest(schema, table, columns)
+    return (f"insert into {target} ({', '.join(map(_quote, columns))}) select {', '.join(values.values())} "
+            f"from {unnest}"
+            + (" on conflict do nothing" if on_conflict_do_nothing else "")
+            + (f" on conflict ({', '.join(map(_quote, update_on_conflict))}) do update set "
+               + ", ".join(f"{_quote(c)} = excluded.{_quote(c)}" for c in columns if c not in update_on_conflict)
+               if update_on_conflict else ""))
+
+
+@lru_cache(maxsize=256)
+def _update_statement(schema: str | None, table: Table, columns: tuple[str, ...], key: str,
+                      newer_than: str | None) -> str:
+    target, unnest, values = _unnest(schema, table, columns)
     return (f"update {target} as t set {', '.join(f'{_quote(c)} = {values[c]}' for c in columns if c != key)} "
-            f"from unnest({', '.join(arrays)}) as u({', '.join(names)}) where t.{_quote(key)} = u.{_quote(key)}"
+            f"from {unnest} where t.{_quote(key)} = u.{_quote(key)}"
             + (f" and t.{_quote(newer_than)} < u.{_quote(newer_than)}" if newer_than else ""))
 
 
