@@ -1,6 +1,6 @@
 """`insert_rows` writes exactly what SQLAlchemy's executemany writes, into the schema a rebuild redirects to;
 `upsert_rows` writes what SQLAlchemy's `on_conflict_do_update` writes; `update_rows` what one SQLAlchemy UPDATE per
-row writes, guarded like `where version < new version`."""
+row writes, guarded like `where version < new version`; `insert_together` what `insert_rows` writes per table."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import Boolean, Column, DateTime, Integer, MetaData, String, Table, Text, text, update
 from sqlalchemy.dialects.postgresql import JSONB, insert
 
-from opsat.common.bulk import insert_rows, update_rows, upsert_rows
+from opsat.common.bulk import Rows, insert_rows, insert_together, update_rows, upsert_rows
 from opsat.common.consumer import read_model_engine
 from opsat.common.db import READ_MODEL_SCHEMA, asyncpg_dsn, create_engine
 
@@ -27,6 +27,13 @@ things = Table(
     Column("doc", JSONB),  # None is JSON null here (SQLAlchemy's default)
     Column("maybe", JSONB(none_as_null=True)),  # and SQL NULL here
     Column("level", Integer, nullable=False, default=3),  # left out of the rows: its default
+)
+labels = Table(  # a second table, for `insert_together`
+    "bulk_labels",
+    metadata,
+    Column("thing_id", String, primary_key=True),
+    Column("label", String, primary_key=True),
+    Column("meta", JSONB),
 )
 
 AT = datetime(2026, 3, 1, 9, 30, tzinfo=UTC)
@@ -145,5 +152,39 @@ async def test_update_rows_sets_each_row_to_its_values_where_the_guard_allows(da
                 await update_rows(conn, things, changes, key="nope")
             with pytest.raises(ValueError, match="guard"):
                 await update_rows(conn, things, changes, key="id", newer_than="level")
+    finally:
+        await engine.dispose()
+
+
+@pytest.mark.parametrize("schema", [READ_MODEL_SCHEMA, "bulk_rebuild"])
+async def test_insert_together_writes_what_insert_rows_writes_per_table(database_url: str, schema: str) -> None:
+    """Two tables in one statement (the parameters of the second numbered after the first's), a conflict skipped
+    where asked, rows for none of a table's rows left out."""
+    engine = create_engine(database_url)
+    tagged = [{"thing_id": "a", "label": "red", "meta": {"by": "x"}}, {"thing_id": "c", "label": "blue", "meta": None}]
+    try:
+        await _reference_and(engine, schema, ROWS[:1])
+        async with read_model_engine(engine, "bulk_reference").begin() as conn:
+            await insert_rows(conn, things, ROWS, on_conflict_do_nothing=True)
+            await insert_rows(conn, labels, tagged)
+        async with read_model_engine(engine, schema).begin() as conn:
+            await insert_together(conn, Rows(things, [], on_conflict_do_nothing=True),
+                                  Rows(things, ROWS, on_conflict_do_nothing=True), Rows(labels, tagged))
+            await insert_together(conn, Rows(labels, [{**tagged[0], "meta": None}], on_conflict_do_nothing=True))
+            await insert_together(conn)
+
+        assert [r[0] for r in await _fetch(database_url, schema)] == ["a", "b", "c"]
+        assert await _fetch(database_url, schema) == await _fetch(database_url, "bulk_reference")
+        conn = await asyncpg.connect(asyncpg_dsn(database_url))
+        try:
+            written = {name: [tuple(r) for r in await conn.fetch(
+                f'select thing_id, label, meta::text from "{name}".bulk_labels order by 1, 2')]
+                for name in ("bulk_reference", schema)}
+        finally:
+            await conn.close()
+        assert written[schema] == written["bulk_reference"] == [("a", "red", '{"by": "x"}'), ("c", "blue", "null")]
+        async with engine.connect() as conn:
+            with pytest.raises(ValueError, match="once"):
+                await insert_together(conn, Rows(labels, tagged[:1]), Rows(labels, tagged[1:]))
     finally:
         await engine.dispose()

@@ -1,6 +1,7 @@
 """Many rows into one table in one statement: `INSERT ... SELECT FROM unnest($1::type[], ...)`, optionally
 `ON CONFLICT (key) DO UPDATE` every other column (`upsert_rows`: a batch's changed rows written as they now are),
-and `UPDATE ... FROM unnest(...)` (`update_rows`: the same columns of many existing rows set, each to its own values).
+and `UPDATE ... FROM unnest(...)` (`update_rows`: the same columns of many existing rows set, each to its own values);
+`insert_together` writes several tables' rows in one statement (one round trip).
 
 A projection's batch builds its rows as dicts (the one definition of a row, live or rebuild) and hands
 them here instead of to SQLAlchemy's executemany, whose per-row parameter processing dominated a replay.
@@ -12,6 +13,7 @@ column says `none_as_null`), and a column missing from the rows takes its scalar
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -27,11 +29,12 @@ def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _unnest(schema: str | None, table: Table, columns: tuple[str, ...]) -> tuple[str, str, dict[str, str]]:
-    """The quoted target table, `unnest($1::type[], ...) as u(col, ...)` over `columns`, and each column's value
-    read from `u` (JSON travels as text and is cast once there)."""
+def _unnest(schema: str | None, table: Table, columns: tuple[str, ...], first: int = 1
+            ) -> tuple[str, str, dict[str, str]]:
+    """The quoted target table, `unnest($1::type[], ...) as u(col, ...)` over `columns` (parameters numbered from
+    `first`), and each column's value read from `u` (JSON travels as text and is cast once there)."""
     names, arrays, values = [], [], {}
-    for i, name in enumerate(columns, start=1):
+    for i, name in enumerate(columns, start=first):
         column = table.c[name]
         is_json = isinstance(column.type, JSON)
         sql_type = column.type.compile(dialect=_DIALECT)
@@ -44,8 +47,8 @@ def _unnest(schema: str | None, table: Table, columns: tuple[str, ...]) -> tuple
 
 @lru_cache(maxsize=256)
 def _statement(schema: str | None, table: Table, columns: tuple[str, ...], on_conflict_do_nothing: bool,
-               update_on_conflict: tuple[str, ...] = ()) -> str:
-    target, unnest, values = _unnest(schema, table, columns)
+               update_on_conflict: tuple[str, ...] = (), first: int = 1) -> str:
+    target, unnest, values = _unnest(schema, table, columns, first)
     return (f"insert into {target} ({', '.join(map(_quote, columns))}) select {', '.join(values.values())} "
             f"from {unnest}"
             + (" on conflict do nothing" if on_conflict_do_nothing else "")
@@ -118,6 +121,12 @@ def _schema_of(conn: AsyncConnection, table: Table) -> str | None:
     return translate.get(table.schema, table.schema)
 
 
+def qualified_name(conn: AsyncConnection, table: Table) -> str:
+    """The table's quoted name in SQL written by hand, in the schema the connection maps its schema to."""
+    schema = _schema_of(conn, table)
+    return f"{_quote(schema)}.{_quote(table.name)}" if schema else _quote(table.name)
+
+
 def _arrays(table: Table, rows: Sequence[dict[str, Any]], keys: tuple[str, ...]) -> list[list[Any]]:
     """One array per column, each value as SQLAlchemy would write it (JSON serialised)."""
     arrays = []
@@ -132,6 +141,14 @@ async def _write(conn: AsyncConnection, table: Table, rows: Sequence[dict[str, A
                  update_on_conflict: tuple[str, ...]) -> None:
     if not rows:
         return
+    columns, arrays = _columns_and_arrays(table, rows)
+    await conn.exec_driver_sql(
+        _statement(_schema_of(conn, table), table, columns, on_conflict_do_nothing, update_on_conflict), tuple(arrays))
+
+
+def _columns_and_arrays(table: Table, rows: Sequence[dict[str, Any]]) -> tuple[tuple[str, ...], list[list[Any]]]:
+    """The columns an insert of `rows` writes (theirs, then those missing that have a scalar default) and one
+    array of values per column."""
     keys = _same_keys(table, rows)
     defaults: dict[str, Any] = {}
     for column in table.columns:
@@ -139,11 +156,37 @@ async def _write(conn: AsyncConnection, table: Table, rows: Sequence[dict[str, A
             if not column.default.is_scalar:
                 raise ValueError(f"{table.name}.{column.name} has a computed default: give it in the rows")
             defaults[column.name] = column.default.arg
-    columns = keys + tuple(defaults)
-    schema = _schema_of(conn, table)
     arrays = _arrays(table, rows, keys)
     for name, value in defaults.items():
         encode = _encoder(table, name)
         arrays.append([encode(value) if encode else value] * len(rows))
-    await conn.exec_driver_sql(_statement(schema, table, columns, on_conflict_do_nothing, update_on_conflict),
-                               tuple(arrays))
+    return keys + tuple(defaults), arrays
+
+
+@dataclass(frozen=True)
+class Rows:
+    """Rows (dicts with the same keys) to insert into one table, for `insert_together`."""
+
+    table: Table
+    rows: Sequence[dict[str, Any]]
+    on_conflict_do_nothing: bool = False
+
+
+async def insert_together(conn: AsyncConnection, *writes: Rows) -> None:
+    """Each `Rows` into its table as `insert_rows` would, all in one statement: one round trip instead of one per
+    table (every insert but the last in a WITH, each with its own parameters). All of them see the tables as they
+    were before the statement, so no two may write one table, and none may rely on another's rows."""
+    writes = tuple(w for w in writes if w.rows)
+    if len({w.table for w in writes}) < len(writes):
+        raise ValueError("insert_together writes each table once")
+    statements, params = [], []
+    for write in writes:
+        columns, arrays = _columns_and_arrays(write.table, write.rows)
+        statements.append(_statement(_schema_of(conn, write.table), write.table, columns,
+                                     write.on_conflict_do_nothing, (), len(params) + 1))
+        params.extend(arrays)
+    if not statements:
+        return
+    *earlier, last = statements
+    ctes = ", ".join(f"w{n} as ({sql})" for n, sql in enumerate(earlier))
+    await conn.exec_driver_sql(f"with {ctes} {last}" if earlier else last, tuple(params))

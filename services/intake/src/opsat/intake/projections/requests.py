@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.dml import Insert
 from sqlalchemy.sql.selectable import Select
 
-from opsat.common.bulk import insert_rows, update_rows
+from opsat.common.bulk import Rows, insert_together, update_rows
 from opsat.common.consumer import ReceivedEvent
 from opsat.intake.domain import events as ev
 from opsat.intake.projections.tables import (
@@ -85,21 +85,23 @@ class RequestsProjection:
         await self.apply_batch(conn, [received])
 
     async def apply_batch(self, conn: AsyncConnection, batch: list[ReceivedEvent]) -> None:
-        """Timeline rows and new requests in one statement each (`insert_rows`: one unnest, not SQLAlchemy's
-        per-row executemany); then the requests touched, one UPDATE per set of columns changed (`update_rows`).
+        """Timeline rows, new requests and their working-set rows in one statement (`insert_together`: an unnest
+        per table, not SQLAlchemy's per-row executemany); then the requests touched, one UPDATE per set of columns
+        changed (`update_rows`). The runner gives only events newer than what the read model reflects
+        (`stream_versions`), and the updates are guarded by the row's version too.
 
         Status-like columns are absolute values, so a request's changes within the batch merge in order;
         the columns read-modify-written from the row (watchers, requirement, time) are written at once.
         """
-        mine = await self._newer_than_rows(
-            conn, [r for r in batch if isinstance(r.event, ev.IntakeEvent)])  # others: not ours, or too new
+        mine = [r for r in batch if isinstance(r.event, ev.IntakeEvent)]  # others: not ours, or too new
         if not mine:
             return
-        await insert_rows(conn, timeline, [_timeline_row(r) for r in mine], on_conflict_do_nothing=True)
         submitted = [_request_row(r.event, r.sequence) for r in mine if isinstance(r.event, ev.RequestSubmitted)]
-        await insert_rows(conn, requests, submitted, on_conflict_do_nothing=True)
-        await insert_rows(conn, open_requests, [{name: row[name] for name in _OPEN_COLUMNS} for row in submitted],
-                          on_conflict_do_nothing=True)  # a new request is open
+        await insert_together(  # one round trip
+            conn, Rows(timeline, [_timeline_row(r) for r in mine], on_conflict_do_nothing=True),
+            Rows(requests, submitted, on_conflict_do_nothing=True),
+            Rows(open_requests, [{name: row[name] for name in _OPEN_COLUMNS} for row in submitted],
+                 on_conflict_do_nothing=True))  # a new request is open
         pending: dict[str, dict[str, Any]] = {}
         for received in mine:
             event = received.event
@@ -120,22 +122,6 @@ class RequestsProjection:
         moved = [request_id for request_id, changes in pending.items() if not _QUEUE_COLUMNS.isdisjoint(changes)]
         if moved:  # most events (replies, notes, time) leave the working set as it is
             await _sync_open_requests(conn, moved)
-
-    @staticmethod
-    async def _newer_than_rows(conn: AsyncConnection, batch: list[ReceivedEvent]) -> list[ReceivedEvent]:
-        """The events newer than their request's row (one query); an older one would move the row back."""
-        if not batch:
-            return batch
-        ids = list({r.event.request_id for r in batch})
-        rows = await conn.execute(select(requests.c.id, requests.c.version).where(requests.c.id == func.any(_ANY_ID)),
-                                  {"ids": ids})
-        versions = {row.id: row.version for row in rows}
-        newer = []
-        for received in batch:
-            if received.sequence > versions.get(received.event.request_id, 0):
-                newer.append(received)
-                versions[received.event.request_id] = received.sequence
-        return newer
 
     async def _many_sides(self, conn: AsyncConnection, event: ev.IntakeEvent) -> dict[str, Any]:
         """Events that touch the link, time or JSON columns; returns row changes."""
