@@ -498,9 +498,9 @@ class Bench:
             self.procs.remove(proc)
 
     # --- topics --------------------------------------------------------------------------
-    async def create_topics(self, topics: dict[str, int]) -> None:
-        """Create topics ({name: partitions}, one replica) in this run's namespace if missing. The bench
-        creates the topics itself (as the worker would), so it depends on nothing but the broker."""
+    async def create_topics(self, topics: dict[str, int], configs: dict[str, dict[str, str]] | None = None) -> None:
+        """Create topics ({name: partitions}, one replica, `configs` per name) in this run's namespace if missing.
+        The bench creates the topics itself (as the worker would), so it depends on nothing but the broker."""
         from aiokafka.admin import AIOKafkaAdminClient, NewTopic
         from aiokafka.errors import TopicAlreadyExistsError
 
@@ -509,7 +509,8 @@ class Bench:
         await admin.start()
         try:
             existing = set(await admin.list_topics())
-            missing = [NewTopic(t, p, 1) for t, p in topics.items() if t not in existing]
+            missing = [NewTopic(t, p, 1, topic_configs=(configs or {}).get(t, {}))
+                       for t, p in topics.items() if t not in existing]
             if missing:
                 try:
                     await admin.create_topics(missing)

@@ -1,11 +1,17 @@
 """(2) Command-to-read-model latency at a steady submit rate, with the real API and worker processes.
 
 Open loop: submit i is sent at t0 + i/rate whatever happened to the earlier ones (so a slow pipeline
-shows up as latency, not as a lower rate). For every request id we keep the send and response times;
-a poller asks PostgreSQL every ~5 ms `select id from read_model.requests where id = any($1)` for the
-ids not yet seen, and stamps each found row with the poll's start time (the row was visible to that
-query's snapshot). A "tap" consumer on the topic stamps when each event reached Kafka, which splits
-the latency into relay (response -> Kafka) and projection (Kafka -> row).
+shows up as latency, not as a lower rate). For every request id we keep the send and response times.
+The bench LISTENs on the read model's channel (the projection NOTIFYs in each batch's transaction, delivered at
+commit) and on each notification asks PostgreSQL `select id from read_model.requests where id = any($1)` for
+the ids not yet seen, stamping each found row with the query's start time (the row was visible to its snapshot);
+it also asks every 100 ms without one. The bench's topic stamps each record with the broker's append time
+(`message.timestamp.type=LogAppendTime`), read back after the run, which splits the latency into relay
+(response -> Kafka) and projection (Kafka -> row) without a consumer fetching beside the worker's during it.
+
+The instruments are kept light because they share the two cores with what they measure: the earlier poller
+(a query every 5 ms) and live tap (a fetch every 5 ms) cost the bench process about 0.1 of a core and the broker
+and PostgreSQL more requests than the worker sent them.
 """
 
 from __future__ import annotations
@@ -29,40 +35,47 @@ from common import (
 )
 from httpraw import RawClient
 
+from opsat.common.freshness import READ_MODEL_CHANNEL
 
-async def _tap(bootstrap: str, topic: str, seen: dict[str, float], ready: asyncio.Event,
-               stop: asyncio.Event) -> None:
+
+async def _append_times(bootstrap: str, topic: str, start: dict[int, int]) -> dict[str, float]:
+    """Each key's first record since `start` (partition -> offset), with the broker's append time (epoch s)."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                                isolation_level="read_committed", fetch_max_wait_ms=5)
+                                isolation_level="read_committed")
+    await consumer.start()
+    seen: dict[str, float] = {}
+    try:
+        tps = [TopicPartition(topic, p) for p in start]
+        consumer.assign(tps)
+        for tp in tps:
+            consumer.seek(tp, start[tp.partition])
+        end = await consumer.end_offsets(tps)
+        while [tp for tp in tps if await consumer.position(tp) < end[tp]]:
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                for rec in records:
+                    seen.setdefault(rec.key.decode(), rec.timestamp / 1000)
+    finally:
+        await consumer.stop()
+    return seen
+
+
+async def _end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
-        parts: set[int] = set()
-        for _ in range(50):
-            await consumer._client.force_metadata_update()  # noqa: SLF001 - as opsat.common.consumer does
-            parts = consumer.partitions_for_topic(topic) or set()
-            if parts:
-                break
-            await asyncio.sleep(0.1)
-        tps = [TopicPartition(topic, p) for p in sorted(parts)]
-        consumer.assign(tps)
-        await consumer.seek_to_end(*tps)
-        for tp in tps:  # resolve the end positions now, before the run starts
-            await consumer.position(tp)
-        ready.set()
-        while not stop.is_set():
-            batch = await consumer.getmany(timeout_ms=50)
-            now = time.perf_counter()
-            for records in batch.values():
-                for rec in records:
-                    seen.setdefault(rec.key.decode(), now)
+        await consumer._client.force_metadata_update()  # noqa: SLF001 - as opsat.common.consumer does
+        parts = sorted(consumer.partitions_for_topic(topic) or ())
+        ends = await consumer.end_offsets([TopicPartition(topic, p) for p in parts])
+        return {tp.partition: offset for tp, offset in ends.items()}
     finally:
-        ready.set()
         await consumer.stop()
 
 
-async def run(bench: Bench, rate: float = 200.0, seconds: float = 10.0, poll_s: float = 0.005,
+async def run(bench: Bench, rate: float = 200.0, seconds: float = 10.0, poll_s: float = 0.1,
               drain_timeout_s: float = 10.0, worker_env: dict[str, str] | None = None) -> tuple[Result, dict[str, Any]]:
     from opsat.intake.service import SERVICE
 
@@ -72,9 +85,10 @@ async def run(bench: Bench, rate: float = 200.0, seconds: float = 10.0, poll_s: 
     ns = f"{bench.namespace}lat"  # its own topics: the replay bench reads bench<id>.intake.events
     topic = f"{ns}.intake.events"
     # The worker creates these itself (SERVICE.ensure_topics); creating them first keeps the bench
-    # independent of that code path and gives the tap consumer its partitions at once.
+    # independent of that code path, and its topic stamps records with the broker's append time.
     await bench.create_topics({topic: TOPIC_PARTITIONS, f"{ns}.intake.requests.dlq": 1,
-                               f"{ns}.intake.auto_close.dlq": 1})
+                               f"{ns}.intake.auto_close.dlq": 1},
+                              configs={topic: {"message.timestamp.type": "LogAppendTime"}})
     api, url = await bench.start_api(db, 1, "latency", namespace=ns)
     worker = await bench.start_worker(db, "latency", namespace=ns, **(worker_env or {}))
     host, _, port = url.removeprefix("http://").partition(":")
@@ -84,6 +98,9 @@ async def run(bench: Bench, rate: float = 200.0, seconds: float = 10.0, poll_s: 
     await client.open()
     payload = client.build("POST", "/api/v1/requests", json.dumps(SUBMIT_BODY).encode())
     conn = await asyncpg.connect(bench.infra.dsn(db))
+    listener = await asyncpg.connect(bench.infra.dsn(db))
+    committed = asyncio.Event()
+    await listener.add_listener(READ_MODEL_CHANNEL, lambda *_: committed.set())
 
     sent: dict[str, float] = {}
     answered: dict[str, float] = {}
@@ -112,10 +129,13 @@ async def run(bench: Bench, rate: float = 200.0, seconds: float = 10.0, poll_s: 
     polls = {"count": 0, "busy_s": 0.0, "max_pending": 0}
 
     async def poller(stop: asyncio.Event) -> None:
-        """Every poll_s, or twice the last query's time when that is longer: a pipeline that falls
-        behind grows the pending set, and the poller must not add to the database's load in step."""
+        """At each read-model commit (its notification), or every poll_s without one."""
         while not stop.is_set() or pending:
-            wait = poll_s
+            try:
+                await asyncio.wait_for(committed.wait(), poll_s)
+            except TimeoutError:
+                pass
+            committed.clear()
             if pending:
                 ids = list(pending)
                 t = time.perf_counter()
@@ -126,8 +146,6 @@ async def run(bench: Bench, rate: float = 200.0, seconds: float = 10.0, poll_s: 
                 polls["count"] += 1
                 polls["busy_s"] += took
                 polls["max_pending"] = max(polls["max_pending"], len(ids))
-                wait = max(poll_s, 2 * took)
-            await asyncio.sleep(wait)
 
     # Warm-up: the worker's consumer group must have joined and the pipeline must flow end to end.
     warm_stop = asyncio.Event()
@@ -146,13 +164,11 @@ async def run(bench: Bench, rate: float = 200.0, seconds: float = 10.0, poll_s: 
     http_lat.clear()
     polls.update(count=0, busy_s=0.0, max_pending=0)
 
-    tap_stop, tap_ready = asyncio.Event(), asyncio.Event()
-    tap = asyncio.ensure_future(_tap(bench.infra.bootstrap, topic, in_kafka, tap_ready, tap_stop))
-    await asyncio.wait_for(tap_ready.wait(), 30)
+    start_offsets = await _end_offsets(bench.infra.bootstrap, topic)
 
     meter = CpuMeter({"api": api.pids, "worker": worker.pids, "=postgres": postgres_cpu_seconds,
                       "kafka": lambda: [p for p in [kafka_pid()] if p],
-                      "bench_process (client, poller, tap)": lambda: [__import__("os").getpid()]})
+                      "bench_process (client, poller)": lambda: [__import__("os").getpid()]})
     stop = asyncio.Event()
     poll_task = asyncio.ensure_future(poller(stop))
     n = int(rate * seconds)
@@ -175,12 +191,13 @@ async def run(bench: Bench, rate: float = 200.0, seconds: float = 10.0, poll_s: 
     cpu = meter.stop()
     cpu["kafka_jit_compiler_cores (part of kafka's)"] = r((jvm_compiler_seconds(kafka_pid()) - jit_before)
                                                            / cpu["wall_s"], 2)
-    await asyncio.sleep(0.2)
-    tap_stop.set()
-    await tap
+    epoch_minus_perf = time.time() - time.perf_counter()
+    for key, appended in (await _append_times(bench.infra.bootstrap, topic, start_offsets)).items():
+        in_kafka[key] = appended - epoch_minus_perf
     rss = {"api": bench.record_rss("api", api), "worker": bench.record_rss("worker", worker)}
     await client.close()
     await conn.close()
+    await listener.close()
     bench.stop(api)
     bench.stop(worker)
 
@@ -197,7 +214,7 @@ async def run(bench: Bench, rate: float = 200.0, seconds: float = 10.0, poll_s: 
         "http_submit_latency": summary_ms(http_lat),
         "split_response_to_kafka (relay)": summary_ms(relay),
         "split_kafka_to_read_model (projection)": summary_ms(projection),
-        "poll_interval_ms": poll_s * 1000,
+        "poll": f"at each read-model notification, else every {poll_s * 1000:.0f} ms",
         "polls": {"count": polls["count"], "mean_query_ms": r(polls["busy_s"] / max(1, polls["count"]) * 1000, 3),
                   "max_ids_pending": polls["max_pending"]},
         "warmup_s": r(warmup_s), "cpu": cpu, "rss": rss,
