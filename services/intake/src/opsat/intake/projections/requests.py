@@ -169,9 +169,10 @@ def copy_open_requests(*where: Any) -> Insert:
     return open_requests.insert().from_select(_OPEN_COLUMNS, _open_rows().where(*where))
 
 
-def _sync_statements() -> tuple[Any, Any]:
-    """The working set brought in line with the batch's requests: their open rows upserted, driven from the ids
-    (primary-key lookups whatever the planner thinks of `status`), and their rows that are no longer open deleted."""
+def _sync_statement() -> Any:
+    """The working set brought in line with the batch's requests, in one statement: their open rows upserted, driven
+    from the ids (primary-key lookups whatever the planner thinks of `status`), and their rows that are no longer
+    open deleted (in a WITH: both read `requests` as the batch's updates left it, and touch disjoint rows)."""
     ids = func.unnest(_ANY_ID).table_valued("id").render_derived(name="batch_ids")
     upsert = insert(open_requests).from_select(
         _OPEN_COLUMNS, _open_rows().select_from(ids.join(requests, requests.c.id == ids.c.id)))
@@ -181,18 +182,17 @@ def _sync_statements() -> tuple[Any, Any]:
         open_requests.c.id == func.any(_ANY_ID),
         ~select(requests.c.id).where(requests.c.id == open_requests.c.id,
                                      requests.c.status.in_(OPEN_STATUSES)).exists())
-    return upsert, closed
+    return upsert.add_cte(closed.returning(open_requests.c.id).cte("closed"))
 
 
-_UPSERT_OPEN, _DELETE_CLOSED = _sync_statements()
+_SYNC_OPEN = _sync_statement()
 # The working set's columns an event after the submit can change (the others are the submit's).
 _QUEUE_COLUMNS = frozenset({"status", "team", "assignee", "priority"})
 
 
 async def _sync_open_requests(conn: AsyncConnection, ids: list[str]) -> None:
-    """Copy the batch's requests into the working set as their rows now stand (two statements per batch)."""
-    await conn.execute(_UPSERT_OPEN, {"ids": ids})
-    await conn.execute(_DELETE_CLOSED, {"ids": ids})
+    """Copy the batch's requests into the working set as their rows now stand."""
+    await conn.execute(_SYNC_OPEN, {"ids": ids})
 
 
 def _timeline_row(received: ReceivedEvent) -> dict[str, Any]:
