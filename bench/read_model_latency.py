@@ -7,7 +7,9 @@ commit) and on each notification asks PostgreSQL `select id from read_model.requ
 the ids not yet seen, stamping each found row with the query's start time (the row was visible to its snapshot);
 it also asks every 100 ms without one. The bench's topic stamps each record with the broker's append time
 (`message.timestamp.type=LogAppendTime`), read back after the run, which splits the latency into relay
-(response -> Kafka) and projection (Kafka -> row) without a consumer fetching beside the worker's during it.
+(response -> Kafka) and projection (Kafka -> row) without a consumer fetching beside the worker's during it. The
+split sets the broker's clock against the moment the bench read the response: when the bench's own loop lags (at
+500/s), a response can be read after its event reached Kafka, and the relay part comes out below zero.
 
 The instruments are kept light because they share the two cores with what they measure: the earlier poller
 (a query every 5 ms) and live tap (a fetch every 5 ms) cost the bench process about 0.1 of a core and the broker
@@ -219,5 +221,7 @@ async def run(bench: Bench, rate: float = 200.0, seconds: float = 10.0, poll_s: 
                   "max_ids_pending": polls["max_pending"]},
         "warmup_s": r(warmup_s), "cpu": cpu, "rss": rss,
     }
-    result = Result.measured("command_to_read_model_latency_p99", s["p99_ms"], "ms", ("<=", 250), details)
+    # The targets: p99 <= 100 ms at 200 submits/s, <= 250 ms at 500/s.
+    result = Result.measured("command_to_read_model_latency_p99", s["p99_ms"], "ms", ("<=", 100 if rate <= 200 else 250),
+                             details)
     return result, {"p50_ms": s["p50_ms"]}
