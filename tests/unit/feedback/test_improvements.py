@@ -160,3 +160,12 @@ def test_the_mean_lies_within_the_scores_and_the_share_within_0_and_100(scores):
     assert window.responses == len(scores)
     assert min(scores) - 0.005 <= window.csat_mean <= max(scores) + 0.005
     assert 0 <= window.satisfied_percent <= 100
+
+
+def test_the_improvement_board_is_given_every_improvement_event_and_nothing_else() -> None:
+    """It names what it handles so that the runner skips the topic's survey traffic without a transaction; an
+    improvement event added later must be named there too, or the board would never see it."""
+    from opsat.feedback.domain import events as ev
+    from opsat.feedback.projections.improvements import ImprovementBoardProjection
+
+    assert set(ImprovementBoardProjection.handles) == set(ev.ImprovementEvent.__subclasses__())

@@ -19,6 +19,10 @@ class ImprovementBoardProjection:
     name = "improvement_board"
     sources = ("feedback",)
     metadata = metadata
+    # Only these: the runner then skips the survey traffic of the topic before any database work (a transaction
+    # per poll for nothing, at every answer).
+    handles = (ev.ImprovementProposed, ev.ImprovementApproved, ev.ImprovementImplemented, ev.ImprovementVerified,
+               ev.ImprovementClosed, ev.ImprovementReplanned)
 
     def __init__(self, topic: str) -> None:
         self.topics = [topic]
