@@ -139,6 +139,7 @@ class FactsProjection:
     name = "facts"
     sources = ("intake", "sla", "feedback", "risk")
     metadata = metadata
+    handles = READS  # the runner skips the rest of four topics' traffic before any database work
 
     def __init__(self, *topics: str) -> None:
         self.topics = list(topics)

@@ -44,6 +44,7 @@ class ServiceFactsProjection:
     name = "service_facts"
     sources = ("intake", "sla")
     metadata = metadata
+    handles = (*INTAKE_FACTS, *SLA_FACTS)  # the runner skips the rest of both topics' traffic before any database work
 
     def __init__(self, *topics: str) -> None:
         self.topics = list(topics)
