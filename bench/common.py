@@ -294,6 +294,34 @@ def free_port() -> int:
             return port
 
 
+class ReadModelCommits:
+    """A connection LISTENing on the read models' channel: `wait` returns at the next projection commit (its NOTIFY)
+    or after `timeout_s`, so that a bench's poller asks PostgreSQL when something changed, not every few milliseconds
+    beside what it measures."""
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self._conn = conn
+        self._committed = asyncio.Event()
+
+    @classmethod
+    async def listen(cls, dsn: str) -> ReadModelCommits:
+        from opsat.common.freshness import READ_MODEL_CHANNEL
+
+        commits = cls(await asyncpg.connect(dsn))
+        await commits._conn.add_listener(READ_MODEL_CHANNEL, lambda *_: commits._committed.set())
+        return commits
+
+    async def wait(self, timeout_s: float) -> None:
+        try:
+            await asyncio.wait_for(self._committed.wait(), timeout_s)
+        except TimeoutError:
+            pass
+        self._committed.clear()
+
+    async def close(self) -> None:
+        await self._conn.close()
+
+
 # ------------------------------------------------------------------------------------------- processes
 
 class Proc:

@@ -28,6 +28,7 @@ from common import (
     SUBMIT_BODY,
     Bench,
     CpuMeter,
+    ReadModelCommits,
     Result,
     jvm_compiler_seconds,
     kafka_pid,
@@ -36,8 +37,6 @@ from common import (
     summary_ms,
 )
 from httpraw import RawClient
-
-from opsat.common.freshness import READ_MODEL_CHANNEL
 
 
 async def _append_times(bootstrap: str, topic: str, start: dict[int, int]) -> dict[str, float]:
@@ -100,9 +99,7 @@ async def run(bench: Bench, rate: float = 200.0, seconds: float = 10.0, poll_s: 
     await client.open()
     payload = client.build("POST", "/api/v1/requests", json.dumps(SUBMIT_BODY).encode())
     conn = await asyncpg.connect(bench.infra.dsn(db))
-    listener = await asyncpg.connect(bench.infra.dsn(db))
-    committed = asyncio.Event()
-    await listener.add_listener(READ_MODEL_CHANNEL, lambda *_: committed.set())
+    commits = await ReadModelCommits.listen(bench.infra.dsn(db))
 
     sent: dict[str, float] = {}
     answered: dict[str, float] = {}
@@ -133,11 +130,7 @@ async def run(bench: Bench, rate: float = 200.0, seconds: float = 10.0, poll_s: 
     async def poller(stop: asyncio.Event) -> None:
         """At each read-model commit (its notification), or every poll_s without one."""
         while not stop.is_set() or pending:
-            try:
-                await asyncio.wait_for(committed.wait(), poll_s)
-            except TimeoutError:
-                pass
-            committed.clear()
+            await commits.wait(poll_s)
             if pending:
                 ids = list(pending)
                 t = time.perf_counter()
@@ -199,7 +192,7 @@ async def run(bench: Bench, rate: float = 200.0, seconds: float = 10.0, poll_s: 
     rss = {"api": bench.record_rss("api", api), "worker": bench.record_rss("worker", worker)}
     await client.close()
     await conn.close()
-    await listener.close()
+    await commits.close()
     bench.stop(api)
     bench.stop(worker)
 
