@@ -51,3 +51,18 @@ def test_every_published_request_event_carries_what_the_stall_rule_reads():
                 for t in request_types}
     assert problems == {t: [] for t in request_types}
     assert NOT_ACTIVITY <= request_types  # the exclusions name real events
+
+
+def test_every_clock_event_is_registered_and_given_to_the_targets_projection() -> None:
+    """The targets projection names what it reads (`handles`), so the runner skips the rest before any database work:
+    a clock event missing from CLOCK_EVENTS would be neither decoded nor given to it."""
+    from opsat.sla_monitor.domain import events as ev
+    from opsat.sla_monitor.projections.targets import WORK_READS, TargetsProjection
+
+    def leaves(cls: type) -> set[type]:
+        subclasses = cls.__subclasses__()
+        return {cls} if not subclasses else set().union(*(leaves(sub) for sub in subclasses))
+
+    assert leaves(ev.ClockEvent) == set(ev.CLOCK_EVENTS)
+    assert set(TargetsProjection.handles) == {*ev.CLOCK_EVENTS, *ev.OUTAGE_EVENTS, *WORK_READS}
+    assert not {ev.CalendarDefined, ev.CalendarDaysAdded, ev.PolicyDefined} & set(TargetsProjection.handles)

@@ -204,6 +204,9 @@ class TargetsProjection:
     metadata = metadata
 
     sources = ("sla", "intake")
+    # What apply_batch reads: the runner skips the rest (intake's replies, notes, submits; calendars and policies)
+    # before any database work, instead of a transaction per poll that holds none of these.
+    handles = (*ev.CLOCK_EVENTS, *ev.OUTAGE_EVENTS, *WORK_READS)
 
     def __init__(self, *topics: str) -> None:
         self.topics = list(topics)
