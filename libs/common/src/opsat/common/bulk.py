@@ -41,8 +41,7 @@ def _unnest(schema: str | None, table: Table, columns: tuple[str, ...], first: i
         names.append(_quote(name))
         arrays.append(f"${i}::{'text' if is_json else sql_type}[]")
         values[name] = f"u.{_quote(name)}::{sql_type}" if is_json else f"u.{_quote(name)}"
-    target = f"{_quote(schema)}.{_quote(table.name)}" if schema else _quote(table.name)
-    return target, f"unnest({', '.join(arrays)}) as u({', '.join(names)})", values
+    return _qualified(schema, table), f"unnest({', '.join(arrays)}) as u({', '.join(names)})", values
 
 
 @lru_cache(maxsize=256)
@@ -123,7 +122,10 @@ def _schema_of(conn: AsyncConnection, table: Table) -> str | None:
 
 def qualified_name(conn: AsyncConnection, table: Table) -> str:
     """The table's quoted name in SQL written by hand, in the schema the connection maps its schema to."""
-    schema = _schema_of(conn, table)
+    return _qualified(_schema_of(conn, table), table)
+
+
+def _qualified(schema: str | None, table: Table) -> str:
     return f"{_quote(schema)}.{_quote(table.name)}" if schema else _quote(table.name)
 
 
