@@ -12,6 +12,9 @@ SERVICE_DIR_appraisal := appraisal
 INFRA := deploy/local/infra.sh
 LOCAL := deploy/local/services.sh
 PYTHON ?= python3
+# Python's own default: compiled modules are cached. With caching off (some shells export this), every service,
+# worker and CLI process the tests start compiled its imports again: 3.1 s against 1.2 s for one import of a service.
+unexport PYTHONDONTWRITEBYTECODE
 TOOLS := deploy/tools/tools.sh
 # The server-side deployment tests join `make test` once their tools are in the cache (make test-deploy).
 DEPLOY_TESTS = $$($(TOOLS) cached || echo --ignore=tests/deploy)

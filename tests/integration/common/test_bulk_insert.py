@@ -4,12 +4,27 @@ row writes, guarded like `where version < new version`; `insert_together` what `
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, timezone
+from decimal import Decimal
 
 import asyncpg
 import pytest
-from sqlalchemy import Boolean, Column, DateTime, Integer, MetaData, String, Table, Text, text, update
-from sqlalchemy.dialects.postgresql import JSONB, insert
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Date,
+    DateTime,
+    Float,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    Table,
+    Text,
+    text,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, insert
 
 from opsat.common.bulk import Rows, insert_rows, insert_together, update_rows, upsert_rows
 from opsat.common.consumer import read_model_engine
@@ -27,6 +42,10 @@ things = Table(
     Column("doc", JSONB),  # None is JSON null here (SQLAlchemy's default)
     Column("maybe", JSONB(none_as_null=True)),  # and SQL NULL here
     Column("level", Integer, nullable=False, default=3),  # left out of the rows: its default
+    Column("amount", Numeric(7, 2)),
+    Column("ratio", Float),
+    Column("day", Date),
+    Column("tags", ARRAY(String)),
 )
 labels = Table(  # a second table, for `insert_together`
     "bulk_labels",
@@ -39,10 +58,12 @@ labels = Table(  # a second table, for `insert_together`
 AT = datetime(2026, 3, 1, 9, 30, tzinfo=UTC)
 ROWS = [
     {"id": "a", "body": "plain", "count": 1, "flag": True, "at": AT, "doc": {"x": [1, "two"], "é": None},
-     "maybe": {"k": 1}},
-    {"id": "b", "body": "quote ' \" and \\ back", "count": -7, "flag": False, "at": None, "doc": None, "maybe": None},
-    {"id": "c", "body": "", "count": 0, "flag": False, "at": AT + timedelta(microseconds=1), "doc": [],
-     "maybe": "text"},
+     "maybe": {"k": 1}, "amount": Decimal("12.50"), "ratio": 0.1, "day": date(2026, 3, 1), "tags": ["x", "y z"]},
+    {"id": "b", "body": "quote ' \" and \\ back", "count": -7, "flag": False, "at": None, "doc": None, "maybe": None,
+     "amount": None, "ratio": None, "day": None, "tags": None},
+    {"id": "c", "body": "运维 ✓ \n tab\t", "count": 0, "flag": False,
+     "at": datetime(2026, 3, 1, 17, 30, 0, 1, tzinfo=timezone(timedelta(hours=8))), "doc": ["\"quoted\""],
+     "maybe": "text", "amount": Decimal("-0.01"), "ratio": 1e-300, "day": date(1999, 12, 31), "tags": []},
 ]
 
 
@@ -50,7 +71,7 @@ async def _fetch(url: str, schema: str) -> list[tuple]:
     conn = await asyncpg.connect(asyncpg_dsn(url))
     try:
         rows = await conn.fetch(f'select id, body, count, flag, at, doc::text, jsonb_typeof(doc), maybe::text,'
-                                f' maybe is null, level from "{schema}".bulk_things order by id')
+                                f' maybe is null, level, amount, ratio, day, tags from "{schema}".bulk_things order by id')
         return [tuple(r) for r in rows]
     finally:
         await conn.close()
@@ -105,7 +126,8 @@ async def test_insert_rows_refuses_rows_of_different_shapes(database_url: str) -
 async def test_upsert_rows_inserts_new_keys_and_overwrites_existing_rows(database_url: str, schema: str) -> None:
     engine = create_engine(database_url)
     changed = [{**ROWS[1], "body": "changed", "count": 8, "flag": True, "at": AT, "doc": {"y": 2}, "maybe": None},
-               {"id": "d", "body": "new", "count": 4, "flag": False, "at": None, "doc": [1], "maybe": {"z": None}}]
+               {"id": "d", "body": "new", "count": 4, "flag": False, "at": None, "doc": [1], "maybe": {"z": None},
+                "amount": Decimal("99999.99"), "ratio": -2.5, "day": date(2026, 2, 28), "tags": ["only"]}]
     try:
         await _reference_and(engine, schema, ROWS)
         async with read_model_engine(engine, "bulk_reference").begin() as conn:
@@ -117,7 +139,7 @@ async def test_upsert_rows_inserts_new_keys_and_overwrites_existing_rows(databas
             await upsert_rows(conn, things, changed, key=("id",))
 
         reference = await _fetch(database_url, "bulk_reference")
-        assert [(r[0], r[1]) for r in reference] == [("a", "plain"), ("b", "changed"), ("c", ""), ("d", "new")]
+        assert [(r[0], r[1]) for r in reference] == [("a", "plain"), ("b", "changed"), ("c", ROWS[2]["body"]), ("d", "new")]
         assert await _fetch(database_url, schema) == reference
         async with engine.connect() as conn:
             with pytest.raises(ValueError, match="key"):
@@ -186,5 +208,19 @@ async def test_insert_together_writes_what_insert_rows_writes_per_table(database
         async with engine.connect() as conn:
             with pytest.raises(ValueError, match="once"):
                 await insert_together(conn, Rows(labels, tagged[:1]), Rows(labels, tagged[1:]))
+    finally:
+        await engine.dispose()
+
+
+async def test_a_naive_datetime_is_written_as_utc_and_an_unknown_type_is_refused(database_url: str) -> None:
+    engine = create_engine(database_url)
+    row = {**ROWS[0], "id": "naive", "at": datetime(2026, 3, 1, 9, 30)}
+    try:
+        await _reference_and(engine, "bulk_naive")
+        async with read_model_engine(engine, "bulk_naive").begin() as conn:
+            await insert_rows(conn, things, [row])
+            with pytest.raises(TypeError, match="timedelta"):
+                await insert_rows(conn, things, [{**row, "id": "later", "at": timedelta(hours=1)}])
+        assert (await _fetch(database_url, "bulk_naive"))[0][4] == AT
     finally:
         await engine.dispose()

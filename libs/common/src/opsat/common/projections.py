@@ -1,7 +1,8 @@
 """Rebuilding a projection from its topics into a fresh schema, comparing, and swapping it in.
 
 The rebuild reads every partition from the beginning (no consumer group) up to the end offsets seen
-when it started, into `schema`; the live schema keeps serving meanwhile. `swap` renames both schemas
+when it started, into `schema`, and builds the indexes only queries use (`QUERY_ONLY`) once the rows are in;
+the live schema keeps serving meanwhile. `swap` renames both schemas
 in one transaction, so readers see either the old or the new read model, never a mix; `rebuild_and_swap`
 does all of it online, catching up with what the live projections applied meanwhile.
 """
@@ -23,6 +24,7 @@ from opsat.common.consumer import (
     ProjectionRunner,
     RunnerConfig,
     RunnerStats,
+    create_query_indexes,
     create_read_model,
     read_model_engine,
 )
@@ -34,9 +36,10 @@ async def rebuild(engine: AsyncEngine, projection: Projection, config: RunnerCon
         raise ValueError("rebuild into a fresh schema, not the live one")
     async with engine.begin() as conn:
         await conn.execute(text(f'drop schema if exists "{schema}" cascade'))
-    await create_read_model(engine, projection, schema)
-    runner = ProjectionRunner(engine, projection, replace(config, schema=schema, until_end=True))
-    return await runner.run(asyncio.Event())
+    await create_read_model(engine, projection, schema, query_indexes=False)
+    stats = await _Lanes(engine, projection, replace(config, schema=schema, until_end=True)).run()
+    await create_query_indexes(engine, projection, schema)
+    return stats
 
 
 async def swap(engine: AsyncEngine, rebuilt: str) -> str:
@@ -82,7 +85,7 @@ async def rebuild_and_swap(engine: AsyncEngine, projections: Sequence[tuple[Proj
     async with engine.begin() as conn:
         await conn.execute(text(f'drop schema if exists "{schema}" cascade'))
     for projection, _ in projections:
-        await create_read_model(engine, projection, schema)
+        await create_read_model(engine, projection, schema, query_indexes=False)
     report = SwapReport(retired="")
     offsets: dict[str, dict[Any, int] | None] = {p.name: None for p, _ in projections}
 
@@ -98,6 +101,9 @@ async def rebuild_and_swap(engine: AsyncEngine, projections: Sequence[tuple[Proj
 
     with fewer_collections():  # held over the whole rebuild, not taken and given back per projection
         await replay("rebuild")
+    for projection, _ in projections:  # before the catch-ups: they are few events, and the swap needs them
+        progress(f"indexing {projection.name}")
+        await create_query_indexes(engine, projection, schema)
     for _ in range(max_catch_ups):  # while live: each pass reads what arrived during the previous one
         if await replay("catch-up") < close_enough:
             break
@@ -116,23 +122,56 @@ async def _replay(engine: AsyncEngine, projection: Projection, config: RunnerCon
                   start: dict[Any, int] | None, phase: str, progress: Progress) -> tuple[RunnerStats, int]:
     """One pass from `start` (None: the beginning) to the end offsets seen when it starts, reporting progress
     every second; returns the stats and how many records the pass read."""
-    runner = ProjectionRunner(engine, projection, replace(config, schema=schema, until_end=True,
-                                                          start_offsets=start))
+    lanes = _Lanes(engine, projection, replace(config, schema=schema, until_end=True, start_offsets=start))
     first = sum((start or {}).values())
 
     def report() -> str:
-        total = sum(runner.end_offsets.values()) - first
-        done = sum(runner.stats.offsets.values()) - first if runner.stats.offsets else 0
+        total = sum(lanes.end_offsets.values()) - first
+        offsets = lanes.offsets
+        done = sum(offsets.values()) - first if offsets else 0
         return f"{phase} {projection.name}: {max(done, 0)}/{max(total, 0)} events"
 
-    task = asyncio.create_task(runner.run(asyncio.Event()))
+    task = asyncio.create_task(lanes.run())
     while not task.done():
         await asyncio.wait({task}, timeout=1.0)
         if not task.done():
             progress(report())
     stats = task.result()
     progress(report() + f" ({stats.applied} applied)")
-    return stats, max(sum(runner.end_offsets.values()) - first, 0)
+    return stats, max(sum(lanes.end_offsets.values()) - first, 0)
+
+
+class _Lanes:
+    """One replay of a projection up to the topics' ends: by one runner, or for a `stream_local` projection by
+    `config.rebuild_lanes` runners at once over disjoint shares of the partitions (their rows are disjoint too).
+    Their counts and offsets add up; one lane failing stops the others."""
+
+    def __init__(self, engine: AsyncEngine, projection: Projection, config: RunnerConfig) -> None:
+        lanes = max(config.rebuild_lanes, 1) if getattr(projection, "stream_local", False) else 1
+        self.runners = [ProjectionRunner(engine, projection, replace(config, lane=(i, lanes) if lanes > 1 else None))
+                        for i in range(lanes)]
+
+    @property
+    def end_offsets(self) -> dict[Any, int]:
+        return {tp: end for runner in self.runners for tp, end in runner.end_offsets.items()}
+
+    @property
+    def offsets(self) -> dict[Any, int]:
+        return {tp: offset for runner in self.runners for tp, offset in runner.stats.offsets.items()}
+
+    async def run(self) -> RunnerStats:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(runner.run(asyncio.Event())) for runner in self.runners]
+        total = RunnerStats()
+        for task in tasks:
+            stats = task.result()
+            total.applied += stats.applied
+            total.duplicates += stats.duplicates
+            total.ignored += stats.ignored
+            total.parked += stats.parked
+            total.retries += stats.retries
+            total.offsets.update(stats.offsets)
+        return total
 
 
 async def _rename(conn: AsyncConnection, rebuilt: str) -> str:

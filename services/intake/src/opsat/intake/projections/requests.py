@@ -77,6 +77,7 @@ class RequestsProjection:
     name = "requests"
     sources = ("intake",)
     metadata = metadata
+    stream_local = True  # every row is the event's own request's: a rebuild replays partitions in lanes
 
     def __init__(self, topic: str) -> None:
         self.topics = [topic]

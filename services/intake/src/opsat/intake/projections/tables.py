@@ -22,7 +22,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
-from opsat.common.consumer import processed_events_table, stream_versions_table
+from opsat.common.consumer import QUERY_ONLY, processed_events_table, stream_versions_table
 from opsat.common.db import READ_MODEL_SCHEMA
 
 metadata = MetaData(schema=READ_MODEL_SCHEMA)
@@ -59,11 +59,11 @@ requests = Table(
     Column("closed_at", DateTime(timezone=True)),
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Column("version", Integer, nullable=False),  # stream version applied: read-your-writes waits on it
-    Index("requests_org_submitted_idx", "organisation_id", "submitted_at", "id"),
-    Index("requests_submitted_idx", "submitted_at", "id"),
-    Index("requests_team_status_idx", "team", "status"),
-    Index("requests_assignee_status_idx", "assignee", "status"),
-    Index("requests_status_priority_idx", "status", "priority"),
+    Index("requests_org_submitted_idx", "organisation_id", "submitted_at", "id", info=QUERY_ONLY),
+    Index("requests_submitted_idx", "submitted_at", "id", info=QUERY_ONLY),
+    Index("requests_team_status_idx", "team", "status", info=QUERY_ONLY),
+    Index("requests_assignee_status_idx", "assignee", "status", info=QUERY_ONLY),
+    Index("requests_status_priority_idx", "status", "priority", info=QUERY_ONLY),
 )
 
 OPEN_STATUSES = ("submitted", "accepted", "in_progress", "awaiting_customer", "reopened")
@@ -82,7 +82,7 @@ open_requests = Table(
     Column("team", String),
     Column("assignee", String),
     Column("submitted_at", DateTime(timezone=True), nullable=False),
-    Index("open_requests_queue_idx", "team", "priority", "submitted_at", "id"),
+    Index("open_requests_queue_idx", "team", "priority", "submitted_at", "id", info=QUERY_ONLY),
 )
 
 timeline = Table(
@@ -109,7 +109,7 @@ links = Table(
     Column("linked_at", DateTime(timezone=True), nullable=False),
     Column("linked_by", String),
     PrimaryKeyConstraint("request_id", "link_type", "target_id"),
-    Index("links_target_idx", "target_id"),
+    Index("links_target_idx", "target_id", info=QUERY_ONLY),
 )
 
 time_entries = Table(
