@@ -37,9 +37,18 @@ async def rebuild(engine: AsyncEngine, projection: Projection, config: RunnerCon
     async with engine.begin() as conn:
         await conn.execute(text(f'drop schema if exists "{schema}" cascade'))
     await create_read_model(engine, projection, schema, query_indexes=False)
-    stats = await _Lanes(engine, projection, replace(config, schema=schema, until_end=True)).run()
-    await create_query_indexes(engine, projection, schema)
+    stats = await _Lanes(engine, projection, replace(config, schema=schema, until_end=True, loading=True)).run()
+    await _after_load(engine, projection, schema)
     return stats
+
+
+async def _after_load(engine: AsyncEngine, projection: Projection, schema: str) -> None:
+    """A load is done: the tables the projection derives (`after_load`), then the query-only indexes."""
+    after_load = getattr(projection, "after_load", None)
+    if after_load is not None:
+        async with read_model_engine(engine, schema).begin() as conn:
+            await after_load(conn)
+    await create_query_indexes(engine, projection, schema)
 
 
 async def swap(engine: AsyncEngine, rebuilt: str) -> str:
@@ -92,8 +101,8 @@ async def rebuild_and_swap(engine: AsyncEngine, projections: Sequence[tuple[Proj
     async def replay(phase: str) -> int:
         remaining = 0
         for projection, config in projections:
-            stats, left = await _replay(engine, projection, config, schema, offsets[projection.name], phase,
-                                        progress)
+            stats, left = await _replay(engine, projection, replace(config, loading=phase == "rebuild"), schema,
+                                        offsets[projection.name], phase, progress)
             offsets[projection.name] = stats.offsets
             report.applied[projection.name] = report.applied.get(projection.name, 0) + stats.applied
             remaining += left
@@ -101,9 +110,9 @@ async def rebuild_and_swap(engine: AsyncEngine, projections: Sequence[tuple[Proj
 
     with fewer_collections():  # held over the whole rebuild, not taken and given back per projection
         await replay("rebuild")
-    for projection, _ in projections:  # before the catch-ups: they are few events, and the swap needs them
-        progress(f"indexing {projection.name}")
-        await create_query_indexes(engine, projection, schema)
+    for projection, _ in projections:  # before the catch-ups: they apply as live batches do
+        progress(f"after the load of {projection.name}: its derived tables and query-only indexes")
+        await _after_load(engine, projection, schema)
     for _ in range(max_catch_ups):  # while live: each pass reads what arrived during the previous one
         if await replay("catch-up") < close_enough:
             break

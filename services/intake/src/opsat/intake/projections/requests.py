@@ -18,7 +18,7 @@ from sqlalchemy.sql.dml import Insert
 from sqlalchemy.sql.selectable import Select
 
 from opsat.common.bulk import Rows, insert_together, update_rows
-from opsat.common.consumer import ReceivedEvent
+from opsat.common.consumer import ReceivedEvent, loading
 from opsat.intake.domain import events as ev
 from opsat.intake.projections.tables import (
     OPEN_STATUSES,
@@ -101,7 +101,8 @@ class RequestsProjection:
         await insert_together(  # one round trip
             conn, Rows(timeline, [_timeline_row(r) for r in mine], on_conflict_do_nothing=True),
             Rows(requests, submitted, on_conflict_do_nothing=True),
-            Rows(open_requests, [{name: row[name] for name in _OPEN_COLUMNS} for row in submitted],
+            Rows(open_requests, [] if loading(conn) else [{name: row[name] for name in _OPEN_COLUMNS}
+                                                           for row in submitted],
                  on_conflict_do_nothing=True))  # a new request is open
         pending: dict[str, dict[str, Any]] = {}
         for received in mine:
@@ -120,9 +121,14 @@ class RequestsProjection:
             by_columns.setdefault(frozenset(changes), []).append({"id": request_id, **changes})
         for rows in by_columns.values():
             await update_rows(conn, requests, rows, key="id", newer_than="version")
+        if loading(conn):  # a rebuild's load: the working set is copied once, by `after_load`
+            return
         moved = [request_id for request_id, changes in pending.items() if not _QUEUE_COLUMNS.isdisjoint(changes)]
         if moved:  # most events (replies, notes, time) leave the working set as it is
             await _sync_open_requests(conn, moved)
+
+    async def after_load(self, conn: AsyncConnection) -> None:
+        await conn.execute(copy_open_requests())
 
     async def _many_sides(self, conn: AsyncConnection, event: ev.IntakeEvent) -> dict[str, Any]:
         """Events that touch the link, time or JSON columns; returns row changes."""
