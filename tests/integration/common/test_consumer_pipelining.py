@@ -75,14 +75,18 @@ async def produce(bootstrap: str, topic: str, first: int, count: int,
         await producer.stop()
 
 
-async def setup(kafka_bootstrap: str, database_url: str, namespace: str) -> tuple[str, str, Any]:
-    topic, group = f"{namespace}.pipelined", f"{namespace}.recorder"
+async def create_topic(kafka_bootstrap: str, topic: str) -> str:
     admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
     await admin.start()
     try:
         await admin.create_topics([NewTopic(topic, PARTITIONS, 1)])
     finally:
         await admin.close()
+    return topic
+
+
+async def setup(kafka_bootstrap: str, database_url: str, namespace: str) -> tuple[str, str, Any]:
+    topic, group = await create_topic(kafka_bootstrap, f"{namespace}.pipelined"), f"{namespace}.recorder"
     engine = create_engine(database_url, pool_size=4)
     await create_read_model(engine, Recorder(topic, "setup"))
     return topic, group, engine

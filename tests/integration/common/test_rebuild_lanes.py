@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from sqlalchemy import BigInteger, Column, DateTime, Index, Integer, MetaData, String, Table, func, insert
 
 from opsat.common.consumer import (
@@ -24,7 +23,7 @@ from opsat.common.db import READ_MODEL_SCHEMA, create_engine
 from opsat.common.projections import rebuild
 from opsat.common.testing.helpers import rows
 
-from .test_consumer_pipelining import PARTITIONS, produce
+from .test_consumer_pipelining import PARTITIONS, create_topic, produce
 
 
 class Backends:
@@ -71,17 +70,6 @@ def _overlapping(transactions: list[Any]) -> int:
     return sum(1 for a, b in zip(transactions, transactions[1:], strict=False) if b["started"] < a["wrote"])
 
 
-async def _topic(kafka_bootstrap: str, namespace: str, name: str) -> str:
-    topic = f"{namespace}.{name}"
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(topic, PARTITIONS, 1)])
-    finally:
-        await admin.close()
-    return topic
-
-
 def _config(kafka_bootstrap: str, namespace: str) -> RunnerConfig:
     return RunnerConfig(bootstrap=kafka_bootstrap, group_id=f"{namespace}.lanes", dlq_topic=f"{namespace}.lanes.dlq",
                         rebuild_max_records=50, rebuild_lanes=2)
@@ -89,7 +77,7 @@ def _config(kafka_bootstrap: str, namespace: str) -> RunnerConfig:
 
 async def test_a_stream_local_projection_is_rebuilt_in_two_lanes_each_record_once(
         kafka_bootstrap, database_url, topic_namespace):
-    topic = await _topic(kafka_bootstrap, topic_namespace, "lanes")
+    topic = await create_topic(kafka_bootstrap, f"{topic_namespace}.lanes")
     await produce(kafka_bootstrap, topic, 0, 600)
     engine = create_engine(database_url, pool_size=4)
     seen: list[list[str]] = []
@@ -122,7 +110,7 @@ async def test_a_stream_local_projection_is_rebuilt_in_two_lanes_each_record_onc
 
 async def test_a_projection_that_is_not_stream_local_is_rebuilt_by_one_runner(
         kafka_bootstrap, database_url, topic_namespace):
-    topic = await _topic(kafka_bootstrap, topic_namespace, "onelane")
+    topic = await create_topic(kafka_bootstrap, f"{topic_namespace}.onelane")
     await produce(kafka_bootstrap, topic, 0, 200)
     engine = create_engine(database_url, pool_size=4)
     try:
