@@ -75,30 +75,18 @@ def _update_statement(schema: str | None, table: Table, columns: tuple[str, ...]
             + (f" and t.{_quote(newer_than)} < u.{_quote(newer_than)}" if newer_than else ""))
 
 
-def _json(value: Any) -> str:
-    return orjson.dumps(value, default=_plain, option=_JSON_OPTIONS).decode()
-
-
-_JSON_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_NAIVE_UTC
+def json_text(value: Any) -> str:
+    """`value` as the text of one JSON parameter (`$n::jsonb`), the way this module writes a batch's rows (read back
+    by `jsonb_to_recordset`, JSON columns' values nested as they are): orjson writes the lot in C, where an array
+    parameter per column costs asyncpg a type check and an encoding per element (half of a replay's CPU). A Decimal
+    is written as its exact text, a naive datetime as UTC; another type orjson does not know is refused."""
+    return orjson.dumps(value, default=_plain, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_NAIVE_UTC).decode()
 
 
 def _plain(value: Any) -> Any:
-    """What orjson does not write itself: a Decimal as its exact text (PostgreSQL reads a numeric from it)."""
     if isinstance(value, Decimal):
-        return str(value)
+        return str(value)  # PostgreSQL reads a numeric from it
     raise TypeError(f"{type(value).__name__} is not written by opsat.common.bulk")
-
-
-def json_text(value: Any) -> str:
-    """`value` as the text of one JSON parameter (`$n::jsonb`), the way this module writes a batch's rows: orjson
-    writes the lot in C, where an array parameter per column costs asyncpg a type check and an encoding per element
-    (half of a replay's CPU). A Decimal is written as its text, a naive datetime as UTC."""
-    return _json(value)
-
-
-def _document(rows: Sequence[dict[str, Any]]) -> str:
-    """The rows as one JSON array, read back by `jsonb_to_recordset` (JSON columns' values nest as they are)."""
-    return json_text(rows)
 
 
 async def insert_rows(conn: AsyncConnection, table: Table, rows: Sequence[dict[str, Any]], *,
@@ -128,7 +116,7 @@ async def update_rows(conn: AsyncConnection, table: Table, rows: Sequence[dict[s
         raise ValueError(f"rows updating {table.name} carry the key {key!r} and the guard {newer_than!r}")
     keys = _same_keys(table, rows)
     await conn.exec_driver_sql(_update_statement(_schema_of(conn, table), table, keys, key, newer_than),
-                               (_document(rows),))
+                               (json_text(rows),))
 
 
 def _same_keys(table: Table, rows: Sequence[dict[str, Any]]) -> tuple[str, ...]:
@@ -160,7 +148,7 @@ async def _write(conn: AsyncConnection, table: Table, rows: Sequence[dict[str, A
     await conn.exec_driver_sql(
         _statement(_schema_of(conn, table), table, columns, on_conflict_do_nothing, update_on_conflict, 1,
                    tuple(defaults)),
-        (_document(rows), *defaults.values()))
+        (json_text(rows), *defaults.values()))
 
 
 def _columns_and_defaults(table: Table, rows: Sequence[dict[str, Any]]) -> tuple[tuple[str, ...], dict[str, Any]]:
@@ -174,7 +162,7 @@ def _columns_and_defaults(table: Table, rows: Sequence[dict[str, Any]]) -> tuple
                 raise ValueError(f"{table.name}.{column.name} has a computed default: give it in the rows")
             value = column.default.arg
             if isinstance(column.type, JSON):
-                value = None if value is None and column.type.none_as_null else _json(value)
+                value = None if value is None and column.type.none_as_null else json_text(value)
             defaults[column.name] = value
     return keys, defaults
 
@@ -201,7 +189,7 @@ async def insert_together(conn: AsyncConnection, *writes: Rows) -> None:
         columns, defaults = _columns_and_defaults(write.table, write.rows)
         statements.append(_statement(_schema_of(conn, write.table), write.table, columns,
                                      write.on_conflict_do_nothing, (), len(params) + 1, tuple(defaults)))
-        params.extend((_document(write.rows), *defaults.values()))
+        params.extend((json_text(write.rows), *defaults.values()))
     if not statements:
         return
     *earlier, last = statements

@@ -214,12 +214,9 @@ QUERY_ONLY = {"opsat.query_only": True}
 
 
 def query_only_indexes(projection: Projection) -> list[Index]:
-    return [index for table in projection.metadata.sorted_tables for index in sorted(table.indexes, key=_index_name)
+    return [index for table in projection.metadata.sorted_tables
+            for index in sorted(table.indexes, key=lambda index: str(index.name))
             if index.info.get("opsat.query_only") and not index.unique]
-
-
-def _index_name(index: Index) -> str:
-    return str(index.name)
 
 
 async def create_read_model(engine: AsyncEngine, projection: Projection, schema: str = READ_MODEL_SCHEMA, *,
