@@ -295,7 +295,7 @@ async def replay_bench(bench: Bench, relay_info: dict[str, Any], cap_s: float = 
     per_event_us = elapsed / applied * 1e6 if applied else None
     split = dict(consumer_split or {})
     if per_event_us and split.get("decode_record_us_per_event") is not None:
-        split["rest_us_per_event (database: savepoint + 3 statements + commit per batch, SQLAlchemy)"] = r(
+        split["rest_us_per_event (the batch's statements, row building, waits)"] = r(
             per_event_us - split["decode_record_us_per_event"] - (split.get("consumer_getmany_us_per_event") or 0), 1)
     return Result.measured("projection_replay", r(rate, 0), "events/s", (">=", 25_000), {
         "topic_events": relay_info["events"], "applied": applied, "requests_rows": rows, "seconds": r(elapsed, 2),

@@ -98,10 +98,11 @@ class RequestsProjection:
         if not mine:
             return
         submitted = [_request_row(r.event, r.sequence) for r in mine if isinstance(r.event, ev.RequestSubmitted)]
+        derive_open_later = loading(conn)  # a rebuild's load: the working set is copied once, by `after_load`
         await insert_together(  # one round trip
             conn, Rows(timeline, [_timeline_row(r) for r in mine], on_conflict_do_nothing=True),
             Rows(requests, submitted, on_conflict_do_nothing=True),
-            Rows(open_requests, [] if loading(conn) else [{name: row[name] for name in _OPEN_COLUMNS}
+            Rows(open_requests, [] if derive_open_later else [{name: row[name] for name in _OPEN_COLUMNS}
                                                            for row in submitted],
                  on_conflict_do_nothing=True))  # a new request is open
         pending: dict[str, dict[str, Any]] = {}
@@ -121,7 +122,7 @@ class RequestsProjection:
             by_columns.setdefault(frozenset(changes), []).append({"id": request_id, **changes})
         for rows in by_columns.values():
             await update_rows(conn, requests, rows, key="id", newer_than="version")
-        if loading(conn):  # a rebuild's load: the working set is copied once, by `after_load`
+        if derive_open_later:
             return
         moved = [request_id for request_id, changes in pending.items() if not _QUEUE_COLUMNS.isdisjoint(changes)]
         if moved:  # most events (replies, notes, time) leave the working set as it is
