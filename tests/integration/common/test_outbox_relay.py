@@ -4,6 +4,7 @@ even when transactions commit out of position order while the relay is running."
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import random
 import time
@@ -15,6 +16,7 @@ from aiokafka.admin import NewTopic
 from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner
 
+from opsat.common.collector import GC_YOUNG_THRESHOLD
 from opsat.common.db import PLATFORM_DDL_V1, asyncpg_dsn, create_engine
 from opsat.common.domain import DomainEvent
 from opsat.common.envelope import EventMetadata, EventRegistry
@@ -191,6 +193,15 @@ async def test_batches_put_every_event_once_in_stream_order_on_the_producers_par
     await _backlog(database_url, streams=60, versions=60, pad=1_100)
     relay = OutboxRelay(RelayConfig(database_url=database_url, bootstrap=kafka_bootstrap, topic=topic,
                                     source="/opsat/test", batch_size=2_000))
+    thresholds: list[int] = []  # the collector's young threshold while each fetch is built and sent
+    send = relay._send  # noqa: SLF001
+
+    async def recording_send(rows):
+        thresholds.append(gc.get_threshold()[0])
+        return await send(rows)
+
+    relay._send = recording_send  # noqa: SLF001
+    before = gc.get_threshold()
     conn = await asyncpg.connect(asyncpg_dsn(database_url))
     try:
         assert await relay.drain(conn) == 3_600
@@ -198,6 +209,9 @@ async def test_batches_put_every_event_once_in_stream_order_on_the_producers_par
         await relay.close()
         await conn.close()
     assert await _outbox_positions(database_url) == set()
+    # a drain holds the cyclic collector back, as consumers do (a third more events a second), and gives it back
+    assert len(thresholds) >= 2 and set(thresholds) == {GC_YOUNG_THRESHOLD}
+    assert gc.get_threshold() == before
 
     stored = await _stored(database_url)
     records = await consume_all(kafka_bootstrap, topic, min_count=len(stored))
