@@ -418,14 +418,14 @@ class _LoadedVersions:
         self.pending.clear()
 
     async def write(self, conn: AsyncConnection, projection: str, table: str, chunk: int = 50_000) -> None:
+        """Once per runner, into rows no one else writes: a stream already there (in two lanes' partitions) would
+        mean its events were applied out of order, so the insert fails rather than merging."""
         rows = [{"source": source, "stream_id": stream_id, "version": version}
                 for (source, stream_id), version in self.applied.items()]
         for start in range(0, len(rows), chunk):
             await conn.exec_driver_sql(
-                f"insert into {table} as v (projection, source, stream_id, version) select $1, source, stream_id,"
-                " version from jsonb_to_recordset($2::jsonb) as u(source text, stream_id text, version int)"
-                " on conflict (projection, source, stream_id) do update set version = excluded.version"
-                " where v.version < excluded.version",
+                f"insert into {table} (projection, source, stream_id, version) select $1, source, stream_id, version"
+                " from jsonb_to_recordset($2::jsonb) as u(source text, stream_id text, version int)",
                 (projection, json_text(rows[start:start + chunk])))
 
 
