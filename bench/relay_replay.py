@@ -175,9 +175,13 @@ async def relay_bench(bench: Bench, batch_sizes: tuple[int, ...] = (2_000, 10_00
         in_topic = await _topic_size(bench.infra.bootstrap, topic)
         rate = published / elapsed
         topics[batch] = topic
+        # The target (issue: >= 40,000/s, half of ProducerPerformance) is the relay's as configured (RelayConfig's
+        # batch_size, 2,000); another batch size is measured beside it for comparison.
+        default = batch == RelayConfig.batch_size
         results.append(Result.measured(
-            f"relay_catchup_batch{batch}", r(rate, 0), "events/s", (">=", 10_000),
-            {"events": events, "published": published, "seconds": r(elapsed, 2), "outbox_left": left,
+            f"relay_catchup_batch{batch}", r(rate, 0), "events/s", (">=", 40_000) if default else None,
+            {**({} if default else {"kind": f"comparison: {batch:,} rows a fetch, not the default"}),
+             "events": events, "published": published, "seconds": r(elapsed, 2), "outbox_left": left,
              "records_in_topic": in_topic, "relay_batch_size": batch, "topic_partitions": TOPIC_PARTITIONS,
              "backlog_fill": fill, "split_one_batch_before_drain": split, "cpu": cpu}))
     return results, {"db": db, "url": url, "dsn": dsn, "topic": topics[batch_sizes[0]], "events": events}
