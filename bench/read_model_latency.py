@@ -82,16 +82,17 @@ async def run(bench: Bench, rate: float = 200.0, seconds: float = 10.0, poll_s: 
 
     TOPIC_PARTITIONS = SERVICE.partitions
 
-    db = await bench.create_database("latency")
-    ns = f"{bench.namespace}lat"  # its own topics: the replay bench reads bench<id>.intake.events
+    tag = "" if rate == 200 else f"{rate:g}"  # a run per rate in one bench: its own database and topics
+    db = await bench.create_database(f"latency{tag}")
+    ns = f"{bench.namespace}lat{tag}"  # its own topics: the replay bench reads bench<id>.intake.events
     topic = f"{ns}.intake.events"
     # The worker creates these itself (SERVICE.ensure_topics); creating them first keeps the bench
     # independent of that code path, and its topic stamps records with the broker's append time.
     await bench.create_topics({topic: TOPIC_PARTITIONS, f"{ns}.intake.requests.dlq": 1,
                                f"{ns}.intake.auto_close.dlq": 1},
                               configs={topic: {"message.timestamp.type": "LogAppendTime"}})
-    api, url = await bench.start_api(db, 1, "latency", namespace=ns)
-    worker = await bench.start_worker(db, "latency", namespace=ns, **(worker_env or {}))
+    api, url = await bench.start_api(db, 1, f"latency{tag}", namespace=ns)
+    worker = await bench.start_worker(db, f"latency{tag}", namespace=ns, **(worker_env or {}))
     host, _, port = url.removeprefix("http://").partition(":")
     from common import token
 
