@@ -113,6 +113,7 @@ if __name__ == "__main__":
     parser.add_argument("--warmup", type=float, default=1.5)
     parser.add_argument("--start-at", type=float, default=0.0)
     parser.add_argument("--client", choices=["raw", "httpx"], default="raw")
+    parser.add_argument("--out", help="write the result (JSON) here instead of to standard output")
     args = parser.parse_args()
     try:
         import uvloop
@@ -120,4 +121,9 @@ if __name__ == "__main__":
         uvloop.install()
     except ImportError:
         pass
-    print(json.dumps(asyncio.run(main(args))))
+    result = json.dumps(asyncio.run(main(args)))
+    if args.out:  # (a file: whatever else reaches standard output cannot garble it)
+        with open(args.out, "w") as out:
+            out.write(result)
+    else:
+        print(result)

@@ -14,6 +14,7 @@ import json
 import subprocess
 import sys
 import time
+import uuid
 from typing import Any
 
 import asyncpg
@@ -35,19 +36,20 @@ async def load(bench: Bench, url: str, api_pids: Any, db: str, *, concurrency: i
     cmd = [sys.executable, str(BENCH / "loadgen.py"), "--url", url, "--token", tok, "--duration", str(seconds),
            "--warmup", str(warmup), "--start-at", str(start_at), "--client", client]
     shares = [concurrency // procs + (1 if i < concurrency % procs else 0) for i in range(procs)]
-    gens = [subprocess.Popen(cmd + ["--concurrency", str(c)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-            for c in shares]
+    results = [bench.logs / f"loadgen-{uuid.uuid4().hex[:8]}.json" for _ in shares]
+    gens = [subprocess.Popen(cmd + ["--concurrency", str(c), "--out", str(path)], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE) for c, path in zip(shares, results, strict=True)]
     meter = CpuMeter({"api": api_pids, "=postgres": postgres_cpu_seconds,
                       "kafka": lambda: [p for p in [kafka_pid()] if p]})
     s0 = await _sessions(bench, db)
     await asyncio.sleep(max(0.0, start_at + warmup - time.time()))
     meter.start()
     outs = []
-    for g in gens:
-        stdout, stderr = await asyncio.to_thread(g.communicate, timeout=seconds + warmup + 60)
+    for g, path in zip(gens, results, strict=True):
+        _, stderr = await asyncio.to_thread(g.communicate, timeout=seconds + warmup + 60)
         if g.returncode:
             raise RuntimeError(f"loadgen failed: {stderr.decode()[-2000:]}")
-        outs.append(json.loads(stdout))
+        outs.append(json.loads(path.read_text()))
     cpu = meter.stop({"load_generator": sum(o["cpu_s"] for o in outs)})
     sessions = await _sessions(bench, db) - s0
     ok = sum(o["ok"] for o in outs)
