@@ -9,6 +9,7 @@ import json
 import random
 import time
 from collections import Counter, defaultdict
+from collections.abc import Iterator
 
 import asyncpg
 import pytest
@@ -16,6 +17,7 @@ from aiokafka.admin import NewTopic
 from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner
 
+from opsat.common import outbox
 from opsat.common.collector import GC_YOUNG_THRESHOLD
 from opsat.common.db import PLATFORM_DDL_V1, asyncpg_dsn, create_engine
 from opsat.common.domain import DomainEvent
@@ -353,3 +355,32 @@ async def test_a_relay_woken_from_idle_lingers_so_that_the_next_commits_share_th
     # The first commit woke the relay, which waited for the second before publishing: both left together.
     assert records["first"].timestamp / 1000 >= second_committed_at - 0.01
     assert abs(records["first"].timestamp - records["second"].timestamp) < 100
+
+
+async def test_a_fetch_deep_into_a_backlog_reads_its_own_rows_only(database_url):
+    """The statement a drain runs (settle the acknowledged, read the next rows), 15,000 events into a backlog of
+    40,000: each fetched row's event by key, not the events relayed before nor the whole store."""
+    await platform_database(database_url)
+    await _backlog(database_url, streams=200, versions=200, pad=10)
+    conn = await asyncpg.connect(asyncpg_dsn(database_url))
+    try:
+        positions = sorted(await _outbox_positions(database_url))
+        await conn.execute("delete from outbox where position = any($1::bigint[])", positions[:15_000])
+        await conn.execute("analyze outbox; analyze events")
+        acked, in_flight = positions[15_000:17_000], positions[17_000:19_000]  # fetches of 2,000, as the relay's
+        args = (2_000, acked + in_flight, acked, min(acked), max(acked))
+        plan = json.loads(await conn.fetchval("explain (analyze, format json) " + outbox._SETTLE_AND_PENDING, *args))
+        rows = await conn.fetch(outbox._PENDING, 2_000, in_flight)
+    finally:
+        await conn.close()
+    scans = list(_plan_nodes(plan[0]["Plan"]))
+    events = [(n["Node Type"], (n["Actual Rows"] + n.get("Rows Removed by Filter", 0)) * n["Actual Loops"])
+              for n in scans if n.get("Relation Name") == "events"]
+    assert events == [("Index Scan", 2_000)], events  # the events fetched, none relayed before
+    assert [r["position"] for r in rows] == positions[19_000:21_000]  # the acknowledged left, in position order
+
+
+def _plan_nodes(node: dict) -> Iterator[dict]:
+    yield node
+    for child in node.get("Plans", ()):
+        yield from _plan_nodes(child)
