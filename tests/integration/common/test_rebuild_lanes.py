@@ -2,14 +2,15 @@
 and builds the `QUERY_ONLY` indexes once the rows are in. Over real Kafka and PostgreSQL: every record applied once;
 each transaction holds one lane's partitions and transactions of both lanes overlap in time, while a projection that
 is not stream-local is replayed by one runner whose transactions never overlap; the indexes absent while loading
-and there afterwards, as a live schema has them."""
+and there afterwards, as a live schema has them; autovacuum off while loading, back and the statistics taken
+afterwards."""
 
 from __future__ import annotations
 
 import asyncio
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, DateTime, Index, Integer, MetaData, String, Table, func, insert
+from sqlalchemy import BigInteger, Column, DateTime, Index, Integer, MetaData, String, Table, func, insert, text
 
 from opsat.common.consumer import (
     QUERY_ONLY,
@@ -36,6 +37,7 @@ class Backends:
         self.topics = [topic]
         self.stream_local = stream_local
         self.seen_indexes = seen_indexes
+        self.seen_options: list[Any] = []  # the table's storage options, as each batch of the load saw them
         self.metadata = MetaData(schema=READ_MODEL_SCHEMA)
         processed_events_table(self.metadata)
         stream_versions_table(self.metadata)
@@ -54,6 +56,8 @@ class Backends:
             result = await conn.exec_driver_sql("select indexname from pg_indexes where schemaname = 'rm_lanes'"
                                                 " and tablename = 'applied' order by 1")
             self.seen_indexes.append([row[0] for row in result])
+            self.seen_options.append(await conn.scalar(text(
+                "select reloptions from pg_class where oid = 'rm_lanes.applied'::regclass")))
         await asyncio.sleep(0.02)
         await conn.execute(insert(self.applied).values(tx=func.txid_current(), started=func.now(),
                                                        wrote=func.clock_timestamp()),
@@ -81,9 +85,11 @@ async def test_a_stream_local_projection_is_rebuilt_in_two_lanes_each_record_onc
     await produce(kafka_bootstrap, topic, 0, 600)
     engine = create_engine(database_url, pool_size=4)
     seen: list[list[str]] = []
+    projection = Backends(topic, stream_local=True, seen_indexes=seen)
     try:
-        stats = await rebuild(engine, Backends(topic, stream_local=True, seen_indexes=seen),
-                              _config(kafka_bootstrap, topic_namespace), "rm_lanes")
+        stats = await rebuild(engine, projection, _config(kafka_bootstrap, topic_namespace), "rm_lanes")
+        after = (await rows(database_url, "select c.reloptions, s.last_analyze from pg_class c join pg_stat_user_tables s"
+                                          " on s.relid = c.oid where c.oid = 'rm_lanes.applied'::regclass"))[0]
         applied = await rows(database_url, "select event_id from rm_lanes.applied")
         transactions = await _transactions(database_url, "rm_lanes")
         indexes = await rows(database_url, "select indexname from pg_indexes where schemaname = 'rm_lanes'"
@@ -106,6 +112,9 @@ async def test_a_stream_local_projection_is_rebuilt_in_two_lanes_each_record_onc
     assert seen and all("applied_by_tx" not in names and "applied_by_partition" in names for names in seen), seen
     assert [r["indexname"] for r in indexes] == ["applied_by_partition", "applied_by_tx", "applied_pkey"]
     assert [dict(r) for r in rebuilt] == [dict(r) for r in live]
+    # no autovacuum while loading; afterwards it is back, and the statistics were taken
+    assert projection.seen_options and all(o == ["autovacuum_enabled=false"] for o in projection.seen_options)
+    assert after["reloptions"] is None and after["last_analyze"] is not None
 
 
 async def test_a_projection_that_is_not_stream_local_is_rebuilt_by_one_runner(

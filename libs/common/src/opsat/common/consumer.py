@@ -220,24 +220,30 @@ def query_only_indexes(projection: Projection) -> list[Index]:
 
 
 async def create_read_model(engine: AsyncEngine, projection: Projection, schema: str = READ_MODEL_SCHEMA, *,
-                            query_indexes: bool = True) -> None:
-    """The projection's tables in `schema`; without `query_indexes`, not yet the `QUERY_ONLY` ones
-    (`create_query_indexes` adds them after a rebuild's load: updating six indexes for each row a replay wrote cost
-    it a third of PostgreSQL's time)."""
+                            for_load: bool = False) -> None:
+    """The projection's tables in `schema`. `for_load` (a rebuild's): not yet the `QUERY_ONLY` indexes, and no
+    autovacuum while the rows go in (`finish_load` does both after). Updating six indexes for each row a replay wrote
+    cost it a third of PostgreSQL's time; autovacuum analysing the tables as they grew, a tenth of a replay's rate."""
     async with engine.begin() as conn:
         await conn.execute(text(f'create schema if not exists "{schema}"'))
     async with read_model_engine(engine, schema).begin() as conn:
         await conn.run_sync(projection.metadata.create_all)
-        if not query_indexes:
+        if for_load:
             for index in query_only_indexes(projection):
                 await conn.run_sync(lambda sync_conn, index=index: index.drop(sync_conn))
+            for table in projection.metadata.sorted_tables:
+                await conn.execute(text(f"alter table {qualified_name(conn, table)} set (autovacuum_enabled = false)"))
 
 
-async def create_query_indexes(engine: AsyncEngine, projection: Projection, schema: str) -> None:
-    """The `QUERY_ONLY` indexes `create_read_model(query_indexes=False)` left out, built on the rows as they are."""
+async def finish_load(engine: AsyncEngine, projection: Projection, schema: str) -> None:
+    """After a load into tables made `for_load`: the `QUERY_ONLY` indexes built on the rows as they are, autovacuum
+    back, and statistics taken (the first queries after a swap are planned on them, not on empty tables')."""
     async with read_model_engine(engine, schema).begin() as conn:
         for index in query_only_indexes(projection):
             await conn.run_sync(lambda sync_conn, index=index: index.create(sync_conn, checkfirst=True))
+        for table in projection.metadata.sorted_tables:
+            await conn.execute(text(f"alter table {qualified_name(conn, table)} reset (autovacuum_enabled)"))
+            await conn.execute(text(f"analyze {qualified_name(conn, table)}"))
 
 
 @dataclass

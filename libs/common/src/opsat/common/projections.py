@@ -24,8 +24,8 @@ from opsat.common.consumer import (
     ProjectionRunner,
     RunnerConfig,
     RunnerStats,
-    create_query_indexes,
     create_read_model,
+    finish_load,
     read_model_engine,
 )
 from opsat.common.db import READ_MODEL_LOCK, READ_MODEL_SCHEMA
@@ -36,19 +36,20 @@ async def rebuild(engine: AsyncEngine, projection: Projection, config: RunnerCon
         raise ValueError("rebuild into a fresh schema, not the live one")
     async with engine.begin() as conn:
         await conn.execute(text(f'drop schema if exists "{schema}" cascade'))
-    await create_read_model(engine, projection, schema, query_indexes=False)
+    await create_read_model(engine, projection, schema, for_load=True)
     stats = await _Lanes(engine, projection, replace(config, schema=schema, until_end=True, loading=True)).run()
     await _after_load(engine, projection, schema)
     return stats
 
 
 async def _after_load(engine: AsyncEngine, projection: Projection, schema: str) -> None:
-    """A load is done: the tables the projection derives (`after_load`), then the query-only indexes."""
+    """A load is done: the tables the projection derives (`after_load`), then `finish_load` (the query-only indexes,
+    autovacuum back, statistics)."""
     after_load = getattr(projection, "after_load", None)
     if after_load is not None:
         async with read_model_engine(engine, schema).begin() as conn:
             await after_load(conn)
-    await create_query_indexes(engine, projection, schema)
+    await finish_load(engine, projection, schema)
 
 
 async def swap(engine: AsyncEngine, rebuilt: str) -> str:
@@ -94,7 +95,7 @@ async def rebuild_and_swap(engine: AsyncEngine, projections: Sequence[tuple[Proj
     async with engine.begin() as conn:
         await conn.execute(text(f'drop schema if exists "{schema}" cascade'))
     for projection, _ in projections:
-        await create_read_model(engine, projection, schema, query_indexes=False)
+        await create_read_model(engine, projection, schema, for_load=True)
     report = SwapReport(retired="")
     offsets: dict[str, dict[Any, int] | None] = {p.name: None for p, _ in projections}
 
@@ -111,7 +112,7 @@ async def rebuild_and_swap(engine: AsyncEngine, projections: Sequence[tuple[Proj
     with fewer_collections():  # held over the whole rebuild, not taken and given back per projection
         await replay("rebuild")
     for projection, _ in projections:  # before the catch-ups: they apply as live batches do
-        progress(f"after the load of {projection.name}: its derived tables and query-only indexes")
+        progress(f"after the load of {projection.name}: its derived tables, query-only indexes and statistics")
         await _after_load(engine, projection, schema)
     for _ in range(max_catch_ups):  # while live: each pass reads what arrived during the previous one
         if await replay("catch-up") < close_enough:
