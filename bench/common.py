@@ -412,6 +412,13 @@ def code_trees(compare: str | None) -> Iterator[dict[str, list[str]]]:
             subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", tmp], check=False)
 
 
+def in_turn(trees: dict[str, list[str]], round_: int) -> list[tuple[str, list[str]]]:
+    """The trees of a side-by-side run in the order of round `round_`: reversed every other round, so that neither
+    always runs first (after the fill, or after the limit measured between rounds)."""
+    order = list(trees.items())
+    return order if round_ % 2 == 0 else order[::-1]
+
+
 def run_child(script: str | Path, paths: list[str], args: list[str]) -> dict[str, Any]:
     """`script --child *args` in a fresh interpreter with `paths` first on the import path, so that it times
     that tree's code; the child prints its figures as JSON on its last line."""

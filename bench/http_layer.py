@@ -143,13 +143,13 @@ def main() -> None:
     args = parser.parse_args()
     if args.child:
         return _child(args.seconds, args.concurrency, args.windows, args.cases.split(",") if args.cases else None)
-    from common import code_trees, run_child  # bench/ is this script's folder, first on the import path
+    from common import code_trees, in_turn, run_child  # bench/ is this script's folder, first on the import path
 
     load_before = _loadavg()
     with code_trees(args.compare) as trees:
         runs: dict[str, list[dict[str, Any]]] = {name: [] for name in trees}
-        for _ in range(args.rounds):  # interleaved, so both see the same load on this shared machine
-            for name, paths in trees.items():
+        for round_ in range(args.rounds):  # interleaved, so both see the same load on this shared machine
+            for name, paths in in_turn(trees, round_):
                 runs[name].append(run_child(__file__, paths, ["--seconds", str(args.seconds), "--concurrency",
                                                               str(args.concurrency), "--windows", str(args.windows),
                                                               *(["--cases", args.cases] if args.cases else [])]))

@@ -53,13 +53,13 @@ def main() -> None:
     if args.child:
         print(json.dumps(asyncio.run(child(args.rate, args.seconds, dict(kv.split("=", 1) for kv in args.worker_env)))))
         return
-    from common import code_trees, run_child
+    from common import code_trees, in_turn, run_child
 
     load_before = os.getloadavg()
     with code_trees(args.compare) as trees:
         runs: dict[str, list[dict[str, Any]]] = {name: [] for name in trees}
-        for _ in range(args.rounds):
-            for name, paths in trees.items():
+        for round_ in range(args.rounds):
+            for name, paths in in_turn(trees, round_):
                 out = run_child(__file__, paths, ["--rate", str(args.rate), "--seconds", str(args.seconds),
                                                   *(f"--worker-env={kv}" for kv in args.worker_env)])
                 runs[name].append(out)

@@ -82,14 +82,14 @@ def main() -> None:
     if args.child:
         print(json.dumps(asyncio.run(child(args.events, args.batch))))
         return
-    from common import code_trees, run_child
+    from common import code_trees, in_turn, run_child
 
     load_before = os.getloadavg()
     limit: list[dict[str, Any]] = []
     with code_trees(args.compare) as trees:
         runs: dict[str, list[dict[str, Any]]] = {name: [] for name in trees}
-        for _ in range(args.rounds):
-            for name, paths in trees.items():
+        for round_ in range(args.rounds):
+            for name, paths in in_turn(trees, round_):
                 runs[name].append(run_child(__file__, paths, ["--events", str(args.events), "--batch", str(args.batch)]))
             limit.append(asyncio.run(producer_limit(max(args.events, 100_000))))
     best = {name: max(rs, key=lambda x: x["events_per_s"]) for name, rs in runs.items()}

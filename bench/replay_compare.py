@@ -130,7 +130,7 @@ def main() -> None:
         print(json.dumps(asyncio.run(child(args.url, args.bootstrap, args.namespace, args.topic, args.schema,
                                            args.profile))))
         return
-    from common import Bench, code_trees, infra_up, run_child
+    from common import Bench, code_trees, in_turn, infra_up, run_child
 
     load_before = os.getloadavg()
     limit: list[dict[str, Any]] = []
@@ -142,8 +142,8 @@ def main() -> None:
             base = ["--url", info["url"], "--bootstrap", bench.infra.bootstrap, "--namespace", bench.namespace,
                     "--topic", info["topic"]]
             for round_ in range(args.rounds):
-                for i, (name, paths) in enumerate(trees.items()):
-                    last = round_ == args.rounds - 1 and i == 0
+                for i, (name, paths) in enumerate(in_turn(trees, round_)):
+                    last = round_ == args.rounds - 1 and name == "this tree"
                     extra = ["--profile", args.profile] if args.profile and last else []
                     runs[name].append(run_child(__file__, paths,
                                                 [*base, "--schema", f"read_model_cmp{round_}_{i}", *extra]))

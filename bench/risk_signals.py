@@ -168,7 +168,7 @@ async def child(namespace: str, events: int, cap_s: float) -> dict[str, Any]:
 def compare(ref: str, rounds: int, events: int, cap_s: float) -> None:
     import json
 
-    from common import code_trees, infra_up, run_child
+    from common import code_trees, in_turn, infra_up, run_child
 
     load_before = os.getloadavg()
     with code_trees(ref) as trees:
@@ -178,7 +178,7 @@ def compare(ref: str, rounds: int, events: int, cap_s: float) -> None:
         try:
             published = asyncio.run(publish(bench, namespace, events))
             for round_ in range(rounds):
-                order = list(trees.items()) if round_ % 2 == 0 else list(reversed(trees.items()))
+                order = in_turn(trees, round_)
                 for name, paths in order:
                     runs[name].append(run_child(__file__, paths, ["--namespace", namespace, "--events", str(events),
                                                                   "--cap", str(cap_s)]))

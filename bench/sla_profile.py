@@ -253,7 +253,7 @@ def compare(ref: str, requests: int, rounds: int, open_clocks: int, whole_worker
     import sys
     from pathlib import Path
 
-    from common import code_trees
+    from common import code_trees, in_turn
 
     line = re.compile(r"^== (\S+): (\d+) events, ([\d.]+) s wall, ([\d.]+) ms CPU per event")
     pg_line = re.compile(r"^-- (\S+) PostgreSQL: ([\d.]+) ms CPU per event")
@@ -261,8 +261,8 @@ def compare(ref: str, requests: int, rounds: int, open_clocks: int, whole_worker
                              r" PostgreSQL ([\d.-]+) ms CPU per update")
     figures: dict[str, list[dict[str, Any]]] = {}
     with code_trees(ref) as trees:
-        for _ in range(rounds):
-            for name, paths in trees.items():
+        for round_ in range(rounds):
+            for name, paths in in_turn(trees, round_):
                 load = os.getloadavg()[0]
                 done = subprocess.run([sys.executable, str(Path(__file__)), "--requests", str(requests), "--top", "0",
                                        "--open-clocks", str(open_clocks), *(["--worker"] if whole_worker else [])],
