@@ -41,8 +41,7 @@ log = logging.getLogger(__name__)
 # before (64,000 rows for 2,000 with a backlog 60,000 down), or hash the whole store; the drain's PostgreSQL time per
 # event grew with what had been relayed.
 _PENDING = """
-    select e.position, e.stream_id, e.stream_type, e.version, e.event_id, e.event_type, e.schema_version, e.data,
-           e.metadata, e.recorded_at
+    select e.*
     from (select position from outbox
           where position not in (select unnest($2::bigint[]))  -- hashed: <> all() compares every pair
           order by position limit $1) o

@@ -107,12 +107,11 @@ class RequestsProjection:
         # A rebuild's load: the working set is copied once, by `after_load`; and the runner hands each stream's
         # versions over once (its versions check), so a row already there would be a bug to report, not to skip (the
         # conflict check was a tenth of PostgreSQL's time in a replay).
-        derive_open_later = loading(conn)
+        in_load = loading(conn)
         await insert_together(  # one round trip
-            conn, Rows(timeline, [_timeline_row(r) for r in mine], on_conflict_do_nothing=not derive_open_later),
-            Rows(requests, submitted, on_conflict_do_nothing=not derive_open_later),
-            Rows(open_requests, [] if derive_open_later else [{name: row[name] for name in _OPEN_COLUMNS}
-                                                           for row in submitted],
+            conn, Rows(timeline, [_timeline_row(r) for r in mine], on_conflict_do_nothing=not in_load),
+            Rows(requests, submitted, on_conflict_do_nothing=not in_load),
+            Rows(open_requests, [] if in_load else [{name: row[name] for name in _OPEN_COLUMNS} for row in submitted],
                  on_conflict_do_nothing=True))  # a new request is open
         pending: dict[str, dict[str, Any]] = {}
         for received in mine:
@@ -131,7 +130,7 @@ class RequestsProjection:
             by_columns.setdefault(frozenset(changes), []).append({"id": request_id, **changes})
         for rows in by_columns.values():
             await update_rows(conn, requests, rows, key="id", newer_than="version")
-        if derive_open_later:
+        if in_load:
             return
         moved = [request_id for request_id, changes in pending.items() if not _QUEUE_COLUMNS.isdisjoint(changes)]
         if moved:  # most events (replies, notes, time) leave the working set as it is
