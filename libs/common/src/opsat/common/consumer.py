@@ -49,7 +49,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from opsat.common import faults, tracing
 from opsat.common import observability as obs
-from opsat.common.bulk import json_text, qualified_name
+from opsat.common.bulk import insert_rows, json_text, qualified_name
 from opsat.common.collector import fewer_collections
 from opsat.common.db import LOCK_READ_MODEL_SHARED, READ_MODEL_LOCK, READ_MODEL_SCHEMA
 from opsat.common.domain import DomainEvent
@@ -424,16 +424,13 @@ class _LoadedVersions:
         self.applied.update(self.pending)
         self.pending.clear()
 
-    async def write(self, conn: AsyncConnection, projection: str, table: str, chunk: int = 50_000) -> None:
+    async def write(self, conn: AsyncConnection, projection: str, table: Table, chunk: int = 50_000) -> None:
         """Once per runner, into rows no one else writes: a stream already there (in two lanes' partitions) would
         mean its events were applied out of order, so the insert fails rather than merging."""
-        rows = [{"source": source, "stream_id": stream_id, "version": version}
+        rows = [{"projection": projection, "source": source, "stream_id": stream_id, "version": version}
                 for (source, stream_id), version in self.applied.items()]
         for start in range(0, len(rows), chunk):
-            await conn.exec_driver_sql(
-                f"insert into {table} (projection, source, stream_id, version) select $1, source, stream_id, version"
-                " from jsonb_to_recordset($2::jsonb) as u(source text, stream_id text, version int)",
-                (projection, json_text(rows[start:start + chunk])))
+            await insert_rows(conn, table, rows[start:start + chunk])
 
 
 class ProjectionRunner:
@@ -441,7 +438,8 @@ class ProjectionRunner:
         self.projection = projection
         self.config = config
         self.engine = read_model_engine(engine, config.schema)
-        if config.loading and config.until_end:
+        in_load = config.loading and config.until_end  # a rebuild's first pass, into a fresh schema
+        if in_load:
             self.engine = self.engine.execution_options(opsat_loading=True)
         tables = {t.name: t for t in projection.metadata.tables.values()}
         self.processed = tables["processed_events"]  # the projection's metadata must hold one
@@ -460,8 +458,7 @@ class ProjectionRunner:
         self._uncommitted: dict[TopicPartition, int] = {}  # applied in PostgreSQL, not yet committed to Kafka
         self._last_commit = time.monotonic()
         # A rebuild's load keeps its stream versions in memory (None: they are read and moved in the table).
-        self._loaded = _LoadedVersions() if config.loading and config.until_end and self.versions is not None \
-            else None
+        self._loaded = _LoadedVersions() if in_load and self.versions is not None else None
 
     async def run(self, stop: asyncio.Event) -> RunnerStats:
         rebuilding = self.config.until_end
@@ -641,7 +638,7 @@ class ProjectionRunner:
         while True:
             try:
                 async with self.engine.begin() as conn:
-                    await loaded.write(conn, self.projection.name, qualified_name(conn, self.versions))
+                    await loaded.write(conn, self.projection.name, self.versions)
                 self._loaded = None
                 return
             except Exception as exc:
@@ -681,7 +678,7 @@ class ProjectionRunner:
                 # Past the limit: the versions go to the table with this batch, which checks them there already.
                 log.info("projection %s: the versions of %d streams written mid-load, the table takes over",
                          self.projection.name, len(loaded.applied))
-                await loaded.write(conn, self.projection.name, qualified_name(conn, self.versions))
+                await loaded.write(conn, self.projection.name, self.versions)
                 self._loaded = None
             return await work(conn, events)  # (its NOTIFY wakes read-your-writes waits on commit)
 
