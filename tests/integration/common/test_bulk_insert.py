@@ -1,6 +1,7 @@
 """`insert_rows` writes exactly what SQLAlchemy's executemany writes, into the schema a rebuild redirects to;
 `upsert_rows` writes what SQLAlchemy's `on_conflict_do_update` writes; `update_rows` what one SQLAlchemy UPDATE per
-row writes, guarded like `where version < new version`; `insert_together` what `insert_rows` writes per table."""
+row writes, guarded like `where version < new version`; `insert_together` and `copy_rows` what `insert_rows` writes
+per table."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, insert
 
-from opsat.common.bulk import Rows, insert_rows, insert_together, update_rows, upsert_rows
+from opsat.common.bulk import Rows, copy_rows, insert_rows, insert_together, update_rows, upsert_rows
 from opsat.common.consumer import read_model_engine
 from opsat.common.db import READ_MODEL_SCHEMA, asyncpg_dsn, create_engine
 
@@ -208,6 +209,51 @@ async def test_insert_together_writes_what_insert_rows_writes_per_table(database
         async with engine.connect() as conn:
             with pytest.raises(ValueError, match="once"):
                 await insert_together(conn, Rows(labels, tagged[:1]), Rows(labels, tagged[1:]))
+    finally:
+        await engine.dispose()
+
+
+async def _labels(url: str, *schemas: str) -> dict[str, list[tuple]]:
+    conn = await asyncpg.connect(asyncpg_dsn(url))
+    try:
+        return {name: [tuple(r) for r in await conn.fetch(
+            f'select thing_id, label, meta::text from "{name}".bulk_labels order by 1, 2')] for name in schemas}
+    finally:
+        await conn.close()
+
+
+async def test_copy_rows_writes_what_insert_rows_writes_in_the_transaction(database_url: str) -> None:
+    """Two tables, JSON null and SQL NULL, a default, a naive datetime, an array; then a row that conflicts fails
+    the COPY, and a transaction rolled back after a COPY leaves none of its rows."""
+    engine = create_engine(database_url)
+    tagged = [{"thing_id": "a", "label": "red", "meta": {"by": "x"}}, {"thing_id": "c", "label": "blue", "meta": None}]
+    rows = [*ROWS, {**ROWS[0], "id": "naive", "at": datetime(2026, 3, 1, 9, 30)}]
+    try:
+        await _reference_and(engine, "bulk_copied")
+        async with read_model_engine(engine, "bulk_reference").begin() as conn:
+            await insert_rows(conn, things, rows)
+            await insert_rows(conn, labels, tagged)
+        async with read_model_engine(engine, "bulk_copied").begin() as conn:
+            await copy_rows(conn, Rows(things, rows), Rows(labels, []), Rows(labels, tagged))
+            await copy_rows(conn)
+
+        copied = await _fetch(database_url, "bulk_copied")
+        assert [r[0] for r in copied] == ["a", "b", "c", "naive"] and copied[3][4] == AT
+        assert copied == await _fetch(database_url, "bulk_reference")
+        written = await _labels(database_url, "bulk_reference", "bulk_copied")
+        assert written["bulk_copied"] == written["bulk_reference"] == [("a", "red", '{"by": "x"}'), ("c", "blue", "null")]
+
+        async with read_model_engine(engine, "bulk_copied").connect() as conn:
+            with pytest.raises(ValueError, match="conflict"):
+                await copy_rows(conn, Rows(labels, tagged, on_conflict_do_nothing=True))
+            with pytest.raises(asyncpg.UniqueViolationError):
+                async with conn.begin():
+                    await copy_rows(conn, Rows(labels, [{**tagged[0], "label": "new"}, tagged[1]]))
+        async with read_model_engine(engine, "bulk_copied").connect() as conn:
+            async with conn.begin() as transaction:
+                await copy_rows(conn, Rows(labels, [{**tagged[0], "label": "green"}]))
+                await transaction.rollback()
+        assert (await _labels(database_url, "bulk_copied"))["bulk_copied"] == written["bulk_reference"]
     finally:
         await engine.dispose()
 

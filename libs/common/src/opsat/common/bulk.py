@@ -1,7 +1,8 @@
 """Many rows into one table in one statement: `INSERT ... SELECT FROM jsonb_to_recordset($1::jsonb)`, optionally
 `ON CONFLICT (key) DO UPDATE` every other column (`upsert_rows`: a batch's changed rows written as they now are),
 and `UPDATE ... FROM jsonb_to_recordset(...)` (`update_rows`: the same columns of many existing rows set, each to its
-own values); `insert_together` writes several tables' rows in one statement (one round trip).
+own values); `insert_together` writes several tables' rows in one statement (one round trip); `copy_rows` writes
+them with COPY, for a load into fresh tables, where no row can conflict.
 
 A projection's batch builds its rows as dicts (the one definition of a row, live or rebuild) and hands
 them here instead of to SQLAlchemy's executemany, whose per-row parameter processing dominated a replay.
@@ -18,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import lru_cache
+from operator import itemgetter
 from typing import Any
 
 import orjson
@@ -195,3 +197,43 @@ async def insert_together(conn: AsyncConnection, *writes: Rows) -> None:
     *earlier, last = statements
     ctes = ", ".join(f"w{n} as ({sql})" for n, sql in enumerate(earlier))
     await conn.exec_driver_sql(f"with {ctes} {last}" if earlier else last, tuple(params))
+
+
+async def copy_rows(conn: AsyncConnection, *writes: Rows) -> None:
+    """Each `Rows` into its table with COPY (binary), in the connection's transaction: for a load into fresh tables,
+    where no row can conflict (a conflict fails the COPY). PostgreSQL then reads each value in its column's binary
+    form instead of a JSON document of the batch: half its time per row in a replay of submits, for a quarter more
+    of the client's. Values are written as `insert_rows` writes them (JSON columns, defaults, naive datetimes)."""
+    if any(w.on_conflict_do_nothing for w in writes):
+        raise ValueError("COPY has no conflict handling: copy_rows writes rows that cannot conflict")
+    driver = None
+    for write in writes:
+        if not write.rows:
+            continue
+        if driver is None:
+            # A statement through SQLAlchemy first: it begins the transaction (its asyncpg adapter sends BEGIN
+            # lazily, before the first statement it runs itself), so the COPY is in it, not committed on its own.
+            await conn.exec_driver_sql("select 1")
+            driver = (await conn.get_raw_connection()).driver_connection
+        columns, defaults = _columns_and_defaults(write.table, write.rows)
+        schema = _schema_of(conn, write.table)
+        await driver.copy_records_to_table(write.table.name, schema_name=schema, columns=[*columns, *defaults],
+                                           records=_records(write.table, columns, write.rows, tuple(defaults.values())))
+
+
+def _records(table: Table, columns: tuple[str, ...], rows: Sequence[dict[str, Any]], defaults: tuple[Any, ...]
+             ) -> Any:
+    """The rows as tuples in `columns` order, then the defaults; JSON columns as their text."""
+    values = itemgetter(*columns) if len(columns) > 1 else lambda row: (row[columns[0]],)
+    json_columns = [(i, "null" if not table.c[name].type.none_as_null else None)
+                    for i, name in enumerate(columns) if isinstance(table.c[name].type, JSON)]
+    if not json_columns:
+        return (values(row) + defaults for row in rows) if defaults else map(values, rows)
+    records = []
+    for row in rows:
+        record = list(values(row))
+        for i, none in json_columns:
+            value = record[i]
+            record[i] = none if value is None else json_text(value)
+        records.append((*record, *defaults))
+    return records

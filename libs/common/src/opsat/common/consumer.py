@@ -49,7 +49,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from opsat.common import faults, tracing
 from opsat.common import observability as obs
-from opsat.common.bulk import insert_rows, json_text, qualified_name
+from opsat.common.bulk import Rows, copy_rows, json_text, qualified_name
 from opsat.common.collector import fewer_collections
 from opsat.common.db import LOCK_READ_MODEL_SHARED, READ_MODEL_LOCK, READ_MODEL_SCHEMA
 from opsat.common.domain import DomainEvent
@@ -424,13 +424,11 @@ class _LoadedVersions:
         self.applied.update(self.pending)
         self.pending.clear()
 
-    async def write(self, conn: AsyncConnection, projection: str, table: Table, chunk: int = 50_000) -> None:
+    async def write(self, conn: AsyncConnection, projection: str, table: Table) -> None:
         """Once per runner, into rows no one else writes: a stream already there (in two lanes' partitions) would
-        mean its events were applied out of order, so the insert fails rather than merging."""
-        rows = [{"projection": projection, "source": source, "stream_id": stream_id, "version": version}
-                for (source, stream_id), version in self.applied.items()]
-        for start in range(0, len(rows), chunk):
-            await insert_rows(conn, table, rows[start:start + chunk])
+        mean its events were applied out of order, so the COPY fails rather than merging."""
+        await copy_rows(conn, Rows(table, [{"projection": projection, "source": source, "stream_id": stream_id,
+                                            "version": version} for (source, stream_id), version in self.applied.items()]))
 
 
 class ProjectionRunner:

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.dml import Insert
 from sqlalchemy.sql.selectable import Select
 
-from opsat.common.bulk import Rows, insert_together, update_rows
+from opsat.common.bulk import Rows, copy_rows, insert_together, update_rows
 from opsat.common.consumer import ReceivedEvent, loading
 from opsat.intake.domain import events as ev
 from opsat.intake.projections.tables import (
@@ -104,15 +104,18 @@ class RequestsProjection:
         if not mine:
             return
         submitted = [_request_row(r.event, r.sequence) for r in mine if isinstance(r.event, ev.RequestSubmitted)]
-        # A rebuild's load: the working set is copied once, by `after_load`; and the runner hands each stream's
-        # versions over once (its versions check), so a row already there would be a bug to report, not to skip (the
-        # conflict check was a tenth of PostgreSQL's time in a replay).
+        # A rebuild's load: the runner hands each stream's versions over once (its versions check), so a row already
+        # there would be a bug to report, not to skip, and the rows go in with COPY; the working set is copied once,
+        # by `after_load`.
         in_load = loading(conn)
-        await insert_together(  # one round trip
-            conn, Rows(timeline, [_timeline_row(r) for r in mine], on_conflict_do_nothing=not in_load),
-            Rows(requests, submitted, on_conflict_do_nothing=not in_load),
-            Rows(open_requests, [] if in_load else [{name: row[name] for name in _OPEN_COLUMNS} for row in submitted],
-                 on_conflict_do_nothing=True))  # a new request is open
+        if in_load:
+            await copy_rows(conn, Rows(timeline, [_timeline_row(r) for r in mine]), Rows(requests, submitted))
+        else:
+            await insert_together(  # one round trip
+                conn, Rows(timeline, [_timeline_row(r) for r in mine], on_conflict_do_nothing=True),
+                Rows(requests, submitted, on_conflict_do_nothing=True),
+                Rows(open_requests, [{name: row[name] for name in _OPEN_COLUMNS} for row in submitted],
+                     on_conflict_do_nothing=True))  # a new request is open
         pending: dict[str, dict[str, Any]] = {}
         for received in mine:
             event = received.event
