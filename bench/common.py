@@ -14,6 +14,7 @@ import contextlib
 import json
 import os
 import platform
+import resource
 import secrets
 import signal
 import socket
@@ -167,6 +168,12 @@ def postmaster_pid() -> int | None:
         return int((ROOT / ".local/pg/data/postmaster.pid").read_text().split()[0])
     except (OSError, ValueError, IndexError):
         return None
+
+
+def own_cpu_seconds() -> float:
+    """CPU of this process and of its children that have ended (a rebuild's lane processes, forked and joined)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def postgres_cpu_seconds() -> float:

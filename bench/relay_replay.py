@@ -23,7 +23,7 @@ from datetime import UTC
 from typing import Any
 
 import asyncpg
-from common import Bench, CpuMeter, Result, count_roundtrips, kafka_pid, postgres_cpu_seconds, r
+from common import Bench, CpuMeter, Result, count_roundtrips, kafka_pid, own_cpu_seconds, postgres_cpu_seconds, r
 
 EVENTS = 100_000
 
@@ -250,7 +250,7 @@ async def replay_bench(bench: Bench, relay_info: dict[str, Any], cap_s: float = 
     engine = create_engine(settings.database_url, pool_size=settings.database_pool_size)
     watcher = await asyncpg.connect(relay_info["dsn"])
     samples: list[tuple[float, int]] = []
-    meter = CpuMeter({"bench_process_replay": lambda: [__import__("os").getpid()],
+    meter = CpuMeter({"=replay (this process and its lane processes)": own_cpu_seconds,
                       "=postgres": postgres_cpu_seconds, "kafka": lambda: [p for p in [kafka_pid()] if p]})
     roundtrips = count_roundtrips()
     counts = roundtrips.__enter__()

@@ -22,6 +22,7 @@ import os
 import resource
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 async def child(url: str, bootstrap: str, namespace: str, topic: str, schema: str, profile: str | None
                 ) -> dict[str, Any]:
     import asyncpg
-    from common import postgres_cpu_seconds
+    from common import own_cpu_seconds, postgres_cpu_seconds
 
     from opsat.common.db import create_engine
     from opsat.common.projections import rebuild
@@ -49,14 +50,17 @@ async def child(url: str, bootstrap: str, namespace: str, topic: str, schema: st
 
         profiler = cProfile.Profile()
     try:
-        pg0, cpu0, t0 = postgres_cpu_seconds(), time.process_time(), time.perf_counter()
+        pg0, cpu0, t0 = postgres_cpu_seconds(), own_cpu_seconds(), time.perf_counter()
         if profiler:
             profiler.enable()
-        stats = await rebuild(engine, RequestsProjection(topic), SERVICE.runner_config(settings, "requests"), schema)
+        config = SERVICE.runner_config(settings, "requests")
+        if profiler:  # its lanes in this process, where the profile sees them
+            config = replace(config, rebuild_lane_processes=False)
+        stats = await rebuild(engine, RequestsProjection(topic), config, schema)
         if profiler:
             profiler.disable()
             profiler.dump_stats(profile)
-        wall, cpu, pg = time.perf_counter() - t0, time.process_time() - cpu0, postgres_cpu_seconds() - pg0
+        wall, cpu, pg = time.perf_counter() - t0, own_cpu_seconds() - cpu0, postgres_cpu_seconds() - pg0
     finally:
         await engine.dispose()
     conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://", 1))

@@ -105,7 +105,8 @@ async def test_a_load_applies_each_version_once_and_leaves_the_versions_a_live_r
     records = await _history(kafka_bootstrap, topic)
     config = RunnerConfig(bootstrap=kafka_bootstrap, group_id=f"{topic_namespace}.lv", dlq_topic=f"{topic_namespace}"
                           ".lv.dlq", rebuild_max_records=9, retry_backoff_s=0.001, max_retries=0,
-                          load_versions_in_memory=in_memory)
+                          load_versions_in_memory=in_memory,
+                          rebuild_lane_processes=False)  # in this process: one fault over both lanes, logs read here
     engine = create_engine(database_url, pool_size=4)
     try:
         stats = await rebuild(engine, Versions(topic, fail_once=True), config, "rm_loadversions")

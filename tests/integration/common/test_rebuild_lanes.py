@@ -1,17 +1,24 @@
-"""A rebuild replays a `stream_local` projection in lanes, runners at once over disjoint shares of the partitions,
-and builds the `QUERY_ONLY` indexes once the rows are in. Over real Kafka and PostgreSQL: every record applied once;
-each transaction holds one lane's partitions and transactions of both lanes overlap in time, while a projection that
-is not stream-local is replayed by one runner whose transactions never overlap; the indexes absent while loading
-and there afterwards, as a live schema has them; autovacuum off while loading, back and the statistics taken
-afterwards."""
+"""A rebuild replays a `stream_local` projection in lanes, runners at once over disjoint shares of the partitions
+(each in a process of its own, or all in the rebuild's), and builds the `QUERY_ONLY` indexes once the rows are in.
+Over real Kafka and PostgreSQL: every record applied once; each transaction holds one lane's partitions and
+transactions of both lanes overlap in time, while a projection that is not stream-local is replayed by one runner whose
+transactions never overlap; the indexes absent while loading and there afterwards, as a live schema has them;
+autovacuum off while loading, back and the statistics taken afterwards. A lane that fails, or whose process dies,
+fails the rebuild and stops the other lane."""
 
 from __future__ import annotations
 
 import asyncio
+import multiprocessing as mp
+import os
+import signal
 from typing import Any
 
+import pytest
 from sqlalchemy import BigInteger, Column, DateTime, Index, Integer, MetaData, String, Table, func, insert, text
+from sqlalchemy.dialects.postgresql import ARRAY
 
+from opsat.common.bulk import qualified_name
 from opsat.common.consumer import (
     QUERY_ONLY,
     ReceivedEvent,
@@ -21,23 +28,26 @@ from opsat.common.consumer import (
     stream_versions_table,
 )
 from opsat.common.db import READ_MODEL_SCHEMA, create_engine
-from opsat.common.projections import rebuild
+from opsat.common.projections import LaneFailed, rebuild
 from opsat.common.testing.helpers import rows
 
 from .test_consumer_pipelining import PARTITIONS, create_topic, produce
 
 
 class Backends:
-    """Writes each applied event with its partition, its transaction and when that transaction started and wrote
-    (after a pause, so that transactions of lanes running at once overlap)."""
+    """Writes each applied event with its partition, its transaction, when that transaction started and wrote (after
+    a pause, so that transactions of lanes running at once overlap), the process that wrote it, and what its batch saw
+    of the table (its indexes and storage options): all in the rows, since a lane may run in a process of its own.
+    With `give_up_in`, the batch holding that partition's first record ends its lane: with an error the runner does
+    not handle, or (`die`) by killing the lane's process."""
 
     name = "backends"
 
-    def __init__(self, topic: str, stream_local: bool, seen_indexes: list[list[str]] | None = None) -> None:
+    def __init__(self, topic: str, stream_local: bool, give_up_in: int | None = None, die: bool = False) -> None:
         self.topics = [topic]
         self.stream_local = stream_local
-        self.seen_indexes = seen_indexes
-        self.seen_options: list[Any] = []  # the table's storage options, as each batch of the load saw them
+        self.give_up_in = give_up_in
+        self.die = die
         self.metadata = MetaData(schema=READ_MODEL_SCHEMA)
         processed_events_table(self.metadata)
         stream_versions_table(self.metadata)
@@ -45,6 +55,8 @@ class Backends:
                              Column("partition", Integer, nullable=False), Column("tx", BigInteger, nullable=False),
                              Column("started", DateTime(timezone=True), nullable=False),
                              Column("wrote", DateTime(timezone=True), nullable=False),
+                             Column("pid", Integer, nullable=False),
+                             Column("indexes", ARRAY(String), nullable=False), Column("options", ARRAY(String)),
                              Index("applied_by_tx", "tx", "partition", info=QUERY_ONLY),
                              Index("applied_by_partition", "partition"))  # not query-only: there all along
 
@@ -52,16 +64,20 @@ class Backends:
         await self.apply_batch(conn, [event])
 
     async def apply_batch(self, conn: Any, events: list[ReceivedEvent]) -> None:
-        if self.seen_indexes is not None:
-            result = await conn.exec_driver_sql("select indexname from pg_indexes where schemaname = 'rm_lanes'"
-                                                " and tablename = 'applied' order by 1")
-            self.seen_indexes.append([row[0] for row in result])
-            self.seen_options.append(await conn.scalar(text(
-                "select reloptions from pg_class where oid = 'rm_lanes.applied'::regclass")))
+        if self.give_up_in is not None and any(e.partition == self.give_up_in for e in events):
+            if self.die:
+                os.kill(os.getpid(), signal.SIGKILL)  # as an out-of-memory kill would
+            raise SystemExit("this lane gives up")  # no `except Exception` catches it: it ends the lane
+        table = qualified_name(conn, self.applied)
+        indexes = [row[0] for row in await conn.exec_driver_sql(
+            f"select c.relname from pg_index i join pg_class c on c.oid = i.indexrelid"
+            f" where i.indrelid = '{table}'::regclass order by 1")]
+        options = await conn.scalar(text(f"select reloptions from pg_class where oid = '{table}'::regclass"))
         await asyncio.sleep(0.02)
         await conn.execute(insert(self.applied).values(tx=func.txid_current(), started=func.now(),
                                                        wrote=func.clock_timestamp()),
-                           [{"event_id": e.id, "partition": e.partition} for e in events])
+                           [{"event_id": e.id, "partition": e.partition, "pid": os.getpid(), "indexes": indexes,
+                             "options": options} for e in events])
 
 
 async def _transactions(database_url: str, schema: str) -> list[Any]:
@@ -74,23 +90,23 @@ def _overlapping(transactions: list[Any]) -> int:
     return sum(1 for a, b in zip(transactions, transactions[1:], strict=False) if b["started"] < a["wrote"])
 
 
-def _config(kafka_bootstrap: str, namespace: str) -> RunnerConfig:
+def _config(kafka_bootstrap: str, namespace: str, processes: bool = True) -> RunnerConfig:
     return RunnerConfig(bootstrap=kafka_bootstrap, group_id=f"{namespace}.lanes", dlq_topic=f"{namespace}.lanes.dlq",
-                        rebuild_max_records=50, rebuild_lanes=2)
+                        rebuild_max_records=50, rebuild_lanes=2, rebuild_lane_processes=processes, max_retries=0)
 
 
+@pytest.mark.parametrize("processes", [True, False], ids=["lane-processes", "in-process"])
 async def test_a_stream_local_projection_is_rebuilt_in_two_lanes_each_record_once(
-        kafka_bootstrap, database_url, topic_namespace):
+        kafka_bootstrap, database_url, topic_namespace, processes):
     topic = await create_topic(kafka_bootstrap, f"{topic_namespace}.lanes")
     await produce(kafka_bootstrap, topic, 0, 600)
     engine = create_engine(database_url, pool_size=4)
-    seen: list[list[str]] = []
-    projection = Backends(topic, stream_local=True, seen_indexes=seen)
     try:
-        stats = await rebuild(engine, projection, _config(kafka_bootstrap, topic_namespace), "rm_lanes")
+        stats = await rebuild(engine, Backends(topic, stream_local=True),
+                              _config(kafka_bootstrap, topic_namespace, processes), "rm_lanes")
         after = (await rows(database_url, "select c.reloptions, s.last_analyze from pg_class c join pg_stat_user_tables s"
                                           " on s.relid = c.oid where c.oid = 'rm_lanes.applied'::regclass"))[0]
-        applied = await rows(database_url, "select event_id from rm_lanes.applied")
+        applied = await rows(database_url, "select event_id, pid, indexes, options from rm_lanes.applied")
         transactions = await _transactions(database_url, "rm_lanes")
         indexes = await rows(database_url, "select indexname from pg_indexes where schemaname = 'rm_lanes'"
                                            " and tablename = 'applied' order by 1")
@@ -108,13 +124,31 @@ async def test_a_stream_local_projection_is_rebuilt_in_two_lanes_each_record_onc
     assert all(len({p % 2 for p in t["partitions"]}) == 1 for t in transactions), transactions
     assert {t["partitions"][0] % 2 for t in transactions} == {0, 1}, transactions
     assert _overlapping(transactions) > 0, "the two lanes' transactions never ran at once"
+    # in two processes other than this one, or in this one
+    pids = {r["pid"] for r in applied}
+    assert (len(pids) == 2 and os.getpid() not in pids) if processes else pids == {os.getpid()}, pids
     # while loading, the query-only index was not there; afterwards it is, as a live schema has it
-    assert seen and all("applied_by_tx" not in names and "applied_by_partition" in names for names in seen), seen
+    assert all(r["indexes"] == ["applied_by_partition", "applied_pkey"] for r in applied), applied[:3]
     assert [r["indexname"] for r in indexes] == ["applied_by_partition", "applied_by_tx", "applied_pkey"]
     assert [dict(r) for r in rebuilt] == [dict(r) for r in live]
     # no autovacuum while loading; afterwards it is back, and the statistics were taken
-    assert projection.seen_options and all(o == ["autovacuum_enabled=false"] for o in projection.seen_options)
+    assert all(r["options"] == ["autovacuum_enabled=false"] for r in applied), applied[:3]
     assert after["reloptions"] is None and after["last_analyze"] is not None
+
+
+@pytest.mark.parametrize("die", [False, True], ids=["lane-fails", "lane-process-dies"])
+async def test_a_lane_process_that_fails_or_dies_fails_the_rebuild_and_stops_the_other(
+        kafka_bootstrap, database_url, topic_namespace, die):
+    topic = await create_topic(kafka_bootstrap, f"{topic_namespace}.lanes")
+    await produce(kafka_bootstrap, topic, 0, 600)
+    engine = create_engine(database_url, pool_size=4)
+    try:
+        with pytest.raises(LaneFailed, match="exited with code -9" if die else "SystemExit: this lane gives up"):
+            await rebuild(engine, Backends(topic, stream_local=True, give_up_in=1, die=die),
+                          _config(kafka_bootstrap, topic_namespace), "rm_lanes_fail")
+    finally:
+        await engine.dispose()
+    assert mp.active_children() == []  # the other lane was stopped and both were reaped
 
 
 async def test_a_projection_that_is_not_stream_local_is_rebuilt_by_one_runner(

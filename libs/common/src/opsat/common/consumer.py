@@ -287,6 +287,11 @@ class RunnerConfig:
     # one lane's batch is in PostgreSQL, another builds its rows. A stream lives in one partition, so lanes that
     # split the partitions touch disjoint rows.
     rebuild_lanes: int = 2
+    # In a rebuild's load, each lane in a process of its own, forked from the rebuild's (where the platform forks): in
+    # one process the lanes shared a core for their Python work (decoding records, building rows); in two, a replay
+    # ran 1.15 (submits) to 1.3 (lifecycles) times as fast on 2 cores (bench/replay_compare.py). A projection's
+    # in-memory state then changes in the lane's process, not in the caller's.
+    rebuild_lane_processes: bool = True
     # In rebuild mode, (i, n): this runner reads only the partitions p with p % n == i. None: all of them.
     lane: tuple[int, int] | None = None
     # In a rebuild's load, streams whose versions a runner keeps in memory (`_LoadedVersions`, ~200 bytes each) and

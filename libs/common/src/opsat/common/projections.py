@@ -10,6 +10,9 @@ does all of it online, catching up with what the live projections applied meanwh
 from __future__ import annotations
 
 import asyncio
+import multiprocessing as mp
+import queue
+import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -28,7 +31,7 @@ from opsat.common.consumer import (
     finish_load,
     read_model_engine,
 )
-from opsat.common.db import READ_MODEL_LOCK, READ_MODEL_SCHEMA
+from opsat.common.db import READ_MODEL_LOCK, READ_MODEL_SCHEMA, create_engine
 
 
 async def rebuild(engine: AsyncEngine, projection: Projection, config: RunnerConfig, schema: str) -> RunnerStats:
@@ -37,7 +40,7 @@ async def rebuild(engine: AsyncEngine, projection: Projection, config: RunnerCon
     async with engine.begin() as conn:
         await conn.execute(text(f'drop schema if exists "{schema}" cascade'))
     await create_read_model(engine, projection, schema, for_load=True)
-    stats = await _Lanes(engine, projection, replace(config, schema=schema, until_end=True, loading=True)).run()
+    stats = await _lanes(engine, projection, replace(config, schema=schema, until_end=True, loading=True)).run()
     await _after_load(engine, projection, schema)
     return stats
 
@@ -132,7 +135,7 @@ async def _replay(engine: AsyncEngine, projection: Projection, config: RunnerCon
                   start: dict[Any, int] | None, phase: str, progress: Progress) -> tuple[RunnerStats, int]:
     """One pass from `start` (None: the beginning) to the end offsets seen when it starts, reporting progress
     every second; returns the stats and how many records the pass read."""
-    lanes = _Lanes(engine, projection, replace(config, schema=schema, until_end=True, start_offsets=start))
+    lanes = _lanes(engine, projection, replace(config, schema=schema, until_end=True, start_offsets=start))
     first = sum((start or {}).values())
 
     def report() -> str:
@@ -151,15 +154,22 @@ async def _replay(engine: AsyncEngine, projection: Projection, config: RunnerCon
     return stats, max(sum(lanes.end_offsets.values()) - first, 0)
 
 
-class _Lanes:
+def _lanes(engine: AsyncEngine, projection: Projection, config: RunnerConfig) -> _Lanes | _LaneProcesses:
     """One replay of a projection up to the topics' ends: by one runner, or for a `stream_local` projection by
-    `config.rebuild_lanes` runners at once over disjoint shares of the partitions (their rows are disjoint too).
-    Their counts and offsets add up; one lane failing stops the others."""
+    `config.rebuild_lanes` runners at once over disjoint shares of the partitions (their rows are disjoint too); in a
+    load, each in a process of its own (`config.rebuild_lane_processes`) where the platform forks."""
+    lanes = max(config.rebuild_lanes, 1) if getattr(projection, "stream_local", False) else 1
+    configs = [replace(config, lane=(i, lanes) if lanes > 1 else None) for i in range(lanes)]
+    if lanes > 1 and config.loading and config.rebuild_lane_processes and "fork" in mp.get_all_start_methods():
+        return _LaneProcesses(engine, projection, configs)
+    return _Lanes(engine, projection, configs)
 
-    def __init__(self, engine: AsyncEngine, projection: Projection, config: RunnerConfig) -> None:
-        lanes = max(config.rebuild_lanes, 1) if getattr(projection, "stream_local", False) else 1
-        self.runners = [ProjectionRunner(engine, projection, replace(config, lane=(i, lanes) if lanes > 1 else None))
-                        for i in range(lanes)]
+
+class _Lanes:
+    """Runners in this process; their counts and offsets add up; one lane failing stops the others."""
+
+    def __init__(self, engine: AsyncEngine, projection: Projection, configs: list[RunnerConfig]) -> None:
+        self.runners = [ProjectionRunner(engine, projection, config) for config in configs]
 
     @property
     def end_offsets(self) -> dict[Any, int]:
@@ -172,16 +182,113 @@ class _Lanes:
     async def run(self) -> RunnerStats:
         async with asyncio.TaskGroup() as group:
             tasks = [group.create_task(runner.run(asyncio.Event())) for runner in self.runners]
-        total = RunnerStats()
-        for task in tasks:
-            stats = task.result()
-            total.applied += stats.applied
-            total.duplicates += stats.duplicates
-            total.ignored += stats.ignored
-            total.parked += stats.parked
-            total.retries += stats.retries
-            total.offsets.update(stats.offsets)
-        return total
+        return _sum([task.result() for task in tasks])
+
+
+def _sum(lanes: list[RunnerStats]) -> RunnerStats:
+    total = RunnerStats()
+    for stats in lanes:
+        total.applied += stats.applied
+        total.duplicates += stats.duplicates
+        total.ignored += stats.ignored
+        total.parked += stats.parked
+        total.retries += stats.retries
+        total.offsets.update(stats.offsets)
+    return total
+
+
+class LaneFailed(RuntimeError):
+    """A lane's process failed (its error, as text: it was raised in another process) or died."""
+
+
+class _LaneProcesses:
+    """Each lane's runner in a process forked from this one, with an engine of its own: a forked process starts at
+    once, with everything imported, where a fresh interpreter took a second to import the service. The lanes report
+    their offsets every second and their stats at the end on a queue; one failing (or dying) stops the others."""
+
+    def __init__(self, engine: AsyncEngine, projection: Projection, configs: list[RunnerConfig]) -> None:
+        self.url = engine.url.render_as_string(hide_password=False)
+        self.projection = projection
+        self.configs = configs
+        self._end_offsets: dict[int, dict[Any, int]] = {}
+        self._offsets: dict[int, dict[Any, int]] = {}
+
+    @property
+    def end_offsets(self) -> dict[Any, int]:
+        return {tp: end for lane in self._end_offsets.values() for tp, end in lane.items()}
+
+    @property
+    def offsets(self) -> dict[Any, int]:
+        return {tp: offset for lane in self._offsets.values() for tp, offset in lane.items()}
+
+    async def run(self) -> RunnerStats:
+        context = mp.get_context("fork")
+        reports = context.Queue()
+        processes = [context.Process(target=_lane_process, args=(self.url, self.projection, config, i, reports),
+                                     name=f"rebuild {self.projection.name} lane {i}", daemon=True)
+                     for i, config in enumerate(self.configs)]
+        try:
+            for process in processes:
+                process.start()
+            done: dict[int, RunnerStats] = {}
+            while len(done) < len(processes):
+                report = await asyncio.to_thread(_next_report, reports)
+                if report is None:  # none for a second: is every lane that has not finished still there?
+                    dead = [i for i, p in enumerate(processes) if i not in done and not p.is_alive()]
+                    if dead and (report := _next_report(reports, 0.5)) is None:  # (its last words may be in flight)
+                        raise LaneFailed(f"rebuild lane {dead[0]} of {self.projection.name} exited with code "
+                                         f"{processes[dead[0]].exitcode} before its end")
+                    if report is None:
+                        continue
+                kind, lane, *payload = report
+                if kind == "offsets":
+                    self._end_offsets[lane], self._offsets[lane] = payload
+                elif kind == "done":
+                    done[lane] = payload[0]
+                    self._offsets[lane] = payload[0].offsets
+                else:
+                    raise LaneFailed(f"rebuild lane {lane} of {self.projection.name} failed: {payload[0]}")
+            return _sum([done[i] for i in range(len(processes))])
+        finally:
+            for process in processes:
+                if process.is_alive():
+                    process.terminate()
+            for process in processes:
+                if process.pid is not None:
+                    await asyncio.to_thread(process.join)
+            reports.close()
+
+
+def _next_report(reports: Any, timeout: float = 1.0) -> Any:
+    try:
+        return reports.get(timeout=timeout)
+    except queue.Empty:
+        return None
+
+
+def _lane_process(url: str, projection: Projection, config: RunnerConfig, lane: int, reports: Any) -> None:
+    """A lane's process: its runner to the topics' ends, its offsets reported every second, then its stats (or its
+    error, as text)."""
+
+    async def replay() -> RunnerStats:
+        engine = create_engine(url, pool_size=2, pool_name="rebuild_lane")
+        runner = ProjectionRunner(engine, projection, config)
+        try:
+            task = asyncio.create_task(runner.run(asyncio.Event()))
+            while not task.done():
+                await asyncio.wait({task}, timeout=1.0)
+                reports.put(("offsets", lane, dict(runner.end_offsets), dict(runner.stats.offsets)))
+            return task.result()
+        finally:
+            await engine.dispose()
+
+    try:
+        reports.put(("done", lane, asyncio.run(replay())))
+    except BaseException as exc:  # whatever it is, the rebuild's process raises it
+        reports.put(("failed", lane, f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"))
+    finally:
+        reports.close()
+        reports.join_thread()  # delivered before the process exits
 
 
 async def _rename(conn: AsyncConnection, rebuilt: str) -> str:
