@@ -73,7 +73,8 @@ async def child(url: str, bootstrap: str, namespace: str, topic: str, schema: st
     return {"events_per_s": round(n / wall), "applied": n, "requests_rows": rows, "seconds": round(wall, 2),
             "replay_cpu_us_per_event": round(cpu / n * 1e6, 1), "postgres_cpu_us_per_event": round(pg / n * 1e6, 1),
             "cpu_us_per_event": round((cpu + pg) / n * 1e6, 1),
-            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "lane_process_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1)}
 
 
 async def fill(bench: Any, events: int, lifecycle: bool) -> dict[str, Any]:
