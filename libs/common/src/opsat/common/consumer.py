@@ -242,7 +242,7 @@ async def finish_load(engine: AsyncEngine, projection: Projection, schema: str, 
     core of two for a sixth of a replay of submits."""
     read_model = read_model_engine(engine, schema)
     query_only = set(query_only_indexes(projection))
-    gate = asyncio.Semaphore(max(1, min(at_once, engine.pool.size())))  # (none waits on the pool, where it times out)
+    gate = asyncio.Semaphore(max(1, min(at_once, engine.pool.size())))  # none waits on the pool (and times out)
 
     async def finish(table: Table) -> None:
         async with gate, read_model.begin() as conn:

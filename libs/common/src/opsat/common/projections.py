@@ -233,9 +233,9 @@ class _LaneProcesses:
             done: dict[int, RunnerStats] = {}
             while len(done) < len(processes):
                 report = await asyncio.to_thread(_next_report, reports)
-                if report is None:  # none for a second: is every lane that has not finished still there?
+                if report is None:  # none for a second: has a lane died before its end (its last report in flight)?
                     dead = [i for i, p in enumerate(processes) if i not in done and not p.is_alive()]
-                    if dead and (report := _next_report(reports, 0.5)) is None:  # (its last words may be in flight)
+                    if dead and (report := await asyncio.to_thread(_next_report, reports, 0.5)) is None:
                         raise LaneFailed(f"rebuild lane {dead[0]} of {self.projection.name} exited with code "
                                          f"{processes[dead[0]].exitcode} before its end")
                     if report is None:
