@@ -85,6 +85,7 @@ def test_unknown_opsat_variables_are_ignored(clean_env: pytest.MonkeyPatch):
         ("OPSAT_RELAY_POLL_INTERVAL_S", "0"),
         ("OPSAT_KAFKA_REQUEST_TIMEOUT_MS", "10"),
         ("OPSAT_RELAY_BATCH_SIZE", "many"),
+        ("OPSAT_REBUILD_LANES", "0"),
     ],
 )
 def test_invalid_values_are_refused(clean_env: pytest.MonkeyPatch, name: str, value: str):
@@ -131,3 +132,12 @@ def test_http_workers_zero_means_one_per_usable_core(tmp_path, cpu_max: str | No
         path.write_text(cpu_max)
     cores = len(os.sched_getaffinity(0))
     assert usable_cores(path) == (min(expected, cores) if expected else cores)
+
+
+def test_a_rebuild_runs_in_the_lanes_the_environment_gives(clean_env: pytest.MonkeyPatch):
+    from opsat.intake.service import SERVICE
+    from opsat.intake.settings import IntakeSettings
+
+    assert SERVICE.runner_config(IntakeSettings(), "requests").rebuild_lanes == 2
+    clean_env.setenv("OPSAT_REBUILD_LANES", "4")
+    assert SERVICE.runner_config(IntakeSettings(), "requests").rebuild_lanes == 4

@@ -132,7 +132,7 @@ class Service:
                             idle_fetch_max_wait_ms=settings.consumer_idle_fetch_max_wait_ms,
                             session_timeout_ms=settings.kafka_session_timeout_ms,
                             metadata_max_age_ms=settings.kafka_metadata_max_age_ms,
-                            group_instance_id=settings.kafka_group_instance_id,
+                            group_instance_id=settings.kafka_group_instance_id, rebuild_lanes=settings.rebuild_lanes,
                             registries=(self.registry(), *([ForeignReaders(reads)] if reads else [])), **extra)
 
     def command_handler(self, settings: ServiceSettings, store: StreamStore,
