@@ -4,7 +4,7 @@ Over real Kafka and PostgreSQL: every record applied once; each transaction hold
 transactions of both lanes overlap in time, while a projection that is not stream-local is replayed by one runner whose
 transactions never overlap; the indexes absent while loading and there afterwards, as a live schema has them;
 autovacuum off while loading, back and the statistics taken afterwards. A lane that fails, or whose process dies,
-fails the rebuild and stops the other lane."""
+fails the rebuild and stops the other lane; lanes whose rebuild's process is killed stop."""
 
 from __future__ import annotations
 
@@ -12,8 +12,12 @@ import asyncio
 import multiprocessing as mp
 import os
 import signal
+import sys
+import time
+from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 from sqlalchemy import BigInteger, Column, DateTime, Index, Integer, MetaData, String, Table, func, insert, text
 from sqlalchemy.dialects.postgresql import ARRAY
@@ -33,6 +37,8 @@ from opsat.common.testing.helpers import rows
 
 from .test_consumer_pipelining import PARTITIONS, create_topic, produce
 
+ROOT = Path(__file__).resolve().parents[3]
+
 
 class Backends:
     """Writes each applied event with its partition, its transaction, when that transaction started and wrote (after
@@ -43,11 +49,13 @@ class Backends:
 
     name = "backends"
 
-    def __init__(self, topic: str, stream_local: bool, give_up_in: int | None = None, die: bool = False) -> None:
+    def __init__(self, topic: str, stream_local: bool, give_up_in: int | None = None, die: bool = False,
+                 pause: float = 0.02) -> None:
         self.topics = [topic]
         self.stream_local = stream_local
         self.give_up_in = give_up_in
         self.die = die
+        self.pause = pause
         self.metadata = MetaData(schema=READ_MODEL_SCHEMA)
         processed_events_table(self.metadata)
         stream_versions_table(self.metadata)
@@ -73,7 +81,7 @@ class Backends:
             f"select c.relname from pg_index i join pg_class c on c.oid = i.indexrelid"
             f" where i.indrelid = '{table}'::regclass order by 1")]
         options = await conn.scalar(text(f"select reloptions from pg_class where oid = '{table}'::regclass"))
-        await asyncio.sleep(0.02)
+        await asyncio.sleep(self.pause)
         await conn.execute(insert(self.applied).values(tx=func.txid_current(), started=func.now(),
                                                        wrote=func.clock_timestamp()),
                            [{"event_id": e.id, "partition": e.partition, "pid": os.getpid(), "indexes": indexes,
@@ -165,3 +173,44 @@ async def test_a_projection_that_is_not_stream_local_is_rebuilt_by_one_runner(
         await engine.dispose()
     assert stats.applied == 200 and len(applied) == 200
     assert len(transactions) > 1 and _overlapping(transactions) == 0, transactions
+
+
+async def test_lanes_stop_when_the_rebuilds_process_is_killed(kafka_bootstrap, database_url, topic_namespace):
+    """The rebuild's process killed outright (none of its cleanup runs): its lane processes, a second a batch with 6
+    batches each, notice within a second and stop, well before their end."""
+    topic = await create_topic(kafka_bootstrap, f"{topic_namespace}.lanes")
+    await produce(kafka_bootstrap, topic, 0, 600)
+    code = ("import asyncio\n"
+            "from tests.integration.common.test_rebuild_lanes import Backends, _config\n"
+            "from opsat.common.db import create_engine\n"
+            "from opsat.common.projections import rebuild\n"
+            f"asyncio.run(rebuild(create_engine({database_url!r}), Backends({topic!r}, stream_local=True, pause=1.0),"
+            f" _config({kafka_bootstrap!r}, {topic_namespace!r}), 'rm_lanes_orphaned'))\n")
+    rebuild_process = await asyncio.create_subprocess_exec(sys.executable, "-c", code, cwd=str(ROOT))
+    try:
+        lanes: set[int] = set()
+        for _ in range(300):  # the first rows of both lanes
+            try:
+                lanes = {r["pid"] for r in await rows(database_url, "select distinct pid from rm_lanes_orphaned.applied")}
+            except asyncpg.UndefinedTableError:
+                pass
+            if len(lanes) == 2:
+                break
+            await asyncio.sleep(0.1)
+        assert len(lanes) == 2, lanes
+    finally:
+        rebuild_process.kill()
+        await rebuild_process.wait()
+    killed = time.monotonic()
+    while any(_running(pid) for pid in lanes) and time.monotonic() - killed < 10:
+        await asyncio.sleep(0.1)
+    assert not any(_running(pid) for pid in lanes), "the lanes went on without their rebuild"
+    assert time.monotonic() - killed < 4  # not at their end, 6 s on
+    assert (await rows(database_url, "select count(*) as n from rm_lanes_orphaned.applied"))[0]["n"] < 600
+
+
+def _running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has ended
+    except FileNotFoundError:
+        return False
