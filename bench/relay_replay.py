@@ -309,4 +309,4 @@ async def replay_bench(bench: Bench, relay_info: dict[str, Any], cap_s: float = 
         "postgres_round_trips_per_event": {k: r(v / applied, 2) for k, v in counts.most_common()
                                            if not k.startswith("fetch ") and applied and v / applied >= 0.01},
         "how": "opsat.common.projections.rebuild(engine, RequestsProjection(topic), runner_config(settings, "
-               "'requests'), schema) in this process; progress = count(*) of the rebuild schema's requests"})
+               "'requests'), schema) from this process (its lanes forked from it); progress = count(*) of the rebuild schema's requests"})

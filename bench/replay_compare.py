@@ -4,7 +4,8 @@ One topic is filled once (bench/relay_replay: a `--events` backlog of RequestSub
 INSERT ... SELECT, drained by the relay into a 6-partition topic). Then each round runs, per tree, a child
 process with that tree's code first on the import path: `opsat.common.projections.rebuild(engine,
 RequestsProjection(topic), runner_config(settings, "requests"), schema)` into a fresh schema of the same
-database, timing it and taking the CPU of the child (the replay) and of PostgreSQL over the rebuild only.
+database, timing it and taking the CPU of the child (the replay, with its lane processes) and of PostgreSQL over the
+rebuild only.
 The aiokafka consumer's own rate on the topic (getmany, nothing done with the records) runs between rounds.
 Prints events/s, CPU per event (replay process + PostgreSQL), the ratio to the consumer limit and to the
 ref, the load average; writes bench/results/replay_compare.json.

@@ -234,21 +234,16 @@ class _LaneProcesses:
             done: dict[int, RunnerStats] = {}
             while len(done) < len(processes):
                 report = await asyncio.to_thread(_next_report, reports)
-                if report is None:  # none for a second: has a lane died before its end (its last report in flight)?
-                    dead = [i for i, p in enumerate(processes) if i not in done and not p.is_alive()]
-                    if dead and (report := await asyncio.to_thread(_next_report, reports, 0.5)) is None:
-                        raise LaneFailed(f"rebuild lane {dead[0]} of {self.projection.name} exited with code "
-                                         f"{processes[dead[0]].exitcode} before its end")
-                    if report is None:
-                        continue
-                kind, lane, *payload = report
-                if kind == "offsets":
-                    self._end_offsets[lane], self._offsets[lane] = payload
-                elif kind == "done":
-                    done[lane] = payload[0]
-                    self._offsets[lane] = payload[0].offsets
-                else:
-                    raise LaneFailed(f"rebuild lane {lane} of {self.projection.name} failed: {payload[0]}")
+                if report is not None:
+                    self._take(report, done)
+                for i, process in enumerate(processes):  # each time: the others' reports may never pause
+                    if i not in done and not process.is_alive():
+                        # Its last report, if it made one, is in the queue already (sent before it exited).
+                        while i not in done and (report := _next_report(reports, 0)) is not None:
+                            self._take(report, done)
+                        if i not in done:
+                            raise LaneFailed(f"rebuild lane {i} of {self.projection.name} exited with code "
+                                             f"{process.exitcode} before its end")
             return _sum([done[i] for i in range(len(processes))])
         finally:
             for process in processes:
@@ -258,6 +253,16 @@ class _LaneProcesses:
                 if process.pid is not None:
                     await asyncio.to_thread(process.join)
             reports.close()
+
+    def _take(self, report: tuple[Any, ...], done: dict[int, RunnerStats]) -> None:
+        kind, lane, *payload = report
+        if kind == "offsets":
+            self._end_offsets[lane], self._offsets[lane] = payload
+        elif kind == "done":
+            done[lane] = payload[0]
+            self._offsets[lane] = payload[0].offsets
+        else:
+            raise LaneFailed(f"rebuild lane {lane} of {self.projection.name} failed: {payload[0]}")
 
 
 def _next_report(reports: Any, timeout: float = 1.0) -> Any:
@@ -270,7 +275,6 @@ def _next_report(reports: Any, timeout: float = 1.0) -> Any:
 def _lane_process(url: str, projection: Projection, config: RunnerConfig, lane: int, reports: Any) -> None:
     """A lane's process: its runner to the topics' ends, its offsets reported every second, then its stats (or its
     error, as text). It stops if the rebuild's process dies."""
-
     rebuild = os.getppid()
 
     async def replay() -> RunnerStats:
