@@ -85,6 +85,12 @@ def json_text(value: Any) -> str:
     return orjson.dumps(value, default=_plain, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_NAIVE_UTC).decode()
 
 
+def _json_parameter(column_type: JSON, value: Any) -> str | None:
+    """A JSON column's value as a parameter's text: None is JSON null, or SQL NULL where the column says
+    `none_as_null` (as SQLAlchemy writes it)."""
+    return None if value is None and column_type.none_as_null else json_text(value)
+
+
 def _plain(value: Any) -> Any:
     if isinstance(value, Decimal):
         return str(value)  # PostgreSQL reads a numeric from it
@@ -163,9 +169,7 @@ def _columns_and_defaults(table: Table, rows: Sequence[dict[str, Any]]) -> tuple
             if not column.default.is_scalar:
                 raise ValueError(f"{table.name}.{column.name} has a computed default: give it in the rows")
             value = column.default.arg
-            if isinstance(column.type, JSON):
-                value = None if value is None and column.type.none_as_null else json_text(value)
-            defaults[column.name] = value
+            defaults[column.name] = _json_parameter(column.type, value) if isinstance(column.type, JSON) else value
     return keys, defaults
 
 
@@ -225,15 +229,13 @@ def _records(table: Table, columns: tuple[str, ...], rows: Sequence[dict[str, An
              ) -> Any:
     """The rows as tuples in `columns` order, then the defaults; JSON columns as their text."""
     values = itemgetter(*columns) if len(columns) > 1 else lambda row: (row[columns[0]],)
-    json_columns = [(i, "null" if not table.c[name].type.none_as_null else None)
-                    for i, name in enumerate(columns) if isinstance(table.c[name].type, JSON)]
+    json_columns = [(i, table.c[name].type) for i, name in enumerate(columns) if isinstance(table.c[name].type, JSON)]
     if not json_columns:
         return (values(row) + defaults for row in rows) if defaults else map(values, rows)
     records = []
     for row in rows:
         record = list(values(row))
-        for i, none in json_columns:
-            value = record[i]
-            record[i] = none if value is None else json_text(value)
+        for i, column_type in json_columns:
+            record[i] = _json_parameter(column_type, record[i])
         records.append((*record, *defaults))
     return records

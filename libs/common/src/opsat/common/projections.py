@@ -275,7 +275,7 @@ def _next_report(reports: Any, timeout: float = 1.0) -> Any:
 def _lane_process(url: str, projection: Projection, config: RunnerConfig, lane: int, reports: Any) -> None:
     """A lane's process: its runner to the topics' ends, its offsets reported every second, then its stats (or its
     error, as text). It stops if the rebuild's process dies."""
-    rebuild = os.getppid()
+    parent = os.getppid()
 
     async def replay() -> RunnerStats:
         engine = create_engine(url, pool_size=2, pool_name="rebuild_lane")
@@ -284,7 +284,7 @@ def _lane_process(url: str, projection: Projection, config: RunnerConfig, lane: 
             task = asyncio.create_task(runner.run(asyncio.Event()))
             while not task.done():
                 await asyncio.wait({task}, timeout=1.0)
-                if os.getppid() != rebuild:  # the rebuild's process is gone (killed): no one waits for this lane
+                if os.getppid() != parent:  # the rebuild's process is gone (killed): no one waits for this lane
                     task.cancel()
                 reports.put(("offsets", lane, dict(runner.end_offsets), dict(runner.stats.offsets)))
             return task.result()

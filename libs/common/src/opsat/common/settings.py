@@ -89,9 +89,6 @@ class ServiceSettings(BaseSettings):
     relay_linger_s: float = Field(default=0.005, ge=0, le=1)
     deadline_poll_interval_s: float = Field(default=1.0, gt=0)
     consumer_max_retries: int = Field(default=3, ge=0)
-    # A rebuild loads a projection whose rows each belong to the event's stream in this many lanes, each a process of
-    # its own over a share of the partitions: about the cores the rebuild may use (a lane past the partitions idles).
-    rebuild_lanes: int = Field(default=2, ge=1, le=64)
     # Records a live consumer applies per transaction at most (fewer: shorter transactions, more commits).
     consumer_max_records: int = Field(default=1_000, ge=1, le=50_000)
     # A live consumer commits its Kafka offsets at most this often (and on a rebalance or stop); 0: after every
@@ -102,6 +99,9 @@ class ServiceSettings(BaseSettings):
     consumer_fetch_max_wait_ms: int = Field(default=25, ge=0, le=10_000)
     # Once a poll found nothing: the next fetch waits up to this long, answered at the first record.
     consumer_idle_fetch_max_wait_ms: int = Field(default=500, ge=0, le=10_000)
+    # A rebuild loads a projection whose rows each belong to the event's stream in this many lanes, each a process of
+    # its own over a share of the partitions: about the cores the rebuild may use (a lane past the partitions idles).
+    rebuild_lanes: int = Field(default=2, ge=1, le=64)
     # How often the worker measures its consumer groups' lag from Kafka (opsat_consumer_group_lag).
     group_lag_interval_s: float = Field(default=15.0, gt=0)
     read_your_writes_timeout_s: float = Field(default=2.0, ge=0)

@@ -108,11 +108,12 @@ class RequestsProjection:
         # there would be a bug to report, not to skip, and the rows go in with COPY; the working set is copied once,
         # by `after_load`.
         in_load = loading(conn)
+        timeline_rows = [_timeline_row(r) for r in mine]
         if in_load:
-            await copy_rows(conn, Rows(timeline, [_timeline_row(r) for r in mine]), Rows(requests, submitted))
+            await copy_rows(conn, Rows(timeline, timeline_rows), Rows(requests, submitted))
         else:
             await insert_together(  # one round trip
-                conn, Rows(timeline, [_timeline_row(r) for r in mine], on_conflict_do_nothing=True),
+                conn, Rows(timeline, timeline_rows, on_conflict_do_nothing=True),
                 Rows(requests, submitted, on_conflict_do_nothing=True),
                 Rows(open_requests, [{name: row[name] for name in _OPEN_COLUMNS} for row in submitted],
                      on_conflict_do_nothing=True))  # a new request is open
