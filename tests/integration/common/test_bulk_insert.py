@@ -113,12 +113,20 @@ async def test_insert_rows_writes_what_sqlalchemy_writes(database_url: str, sche
         await engine.dispose()
 
 
-async def test_insert_rows_refuses_rows_of_different_shapes(database_url: str) -> None:
+async def test_insert_rows_and_copy_rows_refuse_rows_of_different_shapes(database_url: str) -> None:
+    """A row with fewer keys, or as many but another (which COPY would otherwise leave out unseen)."""
     engine = create_engine(database_url)
+    renamed = {("other" if key == "body" else key): value for key, value in ROWS[1].items()}
     try:
-        async with engine.connect() as conn:
-            with pytest.raises(ValueError, match="same columns"):
-                await insert_rows(conn, things, [ROWS[0], {"id": "x", "body": "y"}])
+        await _reference_and(engine, "bulk_shapes")
+        async with read_model_engine(engine, "bulk_shapes").connect() as conn:
+            for shapes in ([ROWS[0], {"id": "x", "body": "y"}], [ROWS[0], renamed]):
+                with pytest.raises(ValueError, match="same columns"):
+                    await insert_rows(conn, things, shapes)
+                with pytest.raises(ValueError, match="same columns"):
+                    await copy_rows(conn, Rows(things, shapes))
+                await conn.rollback()
+        assert await _fetch(database_url, "bulk_shapes") == []
     finally:
         await engine.dispose()
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
@@ -35,6 +35,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.structs import ConsumerRecord
 from opentelemetry.trace import SpanKind
 from sqlalchemy import (
+    JSON,
     Column,
     Index,
     Integer,
@@ -46,10 +47,11 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.schema import AddConstraint
 
 from opsat.common import faults, tracing
 from opsat.common import observability as obs
-from opsat.common.bulk import Rows, copy_rows, json_text, qualified_name
+from opsat.common.bulk import Rows, copy_rows, json_text, qualified_name, quote_name
 from opsat.common.collector import fewer_collections
 from opsat.common.db import LOCK_READ_MODEL_SHARED, READ_MODEL_LOCK, READ_MODEL_SCHEMA
 from opsat.common.domain import DomainEvent
@@ -211,6 +213,13 @@ def read_model_engine(engine: AsyncEngine, schema: str = READ_MODEL_SCHEMA) -> A
 # `Index(..., info=QUERY_ONLY)`: an index that only the API's queries use, never the projection's own statements.
 # A rebuild creates it once the rows are in (one sort), not row by row as it writes (`create_read_model`).
 QUERY_ONLY = {"opsat.query_only": True}
+# `Table(..., info=KEY_AFTER_LOAD)`: a rebuild's load only adds rows to the table (COPY, or `after_load`'s INSERT ...
+# SELECT), never reads, updates or upserts them. Its primary key is then built after the load, as the query-only
+# indexes are; a duplicate row fails the rebuild there.
+KEY_AFTER_LOAD = {"opsat.key_after_load": True}
+# `Table(..., info=DERIVED)`: in a rebuild's load only the projection's `after_load` writes the table. The other
+# tables' indexes and statistics are built while `after_load` runs (`opsat.common.projections`), this one's after.
+DERIVED = {"opsat.derived": True}
 
 
 def query_only_indexes(projection: Projection) -> list[Index]:
@@ -221,9 +230,10 @@ def query_only_indexes(projection: Projection) -> list[Index]:
 
 async def create_read_model(engine: AsyncEngine, projection: Projection, schema: str = READ_MODEL_SCHEMA, *,
                             for_load: bool = False) -> None:
-    """The projection's tables in `schema`. `for_load` (a rebuild's): not yet the `QUERY_ONLY` indexes, and no
-    autovacuum while the rows go in (`finish_load` does both after). Updating six indexes for each row a replay wrote
-    cost it a third of PostgreSQL's time; autovacuum analysing the tables as they grew, a tenth of a replay's rate."""
+    """The projection's tables in `schema`. `for_load` (a rebuild's): not yet the `QUERY_ONLY` indexes nor the
+    `KEY_AFTER_LOAD` tables' primary keys, and no autovacuum while the rows go in (`finish_load` does all three
+    after). Updating six indexes for each row a replay wrote cost it a third of PostgreSQL's time; autovacuum
+    analysing the tables as they grew, a tenth of a replay's rate."""
     async with engine.begin() as conn:
         await conn.execute(text(f'create schema if not exists "{schema}"'))
     async with read_model_engine(engine, schema).begin() as conn:
@@ -232,27 +242,43 @@ async def create_read_model(engine: AsyncEngine, projection: Projection, schema:
             for index in query_only_indexes(projection):
                 await conn.run_sync(lambda sync_conn, index=index: index.drop(sync_conn))
             for table in projection.metadata.sorted_tables:
-                await conn.execute(text(f"alter table {qualified_name(conn, table)} set (autovacuum_enabled = false)"))
+                name = qualified_name(conn, table)
+                if table.info.get("opsat.key_after_load"):
+                    key = await conn.scalar(text("select conname from pg_constraint where conrelid = cast(:t as regclass)"
+                                                 " and contype = 'p'"), {"t": name})
+                    await conn.execute(text(f'alter table {name} drop constraint "{key}"'))
+                await conn.execute(text(f"alter table {name} set (autovacuum_enabled = false)"))
 
 
-async def finish_load(engine: AsyncEngine, projection: Projection, schema: str, *, at_once: int = 2) -> None:
-    """After a load into tables made `for_load`, per table: the `QUERY_ONLY` indexes built on the rows as they are,
-    autovacuum back, and statistics taken (the first queries after a swap are planned on them, not on empty
-    tables'). Up to `at_once` tables at a time, each on a connection of its own: one at a time, PostgreSQL used one
-    core of two for a sixth of a replay of submits."""
+async def finish_load(engine: AsyncEngine, projection: Projection, schema: str, *, at_once: int = 2,
+                      tables: Sequence[Table] | None = None) -> None:
+    """After a load into tables made `for_load`, per table (of `tables`, or all the projection's): the
+    `KEY_AFTER_LOAD` primary key and the `QUERY_ONLY` indexes built on the rows as they are, autovacuum back, and
+    statistics taken (the first queries after a swap are planned on them, not on empty tables'). Up to `at_once`
+    tables at a time, each on a connection of its own: one at a time, PostgreSQL used one core of two for a sixth of a
+    replay of submits.
+
+    The statistics leave out JSON columns: no query filters, joins or sorts on a document, and a timeline's payloads
+    were half of its ANALYZE."""
     read_model = read_model_engine(engine, schema)
     query_only = set(query_only_indexes(projection))
     gate = asyncio.Semaphore(max(1, min(at_once, engine.pool.size())))  # none waits on the pool (and times out)
 
     async def finish(table: Table) -> None:
         async with gate, read_model.begin() as conn:
+            if table.info.get("opsat.key_after_load"):
+                # (not isolated: the constraint stays in the CREATE TABLE of the next `create_all`)
+                await conn.execute(AddConstraint(table.primary_key, isolate_from_table=False))
             for index in sorted(query_only & table.indexes, key=lambda index: str(index.name)):
                 await conn.run_sync(lambda sync_conn, index=index: index.create(sync_conn, checkfirst=True))
-            await conn.execute(text(f"alter table {qualified_name(conn, table)} reset (autovacuum_enabled)"))
-            await conn.execute(text(f"analyze {qualified_name(conn, table)}"))
+            name = qualified_name(conn, table)
+            await conn.execute(text(f"alter table {name} reset (autovacuum_enabled)"))
+            measured = [column.name for column in table.columns if not isinstance(column.type, JSON)]
+            await conn.execute(text(f"analyze {name}" if len(measured) == len(table.columns) or not measured
+                                    else f"analyze {name} ({', '.join(map(quote_name, measured))})"))
 
     async with asyncio.TaskGroup() as group:
-        for table in projection.metadata.sorted_tables:
+        for table in projection.metadata.sorted_tables if tables is None else tables:
             group.create_task(finish(table))
 
 

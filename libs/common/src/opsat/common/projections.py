@@ -47,13 +47,22 @@ async def rebuild(engine: AsyncEngine, projection: Projection, config: RunnerCon
 
 
 async def _after_load(engine: AsyncEngine, projection: Projection, schema: str) -> None:
-    """A load is done: the tables the projection derives (`after_load`), then `finish_load` (the query-only indexes,
-    autovacuum back, statistics)."""
+    """A load is done: the tables the projection derives (`after_load`), then their `finish_load` (keys, query-only
+    indexes, autovacuum back, statistics); the other tables' `finish_load` meanwhile, on connections of their own.
+    A projection with an `after_load` that marks no table `DERIVED` has all its tables finished after it."""
+    tables = projection.metadata.sorted_tables
     after_load = getattr(projection, "after_load", None)
-    if after_load is not None:
-        async with read_model_engine(engine, schema).begin() as conn:
-            await after_load(conn)
-    await finish_load(engine, projection, schema)
+    derived = [table for table in tables if table.info.get("opsat.derived")] or (tables if after_load else [])
+
+    async def derive() -> None:
+        if after_load is not None:
+            async with read_model_engine(engine, schema).begin() as conn:
+                await after_load(conn)
+        await finish_load(engine, projection, schema, tables=derived)
+
+    async with asyncio.TaskGroup() as group:
+        group.create_task(derive())
+        group.create_task(finish_load(engine, projection, schema, tables=[t for t in tables if t not in derived]))
 
 
 async def swap(engine: AsyncEngine, rebuilt: str) -> str:

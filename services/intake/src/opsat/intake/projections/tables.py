@@ -22,7 +22,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
-from opsat.common.consumer import QUERY_ONLY, processed_events_table, stream_versions_table
+from opsat.common.consumer import DERIVED, KEY_AFTER_LOAD, QUERY_ONLY, processed_events_table, stream_versions_table
 from opsat.common.db import READ_MODEL_SCHEMA
 
 metadata = MetaData(schema=READ_MODEL_SCHEMA)
@@ -83,6 +83,7 @@ open_requests = Table(
     Column("assignee", String),
     Column("submitted_at", DateTime(timezone=True), nullable=False),
     Index("open_requests_queue_idx", "team", "priority", "submitted_at", "id", info=QUERY_ONLY),
+    info={**DERIVED, **KEY_AFTER_LOAD},  # a rebuild copies it once from `requests` (`after_load`)
 )
 
 timeline = Table(
@@ -98,6 +99,7 @@ timeline = Table(
     Column("summary", Text, nullable=False),
     Column("data", JSONB, nullable=False),
     PrimaryKeyConstraint("request_id", "sequence"),
+    info=KEY_AFTER_LOAD,  # a rebuild's load only adds entries
 )
 
 links = Table(
