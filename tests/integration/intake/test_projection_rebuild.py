@@ -64,3 +64,21 @@ async def test_rebuilt_read_model_equals_live_and_swaps_in(intake):
             == before["items"]
         view = await intake.client.get(f"/api/v1/requests/{ids[0]}", headers=agent)
         assert view.status_code == 200 and view.json()["title"] == "rebuilt only", view.text
+
+
+async def test_a_read_model_whose_timeline_keeps_payloads_as_jsonb_takes_events_as_before(intake):
+    """Read models built before the timeline's payloads were kept as `json` have `jsonb` there: the projection's
+    writes fill it as they fill `json`, and the API shows the payloads as published."""
+    db = intake.settings.database_url
+    await scalar(db, "alter table read_model.timeline alter column data type jsonb using data::jsonb")
+    agent = intake.token("agent-1", "ops", "agent")
+    async with intake.worker(only=("relay", "projection")):
+        rid = await intake.submit(title="printer", description="toner ✓ \"quoted\"")
+        r = await intake.client.post(f"/api/v1/requests/{rid}/notes", json={"body": "ordered é"}, headers=agent)
+        assert r.status_code == 200, r.text
+        await intake.wait_for(rid, 2)
+        timeline = (await intake.client.get(f"/api/v1/requests/{rid}/timeline", headers=agent)).json()
+    assert await scalar(db, "select data_type from information_schema.columns where table_schema = 'read_model'"
+                            " and table_name = 'timeline' and column_name = 'data'") == "jsonb"
+    assert [e["data"].get("description") or e["data"].get("body") for e in timeline] == ["toner ✓ \"quoted\"",
+                                                                                          "ordered é"]
