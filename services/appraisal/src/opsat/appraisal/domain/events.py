@@ -10,9 +10,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Any, ClassVar, Literal
 
-from pydantic import AwareDatetime
-
-from opsat.common.domain import DomainEvent
+from opsat.common.domain import DomainEvent, Instant
 
 
 def _type(name: str) -> str:
@@ -26,7 +24,7 @@ class CatalogueDefined(DomainEvent):
     catalogue_id: str
     version: int
     catalogue: dict[str, Any]
-    at: AwareDatetime
+    at: Instant
     by: str
 
 
@@ -44,7 +42,7 @@ class PeriodOpened(DomainEvent):
     incentives: dict[str, Any]
     appeal_days: int
     time_zone: str = "Asia/Shanghai"
-    at: AwareDatetime
+    at: Instant
     by: str
 
 
@@ -56,7 +54,7 @@ class PeriodCalculated(DomainEvent):
     period_id: str
     catalogue_version: int
     scorecards: int
-    at: AwareDatetime
+    at: Instant
     by: str
 
 
@@ -67,7 +65,7 @@ class ScorecardCalculated(DomainEvent):
     period_id: str
     subject: str
     scorecard: dict[str, Any]
-    at: AwareDatetime
+    at: Instant
 
 
 class ScoreAdjusted(DomainEvent):
@@ -81,7 +79,7 @@ class ScoreAdjusted(DomainEvent):
     score: str
     reason: str
     scorecard: dict[str, Any]
-    at: AwareDatetime
+    at: Instant
     by: str
 
 
@@ -92,8 +90,8 @@ class PeriodPublished(DomainEvent):
     event_type: ClassVar[str] = _type("period.published")
     period_id: str
     scorecards: int
-    appeal_until: AwareDatetime
-    at: AwareDatetime
+    appeal_until: Instant
+    at: Instant
     by: str
 
 
@@ -104,7 +102,7 @@ class AppealFiled(DomainEvent):
     subject: str
     kpi_id: str
     reason: str
-    at: AwareDatetime
+    at: Instant
     by: str
 
 
@@ -115,7 +113,7 @@ class AppealUpheld(DomainEvent):
     period_id: str
     appeal_id: str
     reason: str
-    at: AwareDatetime
+    at: Instant
     by: str
 
 
@@ -131,14 +129,14 @@ class AppealAmended(DomainEvent):
     score: str
     reason: str
     scorecard: dict[str, Any]
-    at: AwareDatetime
+    at: Instant
     by: str
 
 
 class PeriodClosed(DomainEvent):
     event_type: ClassVar[str] = _type("period.closed")
     period_id: str
-    at: AwareDatetime
+    at: Instant
     by: str
 
 
@@ -151,7 +149,7 @@ class IncentiveAwarded(DomainEvent):
     grade: str
     bonus_coefficient: str
     recognition: str | None
-    at: AwareDatetime
+    at: Instant
 
 
 class ImprovementPlanAssigned(DomainEvent):
@@ -163,7 +161,7 @@ class ImprovementPlanAssigned(DomainEvent):
     grade: str
     goals: list[dict[str, Any]]
     review_on: date
-    at: AwareDatetime
+    at: Instant
 
 
 PERIOD_EVENTS: tuple[type[DomainEvent], ...] = (

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
-from opsat.common.domain import DomainEvent
+from opsat.common.domain import DomainEvent, Instant
 
 Personal = {"x-personal": True}
 Language = Literal["zh", "en"]
@@ -28,7 +28,7 @@ class TemplateDefined(DomainEvent):
     template_id: str
     version: int
     template: dict[str, Any]
-    at: AwareDatetime
+    at: Instant
     by: str
 
 
@@ -41,7 +41,7 @@ class ContactRegistered(DomainEvent):
     email: str = Field(json_schema_extra=Personal)
     name: str | None = Field(default=None, json_schema_extra=Personal)
     language: Language
-    at: AwareDatetime
+    at: Instant
     by: str
 
 
@@ -53,13 +53,13 @@ class CampaignLaunched(DomainEvent):
     name: str
     template_id: str
     contact_ids: list[str]
-    at: AwareDatetime
+    at: Instant
     by: str
 
 
 class SurveyEvent(DomainEvent):
     survey_id: str
-    at: AwareDatetime
+    at: Instant
 
 
 class SurveyIssued(SurveyEvent):
@@ -80,8 +80,8 @@ class SurveyIssued(SurveyEvent):
     token_hash: str  # SHA-256 hex of the token; the token itself is never stored
     language: Language
     recipient: str | None = Field(default=None, json_schema_extra=Personal)  # None: no contact address known
-    remind_at: AwareDatetime
-    expires_at: AwareDatetime
+    remind_at: Instant
+    expires_at: Instant
 
 
 class SurveyReminded(SurveyEvent):
@@ -124,12 +124,12 @@ class MailAttempted(SurveyEvent):
     attempt: int
     outcome: Literal["sent", "failed", "bounced", "undeliverable"]
     error: str | None = None
-    next_attempt_at: AwareDatetime | None = None
+    next_attempt_at: Instant | None = None
 
 
 class FollowUpEvent(DomainEvent):
     followup_id: str
-    at: AwareDatetime
+    at: Instant
     by: str
 
 
@@ -147,7 +147,7 @@ class FollowUpOpened(FollowUpEvent):
     assignee: str | None = None
     complaint: str | None = None
     owner: str
-    due_at: AwareDatetime
+    due_at: Instant
 
 
 class FollowUpContacted(FollowUpEvent):
@@ -167,7 +167,7 @@ class CustomerReacted(FollowUpEvent):
     event_type: ClassVar[str] = _type("followup.customer_reacted")
     accepted: bool
     comment: str | None = None
-    due_at: AwareDatetime | None = None  # a rejection's new due time; None when accepted
+    due_at: Instant | None = None  # a rejection's new due time; None when accepted
 
 
 class FollowUpOverdue(FollowUpEvent):
@@ -175,7 +175,7 @@ class FollowUpOverdue(FollowUpEvent):
     new one)."""
 
     event_type: ClassVar[str] = _type("followup.overdue")
-    due_at: AwareDatetime
+    due_at: Instant
 
 
 class SatisfactionFigures(BaseModel):
@@ -191,7 +191,7 @@ class SatisfactionFigures(BaseModel):
 
 class ImprovementEvent(DomainEvent):
     improvement_id: str
-    at: AwareDatetime
+    at: Instant
     by: str
 
 
@@ -227,9 +227,9 @@ class ImprovementImplemented(ImprovementEvent):
     the service checks it itself at `verify_due_at` (that end plus a grace for late answers to be counted)."""
 
     event_type: ClassVar[str] = _type("improvement.implemented")
-    implemented_at: AwareDatetime
+    implemented_at: Instant
     description: str
-    verify_due_at: AwareDatetime
+    verify_due_at: Instant
 
 
 class ImprovementVerified(ImprovementEvent):
@@ -238,9 +238,9 @@ class ImprovementVerified(ImprovementEvent):
     insufficient_data: a window has fewer than `min_responses` responses."""
 
     event_type: ClassVar[str] = _type("improvement.verified")
-    before_from: AwareDatetime
-    implemented_at: AwareDatetime
-    after_until: AwareDatetime
+    before_from: Instant
+    implemented_at: Instant
+    after_until: Instant
     before: SatisfactionFigures
     after: SatisfactionFigures
     min_responses: int

@@ -10,9 +10,7 @@ from __future__ import annotations
 from datetime import date
 from typing import ClassVar
 
-from pydantic import AwareDatetime
-
-from opsat.common.domain import DomainEvent
+from opsat.common.domain import DomainEvent, Instant
 from opsat.intake.domain.values import (
     Channel,
     CloseReason,
@@ -27,7 +25,7 @@ class IntakeEvent(DomainEvent):
     """Fields shared by every intake event."""
 
     request_id: str
-    at: AwareDatetime
+    at: Instant
     by: str
 
 
@@ -102,7 +100,7 @@ class RequestResolved(IntakeEvent):
 
     event_type: ClassVar[str] = _type("resolved")
     solution: str
-    auto_close_due_at: AwareDatetime
+    auto_close_due_at: Instant
 
 
 class RequestClosed(IntakeEvent):
@@ -111,7 +109,7 @@ class RequestClosed(IntakeEvent):
     event_type: ClassVar[str] = _type("closed")
     reason: CloseReason
     comment: str | None = None
-    auto_close_due_at: AwareDatetime | None = None  # set when reason is auto_closed
+    auto_close_due_at: Instant | None = None  # set when reason is auto_closed
 
 
 class RequestReopened(IntakeEvent):

@@ -10,9 +10,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Any, ClassVar
 
-from pydantic import AwareDatetime
-
-from opsat.common.domain import DomainEvent
+from opsat.common.domain import DomainEvent, Instant
 
 
 def _type(name: str) -> str:
@@ -22,7 +20,7 @@ def _type(name: str) -> str:
 # --- the register ----------------------------------------------------------------------------------------
 class RiskEvent(DomainEvent):
     risk_id: str
-    at: AwareDatetime
+    at: Instant
     by: str
     status: str  # identified | assessed | mitigating | accepted | closed
 
@@ -100,7 +98,7 @@ class RuleDefined(DomainEvent):
     rule_id: str
     version: int
     rule: dict[str, Any]
-    at: AwareDatetime
+    at: Instant
     by: str
 
 
@@ -111,14 +109,14 @@ class PlanDefined(DomainEvent):
     plan_id: str
     version: int
     plan: dict[str, Any]
-    at: AwareDatetime
+    at: Instant
     by: str
 
 
 # --- emergencies ---------------------------------------------------------------------------------------
 class EmergencyEvent(DomainEvent):
     emergency_id: str
-    at: AwareDatetime
+    at: Instant
     by: str
 
 
@@ -174,7 +172,7 @@ class RotaDefined(DomainEvent):
     rota_id: str
     version: int
     rota: dict[str, Any]
-    at: AwareDatetime
+    at: Instant
     by: str
 
 
@@ -185,10 +183,10 @@ class RotaOverrideAdded(DomainEvent):
     rota_id: str
     override_id: str
     person: str
-    start: AwareDatetime
-    end: AwareDatetime
+    start: Instant
+    end: Instant
     reason: str
-    at: AwareDatetime
+    at: Instant
     by: str
 
 

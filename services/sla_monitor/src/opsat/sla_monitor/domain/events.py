@@ -8,9 +8,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
-from pydantic import AwareDatetime
-
-from opsat.common.domain import DomainEvent
+from opsat.common.domain import DomainEvent, Instant
 
 TargetName = Literal["response", "resolution"]
 
@@ -26,7 +24,7 @@ class CalendarDefined(DomainEvent):
     calendar_id: str
     version: int
     calendar: dict[str, Any]
-    at: AwareDatetime
+    at: Instant
     by: str
 
 
@@ -39,7 +37,7 @@ class CalendarDaysAdded(DomainEvent):
     holidays: list[str]
     makeup_workdays: list[str]
     calendar: dict[str, Any]
-    at: AwareDatetime
+    at: Instant
     by: str
 
 
@@ -50,14 +48,14 @@ class PolicyDefined(DomainEvent):
     policy_id: str
     version: int
     policy: dict[str, Any]
-    at: AwareDatetime
+    at: Instant
     by: str
 
 
 class ClockEvent(DomainEvent):
     request_id: str
-    at: AwareDatetime
-    next_check_at: AwareDatetime | None = None
+    at: Instant
+    next_check_at: Instant | None = None
 
 
 class ClockStarted(ClockEvent):
@@ -78,7 +76,7 @@ class ClockStarted(ClockEvent):
     targets: dict[str, float]  # target -> business seconds
     warning_thresholds: list[int]
     escalations: list[dict[str, Any]]  # [{"percent": 50, "role": "team_lead"}, ...]
-    due: dict[str, AwareDatetime]
+    due: dict[str, Instant]
     stall_after_seconds: float | None = None  # business seconds without activity before stalled (None: default)
     next_reply_seconds: float | None = None  # periodic update target after the first response (None: none)
     ola_seconds: float | None = None  # OLA target of the team holding the request (None: none)
@@ -107,7 +105,7 @@ class ClockResumed(ClockEvent):
     event_type: ClassVar[str] = _type("clock.resumed")
     reason: str
     paused_seconds: float  # business time of this pause (or of resolved -> reopened)
-    due: dict[str, AwareDatetime]
+    due: dict[str, Instant]
 
 
 class ResolutionMet(ClockEvent):
@@ -121,14 +119,14 @@ class ThresholdReached(ClockEvent):
     event_type: ClassVar[str] = _type("clock.warned")
     target: TargetName
     percent: int
-    due_at: AwareDatetime
+    due_at: Instant
     escalate_to: str | None = None
 
 
 class TargetBreached(ClockEvent):
     event_type: ClassVar[str] = _type("clock.breached")
     target: TargetName
-    due_at: AwareDatetime
+    due_at: Instant
     escalate_to: str | None = None
 
 
@@ -152,7 +150,7 @@ class ClockRetargeted(ClockEvent):
     targets: dict[str, float]
     warning_thresholds: list[int]
     escalations: list[dict[str, Any]]
-    due: dict[str, AwareDatetime]
+    due: dict[str, Instant]
     stall_after_seconds: float | None = None
     next_reply_seconds: float | None = None
     ola_seconds: float | None = None
@@ -206,7 +204,7 @@ class ClockStalled(ClockEvent):
     per quiet spell; `at` is the instant the span ran out."""
 
     event_type: ClassVar[str] = _type("clock.stalled")
-    quiet_since: AwareDatetime
+    quiet_since: Instant
     quiet_seconds: float
     team: str | None = None
 
@@ -215,7 +213,7 @@ class StallCleared(ClockEvent):
     """Activity on a stalled request (`activity` = the intake event's type): the stalled flag clears."""
 
     event_type: ClassVar[str] = _type("clock.stall_cleared")
-    quiet_since: AwareDatetime
+    quiet_since: Instant
     activity: str
 
 
@@ -223,7 +221,7 @@ class UpdateGiven(ClockEvent):
     """Staff gave the customer a public update after the first response: the next one is due at `next_due_at`."""
 
     event_type: ClassVar[str] = _type("clock.update_given")
-    next_due_at: AwareDatetime
+    next_due_at: Instant
 
 
 class UpdateOverdue(ClockEvent):
@@ -231,8 +229,8 @@ class UpdateOverdue(ClockEvent):
     `at` is the instant it fell due."""
 
     event_type: ClassVar[str] = _type("clock.update_overdue")
-    since: AwareDatetime
-    due_at: AwareDatetime
+    since: Instant
+    due_at: Instant
     team: str | None = None
 
 
@@ -242,8 +240,8 @@ class OlaBreached(ClockEvent):
 
     event_type: ClassVar[str] = _type("clock.ola_breached")
     team: str
-    held_since: AwareDatetime
-    due_at: AwareDatetime
+    held_since: Instant
+    due_at: Instant
     target_seconds: float
 
 
@@ -259,9 +257,9 @@ class OutageReported(DomainEvent):
     outage_id: str
     service: str
     severity: Literal["critical", "major", "minor"]
-    started_at: AwareDatetime
-    ended_at: AwareDatetime | None = None
-    at: AwareDatetime
+    started_at: Instant
+    ended_at: Instant | None = None
+    at: Instant
     by: str
 
 
@@ -269,8 +267,8 @@ class OutageEnded(DomainEvent):
     event_type: ClassVar[str] = _type("outage.ended")
     outage_id: str
     service: str
-    ended_at: AwareDatetime
-    at: AwareDatetime
+    ended_at: Instant
+    at: Instant
     by: str
 
 
