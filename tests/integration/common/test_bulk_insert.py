@@ -27,7 +27,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, insert
 
-from opsat.common.bulk import Rows, copy_rows, insert_rows, insert_together, update_rows, upsert_rows
+from opsat.common.bulk import Rows, copy_records, copy_rows, insert_rows, insert_together, update_rows, upsert_rows
 from opsat.common.consumer import read_model_engine
 from opsat.common.db import READ_MODEL_SCHEMA, asyncpg_dsn, create_engine
 
@@ -276,5 +276,27 @@ async def test_a_naive_datetime_is_written_as_utc_and_an_unknown_type_is_refused
             with pytest.raises(TypeError, match="timedelta"):
                 await insert_rows(conn, things, [{**row, "id": "later", "at": timedelta(hours=1)}])
         assert (await _fetch(database_url, "bulk_naive"))[0][4] == AT
+    finally:
+        await engine.dispose()
+
+
+async def test_copy_records_writes_tuples_as_they_are_in_the_transaction(database_url: str) -> None:
+    """What `copy_rows` writes from dicts, `copy_records` writes from tuples (a JSON column's value as its text)."""
+    engine = create_engine(database_url)
+    tagged = [{"thing_id": "a", "label": "red", "meta": {"by": "x"}}, {"thing_id": "c", "label": "blue", "meta": None}]
+    try:
+        await _reference_and(engine, "bulk_tuples")
+        async with read_model_engine(engine, "bulk_reference").begin() as conn:
+            await copy_rows(conn, Rows(labels, tagged))
+        async with read_model_engine(engine, "bulk_tuples").connect() as conn:
+            async with conn.begin() as transaction:
+                await copy_records(conn, labels, ("thing_id", "label", "meta"), [("z", "gone", "null")])
+                await transaction.rollback()
+            async with conn.begin():
+                await copy_records(conn, labels, ("label", "thing_id", "meta"),
+                                   [("red", "a", '{"by": "x"}'), ("blue", "c", "null")])
+                await copy_records(conn, labels, ("thing_id", "label"), [])
+        written = await _labels(database_url, "bulk_reference", "bulk_tuples")
+        assert written["bulk_tuples"] == written["bulk_reference"] == [("a", "red", '{"by": "x"}'), ("c", "blue", "null")]
     finally:
         await engine.dispose()

@@ -214,19 +214,32 @@ async def copy_rows(conn: AsyncConnection, *writes: Rows) -> None:
     of the client's. Values are written as `insert_rows` writes them (JSON columns, defaults, naive datetimes)."""
     if any(w.on_conflict_do_nothing for w in writes):
         raise ValueError("COPY has no conflict handling: copy_rows writes rows that cannot conflict")
-    driver = None
-    for write in writes:
-        if not write.rows:
-            continue
-        if driver is None:
-            # A statement through SQLAlchemy first: it begins the transaction (its asyncpg adapter sends BEGIN
-            # lazily, before the first statement it runs itself), so the COPY is in it, not committed on its own.
-            await conn.exec_driver_sql("select 1")
-            driver = (await conn.get_raw_connection()).driver_connection
-        columns, defaults = tuple(write.rows[0]), _defaults(write.table, write.rows[0])
-        schema = _schema_of(conn, write.table)
-        await driver.copy_records_to_table(write.table.name, schema_name=schema, columns=[*columns, *defaults],
-                                           records=_records(write.table, columns, write.rows, tuple(defaults.values())))
+    writes = tuple(w for w in writes if w.rows)
+    if writes:
+        driver = await _in_transaction(conn)
+        for write in writes:
+            columns, defaults = tuple(write.rows[0]), _defaults(write.table, write.rows[0])
+            await driver.copy_records_to_table(
+                write.table.name, schema_name=_schema_of(conn, write.table), columns=[*columns, *defaults],
+                records=_records(write.table, columns, write.rows, tuple(defaults.values())))
+
+
+async def copy_records(conn: AsyncConnection, table: Table, columns: Sequence[str],
+                       records: Sequence[tuple[Any, ...]]) -> None:
+    """Tuples in `columns` order into `table` with COPY, in the connection's transaction, for many rows of a few
+    columns: making each a dict for `copy_rows` first cost more than writing it. The values go as they are (a JSON
+    column's as its text)."""
+    if records:
+        driver = await _in_transaction(conn)
+        await driver.copy_records_to_table(table.name, schema_name=_schema_of(conn, table), columns=list(columns),
+                                           records=records)
+
+
+async def _in_transaction(conn: AsyncConnection) -> Any:
+    """The asyncpg connection under `conn`, its transaction begun: SQLAlchemy's adapter sends BEGIN lazily, before the
+    first statement it runs itself, so a COPY sent first on the raw connection would be committed on its own."""
+    await conn.exec_driver_sql("select 1")
+    return (await conn.get_raw_connection()).driver_connection
 
 
 def _records(table: Table, columns: tuple[str, ...], rows: Sequence[dict[str, Any]], defaults: tuple[Any, ...]

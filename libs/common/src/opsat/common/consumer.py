@@ -51,7 +51,7 @@ from sqlalchemy.schema import AddConstraint
 
 from opsat.common import faults, tracing
 from opsat.common import observability as obs
-from opsat.common.bulk import Rows, copy_rows, json_text, qualified_name, quote_name
+from opsat.common.bulk import copy_records, json_text, qualified_name, quote_name
 from opsat.common.collector import fewer_collections
 from opsat.common.db import LOCK_READ_MODEL_SHARED, READ_MODEL_LOCK, READ_MODEL_SCHEMA
 from opsat.common.domain import DomainEvent
@@ -468,8 +468,9 @@ class _LoadedVersions:
     async def write(self, conn: AsyncConnection, projection: str, table: Table) -> None:
         """Once per runner, into rows no one else writes: a stream already there (in two lanes' partitions) would
         mean its events were applied out of order, so the COPY fails rather than merging."""
-        await copy_rows(conn, Rows(table, [{"projection": projection, "source": source, "stream_id": stream_id,
-                                            "version": version} for (source, stream_id), version in self.applied.items()]))
+        await copy_records(conn, table, ("projection", "source", "stream_id", "version"),
+                           [(projection, source, stream_id, version)
+                            for (source, stream_id), version in self.applied.items()])
 
 
 class ProjectionRunner:
