@@ -1,9 +1,9 @@
 """A rebuild's load keeps its stream versions in memory and writes them once at the end (`_LoadedVersions`). Over real
 Kafka and PostgreSQL, a topic with repeats (a relay retry's same event, an older version after a newer one) and a
 record the projection refuses: each stream's versions applied once and in order, the repeats skipped, the refused
-event's version not counted (its batch was rolled back), and `stream_versions` as a live runner leaves it; the same
-when the memory limit is passed mid-load and the table takes over, even when the transaction that writes the versions
-there fails on a transient fault and is run again."""
+event's version not counted (its batch was rolled back), and `stream_versions` as a live runner leaves it, keyed; the
+same when the memory limit is passed mid-load and the table takes over (keyed then, by whichever lane comes first),
+even when the transaction that writes the versions there fails on a transient fault and is run again."""
 
 from __future__ import annotations
 
@@ -112,6 +112,8 @@ async def test_a_load_applies_each_version_once_and_leaves_the_versions_a_live_r
         stats = await rebuild(engine, Versions(topic, fail_once=True), config, "rm_loadversions")
         applied = await rows(database_url, "select stream_id, version from rm_loadversions.applied")
         versions = await rows(database_url, "select source, stream_id, version from rm_loadversions.stream_versions")
+        keys = await rows(database_url, "select pg_get_constraintdef(oid) as d from pg_constraint"
+                                        " where conrelid = 'rm_loadversions.stream_versions'::regclass")
         # The same topic through a live runner (versions read and moved in the table all along), for comparison.
         await create_read_model(engine, Versions(topic), "rm_loadversions_live")
         live = ProjectionRunner(engine, Versions(topic), RunnerConfig(
@@ -132,6 +134,8 @@ async def test_a_load_applies_each_version_once_and_leaves_the_versions_a_live_r
     assert sorted((r["stream_id"], r["version"]) for r in versions) == [
         (f"thing-{s}", VERSIONS) for s in sorted(range(STREAMS), key=lambda s: f"thing-{s}")]
     assert {r["source"] for r in versions} == {"/opsat/test"}
+    # keyed after the load, or (past the limit) when the table took over: by the first lane there, once
+    assert [r["d"] for r in keys] == ["PRIMARY KEY (projection, source, stream_id)"]
     assert sorted(map(tuple, versions)) == sorted(map(tuple, live_versions))
     assert (live_stats.applied, live_stats.parked) == (stats.applied, stats.parked)
     spilled = [r for r in caplog.records if "written mid-load" in r.getMessage()]

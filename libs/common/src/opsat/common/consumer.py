@@ -86,6 +86,9 @@ def stream_versions_table(metadata: MetaData, schema: str = READ_MODEL_SCHEMA) -
         Column("version", Integer, nullable=False),
         PrimaryKeyConstraint("projection", "source", "stream_id"),
         schema=schema,
+        # A load keeps its versions in memory and COPYs them in at its end (`_LoadedVersions`): keyed after it, unless
+        # a load past `load_versions_in_memory` hands over to the table (`add_primary_key` then).
+        info=KEY_AFTER_LOAD,
     )
 
 
@@ -214,8 +217,8 @@ def read_model_engine(engine: AsyncEngine, schema: str = READ_MODEL_SCHEMA) -> A
 # A rebuild creates it once the rows are in (one sort), not row by row as it writes (`create_read_model`).
 QUERY_ONLY = {"opsat.query_only": True}
 # `Table(..., info=KEY_AFTER_LOAD)`: a rebuild's load only adds rows to the table (COPY, or `after_load`'s INSERT ...
-# SELECT), never reads, updates or upserts them. Its primary key is then built after the load, as the query-only
-# indexes are; a duplicate row fails the rebuild there.
+# SELECT), never reads, updates or upserts them, or adds the key first (`add_primary_key`). Its primary key is then
+# built after the load, as the query-only indexes are, in one sort; a duplicate row fails the rebuild there.
 KEY_AFTER_LOAD = {"opsat.key_after_load": True}
 # `Table(..., info=DERIVED)`: in a rebuild's load only the projection's `after_load` writes the table. The other
 # tables' indexes and statistics are built while `after_load` runs (`opsat.common.projections`), this one's after.
@@ -267,8 +270,7 @@ async def finish_load(engine: AsyncEngine, projection: Projection, schema: str, 
     async def finish(table: Table) -> None:
         async with gate, read_model.begin() as conn:
             if table.info.get("opsat.key_after_load"):
-                # (not isolated: the constraint stays in the CREATE TABLE of the next `create_all`)
-                await conn.execute(AddConstraint(table.primary_key, isolate_from_table=False))
+                await add_primary_key(conn, table)
             for index in sorted(query_only & table.indexes, key=lambda index: str(index.name)):
                 await conn.run_sync(lambda sync_conn, index=index: index.create(sync_conn, checkfirst=True))
             name = qualified_name(conn, table)
@@ -280,6 +282,17 @@ async def finish_load(engine: AsyncEngine, projection: Projection, schema: str, 
     async with asyncio.TaskGroup() as group:
         for table in projection.metadata.sorted_tables if tables is None else tables:
             group.create_task(finish(table))
+
+
+async def add_primary_key(conn: AsyncConnection, table: Table) -> None:
+    """The primary key of a `KEY_AFTER_LOAD` table, unless it has one already (a runner added it mid-load), one
+    transaction at a time (lanes of a load may ask at once)."""
+    name = qualified_name(conn, table)
+    await conn.execute(text("select pg_advisory_xact_lock(hashtext(:name))"), {"name": name})
+    if not await conn.scalar(text("select exists (select from pg_constraint where contype = 'p'"
+                                  " and conrelid = cast(:name as regclass))"), {"name": name}):
+        # (not isolated: the constraint stays in the CREATE TABLE of the next `create_all`)
+        await conn.execute(AddConstraint(table.primary_key, isolate_from_table=False))
 
 
 @dataclass
@@ -719,6 +732,7 @@ class ProjectionRunner:
                 log.info("projection %s: the versions of %d streams written mid-load, the table takes over",
                          self.projection.name, len(loaded.applied))
                 await loaded.write(conn, self.projection.name, self.versions)
+                await add_primary_key(conn, self.versions)  # the table's lookups and upserts need it from now on
                 self._loaded = None
             return await work(conn, events)  # (its NOTIFY wakes read-your-writes waits on commit)
 
