@@ -82,8 +82,12 @@ def json_text(value: Any) -> str:
     """`value` as the text of one JSON parameter (`$n::jsonb`), the way this module writes a batch's rows (read back
     by `jsonb_to_recordset`, JSON columns' values nested as they are): orjson writes the lot in C, where an array
     parameter per column costs asyncpg a type check and an encoding per element (half of a replay's CPU). A Decimal
-    is written as its exact text, a naive datetime as UTC; another type orjson does not know is refused."""
-    return orjson.dumps(value, default=_plain, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_NAIVE_UTC).decode()
+    is written as its exact text, a naive datetime as UTC, a key that is not a string as its text (as json.dumps
+    does); another type orjson does not know is refused."""
+    try:
+        return orjson.dumps(value, default=_plain, option=orjson.OPT_NAIVE_UTC).decode()
+    except orjson.JSONEncodeError:  # (orjson's option for such keys took a third longer over any document)
+        return orjson.dumps(value, default=_plain, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_NAIVE_UTC).decode()
 
 
 def _json_parameter(column_type: JSON, value: Any) -> str | None:
