@@ -13,6 +13,7 @@ import asyncio
 import multiprocessing as mp
 import os
 import queue
+import signal
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -285,6 +286,10 @@ def _lane_process(url: str, projection: Projection, config: RunnerConfig, lane: 
     """A lane's process: its runner to the topics' ends, its offsets reported every second, then its stats (or its
     error, as text). It stops if the rebuild's process dies."""
     parent = os.getppid()
+    # Forked, it has the parent's signal set-up: an event loop's SIGTERM handler (which does nothing here) and its
+    # wakeup socket, so a SIGTERM to the lane would be ignored and read by the parent's loop as its own.
+    signal.set_wakeup_fd(-1)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
     async def replay() -> RunnerStats:
         engine = create_engine(url, pool_size=2, pool_name="rebuild_lane")
