@@ -253,19 +253,25 @@ async def create_read_model(engine: AsyncEngine, projection: Projection, schema:
                 await conn.execute(text(f"alter table {name} set (autovacuum_enabled = false)"))
 
 
-async def finish_load(engine: AsyncEngine, projection: Projection, schema: str, *, at_once: int = 2,
-                      tables: Sequence[Table] | None = None) -> None:
+def load_gate(engine: AsyncEngine, at_once: int = 2) -> asyncio.Semaphore:
+    """Connections a load's end may use at once: `at_once`, never more than the pool holds (none waits on the pool,
+    and times out there behind an index build)."""
+    return asyncio.Semaphore(max(1, min(at_once, engine.pool.size())))
+
+
+async def finish_load(engine: AsyncEngine, projection: Projection, schema: str, *,
+                      tables: Sequence[Table] | None = None, gate: asyncio.Semaphore | None = None) -> None:
     """After a load into tables made `for_load`, per table (of `tables`, or all the projection's): the
     `KEY_AFTER_LOAD` primary key and the `QUERY_ONLY` indexes built on the rows as they are, autovacuum back, and
-    statistics taken (the first queries after a swap are planned on them, not on empty tables'). Up to `at_once`
-    tables at a time, each on a connection of its own: one at a time, PostgreSQL used one core of two for a sixth of a
-    replay of submits.
+    statistics taken (the first queries after a swap are planned on them, not on empty tables'). Each table on a
+    connection of its own, as many at a time as `gate` lets through (`load_gate`, two by default): one at a time,
+    PostgreSQL used one core of two for a sixth of a replay of submits.
 
     The statistics leave out JSON columns: no query filters, joins or sorts on a document, and a timeline's payloads
     were half of its ANALYZE."""
     read_model = read_model_engine(engine, schema)
     query_only = set(query_only_indexes(projection))
-    gate = asyncio.Semaphore(max(1, min(at_once, engine.pool.size())))  # none waits on the pool (and times out)
+    gate = gate or load_gate(engine)
 
     async def finish(table: Table) -> None:
         async with gate, read_model.begin() as conn:
@@ -480,7 +486,8 @@ class _LoadedVersions:
 
     async def write(self, conn: AsyncConnection, projection: str, table: Table) -> None:
         """Once per runner, into rows no one else writes: a stream already there (in two lanes' partitions) would
-        mean its events were applied out of order, so the COPY fails rather than merging."""
+        mean its events were applied out of order, so the rebuild fails rather than merging (at the COPY, or where
+        the table's key is built after the load)."""
         await copy_records(conn, table, ("projection", "source", "stream_id", "version"),
                            [(projection, source, stream_id, version)
                             for (source, stream_id), version in self.applied.items()])

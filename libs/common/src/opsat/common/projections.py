@@ -31,6 +31,7 @@ from opsat.common.consumer import (
     RunnerStats,
     create_read_model,
     finish_load,
+    load_gate,
     read_model_engine,
 )
 from opsat.common.db import READ_MODEL_LOCK, READ_MODEL_SCHEMA, create_engine
@@ -54,16 +55,18 @@ async def _after_load(engine: AsyncEngine, projection: Projection, schema: str) 
     tables = projection.metadata.sorted_tables
     after_load = getattr(projection, "after_load", None)
     derived = [table for table in tables if table.info.get("opsat.derived")] or (tables if after_load else [])
+    gate = load_gate(engine)  # after_load's connection and the tables' share it
 
     async def derive() -> None:
         if after_load is not None:
-            async with read_model_engine(engine, schema).begin() as conn:
+            async with gate, read_model_engine(engine, schema).begin() as conn:
                 await after_load(conn)
-        await finish_load(engine, projection, schema, tables=derived)
+        await finish_load(engine, projection, schema, tables=derived, gate=gate)
 
     async with asyncio.TaskGroup() as group:
         group.create_task(derive())
-        group.create_task(finish_load(engine, projection, schema, tables=[t for t in tables if t not in derived]))
+        group.create_task(finish_load(engine, projection, schema, tables=[t for t in tables if t not in derived],
+                                      gate=gate))
 
 
 async def swap(engine: AsyncEngine, rebuilt: str) -> str:
