@@ -75,6 +75,12 @@ def _config(kafka_bootstrap: str, namespace: str) -> RunnerConfig:
                         rebuild_max_records=20, max_retries=0)
 
 
+async def _ledger_topic(bootstrap: str, namespace: str) -> str:
+    topic = await create_topic(bootstrap, f"{namespace}.ledger")
+    await produce(bootstrap, topic, 0, EVENTS)
+    return topic
+
+
 async def _constraints(database_url: str, schema: str) -> list[tuple[str, str]]:
     return [(r["conname"], r["def"]) for r in await rows(
         database_url, "select conname, pg_get_constraintdef(oid) as def from pg_constraint"
@@ -83,8 +89,7 @@ async def _constraints(database_url: str, schema: str) -> list[tuple[str, str]]:
 
 async def test_keys_after_the_load_derived_tables_after_after_load_statistics_without_json(
         kafka_bootstrap, database_url, topic_namespace):
-    topic = await create_topic(kafka_bootstrap, f"{topic_namespace}.ledger")
-    await produce(kafka_bootstrap, topic, 0, EVENTS)
+    topic = await _ledger_topic(kafka_bootstrap, topic_namespace)
     engine = create_engine(database_url, pool_size=4)
     try:
         for schema in ("rm_ledger_a", "rm_ledger_b"):  # twice: the keys come back in every rebuild's tables
@@ -111,8 +116,7 @@ async def test_keys_after_the_load_derived_tables_after_after_load_statistics_wi
 
 async def test_a_row_loaded_twice_into_a_table_keyed_after_the_load_fails_the_rebuild(
         kafka_bootstrap, database_url, topic_namespace):
-    topic = await create_topic(kafka_bootstrap, f"{topic_namespace}.ledger")
-    await produce(kafka_bootstrap, topic, 0, EVENTS)
+    topic = await _ledger_topic(kafka_bootstrap, topic_namespace)
     engine = create_engine(database_url, pool_size=4)
     try:
         with pytest.raises(ExceptionGroup) as failed:  # (the tables are finished at once)

@@ -86,7 +86,7 @@ def json_text(value: Any) -> str:
     does); another type orjson does not know is refused."""
     try:
         return orjson.dumps(value, default=_plain, option=orjson.OPT_NAIVE_UTC).decode()
-    except orjson.JSONEncodeError:  # (orjson's option for such keys took a third longer over any document)
+    except orjson.JSONEncodeError:  # (the option for such keys is a third of the time of writing any document)
         return orjson.dumps(value, default=_plain, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_NAIVE_UTC).decode()
 
 
