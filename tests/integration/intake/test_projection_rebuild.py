@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from opsat.common.projections import rebuild, snapshot, swap
+from opsat.common.projections import rebuild, rebuild_and_swap, snapshot, swap
 from opsat.common.testing.helpers import scalar
 from opsat.intake.projections.requests import RequestsProjection
 from opsat.intake.service import SERVICE
@@ -66,9 +66,11 @@ async def test_rebuilt_read_model_equals_live_and_swaps_in(intake):
         assert view.status_code == 200 and view.json()["title"] == "rebuilt only", view.text
 
 
-async def test_a_read_model_whose_timeline_keeps_payloads_as_jsonb_takes_events_as_before(intake):
+async def test_a_read_model_whose_timeline_keeps_payloads_as_jsonb_takes_events_and_swaps_to_json(intake):
     """Read models built before the timeline's payloads were kept as `json` have `jsonb` there: the projection's
-    writes fill it as they fill `json`, and the API shows the payloads as published."""
+    writes fill it as they fill `json`, and the API shows the payloads as published. A rebuild swaps in `json`: the
+    API's statements prepared on `jsonb` fail once (asyncpg: "cached statement plan is invalid"), and that is a 503 to
+    retry, never a 500."""
     db = intake.settings.database_url
     await scalar(db, "alter table read_model.timeline alter column data type jsonb using data::jsonb")
     agent = intake.token("agent-1", "ops", "agent")
@@ -77,8 +79,23 @@ async def test_a_read_model_whose_timeline_keeps_payloads_as_jsonb_takes_events_
         r = await intake.client.post(f"/api/v1/requests/{rid}/notes", json={"body": "ordered é"}, headers=agent)
         assert r.status_code == 200, r.text
         await intake.wait_for(rid, 2)
-        timeline = (await intake.client.get(f"/api/v1/requests/{rid}/timeline", headers=agent)).json()
+        before = [(await intake.client.get(f"/api/v1/requests/{rid}/timeline", headers=agent)) for _ in range(8)]
+        column = await scalar(db, "select data_type from information_schema.columns where table_schema = 'read_model'"
+                                  " and table_name = 'timeline' and column_name = 'data'")
+
+        from opsat.common.db import create_engine
+
+        engine = create_engine(db)
+        projection = RequestsProjection(intake.settings.topic("intake"))
+        await rebuild_and_swap(engine, [(projection, SERVICE.runner_config(intake.settings, projection.name))],
+                               "rm_json", progress=lambda line: None)
+        await engine.dispose()
+        after = [(await intake.client.get(f"/api/v1/requests/{rid}/timeline", headers=agent)) for _ in range(8)]
+    assert column == "jsonb"
     assert await scalar(db, "select data_type from information_schema.columns where table_schema = 'read_model'"
-                            " and table_name = 'timeline' and column_name = 'data'") == "jsonb"
-    assert [e["data"].get("description") or e["data"].get("body") for e in timeline] == ["toner ✓ \"quoted\"",
-                                                                                          "ordered é"]
+                            " and table_name = 'timeline' and column_name = 'data'") == "json"
+    assert {r.status_code for r in before} == {200}
+    assert [e["data"].get("description") or e["data"].get("body") for e in before[0].json()] == [
+        "toner ✓ \"quoted\"", "ordered é"]
+    assert {r.status_code for r in after} <= {200, 503}, [(r.status_code, r.text) for r in after]
+    assert after[-1].status_code == 200 and after[-1].json() == before[0].json()

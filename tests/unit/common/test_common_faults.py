@@ -55,6 +55,8 @@ TRANSIENT = {
     "wrapped by SQLAlchemy": _wrapped(asyncpg.SerializationError("could not serialize access")),
     "pool timeout": sa_exc.TimeoutError("QueuePool limit of size 5 overflow 0 reached"),
     "transaction died with its connection": sa_exc.PendingRollbackError("Can't reconnect until invalid transaction"),
+    "statement cached before a column's type changed": _wrapped(asyncpg.InvalidCachedStatementError(
+        "cached statement plan is invalid due to a database schema or configuration change")),
     "a cause deep in the chain": _chained(RuntimeError("apply failed"), ConnectionRefusedError(111, "refused")),
     "in an exception group": ExceptionGroup("task group", [ConnectionResetError(104, "reset")]),
     "Kafka unreachable": kafka_errors.KafkaConnectionError("Unable to bootstrap from 127.0.0.1:9092"),

@@ -81,6 +81,10 @@ def _one(exc: BaseException) -> Fault | None:
         return Fault.POISON
     if isinstance(exc, Transient):
         return Fault.TRANSIENT
+    if isinstance(exc, asyncpg.InvalidCachedStatementError):
+        # A statement prepared before a table's columns changed type (a read model swapped in with a new column
+        # type): SQLAlchemy drops the connection's statement cache on it, so the same work succeeds when run again.
+        return Fault.TRANSIENT
     code = _sqlstate(exc)
     if code is not None:
         if code in _TRANSIENT_SQLSTATES or code.startswith(_TRANSIENT_SQLSTATE_CLASSES):

@@ -129,7 +129,7 @@ async def rebuild_and_swap(engine: AsyncEngine, projections: Sequence[tuple[Proj
     with fewer_collections():  # held over the whole rebuild, not taken and given back per projection
         await replay("rebuild")
     for projection, _ in projections:  # before the catch-ups: they apply as live batches do
-        progress(f"after the load of {projection.name}: its derived tables, query-only indexes and statistics")
+        progress(f"after the load of {projection.name}: its derived tables, keys, query-only indexes and statistics")
         await _after_load(engine, projection, schema)
     for _ in range(max_catch_ups):  # while live: each pass reads what arrived during the previous one
         if await replay("catch-up") < close_enough:
