@@ -10,13 +10,13 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any, ClassVar
 
-from pydantic import AwareDatetime
 from sqlalchemy import func, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from opsat.appraisal.projections.tables import metadata, request_credits, sla_outcomes, subject_facts
 from opsat.common.consumer import ReceivedEvent
+from opsat.common.domain import Instant
 from opsat.common.reactions import ForeignEvent
 
 R = request_credits.c
@@ -24,7 +24,7 @@ R = request_credits.c
 
 class _Request(ForeignEvent):
     request_id: str
-    at: AwareDatetime
+    at: Instant
 
 
 class Submitted(_Request):
@@ -75,7 +75,7 @@ class SurveyAnswered(ForeignEvent):
     survey names none, so it counts for nobody)."""
 
     event_type: ClassVar[str] = "opsat.feedback.survey.answered"
-    at: AwareDatetime
+    at: Instant
     score: float
     request_id: str | None = None
     team: str | None = None
@@ -86,7 +86,7 @@ class FollowUpOpened(ForeignEvent):
     """Counted only when it comes from a complaint (a low score is already in the CSAT)."""
 
     event_type: ClassVar[str] = "opsat.feedback.followup.opened"
-    at: AwareDatetime
+    at: Instant
     organisation_id: str
     source: str
     request_id: str | None = None
@@ -98,7 +98,7 @@ class RiskIdentified(ForeignEvent):
     """A risk raised against a team counts for the team (a service's risk names no one appraised)."""
 
     event_type: ClassVar[str] = "opsat.risk.risk.identified"
-    at: AwareDatetime
+    at: Instant
     subject_type: str
     subject: str
 
@@ -107,7 +107,7 @@ class EmergencyActivated(ForeignEvent):
     """Counts for the team it names and, when a request triggered it, that request's engineer and team."""
 
     event_type: ClassVar[str] = "opsat.risk.emergency.activated"
-    at: AwareDatetime
+    at: Instant
     team: str | None = None
     trigger: dict[str, Any] = {}
 

@@ -15,7 +15,6 @@ import uuid
 from datetime import timedelta
 from typing import Any, ClassVar
 
-from pydantic import AwareDatetime
 from sqlalchemy import Column, DateTime, MetaData, PrimaryKeyConstraint, String, Table, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -23,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from opsat.common import deadlines
 from opsat.common.consumer import ReceivedEvent
 from opsat.common.db import REACTIONS_SCHEMA
-from opsat.common.domain import DomainError
+from opsat.common.domain import DomainError, Instant
 from opsat.common.eventstore import StreamStore, fold
 from opsat.common.reactions import CommandReaction, ForeignEvent, reaction_metadata
 from opsat.feedback.app.delivery import enqueue
@@ -60,7 +59,7 @@ respondents = Table(
 # --- the fields feedback reads of intake's events ------------------------------------------------------
 class _IntakeEvent(ForeignEvent):
     request_id: str
-    at: AwareDatetime
+    at: Instant
 
 
 class Submitted(_IntakeEvent):

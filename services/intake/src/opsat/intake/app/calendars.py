@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from pydantic import AwareDatetime
 from sqlalchemy import Column, DateTime, Integer, String, Table, select
 from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from opsat.common.calendar import BusinessCalendar
 from opsat.common.consumer import ReceivedEvent
+from opsat.common.domain import Instant
 from opsat.common.reactions import ForeignEvent, reaction_metadata
 from opsat.common.workhours import calendar_from_spec
 
@@ -26,7 +26,7 @@ class _CalendarVersion(ForeignEvent):
     calendar_id: str
     version: int
     calendar: dict[str, Any]  # the whole spec of this version
-    at: AwareDatetime
+    at: Instant
 
 
 class CalendarDefined(_CalendarVersion):

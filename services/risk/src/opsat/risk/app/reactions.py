@@ -26,7 +26,6 @@ from dataclasses import fields, replace
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
-from pydantic import AwareDatetime
 from sqlalchemy import (
     Column,
     DateTime,
@@ -50,7 +49,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from opsat.common.bulk import insert_rows
 from opsat.common.consumer import ReceivedEvent, processed_events_table
 from opsat.common.db import REACTIONS_SCHEMA
-from opsat.common.domain import DomainError
+from opsat.common.domain import DomainError, Instant
 from opsat.common.reactions import CommandReaction, ForeignEvent
 from opsat.risk.app import configuration
 from opsat.risk.domain import commands as c
@@ -65,7 +64,7 @@ RULES_MAX_AGE_S = 1.0  # a changed rule or plan applies to observations at most 
 # --- the fields the risk service reads of intake's, the SLA monitor's and feedback's events ---------------
 class _Upstream(ForeignEvent):
     request_id: str
-    at: AwareDatetime
+    at: Instant
 
 
 class Submitted(_Upstream):
@@ -119,7 +118,7 @@ class SurveyAnswered(ForeignEvent):
     event_type: ClassVar[str] = "opsat.feedback.survey.answered"
     survey_id: str
     score: float
-    at: AwareDatetime
+    at: Instant
     team: str | None = None
     assignee: str | None = None
     request_id: str | None = None

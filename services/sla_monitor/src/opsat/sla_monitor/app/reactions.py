@@ -17,7 +17,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from pydantic import AwareDatetime
 from sqlalchemy import text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -25,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from opsat.common import deadlines
 from opsat.common.commands import CommandBatch
 from opsat.common.consumer import ReceivedEvent
-from opsat.common.domain import DomainError
+from opsat.common.domain import DomainError, Instant
 from opsat.common.eventstore import EventStore, fold
 from opsat.common.reactions import CommandReaction, ForeignEvent, reaction_metadata
 from opsat.sla_monitor.domain import calendars, clocks, policies
@@ -43,7 +42,7 @@ NOT_ACTIVITY = frozenset({"opsat.intake.request.watcher_added", "opsat.intake.re
 # --- the fields the SLA monitor reads of intake's events -------------------------------------------------
 class _IntakeEvent(ForeignEvent):
     request_id: str
-    at: AwareDatetime
+    at: Instant
 
 
 class Submitted(_IntakeEvent):

@@ -9,13 +9,13 @@ from collections.abc import Callable, Sequence
 from datetime import date, datetime
 from typing import Any, ClassVar
 
-from pydantic import AwareDatetime
 from sqlalchemy import String, bindparam, delete, func, select, update
 from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from opsat.common import bulk
 from opsat.common.consumer import ReceivedEvent
+from opsat.common.domain import Instant
 from opsat.common.reactions import ForeignEvent
 from opsat.sla_monitor.domain import events as ev
 from opsat.sla_monitor.domain.clocks import TARGETS
@@ -35,7 +35,7 @@ W = request_work.c
 # --- the fields the workload board reads of intake's events ---------------------------------------------
 class _Work(ForeignEvent):
     request_id: str
-    at: AwareDatetime
+    at: Instant
 
 
 class HolderAccepted(_Work):
