@@ -250,7 +250,7 @@ def _records(table: Table, columns: tuple[str, ...], rows: Sequence[dict[str, An
              ) -> list[tuple[Any, ...]]:
     """The rows as tuples in `columns` order, then the defaults; JSON columns as their text. Rows with other keys
     than the first's are refused as `_same_keys` refuses them, for less: a row as long as the first that has all of
-    its keys has no other (comparing the keys themselves was a fortieth of a replay's CPU)."""
+    its keys has no other (comparing the keys themselves was a twentieth of a rebuild lane's CPU)."""
     width = len(columns)
     if any(len(row) != width for row in rows):
         raise ValueError(f"rows for {table.name} must all have the same columns")

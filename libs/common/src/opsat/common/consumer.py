@@ -247,9 +247,8 @@ async def create_read_model(engine: AsyncEngine, projection: Projection, schema:
             for table in projection.metadata.sorted_tables:
                 name = qualified_name(conn, table)
                 if table.info.get("opsat.key_after_load"):
-                    key = await conn.scalar(text("select conname from pg_constraint where conrelid = cast(:t as regclass)"
-                                                 " and contype = 'p'"), {"t": name})
-                    await conn.execute(text(f'alter table {name} drop constraint "{key}"'))
+                    key = await _primary_key(conn, name)
+                    await conn.execute(text(f"alter table {name} drop constraint {quote_name(str(key))}"))
                 await conn.execute(text(f"alter table {name} set (autovacuum_enabled = false)"))
 
 
@@ -295,10 +294,15 @@ async def add_primary_key(conn: AsyncConnection, table: Table) -> None:
     transaction at a time (lanes of a load may ask at once)."""
     name = qualified_name(conn, table)
     await conn.execute(text("select pg_advisory_xact_lock(hashtext(:name))"), {"name": name})
-    if not await conn.scalar(text("select exists (select from pg_constraint where contype = 'p'"
-                                  " and conrelid = cast(:name as regclass))"), {"name": name}):
+    if await _primary_key(conn, name) is None:
         # (not isolated: the constraint stays in the CREATE TABLE of the next `create_all`)
         await conn.execute(AddConstraint(table.primary_key, isolate_from_table=False))
+
+
+async def _primary_key(conn: AsyncConnection, table_name: str) -> str | None:
+    """The name of the table's primary key constraint, if it has one."""
+    return await conn.scalar(text("select conname from pg_constraint where contype = 'p'"
+                                  " and conrelid = cast(:name as regclass)"), {"name": table_name})
 
 
 @dataclass
