@@ -2,7 +2,7 @@
 `ON CONFLICT (key) DO UPDATE` every other column (`upsert_rows`: a batch's changed rows written as they now are),
 and `UPDATE ... FROM jsonb_to_recordset(...)` (`update_rows`: the same columns of many existing rows set, each to its
 own values); `insert_together` writes several tables' rows in one statement (one round trip); `copy_rows` writes
-them with COPY, for a load into fresh tables, where no row can conflict.
+them with COPY, for a load into fresh tables, where no row can conflict, and `copy_records` tuples as they are.
 
 A projection's batch builds its rows as dicts (the one definition of a row, live or rebuild) and hands
 them here instead of to SQLAlchemy's executemany, whose per-row parameter processing dominated a replay.
@@ -10,7 +10,8 @@ The rows travel as one JSON document (orjson), which PostgreSQL reads into the c
 client than an array parameter per column, which asyncpg type-checks and encodes element by element.
 Values are written as SQLAlchemy would write them: the table's schema follows the connection's
 `schema_translate_map` (a rebuild's schema), JSON columns keep None as JSON null unless the column says
-`none_as_null`, a naive datetime is UTC, and a column missing from the rows takes its scalar default.
+`none_as_null`, a naive datetime is UTC (asyncpg's COPY reads it as local time: the same only where TZ is UTC, as in
+our images), and a column missing from the rows takes its scalar default.
 """
 
 from __future__ import annotations
@@ -215,7 +216,7 @@ async def copy_rows(conn: AsyncConnection, *writes: Rows) -> None:
     """Each `Rows` into its table with COPY (binary), in the connection's transaction: for a load into fresh tables,
     where no row can conflict (a conflict fails the COPY). PostgreSQL then reads each value in its column's binary
     form instead of a JSON document of the batch: half its time per row in a replay of submits, for a quarter more
-    of the client's. Values are written as `insert_rows` writes them (JSON columns, defaults, naive datetimes)."""
+    of the client's. Values are written as `insert_rows` writes them (JSON columns, defaults; naive datetimes where TZ is UTC)."""
     if any(w.on_conflict_do_nothing for w in writes):
         raise ValueError("COPY has no conflict handling: copy_rows writes rows that cannot conflict")
     writes = tuple(w for w in writes if w.rows)
