@@ -135,7 +135,7 @@ async def test_a_load_applies_each_version_once_and_leaves_the_versions_a_live_r
         (f"thing-{s}", VERSIONS) for s in sorted(range(STREAMS), key=lambda s: f"thing-{s}")]
     assert {r["source"] for r in versions} == {"/opsat/test"}
     # keyed after the load, or (past the limit) when the table took over: by the first lane there, once
-    assert [r["d"] for r in keys] == ["PRIMARY KEY (projection, source, stream_id)"]
+    assert [r["d"] for r in keys] == ["PRIMARY KEY (stream_id, source, projection)"]
     assert sorted(map(tuple, versions)) == sorted(map(tuple, live_versions))
     assert (live_stats.applied, live_stats.parked) == (stats.applied, stats.parked)
     spilled = [r for r in caplog.records if "written mid-load" in r.getMessage()]
