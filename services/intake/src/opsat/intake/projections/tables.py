@@ -19,6 +19,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSON, JSONB
 
@@ -61,8 +62,11 @@ requests = Table(
     Column("version", Integer, nullable=False),  # stream version applied: read-your-writes waits on it
     Index("requests_org_submitted_idx", "organisation_id", "submitted_at", "id", info=QUERY_ONLY),
     Index("requests_submitted_idx", "submitted_at", "id", info=QUERY_ONLY),
-    Index("requests_team_status_idx", "team", "status", info=QUERY_ONLY),
-    Index("requests_assignee_status_idx", "assignee", "status", info=QUERY_ONLY),
+    # Filters name a team or an assignee, never their absence: a request without one (as every submit is, until
+    # triage) is in neither index.
+    Index("requests_team_status_idx", "team", "status", postgresql_where=text("team is not null"), info=QUERY_ONLY),
+    Index("requests_assignee_status_idx", "assignee", "status", postgresql_where=text("assignee is not null"),
+          info=QUERY_ONLY),
     Index("requests_status_priority_idx", "status", "priority", info=QUERY_ONLY),
 )
 
@@ -82,7 +86,9 @@ open_requests = Table(
     Column("team", String),
     Column("assignee", String),
     Column("submitted_at", DateTime(timezone=True), nullable=False),
-    Index("open_requests_queue_idx", "team", "priority", "submitted_at", "id", info=QUERY_ONLY),
+    # A queue is a team's: the working set's untriaged requests are in no queue, nor in its index.
+    Index("open_requests_queue_idx", "team", "priority", "submitted_at", "id", postgresql_where=text("team is not null"),
+          info=QUERY_ONLY),
     info={**DERIVED, **KEY_AFTER_LOAD},  # a rebuild copies it once from `requests` (`after_load`)
 )
 
