@@ -989,11 +989,15 @@ class _FinishBatchOnRevoke(ConsumerRebalanceListener):
 
 
 async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> list[int]:
+    client = consumer._client  # noqa: SLF001 - aiokafka has no public call for a topic's metadata
     for _ in range(50):
         parts = consumer.partitions_for_topic(topic)
         if parts:
             return sorted(parts)
-        await consumer._client.force_metadata_update()  # noqa: SLF001 - aiokafka has no public call for this
+        # The topic tracked first, so the update asks for the tracked topics' metadata only: with none tracked it
+        # asks for every topic's (90-140 ms on a broker with 2,777 topics, against 4), in each lane of a rebuild.
+        client.add_topic(topic)  # (its future is the update's awaited below)
+        await client.force_metadata_update()
         parts = consumer.partitions_for_topic(topic)
         if parts:
             return sorted(parts)
