@@ -1,7 +1,7 @@
 """What a rebuild does after its load, over real Kafka and PostgreSQL: a `KEY_AFTER_LOAD` table has no primary key
 while the rows go in and has it afterwards, as a live schema has it, rebuild after rebuild; a row loaded twice then
 fails the rebuild. A `DERIVED` table is written by `after_load` and finished after it (its statistics taken on its
-rows). The statistics cover the indexed columns, and leave the rest to autovacuum."""
+rows). The statistics are a quick sample of the indexed columns, and leave the rest to autovacuum."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from opsat.common.bulk import Rows, copy_rows, insert_rows, qualified_name
 from opsat.common.consumer import (
     DERIVED,
     KEY_AFTER_LOAD,
+    LOAD_STATISTICS_TARGET,
     QUERY_ONLY,
     ReceivedEvent,
     RunnerConfig,
@@ -103,7 +104,8 @@ async def test_keys_after_the_load_derived_tables_after_after_load_statistics_of
         rebuilt = {schema: await _constraints(database_url, schema) for schema in ("rm_ledger_a", "rm_ledger_b")}
         keys_seen = await rows(database_url, "select distinct keys from rm_ledger_b.entries")
         totals = await rows(database_url, "select sum(entries) as n, count(*) as parts from rm_ledger_b.totals")
-        measured = await rows(database_url, "select tablename, attname from pg_stats where schemaname = 'rm_ledger_b'"
+        measured = await rows(database_url, "select tablename, attname, cardinality(histogram_bounds::text::text[]) as"
+                                            " bounds from pg_stats where schemaname = 'rm_ledger_b'"
                                             " and tablename in ('entries', 'totals') order by 1, 2")
         unanalysed = await _changes_since_analyze(database_url, "rm_ledger_b", "entries", EVENTS)
     finally:
@@ -118,6 +120,8 @@ async def test_keys_after_the_load_derived_tables_after_after_load_statistics_of
     assert [(r["tablename"], r["attname"]) for r in measured] == [
         ("entries", "event_id"), ("entries", "part"), ("totals", "part")]
     assert unanalysed == EVENTS
+    # a quick sample: 120 distinct event ids in 11 bounds (`LOAD_STATISTICS_TARGET`), not 101
+    assert [r["bounds"] for r in measured if r["attname"] == "event_id"] == [LOAD_STATISTICS_TARGET + 1]
 
 
 async def _changes_since_analyze(database_url: str, schema: str, table: str, expected: int) -> int:

@@ -225,6 +225,8 @@ KEY_AFTER_LOAD = {"opsat.key_after_load": True}
 # `Table(..., info=DERIVED)`: in a rebuild's load only the projection's `after_load` writes the table. The other
 # tables' indexes and statistics are built while `after_load` runs (`opsat.common.projections`), this one's after.
 DERIVED = {"opsat.derived": True}
+# The statistics target of `finish_load`'s ANALYZE: a sample of 300 times as many rows (PostgreSQL's default is 100).
+LOAD_STATISTICS_TARGET = 10
 
 
 def query_only_indexes(projection: Projection) -> list[Index]:
@@ -268,10 +270,11 @@ async def finish_load(engine: AsyncEngine, projection: Projection, schema: str, 
     connection of its own, as many at a time as `gate` lets through (`load_gate`, two by default): one at a time,
     PostgreSQL used one core of two for a sixth of a replay of submits.
 
-    The statistics cover the columns of the table's key and indexes (`_indexed_columns`): what the planner picks an
-    index by. A column-list ANALYZE leaves the table's count of changes as it was, so autovacuum, back on, analyses
-    every column within a minute of the load (`autovacuum_naptime`), off the rebuild's time. The columns left out
-    (titles, descriptions, payloads) were half of the statistics' time, which was a fifth of a load's end."""
+    The statistics are a first, quick look: the columns of the table's key and indexes (`_indexed_columns`, what the
+    planner picks an index by), from a sample of 3,000 rows (`LOAD_STATISTICS_TARGET`). Named columns leave the table's
+    count of changes as it was, so autovacuum, back on, takes the full statistics of every column within a minute
+    (`autovacuum_naptime`), off the rebuild's time. After 100,000 submits, the requests' and timeline's statistics took
+    15-18 ms each this way, 110-130 with the default sample, and twice that with every column."""
     read_model = read_model_engine(engine, schema)
     query_only = set(query_only_indexes(projection))
     gate = gate or load_gate(engine)
@@ -284,9 +287,9 @@ async def finish_load(engine: AsyncEngine, projection: Projection, schema: str, 
                 await conn.run_sync(lambda sync_conn, index=index: index.create(sync_conn, checkfirst=True))
             name = qualified_name(conn, table)
             await conn.execute(text(f"alter table {name} reset (autovacuum_enabled)"))
-            measured = _indexed_columns(table)
-            await conn.execute(text(f"analyze {name}" if len(measured) == len(table.columns) or not measured
-                                    else f"analyze {name} ({', '.join(map(quote_name, measured))})"))
+            measured = _indexed_columns(table) or [column.name for column in table.columns]
+            await conn.execute(text(f"set local default_statistics_target = {LOAD_STATISTICS_TARGET}"))
+            await conn.execute(text(f"analyze {name} ({', '.join(map(quote_name, measured))})"))
 
     async with asyncio.TaskGroup() as group:
         for table in projection.metadata.sorted_tables if tables is None else tables:
