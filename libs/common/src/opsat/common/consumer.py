@@ -225,7 +225,7 @@ KEY_AFTER_LOAD = {"opsat.key_after_load": True}
 # `Table(..., info=DERIVED)`: in a rebuild's load only the projection's `after_load` writes the table. The other
 # tables' indexes and statistics are built while `after_load` runs (`opsat.common.projections`), this one's after.
 DERIVED = {"opsat.derived": True}
-# The statistics target of `finish_load`'s ANALYZE: a sample of 300 times as many rows (PostgreSQL's default is 100).
+# The statistics target of `finish_load`'s ANALYZE, which samples 300 rows per unit: 3,000 (PostgreSQL's default, 100).
 LOAD_STATISTICS_TARGET = 10
 
 
@@ -761,8 +761,9 @@ class ProjectionRunner:
                 # Past the limit: the versions go to the table with this batch, which checks them there already.
                 log.info("projection %s: the versions of %d streams written mid-load, the table takes over",
                          self.projection.name, len(loaded.applied))
-                # Locked before the rows go in: a lane keying the table waits for the other's rows to commit, and
-                # that lane, once it holds them, must not then wait for the key's lock (a deadlock, a batch lost).
+                # Locked before the rows go in: a lane keying the table waits for the other's rows to commit, so that
+                # lane must not then wait for the key's lock (a deadlock, which PostgreSQL broke after a second by
+                # failing one of the two batches, run again).
                 await lock_keying(conn, self.versions)
                 await loaded.write(conn, self.projection.name, self.versions)
                 await add_primary_key(conn, self.versions)  # the table's lookups and upserts need it from now on
