@@ -94,7 +94,9 @@ def json_text(value: Any) -> str:
 def _json_parameter(column_type: JSON, value: Any) -> str | None:
     """A JSON column's value as a parameter's text: None is JSON null, or SQL NULL where the column says
     `none_as_null` (as SQLAlchemy writes it)."""
-    return None if value is None and column_type.none_as_null else json_text(value)
+    if value is None:
+        return None if column_type.none_as_null else "null"
+    return json_text(value)
 
 
 def _plain(value: Any) -> Any:
