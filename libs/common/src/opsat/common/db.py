@@ -8,7 +8,11 @@ that later changes to this module never rewrite history. Read models live in the
 
 from __future__ import annotations
 
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
 import asyncpg
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import AsyncAdaptedQueuePool, ConnectionPoolEntry
 
@@ -158,6 +162,63 @@ def create_engine(database_url: str, *, pool_size: int = 10, pool_timeout_s: flo
     return create_async_engine(database_url, pool_size=pool_size, max_overflow=0, pool_pre_ping=False,
                                pool_recycle=1800, pool_timeout=pool_timeout_s,
                                poolclass=metered_pool(pool_name, pool_size))
+
+
+def lean_timestamps(engine: AsyncEngine) -> AsyncEngine:
+    """`engine`, its connections writing and reading `timestamptz` values as asyncpg does, through `encode_timestamp`
+    and `decode_timestamp` (asyncpg's tuple form of the type: microseconds since 2000-01-01 UTC). For a rebuild's
+    lanes, whose COPY writes a few timestamps per event: asyncpg's own encoder compares each value with two naive
+    infinities, which asks an aware value's time zone for its offset each time, then converts it. A request's row
+    took 3.0-4.4 µs to encode with its two timestamps, 1.9-2.8 through these, 0.9-1.4 with none."""
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def register(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.run_async(lambda conn: conn.set_type_codec(
+            "timestamptz", schema="pg_catalog", encoder=encode_timestamp, decoder=decode_timestamp, format="tuple"))
+
+    return engine
+
+
+_PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+_INFINITY, _NEGATIVE_INFINITY = 2**63 - 1, -(2**63)  # PostgreSQL's 'infinity' and '-infinity'
+# asyncpg writes any value at these instants as the infinities, as it does naive `datetime.max` and `.min`
+_MAX = (datetime.max.replace(tzinfo=UTC) - _PG_EPOCH) // _MICROSECOND
+_MIN = (datetime.min.replace(tzinfo=UTC) - _PG_EPOCH) // _MICROSECOND
+
+
+def encode_timestamp(value: datetime | date) -> tuple[int]:
+    """As asyncpg writes a `timestamptz`: an aware datetime at its instant; a naive one in local time; a date at local
+    midnight (at today's offset); naive `datetime.max` and `datetime.min`, and any value at their instants in UTC, as
+    the infinities."""
+    if not isinstance(value, datetime):
+        if not isinstance(value, date):
+            raise TypeError(f"expected a datetime.date or datetime.datetime instance, got {type(value).__name__!r}")
+        value = datetime(value.year, value.month, value.day, tzinfo=datetime.now(UTC).astimezone().tzinfo)
+    elif value.tzinfo is None:
+        if value == datetime.max:
+            return (_INFINITY,)
+        if value == datetime.min:
+            return (_NEGATIVE_INFINITY,)
+        value = value.astimezone(UTC)
+    elif value.tzinfo is not UTC:
+        value = value.astimezone(UTC)  # (past year 9999 in UTC: an OverflowError, as asyncpg's)
+    microseconds = (value - _PG_EPOCH) // _MICROSECOND
+    if microseconds == _MAX:
+        return (_INFINITY,)
+    if microseconds == _MIN:
+        return (_NEGATIVE_INFINITY,)
+    return (microseconds,)
+
+
+def decode_timestamp(value: tuple[int]) -> datetime:
+    """As asyncpg reads a `timestamptz`: an aware datetime in UTC, the infinities as naive `datetime.max` / `.min`."""
+    microseconds = value[0]
+    if microseconds == _INFINITY:
+        return datetime.max
+    if microseconds == _NEGATIVE_INFINITY:
+        return datetime.min
+    return _PG_EPOCH + timedelta(microseconds=microseconds)
 
 
 def asyncpg_dsn(database_url: str) -> str:

@@ -34,7 +34,7 @@ from opsat.common.consumer import (
     load_gate,
     read_model_engine,
 )
-from opsat.common.db import READ_MODEL_LOCK, READ_MODEL_SCHEMA, create_engine
+from opsat.common.db import READ_MODEL_LOCK, READ_MODEL_SCHEMA, create_engine, lean_timestamps
 
 
 async def rebuild(engine: AsyncEngine, projection: Projection, config: RunnerConfig, schema: str) -> RunnerStats:
@@ -295,7 +295,7 @@ def _lane_process(url: str, projection: Projection, config: RunnerConfig, lane: 
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
     async def replay() -> RunnerStats:
-        engine = create_engine(url, pool_size=2, pool_name="rebuild_lane")
+        engine = lean_timestamps(create_engine(url, pool_size=2, pool_name="rebuild_lane"))
         runner = ProjectionRunner(engine, projection, config)
         try:
             task = asyncio.create_task(runner.run(asyncio.Event()))
