@@ -27,6 +27,7 @@ async def run(engine: Any, dsn: str, bootstrap: str, topic: str, schema: str = "
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     from opsat.common.consumer import create_read_model, decode_record
+    from opsat.common.kafka import topic_partitions
     from opsat.intake.domain import events as ev
     from opsat.intake.projections.requests import INTERNAL_EVENTS, RequestsProjection, _summary
     from opsat.intake.service import SERVICE
@@ -51,10 +52,7 @@ async def run(engine: Any, dsn: str, bootstrap: str, topic: str, schema: str = "
     await consumer.start()
     applied = 0
     try:
-        parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
-        if not parts:
-            await consumer._client.force_metadata_update()  # noqa: SLF001
-            parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
+        parts = [TopicPartition(topic, p) for p in await topic_partitions(consumer, topic)]
         consumer.assign(parts)
         await consumer.seek_to_beginning(*parts)
         ends = await consumer.end_offsets(parts)

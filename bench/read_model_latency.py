@@ -65,11 +65,12 @@ async def _append_times(bootstrap: str, topic: str, start: dict[int, int]) -> di
 async def _end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
+    from opsat.common.kafka import topic_partitions
+
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
-        await consumer._client.force_metadata_update()  # noqa: SLF001 - as opsat.common.consumer does
-        parts = sorted(consumer.partitions_for_topic(topic) or ())
+        parts = await topic_partitions(consumer, topic)
         ends = await consumer.end_offsets([TopicPartition(topic, p) for p in parts])
         return {tp.partition: offset for tp, offset in ends.items()}
     finally:

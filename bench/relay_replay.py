@@ -78,26 +78,17 @@ async def fill_backlog(dsn: str, n: int) -> dict[str, Any]:
 async def _topic_size(bootstrap: str, topic: str) -> int:
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
+    from opsat.common.kafka import topic_partitions
+
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
     await consumer.start()
     try:
-        parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or
-                                                           await _partitions(consumer, topic))]
+        parts = [TopicPartition(topic, p) for p in await topic_partitions(consumer, topic)]
         ends = await consumer.end_offsets(parts)
         begins = await consumer.beginning_offsets(parts)
         return sum(ends[p] - begins[p] for p in parts)
     finally:
         await consumer.stop()
-
-
-async def _partitions(consumer: Any, topic: str) -> set[int]:
-    for _ in range(50):
-        await consumer._client.force_metadata_update()  # noqa: SLF001 - as opsat.common.consumer does
-        parts = consumer.partitions_for_topic(topic)
-        if parts:
-            return parts
-        await asyncio.sleep(0.1)
-    return set()
 
 
 async def relay_split(relay: Any, conn: asyncpg.Connection, bootstrap: str, scratch_topic: str,
@@ -193,6 +184,7 @@ async def consumer_limit(bootstrap: str, topic: str, events: int) -> tuple[Resul
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     from opsat.common.consumer import decode_record
+    from opsat.common.kafka import topic_partitions
     from opsat.intake.service import SERVICE
 
     registry = SERVICE.registry
@@ -202,7 +194,7 @@ async def consumer_limit(bootstrap: str, topic: str, events: int) -> tuple[Resul
     await consumer.start()
     sample = []
     try:
-        parts = [TopicPartition(topic, p) for p in sorted(await _partitions(consumer, topic))]
+        parts = [TopicPartition(topic, p) for p in await topic_partitions(consumer, topic)]
         consumer.assign(parts)
         await consumer.seek_to_beginning(*parts)
         ends = await consumer.end_offsets(parts)

@@ -56,6 +56,7 @@ from opsat.common.db import LOCK_READ_MODEL_SHARED, READ_MODEL_LOCK, READ_MODEL_
 from opsat.common.domain import DomainEvent
 from opsat.common.envelope import split_type
 from opsat.common.freshness import READ_MODEL_CHANNEL
+from opsat.common.kafka import topic_partitions
 
 log = logging.getLogger(__name__)
 
@@ -626,7 +627,7 @@ class ProjectionRunner:
             return None
         partitions = []
         for topic in self.projection.topics:
-            for p in await _partitions(consumer, topic):
+            for p in await topic_partitions(consumer, topic):
                 if self.config.lane is None or p % self.config.lane[1] == self.config.lane[0]:
                     partitions.append(TopicPartition(topic, p))
         consumer.assign(partitions)
@@ -990,23 +991,6 @@ class _FinishBatchOnRevoke(ConsumerRebalanceListener):
                 continue
             if committed is not None:
                 self.runner.stats.offsets[tp] = committed
-
-
-async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> list[int]:
-    client = consumer._client  # noqa: SLF001 - aiokafka has no public call for a topic's metadata
-    for _ in range(50):
-        parts = consumer.partitions_for_topic(topic)
-        if parts:
-            return sorted(parts)
-        # The topic tracked first, so the update asks for the tracked topics' metadata only: with none tracked it
-        # asks for every topic's (90-140 ms on a broker with 2,777 topics, against 4), in each lane of a rebuild.
-        client.add_topic(topic)  # (its future is the update's awaited below)
-        await client.force_metadata_update()
-        parts = consumer.partitions_for_topic(topic)
-        if parts:
-            return sorted(parts)
-        await asyncio.sleep(0.1)
-    return []
 
 
 async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> bool:
