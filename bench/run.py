@@ -366,7 +366,12 @@ def _note(x: Result) -> str:
                 f" us, ~{sp['avg_message_bytes']:.0f} B")
     if x.name == "projection_replay":
         cap = f", stopped at the {d['capped_at_s']:.0f} s cap" if d["capped_at_s"] else ""
-        return f"{d['applied']:,} of {d['topic_events']:,} events in {d['seconds']} s{cap}; {d['us_per_event']} us/event"
+        spent = d.get("cpu_us_per_event") or {}
+        budget = (f"; CPU {spent['machine_busy']} us/event of the {spent['allowed_at_target (all cores, whole time)']}"
+                  f" the target allows (replay {spent.get('replay (this process and its lane processes)')}, "
+                  f"PostgreSQL {spent.get('postgres')}, Kafka {spent.get('kafka')})" if spent else "")
+        return (f"{d['applied']:,} of {d['topic_events']:,} events in {d['seconds']} s{cap}; {d['us_per_event']} "
+                f"us/event{budget}")
     if x.name == "risk_signal_evaluation":
         b = d["batched"]
         return (f"{b['applied']:,} of {b['of_events']:,} events in {b['seconds']} s, {b['roundtrips_per_event']} PG "
