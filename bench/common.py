@@ -116,6 +116,13 @@ def summary_ms(values_s: list[float]) -> dict[str, float | None]:
     }
 
 
+def uuid7_sql(at: str = "clock_timestamp()") -> str:
+    """SQL for a UUID version 7 made at `at` (a timestamptz expression), as `opsat.common.ids.new_id` makes the
+    product's ids (PostgreSQL 15 has no uuidv7()): the millisecond, then random bits."""
+    return ("encode(set_bit(set_bit(overlay(uuid_send(gen_random_uuid()) placing substring(int8send(floor(extract("
+            f"epoch from {at}) * 1000)::bigint) from 3) from 1 for 6), 52, 1), 53, 1), 'hex')::uuid")
+
+
 def r(x: float | None, digits: int = 2) -> float | None:
     return None if x is None else round(x, digits)
 

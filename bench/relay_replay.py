@@ -23,7 +23,17 @@ from datetime import UTC
 from typing import Any
 
 import asyncpg
-from common import Bench, CpuMeter, Result, count_roundtrips, kafka_pid, own_cpu_seconds, postgres_cpu_seconds, r
+from common import (
+    Bench,
+    CpuMeter,
+    Result,
+    count_roundtrips,
+    kafka_pid,
+    own_cpu_seconds,
+    postgres_cpu_seconds,
+    r,
+    uuid7_sql,
+)
 
 EVENTS = 100_000
 
@@ -41,12 +51,13 @@ def _sample_event_json() -> str:
         service="mail").model_dump_json()
 
 
-_FILL = """
+# Ids as the product makes them (time-ordered, `opsat.common.ids`), in the order the requests were submitted.
+_FILL = f"""
     with ids as (
-        select g, gen_random_uuid()::text as id from generate_series(1, $1::int) g
+        select g, {uuid7_sql()}::text as id from generate_series(1, $1::int) g
     ), appended as (
         insert into events (stream_id, stream_type, version, event_id, event_type, schema_version, data, metadata)
-        select id, 'request', 1, gen_random_uuid(), 'opsat.intake.request.submitted', 1,
+        select id, 'request', 1, {uuid7_sql()}, 'opsat.intake.request.submitted', 1,
                $2::jsonb || jsonb_build_object('request_id', id, 'title', 'bench request ' || g), $3::jsonb
         from ids order by g
         returning position

@@ -24,7 +24,7 @@ from typing import Any
 
 import asyncpg
 import httpx
-from common import BIN, ROOT, Bench, Result, infra_up, r, summary_ms, token
+from common import BIN, ROOT, Bench, Result, infra_up, r, summary_ms, token, uuid7_sql
 
 REQUESTS_PER_CHUNK = 100_000
 EVENTS_PER_REQUEST = 10
@@ -57,11 +57,12 @@ with r as (
   from r, generate_series(1, {n}) v
 )
 insert into events (stream_id, stream_type, version, event_id, event_type, schema_version, data, metadata)
-select id, 'request', v, gen_random_uuid(), 'opsat.intake.request.' || (array['{types}'])[v], 1,
+select id, 'request', v, {event_id}, 'opsat.intake.request.' || (array['{types}'])[v], 1,
   jsonb_build_object('request_id', id, 'at', at + v * interval '1 hour', 'by', eng, 'team', team,
                      'note', 'a year of operation, event ' || v), $4::jsonb
 from r, generate_series(1, {n}) v
-""".format(open="','".join(OPEN), types="','".join(EVENT_TYPES), n=EVENTS_PER_REQUEST)
+""".format(open="','".join(OPEN), types="','".join(EVENT_TYPES), n=EVENTS_PER_REQUEST,
+           event_id=uuid7_sql("at + v * interval '1 hour'"))
 
 
 def _open_requests_catch_up() -> str:

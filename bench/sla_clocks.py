@@ -35,7 +35,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
-from common import Bench, CpuMeter, Result, code_trees, cpu_seconds, kafka_pid, pct, postgres_cpu_seconds, r
+from common import Bench, CpuMeter, Result, code_trees, cpu_seconds, kafka_pid, pct, postgres_cpu_seconds, r, uuid7_sql
 
 ORG = "bench-org"
 LAG_TIER = "bench-lag"
@@ -302,20 +302,21 @@ async def lag_bench(bench: Bench, db: str, handler: Any, store: Any, engine: Any
 # ------------------------------------------------------------------------------------------------ replay
 
 _STEPS = ("submitted", "accepted", "work_started", "customer_info_requested", "customer_info_provided", "resolved")
-_FILL = """
+_FILL = f"""
     with steps as (
         select s, event_type, data from unnest($2::text[], $3::text[]) with ordinality as x(event_type, data, s)
     ), ids as (
-        select g, gen_random_uuid()::text as id from generate_series(1, $1::int) g
+        select g, {uuid7_sql("$4::timestamptz + g * interval '5 ms'")}::text as id from generate_series(1, $1::int) g
     ), appended as (
         insert into events (stream_id, stream_type, version, event_id, event_type, schema_version, data, metadata)
-        select id, 'request', s, gen_random_uuid(), event_type, 1,
+        select id, 'request', s, {uuid7_sql("$4::timestamptz + g * interval '5 ms' + s * interval '2 seconds'")},
+               event_type, 1,
                data::jsonb || jsonb_build_object(
                    'request_id', id,
                    'at', to_jsonb($4::timestamptz + g * interval '5 ms' + s * interval '2 seconds'))
                    || case when s = 1 then jsonb_build_object('priority', case when g % 5 = 0 then 'P2' else 'P3' end,
                                                               'title', 'bench request ' || g)
-                      else '{}'::jsonb end,
+                      else '{{}}'::jsonb end,
                $5::jsonb
         from ids cross join steps
         where s < 6 or g % 10 = 0

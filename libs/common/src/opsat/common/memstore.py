@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -30,6 +29,7 @@ from opsat.common.eventstore import (
     RecordedEvent,
     StreamsMoved,
 )
+from opsat.common.ids import new_id
 
 
 @dataclass(frozen=True)
@@ -108,7 +108,7 @@ class InMemoryEventStore:
         for offset, (event, data) in enumerate(zip(events, payloads, strict=True), start=1):
             new.append(_StoredEvent(
                 position=self._last_position + offset, stream_id=stream_id, stream_type=stream_type,
-                version=expected_version + offset, event_id=str(uuid.uuid4()), event_type=event.event_type,
+                version=expected_version + offset, event_id=new_id(), event_type=event.event_type,
                 schema_version=event.schema_version, data=data, metadata=meta, recorded_at=recorded_at,
             ))
         result = AppendResult(stream_id, new[-1].version, new[-1].position, tuple(e.event_id for e in new))

@@ -5,7 +5,6 @@ Staff and auditors read everything; only the roles in `app.handlers.CALLERS` cha
 never). No `from __future__ import annotations` here: FastAPI reads the annotations of the endpoints below.
 """
 
-import uuid
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
@@ -15,6 +14,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from opsat.common.auth import require
 from opsat.common.commands import CommandRouter, Commands, CreationMeta, queries
 from opsat.common.domain import Actor, InvalidInput, Role
+from opsat.common.ids import new_id
 from opsat.risk.api import schemas as s
 from opsat.risk.app import configuration
 from opsat.risk.app.handlers import callers
@@ -82,7 +82,7 @@ def _aware(value: datetime | None, field: str) -> datetime | None:
                          "Idempotency-Key to repeat safely.")
 async def identify(body: s.IdentifyBody, response: Response, commands: Commands, meta: CreationMeta,
                    actor: Annotated[Actor, Depends(require(*callers(c.IdentifyRisk)))]) -> s.RiskAccepted:
-    command = c.IdentifyRisk(risk_id=str(uuid.uuid4()), **body.model_dump())
+    command = c.IdentifyRisk(risk_id=new_id(), **body.model_dump())
     result = await commands.execute(command, actor, replace(meta, fingerprint=body.model_dump(mode="json")))
     response.headers["ETag"] = f'"{result.version}"'
     return s.RiskAccepted(risk_id=result.stream_id, version=result.version, position=result.position,
@@ -96,7 +96,7 @@ async def identify(body: s.IdentifyBody, response: Response, commands: Commands,
 async def activate(body: s.ActivateBody, request: Request, response: Response, commands: Commands,
                    meta: CreationMeta,
                    actor: Annotated[Actor, Depends(require(*callers(c.ActivateEmergency)))]) -> s.EmergencyAccepted:
-    command = await configuration.activation(request.app.state.engine, commands.store, emergency_id=str(uuid.uuid4()),
+    command = await configuration.activation(request.app.state.engine, commands.store, emergency_id=new_id(),
                                              plan_id=body.plan_id, reason=body.reason, team=body.team,
                                              service=body.service, at=commands.clock(),
                                              trigger={"source": "manual"})
