@@ -8,7 +8,13 @@ from aiokafka.admin import NewTopic
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from opsat.common.testing.infra import LocalInfra, consume_all
+from opsat.common.testing.infra import (
+    LocalInfra,
+    consume_all,
+    delete_topics_under,
+    namespaces_made,
+    new_topic_namespace,
+)
 
 
 async def query(url: str, *statements: str):
@@ -56,6 +62,18 @@ async def test_message_produced_is_consumed_back(kafka_bootstrap: str, kafka_adm
     await produce(kafka_bootstrap, topic, b"one", b"two")
     records = await consume_all(kafka_bootstrap, topic, min_count=2)
     assert [r.value for r in records] == [b"one", b"two"]
+
+
+async def test_a_namespaces_topics_are_deleted_and_no_other(kafka_bootstrap: str, kafka_admin,
+                                                             topic_namespace: str) -> None:
+    """What the session's end does with the namespaces its tests made (the `kafka_bootstrap` fixture)."""
+    mine = [f"{topic_namespace}.intake.events", f"{topic_namespace}.intake.dlq"]
+    other = f"{new_topic_namespace()}.intake.events"  # another namespace, with this one as a prefix of no name
+    await kafka_admin.create_topics([NewTopic(name, 1, 1) for name in [*mine, other]])
+    assert topic_namespace in namespaces_made()
+    assert sorted(await delete_topics_under(kafka_bootstrap, [topic_namespace])) == sorted(mine)
+    remaining = set(await kafka_admin.list_topics())
+    assert other in remaining and not remaining & set(mine)
 
 
 def test_topic_namespace_is_a_topic_prefix(topic_namespace: str) -> None:

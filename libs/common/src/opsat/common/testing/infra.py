@@ -11,6 +11,7 @@ import os
 import subprocess
 import time
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -120,8 +121,34 @@ def provide(*start_dirs: Path) -> LocalInfra:
     return LocalInfra(env["OPSAT_DATABASE_ADMIN_URL"], env["OPSAT_KAFKA_BOOTSTRAP"], script)
 
 
+_namespaces: set[str] = set()  # made in this process: the test session deletes their topics at its end
+
+
 def new_topic_namespace() -> str:
-    return f"t{uuid.uuid4().hex[:8]}"
+    namespace = f"t{uuid.uuid4().hex[:8]}"
+    _namespaces.add(namespace)
+    return namespace
+
+
+def namespaces_made() -> frozenset[str]:
+    return frozenset(_namespaces)
+
+
+async def delete_topics_under(bootstrap: str, namespaces: Collection[str], *, timeout: float = 30.0) -> list[str]:
+    """Delete every topic named `{namespace}.…` for one of `namespaces`; returns their names."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    if not namespaces:
+        return []
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000))
+    await admin.start()
+    try:
+        ours = [t for t in await admin.list_topics() if t.split(".", 1)[0] in namespaces]
+        for start in range(0, len(ours), 200):  # (a request per few hundred: each names them all)
+            await admin.delete_topics(ours[start:start + 200], timeout_ms=int(timeout * 1000))
+        return ours
+    finally:
+        await admin.close()
 
 
 async def consume_all(
