@@ -569,17 +569,9 @@ class Bench:
             await admin.close()
 
     async def delete_topics(self) -> list[str]:
-        from aiokafka.admin import AIOKafkaAdminClient
+        from opsat.common.testing.infra import delete_topics_under
 
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.infra.bootstrap)
-        await admin.start()
-        try:
-            ours = [t for t in await admin.list_topics() if t.startswith(self.namespace)]
-            if ours:
-                await admin.delete_topics(ours)
-            return ours
-        finally:
-            await admin.close()
+        return await delete_topics_under(self.infra.bootstrap, [self.namespace])  # (also `{namespace}lag.…`)
 
     async def cleanup(self) -> None:
         for proc in list(self.procs):

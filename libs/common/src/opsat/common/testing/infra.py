@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import ConsumerRecord
 
 EXTERNAL_DATABASE_ENV = "OPSAT_TEST_DATABASE_ADMIN_URL"
@@ -135,15 +136,14 @@ def namespaces_made() -> frozenset[str]:
 
 
 async def delete_topics_under(bootstrap: str, namespaces: Collection[str], *, timeout: float = 30.0) -> list[str]:
-    """Delete every topic named `{namespace}.…` for one of `namespaces`; returns their names."""
-    from aiokafka.admin import AIOKafkaAdminClient
-
+    """Delete every topic whose name begins with one of `namespaces` (the test session's, a bench run's); returns their
+    names."""
     if not namespaces:
         return []
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000))
     await admin.start()
     try:
-        ours = [t for t in await admin.list_topics() if t.split(".", 1)[0] in namespaces]
+        ours = [t for t in await admin.list_topics() if t.startswith(tuple(namespaces))]
         for start in range(0, len(ours), 200):  # (a request per few hundred: each names them all)
             await admin.delete_topics(ours[start:start + 200], timeout_ms=int(timeout * 1000))
         return ours
